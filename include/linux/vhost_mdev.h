@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vhost-mdev parent driver interface.
+ *
+ * A parent driver registers a parent with one or more mdev types. Each mdev
+ * instance of such a type is created by the parent's create() callback and
+ * becomes a VFIO device whose vhost requests the core (vhost_mdev.ko) maps
+ * onto the vDPA-style device ops below. See Documentation/parent-drivers.rst.
+ *
+ * Context rules:
+ *  - Every op except kick_vq() is called in process context, serialised by
+ *    the core's per-instance state mutex; they may sleep.
+ *  - kick_vq() may be called in atomic context (from an eventfd wake-up):
+ *    it may only queue work, never sleep and never signal an eventfd.
+ *  - reset() must quiesce the device: when it returns, no work of the
+ *    instance runs and no DMA is in flight.
+ */
+#ifndef _LINUX_VHOST_MDEV_H
+#define _LINUX_VHOST_MDEV_H
+
+#include <linux/types.h>
+
+struct device;
+struct module;
+struct attribute_group;
+struct vhost_mdev_parent;
+struct vhost_mdev_device;
+
+/**
+ * struct vhost_mdev_device_ops - operations of one instance
+ *
+ * @priv of each callback is the pointer that the parent's create() returned.
+ * Queue indexes are checked by the core (< get_vq_count()); ring sizes are
+ * checked to be powers of two no larger than get_vq_num_max().
+ */
+struct vhost_mdev_device_ops {
+	u32 (*get_device_id)(void *priv);
+	u32 (*get_vendor_id)(void *priv);
+	u64 (*get_device_features)(void *priv);
+	/* Called when the driver sets FEATURES_OK. Non-zero keeps it clear. */
+	int (*set_driver_features)(void *priv, u64 features);
+	u32 (*get_config_size)(void *priv);
+	/* The range is checked by the core against get_config_size(). */
+	void (*get_config)(void *priv, u32 offset, void *buf, u32 len);
+	void (*set_config)(void *priv, u32 offset, const void *buf, u32 len);
+	u32 (*get_vq_count)(void *priv);
+	u16 (*get_vq_num_max)(void *priv);
+	void (*set_vq_num)(void *priv, u16 idx, u32 num);
+	void (*set_vq_address)(void *priv, u16 idx, u64 desc, u64 driver,
+			       u64 device);
+	void (*set_vq_ready)(void *priv, u16 idx, bool ready);
+	void (*set_vq_base)(void *priv, u16 idx, u16 base);
+	u16 (*get_vq_base)(void *priv, u16 idx);
+	/* May be called in atomic context: queue work only. */
+	void (*kick_vq)(void *priv, u16 idx);
+	/* DRIVER_OK: start processing the enabled queues. */
+	int (*start)(void *priv);
+	/* Status 0, close or removal: stop, quiesce, forget queue state. */
+	void (*reset)(void *priv);
+	/* Optional. suspend() returns once the device is quiet. */
+	int (*suspend)(void *priv);
+	int (*resume)(void *priv);
+	/* Optional. Drop every translation of [iova, iova + len) before returning. */
+	void (*dma_unmap)(void *priv, u64 iova, u64 len);
+	/* Called once when the instance is destroyed (after reset). */
+	void (*destroy)(void *priv);
+};
+
+/**
+ * struct vhost_mdev_type_info - one mdev type of a parent
+ * @sysfs_name: the type's directory under mdev_supported_types is
+ *              "<parent name>-<sysfs_name>"
+ * @pretty_name: the type's "name" attribute
+ * @description: the type's "description" attribute
+ * @max_instances: instances of this type that may exist at once
+ */
+struct vhost_mdev_type_info {
+	const char *sysfs_name;
+	const char *pretty_name;
+	const char *description;
+	unsigned int max_instances;
+};
+
+/**
+ * struct vhost_mdev_parent_info - what a parent driver registers
+ * @name: the parent device's name (and class name): types are named
+ *        "<name>-<sysfs_name>"
+ * @owner: the parent driver's module
+ * @types: @ntypes mdev types
+ * @dev_groups: optional per-instance sysfs attribute groups, added to each
+ *              instance's mdev device; vhost_mdev_priv_from_dev() maps the
+ *              attribute's device back to the instance
+ * @create: create instance of type @type_index; returns the parent's
+ *          instance pointer (passed back as @priv) or an ERR_PTR
+ * @ops: the instances' device ops
+ * @priv: passed to create()
+ */
+struct vhost_mdev_parent_info {
+	const char *name;
+	struct module *owner;
+	const struct vhost_mdev_type_info *types;
+	unsigned int ntypes;
+	const struct attribute_group **dev_groups;
+	void *(*create)(void *parent_priv, struct vhost_mdev_device *vdev,
+			unsigned int type_index);
+	const struct vhost_mdev_device_ops *ops;
+	void *priv;
+};
+
+struct vhost_mdev_parent *
+vhost_mdev_register_parent(const struct vhost_mdev_parent_info *info);
+void vhost_mdev_unregister_parent(struct vhost_mdev_parent *parent);
+
+/* Upcalls from a parent's instance. Safe in any context unless noted. */
+void vhost_mdev_vq_interrupt(struct vhost_mdev_device *vdev, u16 idx);
+void vhost_mdev_config_changed(struct vhost_mdev_device *vdev);
+void vhost_mdev_needs_reset(struct vhost_mdev_device *vdev);
+/* Process context, from the worker that serves the instance. */
+int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
+		      size_t len, bool write);
+void *vhost_mdev_priv_from_dev(struct device *dev);
+const u8 *vhost_mdev_uuid(struct vhost_mdev_device *vdev);
+bool vhost_mdev_is_open(struct vhost_mdev_device *vdev);
+
+#endif /* _LINUX_VHOST_MDEV_H */

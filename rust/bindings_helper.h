@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The C APIs that vhost-mdev's Rust code calls and that the 6.12 `kernel`
+ * crate does not bind: VFIO, mdev, eventfd, kthread mm switching, and the
+ * vhost/virtio uAPI. bindgen runs over this header with the kernel's own C
+ * flags (see Kbuild); rust/helpers.c wraps what is `static inline` here.
+ */
+#include <linux/device.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/kthread.h>
+#include <linux/mdev.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/sysfs.h>
+#include <linux/uaccess.h>
+#include <linux/vfio.h>
+#include <linux/vhost.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
+#include <linux/workqueue.h>
+
+#include <uapi/linux/vhost_mdev.h>
+#include <linux/vhost_mdev.h>
+
+#include "helpers.h"
+
+/* Constants bindgen cannot see through macros (ioctl numbers). */
+const size_t VM_PAGE_SIZE = PAGE_SIZE;
+const unsigned int VM_VFIO_DEVICE_GET_INFO = VFIO_DEVICE_GET_INFO;
+const unsigned int VM_VFIO_DEVICE_GET_REGION_INFO = VFIO_DEVICE_GET_REGION_INFO;
+const unsigned int VM_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_INFO;
+const unsigned int VM_VFIO_DEVICE_SET_IRQS = VFIO_DEVICE_SET_IRQS;
+const unsigned int VM_VFIO_DEVICE_RESET = VFIO_DEVICE_RESET;
+const unsigned int VM_VFIO_DEVICE_IOEVENTFD = VFIO_DEVICE_IOEVENTFD;

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Out-of-line wrappers of `static inline` C functions that Rust calls.
+ * Included by each module's shim (a C object cannot belong to two modules).
+ */
+#include <linux/device.h>
+#include <linux/err.h>
+#include <linux/eventfd.h>
+#include <linux/mdev.h>
+#include <linux/module.h>
+#include <linux/vfio.h>
+
+#include "helpers.h"
+
+struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
+						const struct vfio_device_ops *ops)
+{
+	return _vfio_alloc_device(size, dev, ops);
+}
+
+void vm_helper_vfio_put_device(struct vfio_device *vdev)
+{
+	vfio_put_device(vdev);
+}
+
+void vm_helper_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx);
+}
+
+void *vm_helper_err_ptr(long err)
+{
+	return ERR_PTR(err);
+}
+
+bool vm_helper_is_err(const void *ptr)
+{
+	return IS_ERR(ptr);
+}
+
+long vm_helper_ptr_err(const void *ptr)
+{
+	return PTR_ERR(ptr);
+}
+
+struct mdev_device *vm_helper_to_mdev_device(struct device *dev)
+{
+	return to_mdev_device(dev);
+}
+
+void *vm_helper_dev_get_drvdata(const struct device *dev)
+{
+	return dev_get_drvdata(dev);
+}
+
+void vm_helper_dev_set_drvdata(struct device *dev, void *data)
+{
+	dev_set_drvdata(dev, data);
+}
+
+struct module *vm_helper_this_module(void)
+{
+	return THIS_MODULE;
+}

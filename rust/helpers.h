@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Out-of-line wrappers of `static inline` C functions and macros that Rust
+ * cannot call directly. Each is a one-line forward; see rust/helpers.c.
+ */
+#ifndef VHOST_MDEV_RUST_HELPERS_H
+#define VHOST_MDEV_RUST_HELPERS_H
+
+#include <linux/eventfd.h>
+#include <linux/mdev.h>
+#include <linux/vfio.h>
+
+struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
+						const struct vfio_device_ops *ops);
+void vm_helper_vfio_put_device(struct vfio_device *vdev);
+void vm_helper_eventfd_signal(struct eventfd_ctx *ctx);
+void *vm_helper_err_ptr(long err);
+bool vm_helper_is_err(const void *ptr);
+long vm_helper_ptr_err(const void *ptr);
+struct mdev_device *vm_helper_to_mdev_device(struct device *dev);
+void *vm_helper_dev_get_drvdata(const struct device *dev);
+void vm_helper_dev_set_drvdata(struct device *dev, void *data);
+struct module *vm_helper_this_module(void);
+
+#endif

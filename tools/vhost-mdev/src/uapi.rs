@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! Constants and argument layouts of the vhost-mdev uAPI.
+//!
+//! The `VHOST_VFIO_*` constants mirror `include/uapi/linux/vhost_mdev.h`
+//! (a unit test parses that header and compares every `#define`). The vhost
+//! request codes and argument structs are those of `<linux/vhost.h>` and
+//! `<linux/vhost_types.h>`; the VFIO and iommufd ioctl codes are those of
+//! `<linux/vfio.h>` and `<linux/iommufd.h>`.
+
+#![allow(missing_docs)]
+
+use std::mem::size_of;
+
+/// The mdev type's `device_api` attribute.
+pub const VHOST_VFIO_DEVICE_API: &str = "vfio-vhost";
+
+/// Region carrying vhost messages.
+pub const VHOST_VFIO_REGION_MSG: u32 = 0;
+/// Region carrying queue notifications.
+pub const VHOST_VFIO_REGION_NOTIFY: u32 = 1;
+/// Number of regions of a vhost-mdev device.
+pub const VHOST_VFIO_NUM_REGIONS: u32 = 2;
+/// Size of the message region.
+pub const VHOST_VFIO_MSG_REGION_SIZE: u32 = 4096;
+/// Region offsets are `index << VHOST_VFIO_REGION_SHIFT`.
+pub const VHOST_VFIO_REGION_SHIFT: u32 = 40;
+
+/// IRQ index of the virtqueue interrupts (one per queue).
+pub const VHOST_VFIO_IRQ_VQ: u32 = 0;
+/// IRQ index of the config-change interrupt.
+pub const VHOST_VFIO_IRQ_CONFIG: u32 = 1;
+/// IRQ index of the request interrupt (the instance is going away).
+pub const VHOST_VFIO_IRQ_REQ: u32 = 2;
+/// Number of IRQ indexes.
+pub const VHOST_VFIO_NUM_IRQS: u32 = 3;
+
+/// `vhost_vfio_op.flags`: the request returns data.
+pub const VHOST_VFIO_NEED_REPLY: u32 = 1 << 0;
+
+/// Size of `struct vhost_vfio_op` (the header).
+pub const VHOST_VFIO_OP_HDR_SIZE: u32 = 16;
+/// Largest payload of a message.
+pub const VHOST_VFIO_MAX_PAYLOAD: u32 = VHOST_VFIO_MSG_REGION_SIZE - VHOST_VFIO_OP_HDR_SIZE;
+
+/// The VFIO offset of region `index`.
+pub const fn region_offset(index: u32) -> u64 {
+    (index as u64) << VHOST_VFIO_REGION_SHIFT
+}
+
+// ---------------------------------------------------------------------------
+// ioctl number encoding (asm-generic/ioctl.h; x86, arm64, riscv, s390).
+
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_NRSHIFT: u32 = 0;
+const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+const IOC_NONE: u32 = 0;
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// `_IOC(dir, type, nr, size)`.
+pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u64 {
+    ((dir << IOC_DIRSHIFT)
+        | (ty << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)) as u64
+}
+/// `_IO(type, nr)`.
+pub const fn io(ty: u32, nr: u32) -> u64 {
+    ioc(IOC_NONE, ty, nr, 0)
+}
+/// `_IOR(type, nr, size)`.
+pub const fn ior(ty: u32, nr: u32, size: usize) -> u64 {
+    ioc(IOC_READ, ty, nr, size)
+}
+/// `_IOW(type, nr, size)`.
+pub const fn iow(ty: u32, nr: u32, size: usize) -> u64 {
+    ioc(IOC_WRITE, ty, nr, size)
+}
+/// `_IOWR(type, nr, size)`.
+pub const fn iowr(ty: u32, nr: u32, size: usize) -> u64 {
+    ioc(IOC_READ | IOC_WRITE, ty, nr, size)
+}
+
+// ---------------------------------------------------------------------------
+// <linux/vhost_types.h>
+
+/// `struct vhost_vring_state`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringState {
+    pub index: u32,
+    pub num: u32,
+}
+
+/// `struct vhost_vring_file`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringFile {
+    pub index: u32,
+    pub fd: i32,
+}
+
+/// `struct vhost_vring_addr`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringAddr {
+    pub index: u32,
+    pub flags: u32,
+    pub desc_user_addr: u64,
+    pub used_user_addr: u64,
+    pub avail_user_addr: u64,
+    pub log_guest_addr: u64,
+}
+
+/// Header of `struct vhost_vdpa_config` (the data follows).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVdpaConfig {
+    pub off: u32,
+    pub len: u32,
+}
+
+/// `struct vhost_iotlb_msg`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostIotlbMsg {
+    pub iova: u64,
+    pub size: u64,
+    pub uaddr: u64,
+    pub perm: u8,
+    pub type_: u8,
+}
+
+/// `struct vhost_msg_v2` (the union padded to 64 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct VhostMsgV2 {
+    pub type_: u32,
+    pub asid: u32,
+    pub iotlb: VhostIotlbMsg,
+    pub padding: [u8; 64 - size_of::<VhostIotlbMsg>()],
+}
+
+pub const VHOST_ACCESS_RO: u8 = 0x1;
+pub const VHOST_ACCESS_WO: u8 = 0x2;
+pub const VHOST_ACCESS_RW: u8 = 0x3;
+pub const VHOST_IOTLB_UPDATE: u8 = 2;
+pub const VHOST_IOTLB_INVALIDATE: u8 = 3;
+pub const VHOST_IOTLB_MSG_V2: u32 = 0x2;
+/// Bit number of `VHOST_BACKEND_F_IOTLB_MSG_V2`.
+pub const VHOST_BACKEND_F_IOTLB_MSG_V2: u64 = 0x1;
+/// Bit number of `VHOST_BACKEND_F_IOTLB_BATCH`.
+pub const VHOST_BACKEND_F_IOTLB_BATCH: u64 = 0x2;
+/// Bit number of `VHOST_BACKEND_F_SUSPEND`.
+pub const VHOST_BACKEND_F_SUSPEND: u64 = 0x4;
+/// Bit number of `VHOST_BACKEND_F_RESUME`.
+pub const VHOST_BACKEND_F_RESUME: u64 = 0x5;
+
+// ---------------------------------------------------------------------------
+// <linux/vhost.h>
+
+/// `VHOST_VIRTIO`, the ioctl type of vhost.
+pub const VHOST_VIRTIO: u32 = 0xAF;
+
+pub const VHOST_GET_FEATURES: u64 = ior(VHOST_VIRTIO, 0x00, size_of::<u64>());
+pub const VHOST_SET_FEATURES: u64 = iow(VHOST_VIRTIO, 0x00, size_of::<u64>());
+pub const VHOST_SET_OWNER: u64 = io(VHOST_VIRTIO, 0x01);
+pub const VHOST_SET_VRING_NUM: u64 = iow(VHOST_VIRTIO, 0x10, size_of::<VhostVringState>());
+pub const VHOST_SET_VRING_ADDR: u64 = iow(VHOST_VIRTIO, 0x11, size_of::<VhostVringAddr>());
+pub const VHOST_SET_VRING_BASE: u64 = iow(VHOST_VIRTIO, 0x12, size_of::<VhostVringState>());
+pub const VHOST_GET_VRING_BASE: u64 = iowr(VHOST_VIRTIO, 0x12, size_of::<VhostVringState>());
+pub const VHOST_SET_VRING_KICK: u64 = iow(VHOST_VIRTIO, 0x20, size_of::<VhostVringFile>());
+pub const VHOST_SET_VRING_CALL: u64 = iow(VHOST_VIRTIO, 0x21, size_of::<VhostVringFile>());
+pub const VHOST_SET_BACKEND_FEATURES: u64 = iow(VHOST_VIRTIO, 0x25, size_of::<u64>());
+pub const VHOST_GET_BACKEND_FEATURES: u64 = ior(VHOST_VIRTIO, 0x26, size_of::<u64>());
+pub const VHOST_VDPA_GET_DEVICE_ID: u64 = ior(VHOST_VIRTIO, 0x70, size_of::<u32>());
+pub const VHOST_VDPA_GET_STATUS: u64 = ior(VHOST_VIRTIO, 0x71, size_of::<u8>());
+pub const VHOST_VDPA_SET_STATUS: u64 = iow(VHOST_VIRTIO, 0x72, size_of::<u8>());
+pub const VHOST_VDPA_GET_CONFIG: u64 = ior(VHOST_VIRTIO, 0x73, size_of::<VhostVdpaConfig>());
+pub const VHOST_VDPA_SET_CONFIG: u64 = iow(VHOST_VIRTIO, 0x74, size_of::<VhostVdpaConfig>());
+pub const VHOST_VDPA_SET_VRING_ENABLE: u64 =
+    iow(VHOST_VIRTIO, 0x75, size_of::<VhostVringState>());
+pub const VHOST_VDPA_GET_VRING_NUM: u64 = ior(VHOST_VIRTIO, 0x76, size_of::<u16>());
+pub const VHOST_VDPA_SET_CONFIG_CALL: u64 = iow(VHOST_VIRTIO, 0x77, size_of::<i32>());
+pub const VHOST_VDPA_GET_CONFIG_SIZE: u64 = ior(VHOST_VIRTIO, 0x79, size_of::<u32>());
+pub const VHOST_VDPA_SUSPEND: u64 = io(VHOST_VIRTIO, 0x7D);
+pub const VHOST_VDPA_RESUME: u64 = io(VHOST_VIRTIO, 0x7E);
+pub const VHOST_VDPA_GET_VQS_COUNT: u64 = ior(VHOST_VIRTIO, 0x80, size_of::<u32>());
+
+/// The vhost requests of the vhost-mdev message table, with their names.
+pub const VHOST_REQUESTS: &[(u64, &str)] = &[
+    (VHOST_GET_FEATURES, "VHOST_GET_FEATURES"),
+    (VHOST_SET_FEATURES, "VHOST_SET_FEATURES"),
+    (VHOST_SET_OWNER, "VHOST_SET_OWNER"),
+    (VHOST_SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
+    (VHOST_SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
+    (VHOST_SET_VRING_BASE, "VHOST_SET_VRING_BASE"),
+    (VHOST_GET_VRING_BASE, "VHOST_GET_VRING_BASE"),
+    (VHOST_VDPA_GET_DEVICE_ID, "VHOST_VDPA_GET_DEVICE_ID"),
+    (VHOST_VDPA_GET_STATUS, "VHOST_VDPA_GET_STATUS"),
+    (VHOST_VDPA_SET_STATUS, "VHOST_VDPA_SET_STATUS"),
+    (VHOST_VDPA_GET_CONFIG, "VHOST_VDPA_GET_CONFIG"),
+    (VHOST_VDPA_SET_CONFIG, "VHOST_VDPA_SET_CONFIG"),
+    (VHOST_VDPA_SET_VRING_ENABLE, "VHOST_VDPA_SET_VRING_ENABLE"),
+    (VHOST_VDPA_GET_VRING_NUM, "VHOST_VDPA_GET_VRING_NUM"),
+    (VHOST_VDPA_GET_CONFIG_SIZE, "VHOST_VDPA_GET_CONFIG_SIZE"),
+    (VHOST_VDPA_GET_VQS_COUNT, "VHOST_VDPA_GET_VQS_COUNT"),
+    (VHOST_VDPA_SUSPEND, "VHOST_VDPA_SUSPEND"),
+    (VHOST_VDPA_RESUME, "VHOST_VDPA_RESUME"),
+];
+
+/// The name of a vhost request code, if it is one of [`VHOST_REQUESTS`] or
+/// one of the other vhost ioctls this crate issues.
+pub fn request_name(request: u64) -> Option<&'static str> {
+    VHOST_REQUESTS
+        .iter()
+        .chain(&[
+            (VHOST_SET_VRING_KICK, "VHOST_SET_VRING_KICK"),
+            (VHOST_SET_VRING_CALL, "VHOST_SET_VRING_CALL"),
+            (VHOST_SET_BACKEND_FEATURES, "VHOST_SET_BACKEND_FEATURES"),
+            (VHOST_GET_BACKEND_FEATURES, "VHOST_GET_BACKEND_FEATURES"),
+            (VHOST_VDPA_SET_CONFIG_CALL, "VHOST_VDPA_SET_CONFIG_CALL"),
+        ])
+        .find(|(code, _)| *code == request)
+        .map(|(_, name)| *name)
+}
+
+// ---------------------------------------------------------------------------
+// <linux/vfio.h> and <linux/iommufd.h> ioctl codes.
+
+const VFIO_TYPE: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE as u32;
+const VFIO_BASE: u32 = vfio_bindings::bindings::vfio::VFIO_BASE;
+
+pub const VFIO_GET_API_VERSION: u64 = io(VFIO_TYPE, VFIO_BASE);
+pub const VFIO_CHECK_EXTENSION: u64 = io(VFIO_TYPE, VFIO_BASE + 1);
+pub const VFIO_SET_IOMMU: u64 = io(VFIO_TYPE, VFIO_BASE + 2);
+pub const VFIO_GROUP_GET_STATUS: u64 = io(VFIO_TYPE, VFIO_BASE + 3);
+pub const VFIO_GROUP_SET_CONTAINER: u64 = io(VFIO_TYPE, VFIO_BASE + 4);
+pub const VFIO_GROUP_UNSET_CONTAINER: u64 = io(VFIO_TYPE, VFIO_BASE + 5);
+pub const VFIO_GROUP_GET_DEVICE_FD: u64 = io(VFIO_TYPE, VFIO_BASE + 6);
+pub const VFIO_DEVICE_GET_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 7);
+pub const VFIO_DEVICE_GET_REGION_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 8);
+pub const VFIO_DEVICE_GET_IRQ_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 9);
+pub const VFIO_DEVICE_SET_IRQS: u64 = io(VFIO_TYPE, VFIO_BASE + 10);
+pub const VFIO_DEVICE_RESET: u64 = io(VFIO_TYPE, VFIO_BASE + 11);
+pub const VFIO_IOMMU_MAP_DMA: u64 = io(VFIO_TYPE, VFIO_BASE + 13);
+pub const VFIO_IOMMU_UNMAP_DMA: u64 = io(VFIO_TYPE, VFIO_BASE + 14);
+pub const VFIO_DEVICE_IOEVENTFD: u64 = io(VFIO_TYPE, VFIO_BASE + 16);
+pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = io(VFIO_TYPE, VFIO_BASE + 18);
+pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = io(VFIO_TYPE, VFIO_BASE + 19);
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = io(VFIO_TYPE, VFIO_BASE + 20);
+
+const IOMMUFD_TYPE: u32 = iommufd_bindings::IOMMUFD_TYPE as u32;
+pub const IOMMU_DESTROY: u64 = io(IOMMUFD_TYPE, iommufd_bindings::IOMMUFD_CMD_DESTROY);
+pub const IOMMU_IOAS_ALLOC: u64 = io(IOMMUFD_TYPE, iommufd_bindings::IOMMUFD_CMD_IOAS_ALLOC);
+pub const IOMMU_IOAS_MAP: u64 = io(IOMMUFD_TYPE, iommufd_bindings::IOMMUFD_CMD_IOAS_MAP);
+pub const IOMMU_IOAS_UNMAP: u64 = io(IOMMUFD_TYPE, iommufd_bindings::IOMMUFD_CMD_IOAS_UNMAP);
+
+// ---------------------------------------------------------------------------
+// virtio
+
+/// virtio device ID of a network device.
+pub const VIRTIO_ID_NET: u32 = 1;
+
+pub const VIRTIO_CONFIG_S_ACKNOWLEDGE: u8 = 1;
+pub const VIRTIO_CONFIG_S_DRIVER: u8 = 2;
+pub const VIRTIO_CONFIG_S_DRIVER_OK: u8 = 4;
+pub const VIRTIO_CONFIG_S_FEATURES_OK: u8 = 8;
+pub const VIRTIO_CONFIG_S_NEEDS_RESET: u8 = 0x40;
+pub const VIRTIO_CONFIG_S_FAILED: u8 = 0x80;
+
+pub const VIRTIO_NET_F_CSUM: u32 = 0;
+pub const VIRTIO_NET_F_GUEST_CSUM: u32 = 1;
+pub const VIRTIO_NET_F_MTU: u32 = 3;
+pub const VIRTIO_NET_F_MAC: u32 = 5;
+pub const VIRTIO_NET_F_MRG_RXBUF: u32 = 15;
+pub const VIRTIO_NET_F_STATUS: u32 = 16;
+pub const VIRTIO_NET_F_CTRL_VQ: u32 = 17;
+pub const VIRTIO_NET_F_MQ: u32 = 22;
+pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
+pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
+pub const VIRTIO_F_VERSION_1: u32 = 32;
+pub const VIRTIO_F_ACCESS_PLATFORM: u32 = 33;
+pub const VIRTIO_F_RING_PACKED: u32 = 34;
+pub const VIRTIO_F_IN_ORDER: u32 = 35;
+
+/// `VIRTIO_NET_S_LINK_UP` in `virtio_net_config.status`.
+pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
+
+/// Names of the feature bits [`feature_names`] knows.
+const FEATURE_NAMES: &[(u32, &str)] = &[
+    (VIRTIO_NET_F_CSUM, "NET_F_CSUM"),
+    (VIRTIO_NET_F_GUEST_CSUM, "NET_F_GUEST_CSUM"),
+    (VIRTIO_NET_F_MTU, "NET_F_MTU"),
+    (VIRTIO_NET_F_MAC, "NET_F_MAC"),
+    (VIRTIO_NET_F_MRG_RXBUF, "NET_F_MRG_RXBUF"),
+    (VIRTIO_NET_F_STATUS, "NET_F_STATUS"),
+    (VIRTIO_NET_F_CTRL_VQ, "NET_F_CTRL_VQ"),
+    (VIRTIO_NET_F_MQ, "NET_F_MQ"),
+    (VIRTIO_RING_F_INDIRECT_DESC, "RING_F_INDIRECT_DESC"),
+    (VIRTIO_RING_F_EVENT_IDX, "RING_F_EVENT_IDX"),
+    (VIRTIO_F_VERSION_1, "F_VERSION_1"),
+    (VIRTIO_F_ACCESS_PLATFORM, "F_ACCESS_PLATFORM"),
+    (VIRTIO_F_RING_PACKED, "F_RING_PACKED"),
+    (VIRTIO_F_IN_ORDER, "F_IN_ORDER"),
+];
+
+/// Names of the set bits of a virtio-net feature word (`bit N` for bits
+/// without a name here).
+pub fn feature_names(features: u64) -> Vec<String> {
+    (0..64)
+        .filter(|bit| features & (1u64 << bit) != 0)
+        .map(|bit| {
+            FEATURE_NAMES
+                .iter()
+                .find(|(b, _)| *b == bit)
+                .map_or_else(|| format!("bit {bit}"), |(_, n)| (*n).to_string())
+        })
+        .collect()
+}
+
+/// Names of the set bits of a virtio status byte.
+pub fn status_names(status: u8) -> Vec<&'static str> {
+    const NAMES: &[(u8, &str)] = &[
+        (VIRTIO_CONFIG_S_ACKNOWLEDGE, "ACKNOWLEDGE"),
+        (VIRTIO_CONFIG_S_DRIVER, "DRIVER"),
+        (VIRTIO_CONFIG_S_DRIVER_OK, "DRIVER_OK"),
+        (VIRTIO_CONFIG_S_FEATURES_OK, "FEATURES_OK"),
+        (0x10, "bit 4"),
+        (0x20, "bit 5"),
+        (VIRTIO_CONFIG_S_NEEDS_RESET, "DEVICE_NEEDS_RESET"),
+        (VIRTIO_CONFIG_S_FAILED, "FAILED"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| status & bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Every `#define NAME VALUE` of include/uapi/linux/vhost_mdev.h, with
+    /// `VALUE` evaluated (numbers, `(1U << n)`, strings and references to
+    /// earlier names, with `+`/`-`).
+    fn header_defines() -> Vec<(String, String)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../include/uapi/linux/vhost_mdev.h"
+        );
+        let text = std::fs::read_to_string(path).expect("read vhost_mdev.h");
+        // Join continuation lines.
+        let text = text.replace("\\\n", " ");
+        text.lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let rest = l.strip_prefix("#define")?;
+                let mut parts = rest.trim().splitn(2, char::is_whitespace);
+                let name = parts.next()?.to_string();
+                let value = parts.next().unwrap_or("").trim();
+                // Strip trailing /* comments */.
+                let value = value.split("/*").next().unwrap_or("").trim().to_string();
+                if value.is_empty() {
+                    return None; // include guard
+                }
+                Some((name, value))
+            })
+            .collect()
+    }
+
+    fn eval(expr: &str, env: &HashMap<String, u64>) -> u64 {
+        let e = expr.trim();
+        if let Some(inner) = e.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
+            return eval(inner, env);
+        }
+        for op in ['+', '-'] {
+            if let Some((a, b)) = e.rsplit_once(op) {
+                let (a, b) = (eval(a, env), eval(b, env));
+                return if op == '+' { a + b } else { a - b };
+            }
+        }
+        if let Some((a, b)) = e.split_once("<<") {
+            return eval(a, env) << eval(b, env);
+        }
+        let lit = e.trim_end_matches(['U', 'u', 'L', 'l']);
+        if let Some(hex) = lit.strip_prefix("0x") {
+            return u64::from_str_radix(hex, 16).expect("hex literal");
+        }
+        if let Ok(v) = lit.parse() {
+            return v;
+        }
+        *env.get(e).unwrap_or_else(|| panic!("unknown name {e}"))
+    }
+
+    #[test]
+    fn header_matches_rust_constants() {
+        let rust: HashMap<&str, u64> = [
+            ("VHOST_VFIO_REGION_MSG", VHOST_VFIO_REGION_MSG as u64),
+            ("VHOST_VFIO_REGION_NOTIFY", VHOST_VFIO_REGION_NOTIFY as u64),
+            ("VHOST_VFIO_NUM_REGIONS", VHOST_VFIO_NUM_REGIONS as u64),
+            (
+                "VHOST_VFIO_MSG_REGION_SIZE",
+                VHOST_VFIO_MSG_REGION_SIZE as u64,
+            ),
+            ("VHOST_VFIO_REGION_SHIFT", VHOST_VFIO_REGION_SHIFT as u64),
+            ("VHOST_VFIO_IRQ_VQ", VHOST_VFIO_IRQ_VQ as u64),
+            ("VHOST_VFIO_IRQ_CONFIG", VHOST_VFIO_IRQ_CONFIG as u64),
+            ("VHOST_VFIO_IRQ_REQ", VHOST_VFIO_IRQ_REQ as u64),
+            ("VHOST_VFIO_NUM_IRQS", VHOST_VFIO_NUM_IRQS as u64),
+            ("VHOST_VFIO_NEED_REPLY", VHOST_VFIO_NEED_REPLY as u64),
+            ("VHOST_VFIO_OP_HDR_SIZE", VHOST_VFIO_OP_HDR_SIZE as u64),
+            ("VHOST_VFIO_MAX_PAYLOAD", VHOST_VFIO_MAX_PAYLOAD as u64),
+        ]
+        .into_iter()
+        .collect();
+
+        let mut env = HashMap::new();
+        let mut seen = 0;
+        for (name, value) in header_defines() {
+            if name == "VHOST_VFIO_DEVICE_API" {
+                assert_eq!(value, format!("\"{VHOST_VFIO_DEVICE_API}\""));
+                seen += 1;
+                continue;
+            }
+            let v = eval(&value, &env);
+            let r = rust
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("{name} has no Rust constant"));
+            assert_eq!(*r, v, "{name}");
+            env.insert(name, v);
+            seen += 1;
+        }
+        assert_eq!(seen, rust.len() + 1, "every Rust constant is in the header");
+    }
+
+    #[test]
+    fn op_header_size() {
+        assert_eq!(
+            VHOST_VFIO_OP_HDR_SIZE as usize,
+            size_of::<u64>() + 2 * size_of::<u32>()
+        );
+    }
+
+    #[test]
+    fn vhost_codes_match_linux() {
+        // Values of <linux/vhost.h> on asm-generic ioctl encodings.
+        assert_eq!(VHOST_GET_FEATURES, 0x8008_af00);
+        assert_eq!(VHOST_SET_FEATURES, 0x4008_af00);
+        assert_eq!(VHOST_SET_OWNER, 0xaf01);
+        assert_eq!(VHOST_SET_VRING_NUM, 0x4008_af10);
+        assert_eq!(VHOST_SET_VRING_ADDR, 0x4028_af11);
+        assert_eq!(VHOST_SET_VRING_BASE, 0x4008_af12);
+        assert_eq!(VHOST_GET_VRING_BASE, 0xc008_af12);
+        assert_eq!(VHOST_SET_VRING_KICK, 0x4008_af20);
+        assert_eq!(VHOST_SET_VRING_CALL, 0x4008_af21);
+        assert_eq!(VHOST_VDPA_GET_DEVICE_ID, 0x8004_af70);
+        assert_eq!(VHOST_VDPA_GET_STATUS, 0x8001_af71);
+        assert_eq!(VHOST_VDPA_SET_STATUS, 0x4001_af72);
+        assert_eq!(VHOST_VDPA_GET_CONFIG, 0x8008_af73);
+        assert_eq!(VHOST_VDPA_SET_CONFIG, 0x4008_af74);
+        assert_eq!(VHOST_VDPA_SET_VRING_ENABLE, 0x4008_af75);
+        assert_eq!(VHOST_VDPA_GET_VRING_NUM, 0x8002_af76);
+        assert_eq!(VHOST_VDPA_GET_CONFIG_SIZE, 0x8004_af79);
+        assert_eq!(VHOST_VDPA_GET_VQS_COUNT, 0x8004_af80);
+        assert_eq!(VHOST_VDPA_SUSPEND, 0xaf7d);
+        assert_eq!(VHOST_VDPA_RESUME, 0xaf7e);
+        assert_eq!(VFIO_GROUP_GET_DEVICE_FD, 0x3b6a);
+        assert_eq!(VFIO_DEVICE_BIND_IOMMUFD, 0x3b76);
+        assert_eq!(IOMMU_IOAS_ALLOC, 0x3b81);
+    }
+
+    #[test]
+    fn struct_layouts() {
+        assert_eq!(size_of::<VhostVringState>(), 8);
+        assert_eq!(size_of::<VhostVringFile>(), 8);
+        assert_eq!(size_of::<VhostVringAddr>(), 40);
+        assert_eq!(size_of::<VhostVdpaConfig>(), 8);
+        assert_eq!(size_of::<VhostIotlbMsg>(), 32);
+        assert_eq!(size_of::<VhostMsgV2>(), 72);
+        assert_eq!(std::mem::offset_of!(VhostMsgV2, iotlb), 8);
+        assert_eq!(std::mem::offset_of!(VhostIotlbMsg, perm), 24);
+        assert_eq!(std::mem::offset_of!(VhostIotlbMsg, type_), 25);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            request_name(VHOST_SET_VRING_NUM),
+            Some("VHOST_SET_VRING_NUM")
+        );
+        assert_eq!(request_name(0x1234), None);
+        assert_eq!(
+            feature_names((1 << 5) | (1 << 32) | (1 << 60)),
+            ["NET_F_MAC", "F_VERSION_1", "bit 60"]
+        );
+        assert_eq!(status_names(0x0f).len(), 4);
+    }
+}

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vhost-mdev: the vhost protocol over VFIO mediated devices.
+//!
+//! The core registers one mdev driver (`device_api` "vfio-vhost"). Parent
+//! drivers register parents with mdev types through the C ABI of
+//! `include/linux/vhost_mdev.h`; every instance of such a type becomes a VFIO
+//! device (emulated IOMMU) whose region 0 carries vhost messages, region 1
+//! queue notifications, and whose IRQs are virtqueue, config and request
+//! eventfds. Requests are checked by the device model of [`proto`] and then
+//! mapped onto the parent's device ops.
+//!
+//! # Locking
+//!
+//! Per instance, outermost first:
+//!
+//! 1. `Instance::state` (a mutex): every request, VFIO ioctl, open and close.
+//!    Parent ops other than `kick_vq` run under it. It is never taken by the
+//!    `dma_unmap` path, by interrupt upcalls or by kicks, so a parent's worker
+//!    may call `vhost_mdev_dma_rw()` (which takes VFIO's and iommufd's locks)
+//!    while `reset()` waits for it under this mutex.
+//! 2. `Instance::irqs` (a spinlock): the IRQ eventfds; held only to swap or
+//!    signal them. Innermost: nothing is called under it but
+//!    `eventfd_signal()`.
+//!
+//! Kicks (notify region writes and ioeventfds) read `Instance::kicks_on` and
+//! call the parent's `kick_vq`, in atomic context for ioeventfds.
+
+use kernel::prelude::*;
+
+#[path = "../rust/bindings.rs"]
+pub mod bindings;
+mod device;
+#[path = "../rust/eventfd.rs"]
+pub mod eventfd;
+mod parent;
+// Shared with the host-side tests and tools, which use all of it.
+#[allow(dead_code)]
+pub mod proto;
+
+module! {
+    type: VhostMdev,
+    name: "vhost_mdev",
+    author: "The vhost-mdev developers",
+    description: "vhost protocol over VFIO mediated devices",
+    license: "GPL",
+}
+
+struct VhostMdev;
+
+impl kernel::Module for VhostMdev {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        parent::register_driver(module)?;
+        pr_info!("vhost-mdev: mdev driver registered (device_api vfio-vhost)\n");
+        Ok(VhostMdev)
+    }
+}
+
+impl Drop for VhostMdev {
+    fn drop(&mut self) {
+        parent::unregister_driver();
+    }
+}
