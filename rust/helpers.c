@@ -9,6 +9,7 @@
 #include <linux/mdev.h>
 #include <linux/module.h>
 #include <linux/vfio.h>
+#include <linux/workqueue.h>
 
 #include "helpers.h"
 
@@ -61,4 +62,14 @@ void vm_helper_dev_set_drvdata(struct device *dev, void *data)
 struct module *vm_helper_this_module(void)
 {
 	return THIS_MODULE;
+}
+
+void vm_helper_init_work(struct work_struct *work, work_func_t func)
+{
+	INIT_WORK(work, func);
+}
+
+bool vm_helper_queue_work(struct work_struct *work)
+{
+	return queue_work(system_unbound_wq, work);
 }

@@ -9,6 +9,7 @@
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/vfio.h>
+#include <linux/workqueue.h>
 
 struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
 						const struct vfio_device_ops *ops);
@@ -21,5 +22,7 @@ struct mdev_device *vm_helper_to_mdev_device(struct device *dev);
 void *vm_helper_dev_get_drvdata(const struct device *dev);
 void vm_helper_dev_set_drvdata(struct device *dev, void *data);
 struct module *vm_helper_this_module(void);
+void vm_helper_init_work(struct work_struct *work, work_func_t func);
+bool vm_helper_queue_work(struct work_struct *work);
 
 #endif

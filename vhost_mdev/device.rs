@@ -1053,8 +1053,13 @@ pub(crate) unsafe extern "C" fn vhost_mdev_priv_from_dev(dev: *mut bindings::dev
 /// `vdev` must be a live instance handle.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_uuid(vdev: *mut bindings::vhost_mdev_device) -> *const u8 {
-    // SAFETY: the caller guarantees the handle is live; `mdev` outlives it.
-    unsafe { ptr::addr_of!((*handle(vdev).mdev).uuid).cast() }
+    // SAFETY: the handle is the instance, whose first field is the
+    // `vfio_device`; its `dev` is the mdev's device, set at allocation (so
+    // this works from the parent's `create` too).
+    unsafe {
+        let dev = (*vdev.cast::<bindings::vfio_device>()).dev;
+        ptr::addr_of!((*bindings::vm_helper_to_mdev_device(dev)).uuid).cast()
+    }
 }
 
 /// `vhost_mdev_is_open()`: whether a user has the device open.

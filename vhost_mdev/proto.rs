@@ -434,7 +434,7 @@ pub struct VqConfig {
 }
 
 /// The virtio device model of one instance: status, features and queues.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     /// The driver-visible status (without device-set bits).
     pub status: u8,

@@ -1,8 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Placeholder while the sample is written.
+//! vhost-mdev sample parent: a virtio-net device that loops every frame its
+//! driver transmits back into its own receive queue.
+//!
+//! The reference parent driver for vhost-mdev: one parent
+//! (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`. Queue 0
+//! is RX, queue 1 is TX. Kicks only queue work; a worker moves up to
+//! [`BUDGET`] frames per run through guest memory (`vhost_mdev_dma_rw()`),
+//! checking every descriptor ([`virtq`]); a ring the driver corrupted puts
+//! the device into DEVICE_NEEDS_RESET. See
+//! `Documentation/sample-net.rst`.
 
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::ffi::{c_char, c_uint};
 use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::sync::Mutex;
+use kernel::{c_str, fmt, new_mutex};
+
+#[path = "../../rust/bindings.rs"]
+pub mod bindings;
+#[path = "../../rust/vhost_mdev.rs"]
+pub mod vhost_mdev;
+// Shared with the host-side tests, which use all of it.
+#[allow(dead_code)]
+pub mod virtq;
+#[path = "../../rust/work.rs"]
+pub mod work;
+
+use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
+use virtq::{GuestMemory, Loopback};
+use work::RawWork;
 
 module! {
     type: VhostMdevNet,
@@ -12,10 +41,650 @@ module! {
     license: "GPL",
 }
 
-struct VhostMdevNet;
+extern "C" {
+    /// The `max_instances` module parameter (defined in `shim.c`).
+    static vhost_mdev_net_max_instances: c_uint;
+}
+
+const VIRTIO_ID_NET: u32 = 1;
+const VIRTIO_NET_F_MTU: u64 = 1 << 3;
+const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
+const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
+const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
+const FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_F_ACCESS_PLATFORM
+    | VIRTIO_NET_F_MAC
+    | VIRTIO_NET_F_MTU
+    | VIRTIO_NET_F_STATUS
+    | VIRTIO_RING_F_EVENT_IDX
+    | VIRTIO_RING_F_INDIRECT_DESC
+    | VIRTIO_NET_F_MRG_RXBUF;
+const VIRTIO_NET_S_LINK_UP: u16 = 1;
+/// `struct virtio_net_config` up to and including `mtu`.
+const CONFIG_SIZE: u32 = 12;
+const NUM_QUEUES: u32 = 2;
+const QUEUE_MAX: u16 = 1024;
+const RX: u16 = 0;
+const TX: u16 = 1;
+/// Frames moved per worker run before it requeues itself.
+const BUDGET: u32 = 64;
+const MTU_MIN: u16 = 68;
+
+/// Guest memory through the core's DMA upcall.
+struct Dma<'a>(&'a DeviceHandle);
+
+impl GuestMemory for Dma<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), virtq::Fault> {
+        // SAFETY: only the worker uses `Dma`, and `reset` (run before close)
+        // cancels the worker and waits for it.
+        unsafe { self.0.dma_read(addr, buf) }.map_err(|_| virtq::Fault)
+    }
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), virtq::Fault> {
+        // SAFETY: as in `read`.
+        unsafe { self.0.dma_write(addr, buf) }.map_err(|_| virtq::Fault)
+    }
+}
+
+/// What the driver configured, and the data path.
+struct NetState {
+    lb: Loopback,
+    features: u64,
+    started: bool,
+    suspended: bool,
+    mac: [u8; 6],
+    mtu: u16,
+    link_up: bool,
+    /// The frame being moved (header + data).
+    frame: KVec<u8>,
+}
+
+impl NetState {
+    fn config(&self) -> [u8; CONFIG_SIZE as usize] {
+        let mut c = [0u8; CONFIG_SIZE as usize];
+        c[..6].copy_from_slice(&self.mac);
+        let status = if self.link_up { VIRTIO_NET_S_LINK_UP } else { 0 };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
+        c[8..10].copy_from_slice(&1u16.to_le_bytes());
+        c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
+        c
+    }
+
+    fn queue(&mut self, idx: u16) -> &mut virtq::SplitQueue {
+        if idx == RX {
+            &mut self.lb.rx
+        } else {
+            &mut self.lb.tx
+        }
+    }
+}
+
+/// One loopback instance.
+///
+/// # Invariants
+///
+/// `work` is initialised in `create` and cancelled in `reset` and on drop;
+/// it runs only while `running` is set.
+#[pin_data(PinnedDrop)]
+struct NetDev {
+    handle: DeviceHandle,
+    work: RawWork,
+    /// The worker may move frames (started, not suspended, not broken).
+    running: AtomicBool,
+    kicks: AtomicU64,
+    interrupts: AtomicU64,
+    #[pin]
+    state: Mutex<NetState>,
+}
+
+impl NetDev {
+    fn interrupt(&self, idx: u16) {
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        self.handle.vq_interrupt(idx);
+    }
+
+    /// The worker: moves frames until the budget runs out or nothing is left.
+    fn run(&self) {
+        if !self.running.load(Ordering::Acquire) {
+            return;
+        }
+        let mut st = self.state.lock();
+        if !st.started || st.suspended {
+            return;
+        }
+        let NetState { lb, frame, .. } = &mut *st;
+        match lb.process(&mut Dma(&self.handle), frame, BUDGET) {
+            Ok(out) => {
+                drop(st);
+                if out.irq_rx {
+                    self.interrupt(RX);
+                }
+                if out.irq_tx {
+                    self.interrupt(TX);
+                }
+                if out.more {
+                    self.work.queue();
+                }
+            }
+            Err(_) => {
+                st.lb.stats.ring_errors += 1;
+                st.started = false;
+                self.running.store(false, Ordering::Release);
+                drop(st);
+                // The driver broke a ring or unmapped its memory: stop and
+                // tell it; only a reset brings the device back.
+                self.handle.needs_reset();
+            }
+        }
+    }
+
+    /// Stops the worker and waits until it is quiet.
+    fn quiesce(&self) {
+        self.running.store(false, Ordering::Release);
+        self.work.cancel_sync();
+    }
+}
+
+unsafe extern "C" fn net_work(w: *mut bindings::work_struct) {
+    // SAFETY: `w` is the `work` field of a live `NetDev` (it is cancelled
+    // before the device goes).
+    let dev = unsafe { &*w.cast::<u8>().sub(offset_of!(NetDev, work)).cast::<NetDev>() };
+    dev.run();
+}
+
+#[pinned_drop]
+impl PinnedDrop for NetDev {
+    fn drop(self: Pin<&mut Self>) {
+        self.quiesce();
+    }
+}
+
+#[vtable]
+impl vhost_mdev::Device for NetDev {
+    fn device_id(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+
+    fn device_features(&self) -> u64 {
+        FEATURES
+    }
+
+    fn set_driver_features(&self, features: u64) -> Result {
+        let mut st = self.state.lock();
+        st.features = features;
+        st.lb.mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
+        let (event_idx, indirect) = (
+            features & VIRTIO_RING_F_EVENT_IDX != 0,
+            features & VIRTIO_RING_F_INDIRECT_DESC != 0,
+        );
+        let lb = &mut st.lb;
+        for q in [&mut lb.rx, &mut lb.tx] {
+            q.event_idx = event_idx;
+            q.indirect = indirect;
+        }
+        Ok(())
+    }
+
+    fn config_size(&self) -> u32 {
+        CONFIG_SIZE
+    }
+
+    fn get_config(&self, offset: u32, buf: &mut [u8]) {
+        let c = self.state.lock().config();
+        let off = offset as usize;
+        if let Some(src) = c.get(off..off + buf.len()) {
+            buf.copy_from_slice(src);
+        }
+    }
+
+    fn set_config(&self, _offset: u32, _data: &[u8]) {
+        // The net config space is read-only for the driver (virtio 1.x,
+        // 5.1.4): writes are ignored.
+    }
+
+    fn vq_count(&self) -> u32 {
+        NUM_QUEUES
+    }
+
+    fn vq_num_max(&self) -> u16 {
+        QUEUE_MAX
+    }
+
+    fn set_vq_num(&self, idx: u16, num: u32) {
+        self.state.lock().queue(idx).num = num as u16;
+    }
+
+    fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
+        let mut st = self.state.lock();
+        let q = st.queue(idx);
+        q.desc = desc;
+        q.avail = driver;
+        q.used = device;
+    }
+
+    fn set_vq_ready(&self, idx: u16, ready: bool) {
+        self.state.lock().queue(idx).ready = ready;
+    }
+
+    fn set_vq_base(&self, idx: u16, base: u16) {
+        let mut st = self.state.lock();
+        let q = st.queue(idx);
+        q.last_avail = base;
+        q.used_idx = base;
+        q.signalled_used = base;
+    }
+
+    fn get_vq_base(&self, idx: u16) -> u16 {
+        self.state.lock().queue(idx).last_avail
+    }
+
+    fn kick(&self, _idx: u16) {
+        self.kicks.fetch_add(1, Ordering::Relaxed);
+        if self.running.load(Ordering::Acquire) {
+            self.work.queue();
+        }
+    }
+
+    fn start(&self) -> Result {
+        let mut st = self.state.lock();
+        st.started = true;
+        st.suspended = false;
+        self.running.store(true, Ordering::Release);
+        drop(st);
+        // Buffers may already be waiting.
+        self.work.queue();
+        Ok(())
+    }
+
+    fn reset(&self) {
+        self.quiesce();
+        let mut st = self.state.lock();
+        let stats = st.lb.stats;
+        st.lb = Loopback::default();
+        // Counters survive resets: they describe the instance.
+        st.lb.stats = stats;
+        st.features = 0;
+        st.started = false;
+        st.suspended = false;
+    }
+
+    fn suspend(&self) -> Result {
+        self.quiesce();
+        self.state.lock().suspended = true;
+        Ok(())
+    }
+
+    fn resume(&self) -> Result {
+        let mut st = self.state.lock();
+        st.suspended = false;
+        if st.started {
+            self.running.store(true, Ordering::Release);
+            drop(st);
+            self.work.queue();
+        }
+        Ok(())
+    }
+}
+
+/// The parent: creates loopback instances.
+struct NetParent;
+
+impl vhost_mdev::Parent for NetParent {
+    type Device = NetDev;
+
+    fn create(handle: DeviceHandle, _type_index: u32) -> Result<Pin<KBox<NetDev>>> {
+        // A stable, locally administered unicast MAC from the UUID.
+        let u = handle.uuid();
+        let mac = [0x02, u[0], u[1], u[2], u[3], u[4]];
+        let frame = KVec::from_elem(0u8, virtq::FRAME_BUF, GFP_KERNEL)?;
+        let dev = KBox::pin_init(
+            pin_init!(NetDev {
+                handle,
+                work: RawWork::uninit(),
+                running: AtomicBool::new(false),
+                kicks: AtomicU64::new(0),
+                interrupts: AtomicU64::new(0),
+                state <- new_mutex!(NetState {
+                    lb: Loopback::default(),
+                    features: 0,
+                    started: false,
+                    suspended: false,
+                    mac,
+                    mtu: 1500,
+                    link_up: true,
+                    frame,
+                }, "vhost_mdev_net_state"),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `dev` is pinned and not shared yet; `PinnedDrop` cancels
+        // the work before the device goes.
+        unsafe { dev.work.init(net_work) };
+        Ok(dev)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-instance sysfs attributes: mac, mtu, link, and stats/*.
+
+/// A static sysfs attribute.
+#[repr(transparent)]
+struct Attr(bindings::device_attribute);
+// SAFETY: the attribute is immutable; sysfs only reads it.
+unsafe impl Sync for Attr {}
+
+/// A static NULL-terminated array of attribute pointers.
+#[repr(transparent)]
+struct Attrs<const N: usize>([*const bindings::attribute; N]);
+// SAFETY: immutable pointers to immutable statics.
+unsafe impl<const N: usize> Sync for Attrs<N> {}
+
+#[repr(transparent)]
+struct Group(bindings::attribute_group);
+// SAFETY: immutable.
+unsafe impl Sync for Group {}
+
+#[repr(transparent)]
+struct Groups<const N: usize>([*const bindings::attribute_group; N]);
+// SAFETY: immutable pointers to immutable statics.
+unsafe impl<const N: usize> Sync for Groups<N> {}
+
+type ShowFn =
+    unsafe extern "C" fn(*mut bindings::device, *mut bindings::device_attribute, *mut c_char) -> isize;
+type StoreFn = unsafe extern "C" fn(
+    *mut bindings::device,
+    *mut bindings::device_attribute,
+    *const c_char,
+    usize,
+) -> isize;
+
+const fn attr(name: &'static CStr, mode: u16, show: ShowFn, store: Option<StoreFn>) -> Attr {
+    // SAFETY: all-zeroes is a valid `device_attribute` (null pointers,
+    // `None` callbacks, zeroed lockdep keys of a static attribute).
+    let mut a: bindings::device_attribute = unsafe { core::mem::zeroed() };
+    a.attr.name = name.as_char_ptr();
+    a.attr.mode = mode;
+    a.show = Some(show);
+    a.store = store;
+    Attr(a)
+}
+
+/// Emits `s` into a sysfs page.
+///
+/// # Safety
+///
+/// `buf` must be a sysfs page (as passed to a `show` callback).
+unsafe fn emit(buf: *mut c_char, s: &CStr) -> isize {
+    // SAFETY: `buf` is a sysfs page; "%s" consumes one string.
+    unsafe { bindings::sysfs_emit(buf, c_str!("%s").as_char_ptr(), s.as_char_ptr()) as isize }
+}
+
+/// Runs `f` on the instance behind an attribute's device.
+///
+/// # Safety
+///
+/// `dev` must be the device sysfs passed to one of this module's attribute
+/// callbacks.
+unsafe fn with_dev<R>(dev: *mut bindings::device, f: impl FnOnce(&NetDev) -> Result<R>) -> Result<R> {
+    // SAFETY: our attribute groups are registered only on our instances.
+    let d = unsafe { vhost_mdev::device_from_dev::<NetParent>(dev) }.ok_or(ENODEV)?;
+    f(d)
+}
+
+fn result_isize(r: Result<isize>) -> isize {
+    r.unwrap_or_else(|e| e.to_errno() as isize)
+}
+
+/// Reads a store buffer as trimmed text.
+///
+/// # Safety
+///
+/// `buf` must be valid for `count` bytes.
+unsafe fn input<'a>(buf: *const c_char, count: usize) -> Result<&'a str> {
+    // SAFETY: sysfs passes `count` readable bytes.
+    let b = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+    core::str::from_utf8(b).map(|s| s.trim()).map_err(|_| EINVAL)
+}
+
+unsafe extern "C" fn mac_show(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let m = d.state.lock().mac;
+            let s = CString::try_from_fmt(fmt!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ))?;
+            Ok(emit(buf, &s))
+        })
+    })
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut n = 0;
+    for part in s.split(':') {
+        if n == 6 || part.len() != 2 {
+            return Err(EINVAL);
+        }
+        mac[n] = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
+        n += 1;
+    }
+    // A unicast address, not all zeroes.
+    if n != 6 || mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(EINVAL);
+    }
+    Ok(mac)
+}
+
+unsafe extern "C" fn mac_store(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances with `count` bytes.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let mac = parse_mac(input(buf, count)?)?;
+            if d.handle.is_open() {
+                return Err(EBUSY);
+            }
+            d.state.lock().mac = mac;
+            Ok(count as isize)
+        })
+    })
+}
+
+unsafe extern "C" fn mtu_show(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let s = CString::try_from_fmt(fmt!("{}\n", d.state.lock().mtu))?;
+            Ok(emit(buf, &s))
+        })
+    })
+}
+
+unsafe extern "C" fn mtu_store(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances with `count` bytes.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let mtu: u16 = input(buf, count)?.parse().map_err(|_| EINVAL)?;
+            if mtu < MTU_MIN {
+                return Err(EINVAL);
+            }
+            if d.handle.is_open() {
+                return Err(EBUSY);
+            }
+            d.state.lock().mtu = mtu;
+            Ok(count as isize)
+        })
+    })
+}
+
+unsafe extern "C" fn link_show(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let up = d.state.lock().link_up;
+            Ok(emit(buf, if up { c_str!("1\n") } else { c_str!("0\n") }))
+        })
+    })
+}
+
+unsafe extern "C" fn link_store(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances with `count` bytes.
+    result_isize(unsafe {
+        with_dev(dev, |d| {
+            let up = match input(buf, count)? {
+                "1" | "up" => true,
+                "0" | "down" => false,
+                _ => return Err(EINVAL),
+            };
+            let changed = {
+                let mut st = d.state.lock();
+                let changed = st.link_up != up;
+                st.link_up = up;
+                changed
+            };
+            if changed {
+                d.handle.config_changed();
+            }
+            Ok(count as isize)
+        })
+    })
+}
+
+macro_rules! counters {
+    ($($name:ident: |$d:ident, $st:ident| $e:expr;)*) => {
+        $(
+            #[allow(unused_variables)]
+            unsafe extern "C" fn $name(
+                dev: *mut bindings::device,
+                _a: *mut bindings::device_attribute,
+                buf: *mut c_char,
+            ) -> isize {
+                // SAFETY: called by sysfs for one of our instances.
+                result_isize(unsafe {
+                    with_dev(dev, |$d| {
+                        let $st = $d.state.lock().lb.stats;
+                        let v: u64 = $e;
+                        let s = CString::try_from_fmt(fmt!("{}\n", v))?;
+                        Ok(emit(buf, &s))
+                    })
+                })
+            }
+        )*
+        static STAT_ATTRS: [Attr; count!($($name)*)] = [
+            $(attr(c_str!(stringify!($name)), 0o444, $name, None),)*
+        ];
+    };
+}
+
+macro_rules! count {
+    () => { 0usize };
+    ($head:ident $($tail:ident)*) => { 1usize + count!($($tail)*) };
+}
+
+counters! {
+        tx_packets: |d, s| s.tx_packets;
+        tx_bytes: |d, s| s.tx_bytes;
+        rx_packets: |d, s| s.rx_packets;
+        rx_bytes: |d, s| s.rx_bytes;
+        drop_oversize: |d, s| s.drop_oversize;
+        drop_malformed: |d, s| s.drop_malformed;
+        ring_errors: |d, s| s.ring_errors;
+        kicks: |d, s| d.kicks.load(Ordering::Relaxed);
+        interrupts: |d, s| d.interrupts.load(Ordering::Relaxed);
+}
+
+static MAC_ATTR: Attr = attr(c_str!("mac"), 0o644, mac_show, Some(mac_store));
+static MTU_ATTR: Attr = attr(c_str!("mtu"), 0o644, mtu_show, Some(mtu_store));
+static LINK_ATTR: Attr = attr(c_str!("link"), 0o644, link_show, Some(link_store));
+
+static NET_ATTRS: Attrs<4> = Attrs([
+    &MAC_ATTR.0.attr,
+    &MTU_ATTR.0.attr,
+    &LINK_ATTR.0.attr,
+    core::ptr::null(),
+]);
+
+static STATS_ATTRS: Attrs<10> = Attrs([
+    &STAT_ATTRS[0].0.attr,
+    &STAT_ATTRS[1].0.attr,
+    &STAT_ATTRS[2].0.attr,
+    &STAT_ATTRS[3].0.attr,
+    &STAT_ATTRS[4].0.attr,
+    &STAT_ATTRS[5].0.attr,
+    &STAT_ATTRS[6].0.attr,
+    &STAT_ATTRS[7].0.attr,
+    &STAT_ATTRS[8].0.attr,
+    core::ptr::null(),
+]);
+
+const fn group(name: Option<&'static CStr>, attrs: *const *const bindings::attribute) -> Group {
+    // SAFETY: all-zeroes is a valid `attribute_group` (no callbacks).
+    let mut g: bindings::attribute_group = unsafe { core::mem::zeroed() };
+    g.name = match name {
+        Some(n) => n.as_char_ptr(),
+        None => core::ptr::null(),
+    };
+    g.attrs = attrs.cast_mut().cast();
+    Group(g)
+}
+
+static NET_GROUP: Group = group(None, NET_ATTRS.0.as_ptr());
+static STATS_GROUP: Group = group(Some(c_str!("stats")), STATS_ATTRS.0.as_ptr());
+static GROUPS: Groups<3> = Groups([&NET_GROUP.0, &STATS_GROUP.0, core::ptr::null()]);
+
+// ---------------------------------------------------------------------------
+
+struct VhostMdevNet {
+    _reg: Registration<NetParent>,
+}
 
 impl kernel::Module for VhostMdevNet {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        Ok(VhostMdevNet)
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: a module parameter, written only while loading.
+        let max = unsafe { vhost_mdev_net_max_instances };
+        if !(1..=1024).contains(&max) {
+            pr_err!("vhost_mdev_net: max_instances={} is out of range 1-1024\n", max);
+            return Err(EINVAL);
+        }
+        let types = [TypeInfo {
+            sysfs_name: c_str!("loopback"),
+            pretty_name: c_str!("virtio-net loopback"),
+            description: c_str!("virtio-net device that loops TX back to RX (vhost-mdev sample)"),
+            max_instances: max,
+        }];
+        let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, GROUPS.0.as_ptr())?;
+        pr_info!("vhost_mdev_net: type vhost_mdev_net-loopback, {} instances\n", max);
+        Ok(VhostMdevNet { _reg: reg })
     }
 }

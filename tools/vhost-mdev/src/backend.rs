@@ -40,6 +40,11 @@ pub trait VhostBackend: DmaMapper {
     /// a direct notification path return [`Error::Unsupported`].
     fn notify(&self, index: u16) -> Result<()>;
 
+    /// Whether [`VhostBackend::notify`] is available.
+    fn supports_notify(&self) -> bool {
+        true
+    }
+
     /// Resets the device (status 0, or the transport's own reset).
     fn reset(&self) -> Result<()> {
         self.set_status(0)
@@ -220,4 +225,41 @@ pub fn request_label(request: u64) -> String {
 /// Decodes a reply payload for a typed request.
 pub(crate) fn decode_reply(req: &Request, payload: &[u8]) -> Result<Reply> {
     Reply::decode(req, payload)
+}
+
+impl<T: DmaMapper + ?Sized> DmaMapper for &T {
+    unsafe fn map_dma(&self, iova: u64, size: u64, vaddr: u64) -> Result<()> {
+        // SAFETY: forwarded; the caller upholds the contract.
+        unsafe { (**self).map_dma(iova, size, vaddr) }
+    }
+    fn unmap_dma(&self, iova: u64, size: u64) -> Result<()> {
+        (**self).unmap_dma(iova, size)
+    }
+}
+
+impl<T: VhostBackend + ?Sized> VhostBackend for &T {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn request(&self, req: &Request) -> Result<Reply> {
+        (**self).request(req)
+    }
+    fn set_vring_call(&self, index: u32, fd: Option<&EventFd>) -> Result<()> {
+        (**self).set_vring_call(index, fd)
+    }
+    fn set_config_call(&self, fd: Option<&EventFd>) -> Result<()> {
+        (**self).set_config_call(fd)
+    }
+    fn set_vring_kick(&self, index: u32, fd: Option<&EventFd>) -> Result<()> {
+        (**self).set_vring_kick(index, fd)
+    }
+    fn notify(&self, index: u16) -> Result<()> {
+        (**self).notify(index)
+    }
+    fn supports_notify(&self) -> bool {
+        (**self).supports_notify()
+    }
+    fn reset(&self) -> Result<()> {
+        (**self).reset()
+    }
 }

@@ -68,13 +68,17 @@ impl MdevDevice {
 
     /// Opens an instance found by [`Sysfs::instance`].
     pub fn open_instance(sysfs: &Sysfs, inst: &Instance, kind: IommuKind) -> Result<Self> {
-        let holders = sysfs.holders(inst).unwrap_or_default();
-        let vfio = VfioDevice::open(sysfs, inst, kind).map_err(|e| match (e.errno(), holders.first()) {
-            (Some(libc::EBUSY), Some(h)) => Error::InUse(format!(
-                "instance {} is in use by pid {} ({}) through {}",
-                inst.uuid, h.pid, h.comm, h.node
-            )),
-            _ => e,
+        let vfio = VfioDevice::open(sysfs, inst, kind).map_err(|e| {
+            if e.errno() != Some(libc::EBUSY) {
+                return e;
+            }
+            match sysfs.holders(inst).unwrap_or_default().first() {
+                Some(h) => Error::InUse(format!(
+                    "instance {} is in use by pid {} ({}) through {}",
+                    inst.uuid, h.pid, h.comm, h.node
+                )),
+                None => e,
+            }
         })?;
         Ok(Self::from_vfio(vfio, format!("vhost-mdev {}", inst.uuid)))
     }
@@ -206,13 +210,16 @@ impl MdevDevice {
             return Ok(Vec::new());
         };
         let mut buf = vec![0u8; HDR_SIZE + size];
-        let n = self.vfio.read_at(off, &mut buf).map_err(|e| match e.errno() {
-            Some(errno) => Error::Request {
-                request: format!("{} (reply)", request_label(request)),
-                errno: Errno(errno),
-            },
-            None => e,
-        })?;
+        let n = self
+            .vfio
+            .read_at(off, &mut buf)
+            .map_err(|e| match e.errno() {
+                Some(errno) => Error::Request {
+                    request: format!("{} (reply)", request_label(request)),
+                    errno: Errno(errno),
+                },
+                None => e,
+            })?;
         buf.truncate(n);
         check_reply(request, size, &buf)
     }

@@ -69,7 +69,7 @@ impl DmaMemory {
 
     fn check(&self, off: usize, len: usize, align: usize) -> Result<()> {
         let end = off.checked_add(len);
-        if end.is_none_or(|e| e > self.len) || off % align != 0 {
+        if end.is_none_or(|e| e > self.len) || !off.is_multiple_of(align) {
             return Err(Error::InvalidArgument(format!(
                 "access of {len} bytes at {off:#x} (align {align}) outside {} bytes",
                 self.len
@@ -174,7 +174,10 @@ mod tests {
             m.atomic_u16(16)
                 .unwrap()
                 .load(std::sync::atomic::Ordering::Relaxed),
-            u16::from_ne_bytes([0xdead_beef_u32.to_ne_bytes()[0], 0xdead_beef_u32.to_ne_bytes()[1]])
+            u16::from_ne_bytes([
+                0xdead_beef_u32.to_ne_bytes()[0],
+                0xdead_beef_u32.to_ne_bytes()[1]
+            ])
         );
     }
 }

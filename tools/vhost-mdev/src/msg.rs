@@ -329,9 +329,7 @@ fn config_header(off: u32, len: u32) -> Vec<u8> {
 pub fn reply_size(request: u64, payload: &[u8]) -> Option<usize> {
     match request {
         VHOST_GET_FEATURES => Some(8),
-        VHOST_VDPA_GET_DEVICE_ID | VHOST_VDPA_GET_CONFIG_SIZE | VHOST_VDPA_GET_VQS_COUNT => {
-            Some(4)
-        }
+        VHOST_VDPA_GET_DEVICE_ID | VHOST_VDPA_GET_CONFIG_SIZE | VHOST_VDPA_GET_VQS_COUNT => Some(4),
         VHOST_VDPA_GET_STATUS => Some(1),
         VHOST_VDPA_GET_VRING_NUM => Some(2),
         VHOST_GET_VRING_BASE => Some(8),
@@ -527,11 +525,17 @@ mod tests {
         assert_eq!(get(VHOST_SET_FEATURES), (VHOST_SET_FEATURES, 8, None));
         assert_eq!(get(VHOST_VDPA_GET_STATUS).2, Some(1));
         assert_eq!(get(VHOST_VDPA_SET_STATUS).1, 1);
-        assert_eq!(get(VHOST_VDPA_GET_CONFIG), (VHOST_VDPA_GET_CONFIG, 8, Some(10)));
+        assert_eq!(
+            get(VHOST_VDPA_GET_CONFIG),
+            (VHOST_VDPA_GET_CONFIG, 8, Some(10))
+        );
         assert_eq!(get(VHOST_VDPA_SET_CONFIG).1, 14);
         assert_eq!(get(VHOST_VDPA_GET_VRING_NUM).2, Some(2));
         assert_eq!(get(VHOST_SET_VRING_ADDR).1, 40);
-        assert_eq!(get(VHOST_GET_VRING_BASE), (VHOST_GET_VRING_BASE, 8, Some(8)));
+        assert_eq!(
+            get(VHOST_GET_VRING_BASE),
+            (VHOST_GET_VRING_BASE, 8, Some(8))
+        );
         assert_eq!(get(VHOST_VDPA_SUSPEND), (VHOST_VDPA_SUSPEND, 0, None));
     }
 

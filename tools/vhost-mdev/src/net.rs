@@ -180,10 +180,15 @@ pub fn build_frame(dst: Mac, src: Mac, seq: u64, len: usize) -> Result<Vec<u8>> 
 /// returns its sequence number.
 pub fn check_frame(f: &[u8]) -> Result<u64> {
     if f.len() < FRAME_FIXED + FRAME_CSUM {
-        return Err(Error::Protocol(format!("frame of {} bytes is too short", f.len())));
+        return Err(Error::Protocol(format!(
+            "frame of {} bytes is too short",
+            f.len()
+        )));
     }
     if u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_TEST || &f[14..18] != FRAME_MAGIC {
-        return Err(Error::Protocol("not a test frame (ethertype or magic)".into()));
+        return Err(Error::Protocol(
+            "not a test frame (ethertype or magic)".into(),
+        ));
     }
     let seq = u64::from_be_bytes(f[18..26].try_into().unwrap_or_default());
     let len = usize::from(u16::from_be_bytes([f[26], f[27]]));

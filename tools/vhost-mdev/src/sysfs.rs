@@ -105,7 +105,9 @@ fn read_attr(path: &Path) -> Result<String> {
 }
 
 fn read_opt(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim_end().to_string())
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim_end().to_string())
 }
 
 fn link_basename(path: &Path) -> Option<String> {
@@ -225,7 +227,7 @@ impl Sysfs {
         if v.is_empty() {
             return Err(Error::NotFound(format!(
                 "no mdev parent of type {VHOST_VFIO_DEVICE_API} found: load vhost_mdev and a \
-                 parent driver, e.g. `modprobe vhost_mdev_net_sample`"
+                 parent driver, e.g. `modprobe vhost_mdev_net`"
             )));
         }
         Ok(v)

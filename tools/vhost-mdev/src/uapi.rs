@@ -182,8 +182,7 @@ pub const VHOST_VDPA_GET_STATUS: u64 = ior(VHOST_VIRTIO, 0x71, size_of::<u8>());
 pub const VHOST_VDPA_SET_STATUS: u64 = iow(VHOST_VIRTIO, 0x72, size_of::<u8>());
 pub const VHOST_VDPA_GET_CONFIG: u64 = ior(VHOST_VIRTIO, 0x73, size_of::<VhostVdpaConfig>());
 pub const VHOST_VDPA_SET_CONFIG: u64 = iow(VHOST_VIRTIO, 0x74, size_of::<VhostVdpaConfig>());
-pub const VHOST_VDPA_SET_VRING_ENABLE: u64 =
-    iow(VHOST_VIRTIO, 0x75, size_of::<VhostVringState>());
+pub const VHOST_VDPA_SET_VRING_ENABLE: u64 = iow(VHOST_VIRTIO, 0x75, size_of::<VhostVringState>());
 pub const VHOST_VDPA_GET_VRING_NUM: u64 = ior(VHOST_VIRTIO, 0x76, size_of::<u16>());
 pub const VHOST_VDPA_SET_CONFIG_CALL: u64 = iow(VHOST_VIRTIO, 0x77, size_of::<i32>());
 pub const VHOST_VDPA_GET_CONFIG_SIZE: u64 = ior(VHOST_VIRTIO, 0x79, size_of::<u32>());

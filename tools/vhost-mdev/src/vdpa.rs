@@ -159,4 +159,8 @@ impl VhostBackend for VhostVdpa {
     fn notify(&self, _index: u16) -> Result<()> {
         Err(Error::Unsupported("direct notification"))
     }
+
+    fn supports_notify(&self) -> bool {
+        false
+    }
 }

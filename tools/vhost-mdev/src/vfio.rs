@@ -7,12 +7,14 @@ use std::fs::{File, OpenOptions};
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use vfio_bindings::bindings::vfio as vb;
-use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref, ioctl_with_val};
+use vmm_sys_util::ioctl::{
+    ioctl, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref, ioctl_with_val,
+};
 
-use crate::error::{Error, Errno, Result};
+use crate::error::{Errno, Error, Result};
 use crate::sysfs::{Instance, Sysfs};
 use crate::uapi::*;
 
@@ -68,30 +70,27 @@ fn open_rw(path: &Path) -> Result<File> {
         .write(true)
         .open(path)
         .map_err(|e| {
-            let mut err = Error::io(format!("open {}", path.display()), &e);
-            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EPERM) {
-                err = Error::Sys {
-                    op: format!(
-                        "open {} (no permission: run as root or give your user access to the node)",
-                        path.display()
-                    ),
-                    errno: Errno::from(&e),
-                };
-            } else if e.raw_os_error() == Some(libc::EBUSY) {
-                err = Error::InUse(format!(
-                    "{} is in use by another process (VFIO allows one opener)",
-                    path.display()
-                ));
-            }
-            err
+            let hint = match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    " (no permission: run as root or give your user access to the node)"
+                }
+                Some(libc::ENOENT) => {
+                    " (missing: load vfio_iommu_type1 for /dev/vfio/vfio, iommufd for \
+                     /dev/iommu, and check that the instance is bound to vfio-vhost)"
+                }
+                Some(libc::EBUSY) => " (in use: VFIO allows one opener)",
+                _ => "",
+            };
+            Error::io(format!("open {}{hint}", path.display()), &e)
         })
 }
 
 /// A type1 container with one group attached.
 #[derive(Debug)]
 struct Type1 {
-    // Field order is drop order: the group leaves the container first.
-    group: File,
+    // Held open for the device's lifetime. Field order is drop order: the
+    // group leaves the container first.
+    _group: File,
     container: File,
 }
 
@@ -229,13 +228,7 @@ impl VfioDevice {
         )?;
         // SAFETY: VFIO_SET_IOMMU takes an integer argument.
         cvt(
-            unsafe {
-                ioctl_with_val(
-                    &container,
-                    VFIO_SET_IOMMU as _,
-                    vb::VFIO_TYPE1v2_IOMMU as _,
-                )
-            },
+            unsafe { ioctl_with_val(&container, VFIO_SET_IOMMU as _, vb::VFIO_TYPE1v2_IOMMU as _) },
             || "VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU)".into(),
         )?;
         let cname = CString::new(name)
@@ -249,7 +242,10 @@ impl VfioDevice {
         let device = unsafe { File::from_raw_fd(fd) };
         Ok(VfioDevice {
             device,
-            iommu: Iommu::Type1(Type1 { group, container }),
+            iommu: Iommu::Type1(Type1 {
+                _group: group,
+                container,
+            }),
             name: name.to_string(),
         })
     }
@@ -613,11 +609,6 @@ impl DmaMapper for VfioDevice {
         }
         Ok(())
     }
-}
-
-/// The group node and cdev paths an instance would be opened through.
-pub fn device_nodes(sysfs: &Sysfs, inst: &Instance) -> (Option<PathBuf>, Option<PathBuf>) {
-    (sysfs.group_node(inst), sysfs.cdev_node(inst))
 }
 
 #[cfg(test)]

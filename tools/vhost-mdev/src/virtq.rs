@@ -257,7 +257,10 @@ impl Virtq {
     }
     fn buf_offset(&self, slot: usize) -> Result<usize> {
         if slot >= self.nbufs {
-            return Err(Error::InvalidArgument(format!("buffer {slot} of {}", self.nbufs)));
+            return Err(Error::InvalidArgument(format!(
+                "buffer {slot} of {}",
+                self.nbufs
+            )));
         }
         Ok(self.buf_off + slot * self.buf_size)
     }
@@ -415,7 +418,9 @@ impl Virtq {
         if self.used_idx()? == self.last_used {
             return Ok(None);
         }
-        let e = self.layout.used_entry(self.last_used & (self.layout.size - 1));
+        let e = self
+            .layout
+            .used_entry(self.last_used & (self.layout.size - 1));
         let id = u32::from_le(self.mem.load(e)?);
         let len = u32::from_le(self.mem.load(e + 4)?);
         let head = u16::try_from(id)
@@ -489,7 +494,6 @@ pub(crate) mod fake {
         pub last_avail: u16,
         pub used_idx: u16,
         pub event_idx: bool,
-        pub kicks_wanted: bool,
     }
 
     fn desc(mem: &DmaMemory, off: usize) -> (u64, u32, u16, u16) {
@@ -507,7 +511,6 @@ pub(crate) mod fake {
                 last_avail: 0,
                 used_idx: 0,
                 event_idx,
-                kicks_wanted: true,
             }
         }
 
@@ -515,11 +518,18 @@ pub(crate) mod fake {
         pub fn pop(&mut self, vq: &Virtq) -> Option<Chain> {
             let l = vq.layout();
             let mem = vq.memory();
-            let avail = u16::from_le(mem.atomic_u16(l.avail_idx()).unwrap().load(Ordering::Acquire));
+            let avail = u16::from_le(
+                mem.atomic_u16(l.avail_idx())
+                    .unwrap()
+                    .load(Ordering::Acquire),
+            );
             if avail == self.last_avail {
                 return None;
             }
-            let head = u16::from_le(mem.load(l.avail_entry(self.last_avail & (l.size - 1))).unwrap());
+            let head = u16::from_le(
+                mem.load(l.avail_entry(self.last_avail & (l.size - 1)))
+                    .unwrap(),
+            );
             self.last_avail = self.last_avail.wrapping_add(1);
             if self.event_idx {
                 mem.store(l.avail_event(), self.last_avail.to_le()).unwrap();

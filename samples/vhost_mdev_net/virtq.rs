@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device side of virtio split virtqueues, and the virtio-net loopback.
+//!
+//! Pure logic with no kernel dependencies: guest memory is reached through
+//! the [`GuestMemory`] trait, implemented in the module by
+//! `vhost_mdev_dma_rw()` and on the host (`tools/proto-tests`) by a fake
+//! memory that property tests fill with hostile rings. Every index, length
+//! and flag the driver wrote is checked here; a violation is a
+//! [`RingError`], which the device turns into DEVICE_NEEDS_RESET.
+
+/// A guest memory access failed (IOVA not mapped, or unmapped meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault;
+
+/// Why a queue cannot be processed any further.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// Guest memory could not be accessed.
+    Fault,
+    /// An index beyond the ring or table.
+    BadIndex,
+    /// A descriptor chain loops or is longer than its table.
+    Loop,
+    /// An indirect descriptor that is not allowed (nested, with NEXT,
+    /// without the feature, or with a bad table size).
+    BadIndirect,
+    /// A readable descriptor after a writable one, or the wrong direction
+    /// for the queue.
+    BadDirection,
+    /// The driver made more buffers available than the ring holds.
+    BadAvailIdx,
+}
+
+impl From<Fault> for RingError {
+    fn from(_: Fault) -> Self {
+        RingError::Fault
+    }
+}
+
+/// Guest memory by IOVA.
+pub trait GuestMemory {
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
+    /// Writes `buf` at `addr`.
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault>;
+}
+
+fn read_u16<M: GuestMemory>(mem: &mut M, addr: u64) -> Result<u16, Fault> {
+    let mut b = [0u8; 2];
+    mem.read(addr, &mut b)?;
+    Ok(u16::from_le_bytes(b))
+}
+
+/// Descriptor flags (virtio 1.x, 2.7.5).
+pub const VRING_DESC_F_NEXT: u16 = 1;
+/// The buffer is device-writable.
+pub const VRING_DESC_F_WRITE: u16 = 2;
+/// The buffer holds an indirect descriptor table.
+pub const VRING_DESC_F_INDIRECT: u16 = 4;
+/// `VRING_AVAIL_F_NO_INTERRUPT`
+pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Largest indirect table accepted (as vhost's `UIO_MAXIOV`).
+pub const MAX_INDIRECT: u32 = 1024;
+
+/// One descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    /// Buffer IOVA.
+    pub addr: u64,
+    /// Buffer length.
+    pub len: u32,
+    /// `VRING_DESC_F_*`.
+    pub flags: u16,
+    /// Next descriptor when `NEXT` is set.
+    pub next: u16,
+}
+
+fn read_desc<M: GuestMemory>(mem: &mut M, table: u64, idx: u32) -> Result<Desc, RingError> {
+    let addr = table
+        .checked_add(u64::from(idx) * 16)
+        .ok_or(RingError::Fault)?;
+    let mut b = [0u8; 16];
+    mem.read(addr, &mut b)?;
+    Ok(Desc {
+        addr: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        len: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        flags: u16::from_le_bytes([b[12], b[13]]),
+        next: u16::from_le_bytes([b[14], b[15]]),
+    })
+}
+
+/// One buffer of a chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// IOVA.
+    pub addr: u64,
+    /// Length.
+    pub len: u32,
+    /// Device-writable.
+    pub write: bool,
+}
+
+/// A split virtqueue as the device sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SplitQueue {
+    /// Ring size (a power of two, at most 32768).
+    pub num: u16,
+    /// Descriptor table IOVA.
+    pub desc: u64,
+    /// Available ring IOVA.
+    pub avail: u64,
+    /// Used ring IOVA.
+    pub used: u64,
+    /// Enabled by the driver.
+    pub ready: bool,
+    /// Next available ring index to consume.
+    pub last_avail: u16,
+    /// Next used ring index to fill.
+    pub used_idx: u16,
+    /// `VIRTIO_RING_F_EVENT_IDX` negotiated.
+    pub event_idx: bool,
+    /// `VIRTIO_RING_F_INDIRECT_DESC` negotiated.
+    pub indirect: bool,
+    /// `used_idx` when the driver was last signalled.
+    pub signalled_used: u16,
+}
+
+/// Walks one descriptor chain, checking every step.
+pub struct Walker {
+    table: u64,
+    size: u32,
+    next: Option<u32>,
+    steps: u32,
+    in_indirect: bool,
+    seen_write: bool,
+}
+
+impl Walker {
+    /// Next buffer of the chain, or `None` at its end.
+    pub fn next<M: GuestMemory>(
+        &mut self,
+        q: &SplitQueue,
+        mem: &mut M,
+    ) -> Result<Option<Segment>, RingError> {
+        let Some(idx) = self.next else {
+            return Ok(None);
+        };
+        if idx >= self.size {
+            return Err(RingError::BadIndex);
+        }
+        self.steps += 1;
+        if self.steps > self.size {
+            return Err(RingError::Loop);
+        }
+        let d = read_desc(mem, self.table, idx)?;
+        if d.flags & VRING_DESC_F_INDIRECT != 0 {
+            if self.in_indirect || !q.indirect || d.flags & VRING_DESC_F_NEXT != 0 {
+                return Err(RingError::BadIndirect);
+            }
+            if d.len == 0 || d.len % 16 != 0 || d.len / 16 > MAX_INDIRECT {
+                return Err(RingError::BadIndirect);
+            }
+            self.table = d.addr;
+            self.size = d.len / 16;
+            self.next = Some(0);
+            self.steps = 0;
+            self.in_indirect = true;
+            return self.next(q, mem);
+        }
+        let write = d.flags & VRING_DESC_F_WRITE != 0;
+        if self.seen_write && !write {
+            return Err(RingError::BadDirection);
+        }
+        self.seen_write |= write;
+        self.next = if d.flags & VRING_DESC_F_NEXT != 0 {
+            Some(u32::from(d.next))
+        } else {
+            None
+        };
+        Ok(Some(Segment {
+            addr: d.addr,
+            len: d.len,
+            write,
+        }))
+    }
+}
+
+impl SplitQueue {
+    fn avail_ring(&self, i: u16) -> u64 {
+        self.avail + 4 + 2 * u64::from(i % self.num)
+    }
+
+    /// Number of buffers the driver made available and we did not take.
+    pub fn pending<M: GuestMemory>(&self, mem: &mut M) -> Result<u16, RingError> {
+        let avail_idx = read_u16(mem, self.avail + 2)?;
+        let n = avail_idx.wrapping_sub(self.last_avail);
+        if n > self.num {
+            return Err(RingError::BadAvailIdx);
+        }
+        Ok(n)
+    }
+
+    /// Starts walking the chain at available slot `last_avail + ahead`.
+    /// Returns the head index and the walker.
+    pub fn chain<M: GuestMemory>(
+        &self,
+        mem: &mut M,
+        ahead: u16,
+    ) -> Result<(u16, Walker), RingError> {
+        let head = read_u16(mem, self.avail_ring(self.last_avail.wrapping_add(ahead)))?;
+        if head >= self.num {
+            return Err(RingError::BadIndex);
+        }
+        Ok((
+            head,
+            Walker {
+                table: self.desc,
+                size: u32::from(self.num),
+                next: Some(u32::from(head)),
+                steps: 0,
+                in_indirect: false,
+                seen_write: false,
+            },
+        ))
+    }
+
+    /// Puts a used element (not yet published).
+    pub fn put_used<M: GuestMemory>(
+        &mut self,
+        mem: &mut M,
+        head: u16,
+        len: u32,
+    ) -> Result<(), RingError> {
+        let slot = self.used + 4 + 8 * u64::from(self.used_idx % self.num);
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        b[4..].copy_from_slice(&len.to_le_bytes());
+        mem.write(slot, &b)?;
+        self.used_idx = self.used_idx.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Publishes the used index (after the elements: the memory accessor
+    /// orders writes) and, with EVENT_IDX, where the driver should kick.
+    pub fn publish<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
+        mem.write(self.used + 2, &self.used_idx.to_le_bytes())?;
+        if self.event_idx {
+            let avail_event = self.used + 4 + 8 * u64::from(self.num);
+            mem.write(avail_event, &self.last_avail.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the driver wants an interrupt for what was published since
+    /// the last one (virtio 1.x, 2.7.7 and 2.7.10).
+    pub fn needs_interrupt<M: GuestMemory>(&mut self, mem: &mut M) -> Result<bool, RingError> {
+        let old = self.signalled_used;
+        let new = self.used_idx;
+        if old == new {
+            return Ok(false);
+        }
+        let want = if self.event_idx {
+            let used_event = read_u16(mem, self.avail + 4 + 2 * u64::from(self.num))?;
+            // vring_need_event()
+            new.wrapping_sub(used_event).wrapping_sub(1) < new.wrapping_sub(old)
+        } else {
+            read_u16(mem, self.avail)? & VRING_AVAIL_F_NO_INTERRUPT == 0
+        };
+        if want {
+            self.signalled_used = new;
+        }
+        Ok(want)
+    }
+}
+
+/// Size of `struct virtio_net_hdr_v1` (with `num_buffers`).
+pub const NET_HDR_LEN: usize = 12;
+/// Largest frame: a 65535-byte MTU plus the Ethernet header.
+pub const MAX_FRAME: usize = 65535 + 14;
+/// Size of the frame buffer a loopback needs.
+pub const FRAME_BUF: usize = NET_HDR_LEN + MAX_FRAME;
+/// RX buffers one frame may span with MRG_RXBUF.
+const MAX_RX_CHAINS: usize = 32;
+/// Segments of RX chains recorded for one frame (others add no room).
+const MAX_RX_SEGS: usize = 32;
+
+/// Counters of a loopback, as shown in sysfs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames taken from TX.
+    pub tx_packets: u64,
+    /// Bytes of frames taken from TX (without the virtio-net header).
+    pub tx_bytes: u64,
+    /// Frames delivered to RX.
+    pub rx_packets: u64,
+    /// Bytes delivered to RX (without the virtio-net header).
+    pub rx_bytes: u64,
+    /// Frames dropped: larger than the RX buffers can hold.
+    pub drop_oversize: u64,
+    /// Frames dropped: malformed (shorter than the header, or larger than
+    /// the largest frame).
+    pub drop_malformed: u64,
+    /// Kicks received.
+    pub kicks: u64,
+    /// Interrupts sent.
+    pub interrupts: u64,
+    /// Ring errors (each put the device into NEEDS_RESET).
+    pub ring_errors: u64,
+}
+
+/// What one run of [`Loopback::process`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Interrupt the RX queue.
+    pub irq_rx: bool,
+    /// Interrupt the TX queue.
+    pub irq_tx: bool,
+    /// The budget ran out with work left.
+    pub more: bool,
+}
+
+/// A virtio-net device whose TX queue loops back into its RX queue.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Loopback {
+    /// Queue 0.
+    pub rx: SplitQueue,
+    /// Queue 1.
+    pub tx: SplitQueue,
+    /// `VIRTIO_NET_F_MRG_RXBUF` negotiated.
+    pub mrg_rxbuf: bool,
+    /// Counters.
+    pub stats: Stats,
+    scratch: RxScratch,
+}
+
+/// What became of a frame offered to RX.
+enum Delivery {
+    Delivered,
+    TooBig,
+    NoBuffers,
+}
+
+/// Where one frame goes in RX: kept in the device, not on the stack.
+#[derive(Clone, Copy, Debug, Default)]
+struct RxScratch {
+    /// Head of each chain.
+    heads: [u16; MAX_RX_CHAINS],
+    /// Recorded segments of each chain, in `segs`.
+    nsegs: [u8; MAX_RX_CHAINS],
+    /// Recorded segments of all chains, in order.
+    segs: [Segment; MAX_RX_SEGS],
+}
+
+impl Loopback {
+    /// A loopback over two configured queues.
+    pub fn new(rx: SplitQueue, tx: SplitQueue, mrg_rxbuf: bool) -> Self {
+        Self {
+            rx,
+            tx,
+            mrg_rxbuf,
+            ..Default::default()
+        }
+    }
+
+    /// Moves up to `budget` frames from TX to RX. `buf` holds at least
+    /// [`FRAME_BUF`] bytes. On error the queues are left as they were at
+    /// the last completed frame; the device must then be reset.
+    pub fn process<M: GuestMemory>(
+        &mut self,
+        mem: &mut M,
+        buf: &mut [u8],
+        budget: u32,
+    ) -> Result<Outcome, RingError> {
+        let mut out = Outcome::default();
+        if !self.rx.ready || !self.tx.ready || self.rx.num == 0 || self.tx.num == 0 {
+            return Ok(out);
+        }
+        let buf = buf.get_mut(..FRAME_BUF).ok_or(RingError::Fault)?;
+        let mut done = 0;
+        let mut tx_used = false;
+        let mut rx_used = false;
+        while done < budget {
+            if self.tx.pending(mem)? == 0 {
+                break;
+            }
+            let rx_pending = self.rx.pending(mem)?;
+            if rx_pending == 0 {
+                break; // Back-pressure: wait for RX buffers (the RX kick).
+            }
+            // Read the TX frame (header + data).
+            let (head, mut w) = self.tx.chain(mem, 0)?;
+            let mut len = 0usize;
+            let mut malformed = false;
+            while let Some(seg) = w.next(&self.tx, mem)? {
+                if seg.write {
+                    return Err(RingError::BadDirection);
+                }
+                let l = seg.len as usize;
+                if malformed || len + l > FRAME_BUF {
+                    malformed = true;
+                    continue;
+                }
+                mem.read(seg.addr, &mut buf[len..len + l])?;
+                len += l;
+            }
+            if len < NET_HDR_LEN {
+                malformed = true;
+            }
+            if malformed {
+                self.stats.drop_malformed += 1;
+            } else {
+                match self.deliver(mem, buf, len, rx_pending)? {
+                    Delivery::Delivered => {
+                        rx_used = true;
+                        self.stats.rx_packets += 1;
+                        self.stats.rx_bytes += (len - NET_HDR_LEN) as u64;
+                    }
+                    Delivery::TooBig => self.stats.drop_oversize += 1,
+                    // Leave the TX buffer for when RX buffers arrive.
+                    Delivery::NoBuffers => break,
+                }
+            }
+            if !malformed {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += (len - NET_HDR_LEN) as u64;
+            }
+            self.tx.last_avail = self.tx.last_avail.wrapping_add(1);
+            self.tx.put_used(mem, head, 0)?;
+            tx_used = true;
+            done += 1;
+        }
+        if rx_used {
+            self.rx.publish(mem)?;
+            out.irq_rx = self.rx.needs_interrupt(mem)?;
+        }
+        if tx_used || self.tx.event_idx {
+            self.tx.publish(mem)?;
+            out.irq_tx = self.tx.needs_interrupt(mem)?;
+        }
+        out.more = done == budget;
+        Ok(out)
+    }
+
+    /// Writes the frame in `buf[..len]` (header first) into RX buffers.
+    /// Consumes nothing unless it returns [`Delivery::Delivered`].
+    fn deliver<M: GuestMemory>(
+        &mut self,
+        mem: &mut M,
+        buf: &mut [u8],
+        len: usize,
+        rx_pending: u16,
+    ) -> Result<Delivery, RingError> {
+        let sc = &mut self.scratch;
+        let mut n = 0usize;
+        let mut total = 0usize;
+        let mut cap = 0u64;
+        let max_chains = if self.mrg_rxbuf {
+            MAX_RX_CHAINS.min(rx_pending as usize)
+        } else {
+            1
+        };
+        while cap < len as u64 && n < max_chains {
+            let (head, mut w) = self.rx.chain(mem, n as u16)?;
+            sc.heads[n] = head;
+            sc.nsegs[n] = 0;
+            while let Some(seg) = w.next(&self.rx, mem)? {
+                if !seg.write {
+                    return Err(RingError::BadDirection);
+                }
+                if total < MAX_RX_SEGS {
+                    sc.segs[total] = seg;
+                    sc.nsegs[n] += 1;
+                    total += 1;
+                    cap += u64::from(seg.len);
+                }
+            }
+            n += 1;
+        }
+        if cap < len as u64 {
+            // With MRG_RXBUF, too few buffers posted yet is back-pressure
+            // unless the ring is full (more will never come).
+            if self.mrg_rxbuf && n == rx_pending as usize && n < MAX_RX_CHAINS && rx_pending < self.rx.num {
+                return Ok(Delivery::NoBuffers);
+            }
+            return Ok(Delivery::TooBig);
+        }
+        // num_buffers, in the header (little-endian, bytes 10-11).
+        buf[10..12].copy_from_slice(&(n as u16).to_le_bytes());
+        let mut off = 0usize;
+        let mut at = 0usize;
+        for i in 0..n {
+            let mut written = 0u32;
+            let segs = usize::from(self.scratch.nsegs[i]);
+            for s in &self.scratch.segs[at..at + segs] {
+                if off == len {
+                    break;
+                }
+                let l = (s.len as usize).min(len - off);
+                mem.write(s.addr, &buf[off..off + l])?;
+                off += l;
+                written += l as u32;
+            }
+            at += segs;
+            self.rx.last_avail = self.rx.last_avail.wrapping_add(1);
+            let head = self.scratch.heads[i];
+            self.rx.put_used(mem, head, written)?;
+        }
+        Ok(Delivery::Delivered)
+    }
+}

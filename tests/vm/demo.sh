@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-2.0
+# The main job: load the modules, create an instance, move packets.
+. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
+set -e
+load_kernel_modules
+load_ours
+echo "INFO: modules loaded: $(lsmod | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
+vhost-mdev list
+uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+echo "INFO: created instance $uuid"
+vhost-mdev info "$uuid"
+t "ping 1000 frames through $uuid (container)" vhost-mdev ping "$uuid" -n 1000
+t "ping 1000 frames through $uuid (iommufd)" vhost-mdev ping "$uuid" -n 1000 --iommufd
+vhost-mdev stats "$uuid"
+vhost-mdev remove "$uuid"
+unload_ours

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Property tests of the message parser and the virtio device model.
+
+use proptest::prelude::*;
+use vhost_mdev_proto_tests::proto::{self, errno::*, req, status, Backend, Model, Reply, Request};
+
+/// A device that records what the model asked of it.
+#[derive(Clone, Debug, Default)]
+struct Fake {
+    features: u64,
+    driver_features: Option<u64>,
+    started: bool,
+    resets: u32,
+    config: [u8; 12],
+    nums: [u32; 2],
+    bases: [u16; 2],
+    ready: [bool; 2],
+}
+
+impl Backend for Fake {
+    fn device_id(&self) -> u32 {
+        1
+    }
+    fn device_features(&self) -> u64 {
+        self.features
+    }
+    fn set_driver_features(&mut self, f: u64) -> bool {
+        self.driver_features = Some(f);
+        true
+    }
+    fn config_size(&self) -> u32 {
+        12
+    }
+    fn get_config(&self, off: u32, buf: &mut [u8]) {
+        let o = off as usize;
+        buf.copy_from_slice(&self.config[o..o + buf.len()]);
+    }
+    fn set_config(&mut self, off: u32, data: &[u8]) {
+        let o = off as usize;
+        self.config[o..o + data.len()].copy_from_slice(data);
+    }
+    fn vq_count(&self) -> u32 {
+        2
+    }
+    fn vq_num_max(&self) -> u16 {
+        256
+    }
+    fn set_vq_num(&mut self, idx: u16, num: u32) {
+        self.nums[idx as usize] = num;
+    }
+    fn set_vq_address(&mut self, idx: u16, _: u64, _: u64, _: u64) {
+        assert!(idx < 2);
+    }
+    fn set_vq_ready(&mut self, idx: u16, r: bool) {
+        self.ready[idx as usize] = r;
+    }
+    fn set_vq_base(&mut self, idx: u16, b: u16) {
+        self.bases[idx as usize] = b;
+    }
+    fn get_vq_base(&self, idx: u16) -> u16 {
+        self.bases[idx as usize]
+    }
+    fn start(&mut self) -> Result<(), i32> {
+        self.started = true;
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.started = false;
+        self.resets += 1;
+    }
+    fn suspend(&mut self) -> Result<(), i32> {
+        Ok(())
+    }
+    fn resume(&mut self) -> Result<(), i32> {
+        Ok(())
+    }
+    fn device_status(&self) -> u8 {
+        0
+    }
+}
+
+const NET_FEATURES: u64 = proto::VIRTIO_F_VERSION_1 | proto::VIRTIO_F_ACCESS_PLATFORM | (1 << 5);
+
+fn fake() -> Fake {
+    Fake {
+        features: NET_FEATURES,
+        ..Default::default()
+    }
+}
+
+fn run(m: &mut Model, d: &mut Fake, r: Request<'_>) -> Result<Vec<u8>, i32> {
+    let mut buf = vec![0u8; proto::MAX_PAYLOAD];
+    let mut reply = Reply::new(&mut buf);
+    m.handle(d, &r, &mut reply)?;
+    let n = reply.len();
+    Ok(buf[..n].to_vec())
+}
+
+fn msg(request: u32, flags: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = proto::Header {
+        request: request.into(),
+        flags,
+        size: payload.len() as u32,
+    }
+    .encode()
+    .to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn parse_checks_size_and_flags() {
+    assert!(proto::parse_message(&msg(req::GET_FEATURES, 1, &[])).is_ok());
+    let mut m = msg(req::SET_FEATURES, 0, &[0; 8]);
+    m.pop();
+    assert_eq!(proto::parse_message(&m), Err(EINVAL));
+    assert_eq!(proto::parse_message(&msg(req::GET_FEATURES, 2, &[])), Err(EINVAL));
+    assert_eq!(proto::parse_message(&[0; 15]), Err(EINVAL));
+    assert_eq!(proto::parse_message(&vec![0; 4097]), Err(EINVAL));
+}
+
+#[test]
+fn decode_sizes() {
+    assert_eq!(proto::decode(req::SET_FEATURES.into(), &[0; 7]), Err(EINVAL));
+    assert_eq!(proto::decode(0xdead, &[]), Err(ENOTTY));
+    assert_eq!(proto::decode(1 << 40, &[]), Err(ENOTTY));
+    assert_eq!(proto::decode(req::SET_STATUS.into(), &[8]), Ok(Request::SetStatus(8)));
+}
+
+#[test]
+fn bring_up_and_reset() {
+    let (mut m, mut d) = (Model::new(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![11]);
+    assert_eq!(d.driver_features, Some(NET_FEATURES));
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
+    run(&mut m, &mut d, Request::SetVringEnable { index: 0, num: 1 }).unwrap();
+    // Queue 0 is enabled without addresses: DRIVER_OK is refused.
+    assert_eq!(run(&mut m, &mut d, Request::SetStatus(15)), Err(EINVAL));
+    let a = proto::VringAddr {
+        index: 0,
+        desc: 0x1000,
+        avail: 0x2000,
+        used: 0x3000,
+        ..Default::default()
+    };
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
+    assert!(d.started);
+    // Running and not suspended: ring changes are refused.
+    assert_eq!(run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }), Err(EINVAL));
+    assert_eq!(run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)), Err(EBUSY));
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(0)).unwrap();
+    assert!(!d.started);
+    assert_eq!(m, Model::new());
+}
+
+#[test]
+fn features_ok_needs_version_1_and_access_platform() {
+    let (mut m, mut d) = (Model::new(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(proto::VIRTIO_F_VERSION_1)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![3]);
+    assert_eq!(run(&mut m, &mut d, Request::SetFeatures(1 << 40)), Err(EINVAL));
+}
+
+fn any_request() -> impl Strategy<Value = (u32, Vec<u8>)> {
+    let codes = prop_oneof![
+        Just(req::GET_FEATURES),
+        Just(req::SET_FEATURES),
+        Just(req::SET_OWNER),
+        Just(req::SET_VRING_NUM),
+        Just(req::SET_VRING_ADDR),
+        Just(req::SET_VRING_BASE),
+        Just(req::GET_VRING_BASE),
+        Just(req::GET_DEVICE_ID),
+        Just(req::GET_STATUS),
+        Just(req::SET_STATUS),
+        Just(req::GET_CONFIG),
+        Just(req::SET_CONFIG),
+        Just(req::SET_VRING_ENABLE),
+        Just(req::GET_VRING_NUM),
+        Just(req::GET_CONFIG_SIZE),
+        Just(req::GET_VQS_COUNT),
+        Just(req::SUSPEND),
+        Just(req::RESUME),
+        any::<u32>(),
+    ];
+    (codes, proptest::collection::vec(any::<u8>(), 0..48))
+}
+
+/// The transitions a driver may make (virtio 1.x, 3.1.1), as an oracle.
+fn allowed(old: u8, new: u8) -> bool {
+    new == 0 || (old & !new == 0 && new & status::NEEDS_RESET == 0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        if let Ok((h, p)) = proto::parse_message(&bytes) {
+            prop_assert_eq!(h.size as usize, p.len());
+            let _ = proto::decode(h.request, p);
+        }
+    }
+
+    /// Any sequence of requests: an error changes nothing, and the status
+    /// only moves as virtio allows.
+    #[test]
+    fn model_errors_change_nothing(reqs in proptest::collection::vec(any_request(), 1..40)) {
+        let (mut m, mut d) = (Model::new(), fake());
+        for (code, payload) in reqs {
+            let Ok(r) = proto::decode(code.into(), &payload) else { continue };
+            let before = m.clone();
+            let old = m.status;
+            match run(&mut m, &mut d, r) {
+                Err(_) => prop_assert_eq!(&m, &before),
+                Ok(_) => {
+                    if let Request::SetStatus(s) = r {
+                        prop_assert!(allowed(old, s), "{old:#x} -> {s:#x} accepted");
+                    }
+                    prop_assert!(m.status & status::DRIVER_OK == 0 || m.status & status::FEATURES_OK != 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn config_range_is_exact(off in any::<u32>(), len in any::<u32>()) {
+        let ok = (off as u64 + len as u64) <= 12;
+        prop_assert_eq!(proto::check_config_range(off, len, 12).is_ok(), ok);
+    }
+}

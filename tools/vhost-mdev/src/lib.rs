@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! Userspace side of vhost-mdev: the vhost protocol over VFIO mediated
+//! devices.
+//!
+//! - [`uapi`]: constants of `include/uapi/linux/vhost_mdev.h` and the vhost,
+//!   VFIO and iommufd request codes.
+//! - [`msg`]: `struct vhost_vfio_op` encoding and decoding.
+//! - [`sysfs`]: mdev parents, types and instances; create and remove.
+//! - [`vfio`]: opening an instance through a type1 container or iommufd.
+//! - [`device`]: a vhost-mdev instance; requests over region 0 or ioctls.
+//! - [`vdpa`]: the same driver API over vhost-vdpa.
+//! - [`backend`]: the [`backend::VhostBackend`] trait over both.
+//! - [`mem`], [`virtq`], [`net`], [`driver`]: DMA memory, a split
+//!   virtqueue, virtio-net helpers and a loopback test driver.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod device;
+pub mod driver;
+pub mod error;
+pub mod mem;
+pub mod msg;
+pub mod net;
+pub mod sysfs;
+pub mod uapi;
+pub mod vdpa;
+pub mod vfio;
+pub mod virtq;
+
+pub use backend::VhostBackend;
+pub use device::{MdevDevice, Transport};
+pub use error::{Errno, Error, Result};
+pub use sysfs::Sysfs;
+pub use vdpa::VhostVdpa;
+pub use vfio::{DmaMapper, IommuKind, VfioDevice};

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! `vhost-mdev`: manage and exercise vhost-mdev instances.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
+use vhost_mdev::net::{NetConfig, NET_CONFIG_LEN};
+use vhost_mdev::uapi::{feature_names, status_names, VIRTIO_ID_NET};
+use vhost_mdev::{Error, IommuKind, MdevDevice, Result, Sysfs, Transport, VhostBackend, VhostVdpa};
+
+/// Manage and exercise vhost-mdev instances (the vhost protocol over VFIO
+/// mediated devices).
+#[derive(Parser, Debug)]
+#[command(name = "vhost-mdev", version, propagate_version = true)]
+struct Cli {
+    /// Root under which /sys, /proc and /dev are looked up (for tests).
+    #[arg(long, global = true, default_value = "/", hide = true)]
+    root: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List mdev parents, their types and the instances.
+    List,
+    /// Create an instance of a type.
+    Create {
+        /// Parent device name (see `list`).
+        #[arg(long)]
+        parent: String,
+        /// Type id (`<parent driver>-<name>`) or type name.
+        #[arg(long = "type")]
+        type_: String,
+        /// UUID of the new instance (default: a random v4 UUID).
+        #[arg(long)]
+        uuid: Option<Uuid>,
+    },
+    /// Remove an instance (refused while a process holds it open).
+    Remove {
+        /// The instance UUID.
+        uuid: Uuid,
+    },
+    /// Show the device id, features and network config of a device.
+    Info(DeviceArgs),
+    /// Loop frames through a loopback device and check each comes back
+    /// byte-identical and in order.
+    Ping {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        /// Number of frames.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: u64,
+        /// Frame size in bytes (60..=1514); 0 mixes sizes.
+        #[arg(long, default_value_t = 0)]
+        size: usize,
+    },
+    /// Print the counters under /sys/bus/mdev/devices/UUID/stats/.
+    Stats {
+        /// The instance UUID.
+        uuid: Uuid,
+    },
+    /// Measure packets/s, Gbit/s and latency through a loopback device.
+    Bench {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        /// Frame size in bytes.
+        #[arg(long, default_value_t = 1514)]
+        size: usize,
+        /// Frames in flight.
+        #[arg(long, default_value_t = 64)]
+        depth: usize,
+        /// Run time in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// One frame at a time (latency).
+        #[arg(long)]
+        pingpong: bool,
+        /// Print the result as one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which device to open and how.
+#[derive(Args, Debug)]
+struct DeviceArgs {
+    /// An instance UUID, or the path of a vhost-vdpa device
+    /// (/dev/vhost-vdpa-N) to drive the same way.
+    device: String,
+    /// Open through iommufd and the VFIO cdev instead of a type1 container.
+    #[arg(long)]
+    iommufd: bool,
+    /// Send vhost requests as ioctls instead of region-0 messages.
+    #[arg(long)]
+    ioctl: bool,
+    /// Kick through VFIO_DEVICE_IOEVENTFD eventfds instead of region 1.
+    #[arg(long)]
+    ioeventfd: bool,
+    /// Use indirect descriptors.
+    #[arg(long)]
+    indirect: bool,
+    /// Queue size to request.
+    #[arg(long, default_value_t = 256)]
+    queue_size: u16,
+}
+
+enum Target {
+    Mdev(MdevDevice),
+    Vdpa(VhostVdpa),
+}
+
+impl Target {
+    fn backend(&self) -> &dyn VhostBackend {
+        match self {
+            Target::Mdev(d) => d,
+            Target::Vdpa(v) => v,
+        }
+    }
+}
+
+fn open(sysfs: &Sysfs, a: &DeviceArgs) -> Result<Target> {
+    if a.device.starts_with('/') {
+        return Ok(Target::Vdpa(VhostVdpa::open(a.device.as_ref())?));
+    }
+    let uuid = Uuid::parse_str(&a.device).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{:?} is neither an instance UUID nor a /dev/vhost-vdpa-N path",
+            a.device
+        ))
+    })?;
+    let kind = if a.iommufd {
+        IommuKind::Iommufd
+    } else {
+        IommuKind::Type1
+    };
+    let dev = MdevDevice::open(sysfs, &uuid, kind)?;
+    if a.ioctl {
+        dev.set_transport(Transport::Ioctl);
+    }
+    Ok(Target::Mdev(dev))
+}
+
+fn driver_config(a: &DeviceArgs) -> NetDriverConfig {
+    NetDriverConfig {
+        queue_size: a.queue_size,
+        kick: if a.ioeventfd {
+            KickMode::EventFd
+        } else {
+            KickMode::Direct
+        },
+        indirect: a.indirect,
+        ..Default::default()
+    }
+}
+
+fn list(sysfs: &Sysfs) -> Result<()> {
+    let parents = sysfs.parents()?;
+    if parents.is_empty() {
+        println!(
+            "no mdev parents (load vhost_mdev and a parent driver, e.g. `modprobe vhost_mdev_net`)"
+        );
+    }
+    for p in &parents {
+        println!(
+            "parent {} (driver {})",
+            p.name,
+            p.driver.as_deref().unwrap_or("none")
+        );
+        for t in &p.types {
+            println!(
+                "  type {:<32} api {:<10} available {:<3} {}",
+                t.id,
+                t.device_api,
+                t.available_instances,
+                t.description.as_deref().or(t.name.as_deref()).unwrap_or("")
+            );
+        }
+    }
+    let instances = sysfs.instances()?;
+    if !instances.is_empty() {
+        println!("instances:");
+    }
+    for i in &instances {
+        let holders = sysfs.holders(i).unwrap_or_default();
+        let state = match holders.first() {
+            Some(h) => format!("in use by pid {} ({})", h.pid, h.comm),
+            None if i.driver.is_none() => "no driver".to_string(),
+            None => "free".to_string(),
+        };
+        println!(
+            "  {} parent {} type {} group {} cdev {} driver {}: {state}",
+            i.uuid,
+            i.parent.as_deref().unwrap_or("?"),
+            i.type_id.as_deref().unwrap_or("?"),
+            i.iommu_group.map_or("-".into(), |g| g.to_string()),
+            i.vfio_cdev.as_deref().unwrap_or("-"),
+            i.driver.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+fn remove(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
+    let inst = sysfs.instance(uuid)?;
+    let holders = sysfs.holders(&inst)?;
+    if let Some(h) = holders.first() {
+        return Err(Error::InUse(format!(
+            "instance {uuid} is in use by pid {} ({}) through {}: stop that process first \
+             (removal would wait until it closes the device)",
+            h.pid, h.comm, h.node
+        )));
+    }
+    sysfs.remove(uuid)?;
+    println!("removed {uuid}");
+    Ok(())
+}
+
+fn info(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
+    let t = open(sysfs, a)?;
+    let b = t.backend();
+    println!("device: {}", b.describe());
+    if let Target::Mdev(d) = &t {
+        let vi = d.info()?;
+        println!(
+            "vfio: flags {:#x}, {} regions, {} irqs",
+            vi.flags, vi.num_regions, vi.num_irqs
+        );
+    }
+    let id = b.get_device_id()?;
+    let idname = if id == VIRTIO_ID_NET { " (net)" } else { "" };
+    println!("virtio device id: {id}{idname}");
+    let st = b.get_status()?;
+    println!("status: {st:#x} [{}]", status_names(st).join("|"));
+    let f = b.get_features()?;
+    println!("features: {f:#x}");
+    for n in feature_names(f) {
+        println!("  {n}");
+    }
+    println!("queues: {}", b.get_vqs_count()?);
+    println!("max queue size: {}", b.get_vring_num()?);
+    let size = b.get_config_size()?;
+    println!("config size: {size}");
+    if id == VIRTIO_ID_NET && size >= 6 {
+        let c = NetConfig::parse(&b.get_config(0, size.min(NET_CONFIG_LEN as u32))?)?;
+        println!("mac: {}", c.mac);
+        println!("mtu: {}", c.mtu);
+        println!(
+            "link: {} (status {:#x})",
+            if c.link_up() { "up" } else { "down" },
+            c.status
+        );
+        println!("max virtqueue pairs: {}", c.max_virtqueue_pairs);
+    }
+    Ok(())
+}
+
+fn ping(sysfs: &Sysfs, a: &DeviceArgs, count: u64, size: usize) -> Result<()> {
+    let t = open(sysfs, a)?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a))?;
+    println!(
+        "{}: mac {}, queue size {}, features {:#x}",
+        t.backend().describe(),
+        drv.mac(),
+        drv.queue_size(),
+        drv.features()
+    );
+    let rep = driver::ping(&mut drv, count, size)?;
+    let mut rtts: Vec<u64> = rep.rtts.iter().map(|d| d.as_nanos() as u64).collect();
+    rtts.sort_unstable();
+    println!(
+        "{} frames looped back byte-identical and in order; rtt p50 {:.1} us, p99 {:.1} us",
+        rep.frames,
+        driver::percentile_us(&rtts, 0.5),
+        driver::percentile_us(&rtts, 0.99)
+    );
+    drv.stop()
+}
+
+fn stats(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
+    let inst = sysfs.instance(uuid)?;
+    let s = sysfs.stats(&inst)?;
+    if s.is_empty() {
+        println!("{uuid}: no counters (the parent exposes no stats/ directory)");
+    }
+    for (k, v) in s {
+        println!("{k}: {v}");
+    }
+    Ok(())
+}
+
+fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Result<()> {
+    let t = open(sysfs, a)?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a))?;
+    let tty = std::io::stderr().is_terminal();
+    let total = opts.duration.as_secs_f64();
+    let mut progress = |p: driver::BenchProgress| {
+        if tty {
+            let secs = p.elapsed.as_secs_f64();
+            eprint!(
+                "\r[{secs:5.1}/{total:.1} s] {} packets, {:.0} pps   ",
+                p.packets,
+                p.packets as f64 / secs.max(1e-9)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let r = driver::bench(&mut drv, opts, &mut progress)?;
+    if tty {
+        eprintln!();
+    }
+    if json {
+        println!("{}", r.to_json());
+    } else {
+        println!(
+            "{}: {} packets of {} bytes in {:.2} s: {:.0} pps, {:.3} Gbit/s, latency p50 {:.1} us, p99 {:.1} us",
+            t.backend().describe(),
+            r.packets,
+            opts.size,
+            r.seconds,
+            r.pps,
+            r.gbps,
+            r.p50_us,
+            r.p99_us
+        );
+    }
+    drv.stop()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let sysfs = Sysfs::with_root(&cli.root);
+    match cli.cmd {
+        Cmd::List => list(&sysfs),
+        Cmd::Create {
+            parent,
+            type_,
+            uuid,
+        } => {
+            let t = sysfs.find_type(&parent, &type_)?;
+            if t.available_instances == 0 {
+                return Err(Error::NotFound(format!(
+                    "type {} of {parent} has no available instances (remove one first)",
+                    t.id
+                )));
+            }
+            let u = sysfs.create(&t, uuid)?;
+            println!("{u}");
+            Ok(())
+        }
+        Cmd::Remove { uuid } => remove(&sysfs, &uuid),
+        Cmd::Info(a) => info(&sysfs, &a),
+        Cmd::Ping { dev, count, size } => ping(&sysfs, &dev, count, size),
+        Cmd::Stats { uuid } => stats(&sysfs, &uuid),
+        Cmd::Bench {
+            dev,
+            size,
+            depth,
+            seconds,
+            pingpong,
+            json,
+        } => {
+            if !(seconds > 0.0 && seconds.is_finite()) {
+                return Err(Error::InvalidArgument(format!("--seconds {seconds}")));
+            }
+            let opts = BenchOptions {
+                size,
+                depth,
+                duration: Duration::from_secs_f64(seconds),
+                pingpong,
+            };
+            bench(&sysfs, &dev, opts, json)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vhost-mdev: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_subcommands() {
+        let c = Cli::try_parse_from([
+            "vhost-mdev",
+            "bench",
+            "7d6c2f6e-0f0a-4a4e-9d0e-3f1b2c3d4e5f",
+            "--size",
+            "60",
+            "--pingpong",
+            "--json",
+            "--iommufd",
+        ])
+        .unwrap();
+        match c.cmd {
+            Cmd::Bench {
+                dev,
+                size,
+                pingpong,
+                json,
+                ..
+            } => {
+                assert!(dev.iommufd && pingpong && json);
+                assert_eq!(size, 60);
+            }
+            _ => panic!("not bench"),
+        }
+        assert!(Cli::try_parse_from(["vhost-mdev", "remove", "not-a-uuid"]).is_err());
+        let c =
+            Cli::try_parse_from(["vhost-mdev", "ping", "/dev/vhost-vdpa-0", "-n", "3"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Ping { count: 3, .. }));
+    }
+}

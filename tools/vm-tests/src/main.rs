@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! `vhost-mdev-tests`: the in-guest end-to-end suite of vhost-mdev.
+//!
+//! Run as root in a VM with `vhost_mdev` and a `vfio-vhost` parent (the
+//! virtio-net loopback sample) loaded:
+//!
+//! ```text
+//! vhost-mdev-tests [--list] [--quick] [FILTER...]
+//! ```
+//!
+//! Prints one `PASS: <name> (<secs>s)` or `FAIL: <name>: <reason>` line per
+//! test, then `N passed, N failed`, and exits non-zero on any failure.
+
+mod tests;
+mod util;
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tests::{Test, TESTS};
+use util::Env;
+
+/// Longest a single test may run before the suite gives up on it.
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick] [FILTER...]
+
+Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
+vfio-vhost parent driver loaded). FILTERs select tests whose name contains
+one of them; --quick selects the fast subset; --list prints the selection.";
+
+fn main() -> ExitCode {
+    let mut list = false;
+    let mut quick = false;
+    let mut filters = Vec::new();
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--list" => list = true,
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            s if s.starts_with('-') => {
+                eprintln!("unknown option {s}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            s => filters.push(s.to_string()),
+        }
+    }
+    let selected: Vec<&'static Test> = TESTS
+        .iter()
+        .filter(|t| !quick || t.quick)
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .collect();
+    if list {
+        for t in &selected {
+            println!("{}{}", t.name, if t.quick { " [quick]" } else { "" });
+        }
+        return ExitCode::SUCCESS;
+    }
+    if selected.is_empty() {
+        eprintln!("no test matches {filters:?}");
+        println!("0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+
+    let env = match Env::discover() {
+        Ok(e) => e,
+        Err(e) => {
+            // Without a parent every selected test fails for that reason.
+            for t in &selected {
+                println!("FAIL: {}: {e}", t.name);
+            }
+            println!("0 passed, {} failed", selected.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "vhost-mdev-tests: type {} of parent {} ({} tests)",
+        env.ty.id,
+        env.ty.parent,
+        selected.len()
+    );
+    let env: &'static Env = Box::leak(Box::new(env));
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for t in selected {
+        let start = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        let run = t.run;
+        let spawned = std::thread::Builder::new()
+            .name(t.name.into())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(|| run(env))
+                    .unwrap_or_else(|_| Err("panicked".to_string()));
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            println!("FAIL: {}: cannot spawn the test thread: {e}", t.name);
+            failed += 1;
+            continue;
+        }
+        match rx.recv_timeout(TEST_TIMEOUT) {
+            Ok(Ok(())) => {
+                println!("PASS: {} ({:.2}s)", t.name, start.elapsed().as_secs_f64());
+                passed += 1;
+            }
+            Ok(Err(reason)) => {
+                println!("FAIL: {}: {reason}", t.name);
+                failed += 1;
+            }
+            Err(_) => {
+                // The thread is stuck in the kernel: nothing later can be
+                // trusted to run, so stop here.
+                println!(
+                    "FAIL: {}: timed out after {} s (stuck; remaining tests not run)",
+                    t.name,
+                    TEST_TIMEOUT.as_secs()
+                );
+                failed += 1;
+                println!("{passed} passed, {failed} failed");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

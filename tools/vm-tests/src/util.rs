@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! Helpers of the in-guest tests: instances that remove themselves, state
+//! snapshots, errno checks.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use vhost_mdev::sysfs::{Instance, MdevType};
+use vhost_mdev::{IommuKind, MdevDevice, Sysfs, VhostBackend};
+
+/// The result of one test.
+pub type TestResult = Result<(), String>;
+
+/// Adds context to any displayable error.
+pub trait Ctx<T> {
+    /// Maps the error to `"{what}: {error}"`.
+    fn ctx(self, what: &str) -> Result<T, String>;
+}
+
+impl<T, E: Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Fails the test with a formatted message unless `cond` holds.
+#[macro_export]
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+/// Checks that `r` failed with `errno`.
+pub fn expect_errno<T: std::fmt::Debug>(
+    r: vhost_mdev::Result<T>,
+    errno: i32,
+    what: &str,
+) -> TestResult {
+    match r {
+        Ok(v) => Err(format!(
+            "{what}: succeeded ({v:?}), expected {}",
+            vhost_mdev::Errno(errno)
+        )),
+        Err(e) if e.errno() == Some(errno) => Ok(()),
+        Err(e) => Err(format!(
+            "{what}: {e}, expected {}",
+            vhost_mdev::Errno(errno)
+        )),
+    }
+}
+
+/// Checks that `r` failed with any errno.
+pub fn expect_fail<T: std::fmt::Debug>(r: vhost_mdev::Result<T>, what: &str) -> TestResult {
+    match r {
+        Ok(v) => Err(format!("{what}: succeeded ({v:?}), expected failure")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Runtime context shared by the tests.
+pub struct Env {
+    /// sysfs of the guest.
+    pub sysfs: Sysfs,
+    /// The vhost-mdev type under test.
+    pub ty: MdevType,
+}
+
+impl Env {
+    /// Finds the first type whose device_api is `vfio-vhost`.
+    pub fn discover() -> Result<Self, String> {
+        let sysfs = Sysfs::system();
+        let types = sysfs.vhost_types().map_err(|e| e.to_string())?;
+        Ok(Env {
+            ty: types[0].clone(),
+            sysfs,
+        })
+    }
+}
+
+/// An instance created for one test and removed when dropped.
+pub struct Inst {
+    /// sysfs.
+    pub sysfs: Sysfs,
+    /// The instance UUID.
+    pub uuid: Uuid,
+    removed: bool,
+}
+
+impl Inst {
+    /// Creates an instance of the type under test and waits until the
+    /// vfio-vhost driver has bound it.
+    pub fn create(env: &Env) -> Result<Self, String> {
+        let uuid = env.sysfs.create(&env.ty, None).ctx("create instance")?;
+        let inst = Inst {
+            sysfs: env.sysfs.clone(),
+            uuid,
+            removed: false,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(i) = inst.sysfs.instance(&uuid) {
+                if i.driver.is_some() && i.iommu_group.is_some() {
+                    return Ok(inst);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "instance {uuid} did not get a driver and IOMMU group within 10 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The sysfs view of the instance.
+    pub fn info(&self) -> Result<Instance, String> {
+        self.sysfs.instance(&self.uuid).ctx("instance")
+    }
+
+    /// Opens the instance.
+    pub fn open(&self, kind: IommuKind) -> Result<MdevDevice, String> {
+        MdevDevice::open(&self.sysfs, &self.uuid, kind).ctx(&format!("open ({kind})"))
+    }
+
+    /// Removes the instance now (blocks while it is open).
+    pub fn remove(&mut self) -> TestResult {
+        self.removed = true;
+        self.sysfs.remove(&self.uuid).ctx("remove")
+    }
+
+    /// Whether the instance still exists.
+    pub fn exists(&self) -> bool {
+        self.sysfs.instance_dir(&self.uuid).exists()
+    }
+}
+
+impl Drop for Inst {
+    fn drop(&mut self) {
+        if !self.removed && self.exists() {
+            let _ = self.sysfs.remove(&self.uuid);
+        }
+    }
+}
+
+/// Whether the iommufd back end is usable for `inst`.
+pub fn iommufd_available(inst: &Inst) -> Result<(), String> {
+    if !Path::new("/dev/iommu").exists() {
+        return Err("/dev/iommu missing (CONFIG_IOMMUFD, module iommufd)".into());
+    }
+    if inst.info()?.vfio_cdev.is_none() {
+        return Err("instance has no vfio-dev/ cdev (CONFIG_VFIO_DEVICE_CDEV)".into());
+    }
+    Ok(())
+}
+
+/// Device state that a failed request must leave unchanged. Each field
+/// keeps the errno of a failed read, so a state in which a read is refused
+/// compares equal as long as it stays refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    status: Result<u8, Option<i32>>,
+    features: Result<u64, Option<i32>>,
+    bases: Vec<Result<u32, Option<i32>>>,
+    config: Result<Vec<u8>, Option<i32>>,
+}
+
+fn keep<T>(r: vhost_mdev::Result<T>) -> Result<T, Option<i32>> {
+    r.map_err(|e| e.errno())
+}
+
+/// Reads the observable device state.
+pub fn snapshot(dev: &MdevDevice) -> Result<Snapshot, String> {
+    let n = dev.get_vqs_count().ctx("GET_VQS_COUNT")?;
+    let size = dev.get_config_size().ctx("GET_CONFIG_SIZE")?;
+    Ok(Snapshot {
+        status: keep(dev.get_status()),
+        features: keep(dev.get_features()),
+        bases: (0..n).map(|i| keep(dev.get_vring_base(i))).collect(),
+        config: keep(dev.get_config(0, size)),
+    })
+}
+
+/// Runs a bad input: checks its errno and that the state is unchanged.
+pub fn bad_input<T: std::fmt::Debug>(
+    dev: &MdevDevice,
+    what: &str,
+    errno: i32,
+    f: impl FnOnce() -> vhost_mdev::Result<T>,
+) -> TestResult {
+    let before = snapshot(dev).ctx(&format!("{what}: state before"))?;
+    expect_errno(f(), errno, what)?;
+    let after = snapshot(dev).ctx(&format!("{what}: state after"))?;
+    check!(
+        before == after,
+        "{what}: device state changed: before {before:?}, after {after:?}"
+    );
+    Ok(())
+}
+
+/// Runs a bad input that must fail (with any errno) and leave the state
+/// unchanged.
+pub fn bad_input_any<T: std::fmt::Debug>(
+    dev: &MdevDevice,
+    what: &str,
+    f: impl FnOnce() -> vhost_mdev::Result<T>,
+) -> TestResult {
+    let before = snapshot(dev).ctx(&format!("{what}: state before"))?;
+    expect_fail(f(), what)?;
+    let after = snapshot(dev).ctx(&format!("{what}: state after"))?;
+    check!(
+        before == after,
+        "{what}: device state changed: before {before:?}, after {after:?}"
+    );
+    Ok(())
+}
+
+/// Waits up to `timeout` for an eventfd to fire.
+pub fn fired(fd: &vmm_sys_util::eventfd::EventFd, timeout: Duration) -> Result<bool, String> {
+    vhost_mdev::driver::wait_eventfd(fd, timeout).ctx("poll eventfd")
+}
+
+/// A non-blocking eventfd.
+pub fn eventfd() -> Result<vmm_sys_util::eventfd::EventFd, String> {
+    vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).ctx("eventfd")
+}
