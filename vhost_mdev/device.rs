@@ -674,7 +674,7 @@ impl Data {
         if data_size > data.len() {
             return Err(EINVAL);
         }
-        UserSlice::new(arg + minsz, data_size)
+        UserSlice::new(arg.wrapping_add(minsz), data_size)
             .reader()
             .read_slice(&mut data[..data_size])?;
 

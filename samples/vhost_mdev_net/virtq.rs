@@ -187,13 +187,18 @@ impl Walker {
 }
 
 impl SplitQueue {
+    /// `i` modulo the ring size (a power of two: the core checks it).
+    fn wrap(&self, i: u16) -> u64 {
+        u64::from(i & self.num.wrapping_sub(1))
+    }
+
     fn avail_ring(&self, i: u16) -> u64 {
-        self.avail + 4 + 2 * u64::from(i % self.num)
+        self.avail.wrapping_add(4 + 2 * self.wrap(i))
     }
 
     /// Number of buffers the driver made available and we did not take.
     pub fn pending<M: GuestMemory>(&self, mem: &mut M) -> Result<u16, RingError> {
-        let avail_idx = read_u16(mem, self.avail + 2)?;
+        let avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
         let n = avail_idx.wrapping_sub(self.last_avail);
         if n > self.num {
             return Err(RingError::BadAvailIdx);
@@ -232,7 +237,7 @@ impl SplitQueue {
         head: u16,
         len: u32,
     ) -> Result<(), RingError> {
-        let slot = self.used + 4 + 8 * u64::from(self.used_idx % self.num);
+        let slot = self.used.wrapping_add(4 + 8 * self.wrap(self.used_idx));
         let mut b = [0u8; 8];
         b[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         b[4..].copy_from_slice(&len.to_le_bytes());
@@ -244,9 +249,9 @@ impl SplitQueue {
     /// Publishes the used index (after the elements: the memory accessor
     /// orders writes) and, with EVENT_IDX, where the driver should kick.
     pub fn publish<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
-        mem.write(self.used + 2, &self.used_idx.to_le_bytes())?;
+        mem.write(self.used.wrapping_add(2), &self.used_idx.to_le_bytes())?;
         if self.event_idx {
-            let avail_event = self.used + 4 + 8 * u64::from(self.num);
+            let avail_event = self.used.wrapping_add(4 + 8 * u64::from(self.num));
             mem.write(avail_event, &self.last_avail.to_le_bytes())?;
         }
         Ok(())
@@ -261,7 +266,7 @@ impl SplitQueue {
             return Ok(false);
         }
         let want = if self.event_idx {
-            let used_event = read_u16(mem, self.avail + 4 + 2 * u64::from(self.num))?;
+            let used_event = read_u16(mem, self.avail.wrapping_add(4 + 2 * u64::from(self.num)))?;
             // vring_need_event()
             new.wrapping_sub(used_event).wrapping_sub(1) < new.wrapping_sub(old)
         } else {

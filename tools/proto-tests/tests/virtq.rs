@@ -277,3 +277,22 @@ proptest! {
         prop_assert!(m.accesses <= bound, "{} accesses", m.accesses);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Ring addresses anywhere in the 64-bit space, near the end included:
+    /// no arithmetic overflows (a panic in the kernel), only faults.
+    #[test]
+    fn ring_addresses_anywhere(
+        addrs in proptest::array::uniform6(prop_oneof![any::<u64>(), (u64::MAX - 64)..=u64::MAX, Just(BASE)]),
+        num_log in 0u32..16,
+    ) {
+        let num = 1u16 << num_log;
+        let mut m = Mem::new(0x4000);
+        let q = |d, a, u| SplitQueue { num, desc: d, avail: a, used: u, ready: true, indirect: true, event_idx: true, ..Default::default() };
+        let mut lb = Loopback::new(q(addrs[0], addrs[1], addrs[2]), q(addrs[3], addrs[4], addrs[5]), true);
+        let mut buf = vec![0; FRAME_BUF];
+        let _ = lb.process(&mut m, &mut buf, 8);
+    }
+}

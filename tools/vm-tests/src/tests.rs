@@ -178,8 +178,8 @@ fn device_api(env: &Env) -> TestResult {
     let inst = Inst::create(env)?;
     let i = inst.info()?;
     check!(
-        i.driver.as_deref() == Some("vfio-vhost"),
-        "instance driver {:?}, expected vfio-vhost",
+        i.driver.as_deref() == Some("vhost_mdev"),
+        "instance driver {:?}, expected vhost_mdev (the core's mdev driver)",
         i.driver
     );
     check!(
