@@ -3,7 +3,11 @@
 # vhost-mdev: build the kernel modules against a Rust-enabled kernel, and the
 # project's own set-up, test and benchmark entry points.
 #
-#   make                 build the modules against $(KDIR)
+#   make                 build the modules against $(KDIR) (default: the
+#                        running kernel's build tree), after checking it
+#   make install         modules_install + depmod, the uAPI header and the
+#                        vhost-mdev CLI (INSTALL_MOD_PATH, DESTDIR, PREFIX)
+#   make uninstall       undo make install
 #   make demo            set up, build the test kernel, boot it, create an
 #                        instance and move packets (the README's first command)
 #   make check           every test suite (host + VM; the README's second)
@@ -17,20 +21,43 @@ RUSTC ?= /usr/bin/rustc
 BINDGEN ?= $(VHOST_MDEV_CACHE)/bindgen/bin/bindgen
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_MOD_PATH ?=
+KRELEASE = $(shell cat $(KDIR)/include/config/kernel.release 2>/dev/null)
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) BINDGEN=$(BINDGEN)
 
 all: modules
 
-modules:
+check-kernel:
+	@scripts/check-kernel $(KDIR) $(RUSTC) $(BINDGEN)
+
+modules: check-kernel
 	$(KMAKE) modules
 
-modules_install:
-	$(KMAKE) modules_install
+modules_install: modules
+	$(KMAKE) INSTALL_MOD_PATH=$(INSTALL_MOD_PATH) modules_install
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KRELEASE)
+
+tools:
+	$(CARGO) build --release --bin vhost-mdev
+
+install: modules_install tools
+	install -D -m 0644 include/uapi/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h
+	install -D -m 0755 target/release/vhost-mdev $(DESTDIR)$(PREFIX)/bin/vhost-mdev
+
+uninstall:
+	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev.ko \
+	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_net.ko
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KRELEASE)
+	rm -f $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/bin/vhost-mdev
 
 clean:
-	$(KMAKE) clean 2>/dev/null || true
+	-$(KMAKE) clean 2>/dev/null
 	rm -f rust/bindings_generated.rs rust/.bindings_generated.rs.cmd
-	cargo clean 2>/dev/null || true
+	-$(CARGO) clean 2>/dev/null
 
 setup:
 	scripts/setup
@@ -47,4 +74,4 @@ check:
 check-quick:
 	scripts/run check-quick
 
-.PHONY: all modules modules_install clean setup kernel demo check check-quick
+.PHONY: all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick

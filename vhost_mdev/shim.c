@@ -19,3 +19,6 @@ EXPORT_SYMBOL_GPL(vhost_mdev_dma_rw);
 EXPORT_SYMBOL_GPL(vhost_mdev_priv_from_dev);
 EXPORT_SYMBOL_GPL(vhost_mdev_uuid);
 EXPORT_SYMBOL_GPL(vhost_mdev_is_open);
+
+/* Instances are normally used through a type1 container. */
+MODULE_SOFTDEP("pre: vfio_iommu_type1");

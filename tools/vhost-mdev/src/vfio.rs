@@ -309,6 +309,16 @@ impl VfioDevice {
         }
     }
 
+    /// The iommufd and the id of the IOAS the device was attached to at
+    /// open (`None` on a type1 container). For tests that allocate, attach
+    /// or detach address spaces themselves.
+    pub fn iommufd(&self) -> Option<(&File, u32)> {
+        match &self.iommu {
+            Iommu::Iommufd(i) => Some((&i.fd, i.ioas)),
+            Iommu::Type1(_) => None,
+        }
+    }
+
     /// The device name (UUID) or cdev path.
     pub fn name(&self) -> &str {
         &self.name

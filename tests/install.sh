@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The user's install path: the kernel check against trees that cannot build
+# the modules, `make install` into a staging tree, then in the test VM:
+# modules loaded by name from it, an instance defined and started with
+# mdevctl, everything unloaded.
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+. "$top/scripts/lib.sh"
+kdir=$(readlink -f "$CACHE/kbuild/debug")
+rustc=/usr/bin/rustc
+work=$(mktemp -d "$CACHE/install-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+t() {
+	local name=$1; shift
+	local out
+	if out=$("$@" 2>&1); then echo "PASS: $name"; else echo "FAIL: $name: $(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi
+}
+
+# A tree whose kernel has Rust off.
+mkdir -p "$work/norust"
+cp "$kdir/Makefile" "$work/norust/"
+grep -v '^CONFIG_RUST=' "$kdir/.config" >"$work/norust/.config"
+t "check-kernel: a kernel without CONFIG_RUST is refused, saying so" sh -c "
+	! out=\$('$top/scripts/check-kernel' '$work/norust' $rustc '$BINDGEN' 2>&1) &&
+	echo \"\$out\" | grep -q 'built without Rust' && echo \"\$out\""
+# A headers-only tree: config says Rust, but no Rust artifacts.
+mkdir -p "$work/headers"
+cp "$kdir/Makefile" "$kdir/.config" "$work/headers/"
+t "check-kernel: a headers-only tree is refused (no rust/*.rmeta)" sh -c "
+	! out=\$('$top/scripts/check-kernel' '$work/headers' $rustc '$BINDGEN' 2>&1) &&
+	echo \"\$out\" | grep -q 'no Rust build artifacts'"
+t "check-kernel: a different rustc is named" sh -c "
+	! out=\$('$top/scripts/check-kernel' '$kdir' \$HOME/.cargo/bin/rustc '$BINDGEN' 2>&1) &&
+	echo \"\$out\" | grep -q 'RUSTC='"
+t "check-kernel: the test kernel's tree passes" "$top/scripts/check-kernel" "$kdir" $rustc "$BINDGEN"
+t "make modules refuses a kernel without Rust" sh -c "
+	! make -s -C '$top' KDIR='$work/norust' modules >/dev/null 2>&1"
+
+# Stage: the test kernel's own modules plus ours, as on a user's host.
+stage=$work/stage
+cp -a "$kdir/modroot/." "$stage/"
+t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
+	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' install &&
+	test -f '$stage/usr/local/include/linux/vhost_mdev.h' &&
+	test -x '$stage/usr/local/bin/vhost-mdev' &&
+	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
+
+cat >"$work/job.sh" <<JOB
+. "\$VHOST_MDEV_TOP/tests/vm/lib.sh"
+S=$stage
+t "modprobe vhost_mdev_net by name from the staged tree (pulls in vhost_mdev)" sh -c "
+	modprobe -d \$S vfio_iommu_type1 && modprobe -d \$S vhost_mdev_net &&
+	lsmod | grep -q '^vhost_mdev ' && lsmod | grep -q '^vhost_mdev_net '"
+U=5e1f0000-0000-4000-8000-000000000001
+t "mdevctl define + start an instance; the staged CLI sees it" sh -c "
+	mdevctl define -u \$U -p vhost_mdev_net --type \$TYPE &&
+	mdevctl list --defined | grep -q \$U &&
+	mdevctl start -u \$U && test -d /sys/bus/mdev/devices/\$U &&
+	\$S/usr/local/bin/vhost-mdev list | grep -q \$U"
+t "mdevctl stop + undefine" sh -c "
+	mdevctl stop -u \$U && mdevctl undefine -u \$U && ! test -d /sys/bus/mdev/devices/\$U"
+t "modprobe -r unloads everything" sh -c "
+	modprobe -r -d \$S vhost_mdev_net && ! lsmod | grep -q vhost_mdev"
+JOB
+"$top/scripts/vm" --timeout 600 "$work/job.sh"
+
+t "make uninstall removes what install put" sh -c "
+	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' uninstall &&
+	! test -e '$stage/usr/local/bin/vhost-mdev' && ! ls '$stage'/lib/modules/*/updates/vhost_mdev.ko 2>/dev/null"
