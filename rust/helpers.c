@@ -8,6 +8,8 @@
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
@@ -72,4 +74,29 @@ void vm_helper_init_work(struct work_struct *work, work_func_t func)
 bool vm_helper_queue_work(struct work_struct *work)
 {
 	return queue_work(system_unbound_wq, work);
+}
+
+struct mm_struct *vm_helper_current_mm(void)
+{
+	return current->mm;
+}
+
+void vm_helper_mmgrab(struct mm_struct *mm)
+{
+	mmgrab(mm);
+}
+
+void vm_helper_mmdrop(struct mm_struct *mm)
+{
+	mmdrop(mm);
+}
+
+bool vm_helper_mmget_not_zero(struct mm_struct *mm)
+{
+	return mmget_not_zero(mm);
+}
+
+bool vm_helper_current_is_kthread(void)
+{
+	return current->flags & PF_KTHREAD;
 }

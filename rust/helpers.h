@@ -22,6 +22,11 @@ struct mdev_device *vm_helper_to_mdev_device(struct device *dev);
 void *vm_helper_dev_get_drvdata(const struct device *dev);
 void vm_helper_dev_set_drvdata(struct device *dev, void *data);
 struct module *vm_helper_this_module(void);
+struct mm_struct *vm_helper_current_mm(void);
+void vm_helper_mmgrab(struct mm_struct *mm);
+void vm_helper_mmdrop(struct mm_struct *mm);
+bool vm_helper_mmget_not_zero(struct mm_struct *mm);
+bool vm_helper_current_is_kthread(void);
 void vm_helper_init_work(struct work_struct *work, work_func_t func);
 bool vm_helper_queue_work(struct work_struct *work);
 

@@ -90,6 +90,22 @@ impl DeviceHandle {
         kernel::error::to_result(r)
     }
 
+    /// Adopts the address space of the process that opened the device for
+    /// a batch of DMA (see `vhost_mdev_dma_begin()`), until the returned
+    /// guard drops.
+    ///
+    /// # Safety
+    ///
+    /// As for [`DeviceHandle::dma_read`]; from a kthread (a workqueue
+    /// worker) that holds no other session, and the guard must be dropped
+    /// before the work function returns.
+    pub unsafe fn dma_session(&self) -> Result<DmaSession<'_>> {
+        // SAFETY: `ptr` is valid; the caller guarantees the context.
+        kernel::error::to_result(unsafe { bindings::vhost_mdev_dma_begin(self.ptr.as_ptr()) })?;
+        // INVARIANT: the session began successfully.
+        Ok(DmaSession { handle: self })
+    }
+
     /// The instance's UUID.
     pub fn uuid(&self) -> [u8; 16] {
         let mut u = [0u8; 16];
@@ -105,6 +121,22 @@ impl DeviceHandle {
     pub fn is_open(&self) -> bool {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_is_open(self.ptr.as_ptr()) }
+    }
+}
+
+/// A batch of DMA in the opener's address space; ends on drop.
+///
+/// # Invariants
+///
+/// `vhost_mdev_dma_begin()` succeeded for `handle` on the current worker.
+pub struct DmaSession<'a> {
+    handle: &'a DeviceHandle,
+}
+
+impl Drop for DmaSession<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the session began (type invariant) on this worker.
+        unsafe { bindings::vhost_mdev_dma_end(self.handle.ptr.as_ptr()) };
     }
 }
 

@@ -16,7 +16,7 @@ use crate::proto::{self, Backend, Model, Reply};
 use kernel::ffi::{c_char, c_long, c_uint, c_ulong, c_void};
 use core::mem::{offset_of, size_of};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use kernel::error::{code::*, Error};
 use kernel::init::PinInit;
 use kernel::prelude::*;
@@ -101,6 +101,11 @@ struct Data {
     kicks_on: AtomicBool,
     /// Status bits set by the device (NEEDS_RESET).
     device_status: AtomicU8,
+    /// The address space of the process that opened the device (one
+    /// `mmgrab` reference while open), adopted by parent workers for DMA.
+    /// Set in `open_device`, dropped in `close_device` after the parent's
+    /// worker is quiesced.
+    mm: AtomicPtr<bindings::mm_struct>,
 }
 
 /// A vhost-mdev instance; `struct vhost_mdev_device` of the C ABI.
@@ -368,6 +373,7 @@ impl Instance {
             }, "vhost_mdev_irqs"),
             kicks_on: AtomicBool::new(false),
             device_status: AtomicU8::new(0),
+            mm: AtomicPtr::new(ptr::null_mut()),
         });
         // SAFETY: `this` is a zeroed allocation large enough for `Instance`
         // that nothing else references yet; the data is never moved (VFIO
@@ -833,6 +839,14 @@ unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
     let this = unsafe { inst(vdev) };
     let mut inner = this.state.lock();
     inner.open = true;
+    // SAFETY: reading `current->mm` of the opening task.
+    let mm = unsafe { bindings::vm_helper_current_mm() };
+    if !mm.is_null() {
+        // SAFETY: `mm` is the live mm of the current task; the reference
+        // is dropped in `close_device`.
+        unsafe { bindings::vm_helper_mmgrab(mm) };
+    }
+    this.mm.store(mm, Ordering::Release);
     this.device_status.store(0, Ordering::Release);
     this.kicks_on.store(true, Ordering::Release);
     0
@@ -868,6 +882,12 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     // 5. Clear the staged reply (the status was cleared by the reset).
     Data::discard_reply(&mut inner);
     inner.open = false;
+    // The worker is quiet: nothing uses the opener's mm any more.
+    let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
+    if !mm.is_null() {
+        // SAFETY: the reference taken in `open_device`.
+        unsafe { bindings::vm_helper_mmdrop(mm) };
+    }
 }
 
 unsafe extern "C" fn read(
@@ -1027,6 +1047,53 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
     // SAFETY: the handle is the instance, whose first field is the
     // `vfio_device`; the caller guarantees the device is open and `buf`.
     unsafe { bindings::vfio_dma_rw(vdev.cast(), iova, buf, len, write) }
+}
+
+/// `vhost_mdev_dma_begin()`: the calling worker adopts the opener's mm.
+///
+/// Returns 0, `-EINVAL` outside a kthread or with an mm already adopted,
+/// `-ESRCH` when the opener's address space is gone.
+///
+/// # Safety
+///
+/// `vdev` must be a live, open instance handle, called from the parent's
+/// worker, which `reset()` stops before the device is closed; every
+/// successful call must be paired with `vhost_mdev_dma_end()` before the
+/// worker returns.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_begin(vdev: *mut bindings::vhost_mdev_device) -> i32 {
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { handle(vdev) };
+    // SAFETY: inspecting the current task.
+    if !unsafe { bindings::vm_helper_current_is_kthread() } || !unsafe { bindings::vm_helper_current_mm() }.is_null() {
+        return EINVAL.to_errno();
+    }
+    let mm = this.mm.load(Ordering::Acquire);
+    // SAFETY: `mm` holds an `mmgrab` reference while the device is open,
+    // and the worker only runs while it is open.
+    if mm.is_null() || !unsafe { bindings::vm_helper_mmget_not_zero(mm) } {
+        return ESRCH.to_errno();
+    }
+    // SAFETY: a kthread with no mm of its own; `mm` has a user reference
+    // (from `mmget_not_zero`), put in `vhost_mdev_dma_end`.
+    unsafe { bindings::kthread_use_mm(mm) };
+    0
+}
+
+/// `vhost_mdev_dma_end()`: ends what `vhost_mdev_dma_begin()` started.
+///
+/// # Safety
+///
+/// Must follow a successful `vhost_mdev_dma_begin()` on the same worker.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_end(_vdev: *mut bindings::vhost_mdev_device) {
+    // SAFETY: the caller adopted an mm with `vhost_mdev_dma_begin`, which
+    // holds a user reference on it.
+    unsafe {
+        let mm = bindings::vm_helper_current_mm();
+        bindings::kthread_unuse_mm(mm);
+        bindings::mmput(mm);
+    }
 }
 
 /// `vhost_mdev_priv_from_dev()`: the parent's instance of an mdev device

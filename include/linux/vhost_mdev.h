@@ -118,6 +118,14 @@ void vhost_mdev_needs_reset(struct vhost_mdev_device *vdev);
 /* Process context, from the worker that serves the instance. */
 int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
 		      size_t len, bool write);
+/*
+ * A worker brackets a batch of vhost_mdev_dma_rw() calls with these: the
+ * worker adopts the address space of the process that opened the device
+ * (kthread_use_mm()), so that VFIO does not switch it for every call.
+ * Only from a kthread (a workqueue worker), never nested.
+ */
+int vhost_mdev_dma_begin(struct vhost_mdev_device *vdev);
+void vhost_mdev_dma_end(struct vhost_mdev_device *vdev);
 void *vhost_mdev_priv_from_dev(struct device *dev);
 const u8 *vhost_mdev_uuid(struct vhost_mdev_device *vdev);
 bool vhost_mdev_is_open(struct vhost_mdev_device *vdev);

@@ -155,8 +155,15 @@ impl NetDev {
         if !st.started || st.suspended {
             return;
         }
+        // SAFETY: this is the worker, a kthread that `reset` quiesces; the
+        // session ends at the end of this function.
+        let session = unsafe { self.handle.dma_session() };
         let NetState { lb, frame, .. } = &mut *st;
-        match lb.process(&mut Dma(&self.handle), frame, BUDGET) {
+        let r = match session {
+            Ok(_) => lb.process(&mut Dma(&self.handle), frame, BUDGET),
+            Err(_) => Err(virtq::RingError::Fault),
+        };
+        match r {
             Ok(out) => {
                 drop(st);
                 if out.irq_rx {
