@@ -12,6 +12,7 @@
 #                        instance and move packets (the README's first command)
 #   make check           every test suite (host + VM; the README's second)
 #   make check-quick     the quick VM suite, for a developer after an edit
+#   make bench           benchmark against vdpa_sim_net on the release kernel
 #   make clean           remove build products
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -74,4 +75,7 @@ check:
 check-quick:
 	scripts/run check-quick
 
-.PHONY: all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
+bench:
+	scripts/run bench
+
+.PHONY: bench all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick

@@ -124,7 +124,28 @@ pub struct SplitQueue {
     pub indirect: bool,
     /// `used_idx` when the driver was last signalled.
     pub signalled_used: u16,
+    /// Batching state: cached available entries and unwritten used ones.
+    batch: Batch,
 }
+
+/// Entries of the available ring read ahead, and used elements not yet
+/// written: a batch touches guest memory a few times, not per frame.
+#[derive(Clone, Copy, Debug, Default)]
+struct Batch {
+    /// The available index last read from the ring.
+    avail_idx: u16,
+    /// `avail[avail_start..avail_start + avail_len]`, read ahead.
+    avail: [u16; BATCH],
+    avail_start: u16,
+    avail_len: u16,
+    /// Used elements from `used_start` on, not yet in guest memory.
+    used: [(u16, u32); BATCH],
+    used_len: u16,
+    used_start: u16,
+}
+
+/// Entries read ahead or written at once.
+const BATCH: usize = 32;
 
 /// Walks one descriptor chain, checking every step.
 pub struct Walker {
@@ -187,6 +208,18 @@ impl Walker {
 }
 
 impl SplitQueue {
+    /// An enabled queue of `num` entries at the given ring addresses.
+    pub fn new(num: u16, desc: u64, avail: u64, used: u64) -> Self {
+        Self {
+            num,
+            desc,
+            avail,
+            used,
+            ready: true,
+            ..Default::default()
+        }
+    }
+
     /// `i` modulo the ring size (a power of two: the core checks it).
     fn wrap(&self, i: u16) -> u64 {
         u64::from(i & self.num.wrapping_sub(1))
@@ -196,24 +229,48 @@ impl SplitQueue {
         self.avail.wrapping_add(4 + 2 * self.wrap(i))
     }
 
-    /// Number of buffers the driver made available and we did not take.
-    pub fn pending<M: GuestMemory>(&self, mem: &mut M) -> Result<u16, RingError> {
+    /// Number of buffers the driver made available and we did not take
+    /// (reads the available index).
+    pub fn pending<M: GuestMemory>(&mut self, mem: &mut M) -> Result<u16, RingError> {
         let avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
         let n = avail_idx.wrapping_sub(self.last_avail);
         if n > self.num {
             return Err(RingError::BadAvailIdx);
         }
+        self.batch.avail_idx = avail_idx;
         Ok(n)
+    }
+
+    /// The available ring entry at index `i` (which `pending` counted).
+    fn avail_entry<M: GuestMemory>(&mut self, mem: &mut M, i: u16) -> Result<u16, RingError> {
+        let at = self.avail.wrapping_add(4 + 2 * self.wrap(i));
+        let b = &mut self.batch;
+        let off = i.wrapping_sub(b.avail_start);
+        if off < b.avail_len {
+            return Ok(b.avail[usize::from(off)]);
+        }
+        // Read ahead up to the published index, the ring's end and BATCH.
+        let to_end = self.num.wrapping_sub(i & self.num.wrapping_sub(1));
+        let n = b.avail_idx.wrapping_sub(i).min(to_end).clamp(1, BATCH as u16);
+        let mut raw = [0u8; 2 * BATCH];
+        let raw = &mut raw[..2 * usize::from(n)];
+        mem.read(at, raw)?;
+        for (k, e) in raw.chunks_exact(2).enumerate() {
+            b.avail[k] = u16::from_le_bytes([e[0], e[1]]);
+        }
+        b.avail_start = i;
+        b.avail_len = n;
+        Ok(b.avail[0])
     }
 
     /// Starts walking the chain at available slot `last_avail + ahead`.
     /// Returns the head index and the walker.
     pub fn chain<M: GuestMemory>(
-        &self,
+        &mut self,
         mem: &mut M,
         ahead: u16,
     ) -> Result<(u16, Walker), RingError> {
-        let head = read_u16(mem, self.avail_ring(self.last_avail.wrapping_add(ahead)))?;
+        let head = self.avail_entry(mem, self.last_avail.wrapping_add(ahead))?;
         if head >= self.num {
             return Err(RingError::BadIndex);
         }
@@ -230,25 +287,54 @@ impl SplitQueue {
         ))
     }
 
-    /// Puts a used element (not yet published).
+    /// Puts a used element; it reaches guest memory at the next `flush`
+    /// (or when the batch is full).
     pub fn put_used<M: GuestMemory>(
         &mut self,
         mem: &mut M,
         head: u16,
         len: u32,
     ) -> Result<(), RingError> {
-        let slot = self.used.wrapping_add(4 + 8 * self.wrap(self.used_idx));
-        let mut b = [0u8; 8];
-        b[..4].copy_from_slice(&u32::from(head).to_le_bytes());
-        b[4..].copy_from_slice(&len.to_le_bytes());
-        mem.write(slot, &b)?;
+        if usize::from(self.batch.used_len) == BATCH {
+            self.flush(mem)?;
+        }
+        let b = &mut self.batch;
+        if b.used_len == 0 {
+            b.used_start = self.used_idx;
+        }
+        b.used[usize::from(b.used_len)] = (head, len);
+        b.used_len += 1;
         self.used_idx = self.used_idx.wrapping_add(1);
         Ok(())
     }
 
-    /// Publishes the used index (after the elements: the memory accessor
-    /// orders writes) and, with EVENT_IDX, where the driver should kick.
+    /// Writes the used elements put since the last flush (at most two
+    /// writes: the ring may wrap).
+    pub fn flush<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
+        let n = usize::from(self.batch.used_len);
+        let mut k = 0;
+        while k < n {
+            let idx = self.batch.used_start.wrapping_add(k as u16);
+            let to_end = usize::from(self.num.wrapping_sub(idx & self.num.wrapping_sub(1)));
+            let run = (n - k).min(to_end.max(1));
+            let mut raw = [0u8; 8 * BATCH];
+            for (j, e) in raw.chunks_exact_mut(8).take(run).enumerate() {
+                let (head, len) = self.batch.used[k + j];
+                e[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+                e[4..].copy_from_slice(&len.to_le_bytes());
+            }
+            mem.write(self.used.wrapping_add(4 + 8 * self.wrap(idx)), &raw[..8 * run])?;
+            k += run;
+        }
+        self.batch.used_len = 0;
+        Ok(())
+    }
+
+    /// Publishes the used index (after flushing the elements: the memory
+    /// accessor orders writes) and, with EVENT_IDX, where the driver should
+    /// kick.
     pub fn publish<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
+        self.flush(mem)?;
         mem.write(self.used.wrapping_add(2), &self.used_idx.to_le_bytes())?;
         if self.event_idx {
             let avail_event = self.used.wrapping_add(4 + 8 * u64::from(self.num));
@@ -385,13 +471,17 @@ impl Loopback {
         let mut done = 0;
         let mut tx_used = false;
         let mut rx_used = false;
+        let mut tx_pending = self.tx.pending(mem)?;
+        let mut rx_pending = self.rx.pending(mem)?;
         while done < budget {
-            if self.tx.pending(mem)? == 0 {
+            if tx_pending == 0 {
                 break;
             }
-            let rx_pending = self.rx.pending(mem)?;
             if rx_pending == 0 {
-                break; // Back-pressure: wait for RX buffers (the RX kick).
+                rx_pending = self.rx.pending(mem)?;
+                if rx_pending == 0 {
+                    break; // Back-pressure: wait for RX buffers (the RX kick).
+                }
             }
             // Read the TX frame (header + data).
             let (head, mut w) = self.tx.chain(mem, 0)?;
@@ -415,7 +505,10 @@ impl Loopback {
             if malformed {
                 self.stats.drop_malformed += 1;
             } else {
-                match self.deliver(mem, buf, len, rx_pending)? {
+                let rx_before = self.rx.last_avail;
+                let d = self.deliver(mem, buf, len, rx_pending)?;
+                rx_pending -= self.rx.last_avail.wrapping_sub(rx_before);
+                match d {
                     Delivery::Delivered => {
                         rx_used = true;
                         self.stats.rx_packets += 1;
@@ -432,6 +525,7 @@ impl Loopback {
             }
             self.tx.last_avail = self.tx.last_avail.wrapping_add(1);
             self.tx.put_used(mem, head, 0)?;
+            tx_pending -= 1;
             tx_used = true;
             done += 1;
         }
@@ -444,6 +538,11 @@ impl Loopback {
             out.irq_tx = self.tx.needs_interrupt(mem)?;
         }
         out.more = done == budget;
+        if !out.more {
+            // Buffers made available while we published (the driver may
+            // have seen the old avail_event and not kicked): look again.
+            out.more = self.tx.pending(mem)? > 0 && self.rx.pending(mem)? > 0;
+        }
         Ok(out)
     }
 

@@ -31,8 +31,11 @@ load_kernel_modules() {
 	done
 }
 
+# MODDIR: where the .ko files of the booted kernel's flavour are.
+MODDIR=${MODDIR:-$TOP}
+
 load_ours() {
-	insmod "$TOP/vhost_mdev.ko" && insmod "$TOP/vhost_mdev_net.ko" "$@"
+	insmod "$MODDIR/vhost_mdev.ko" && insmod "$MODDIR/vhost_mdev_net.ko" "$@"
 }
 
 unload_ours() {

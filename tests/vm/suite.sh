@@ -2,13 +2,15 @@
 # The in-guest suite (SUITE=quick or full): module and sysfs behaviour here,
 # the uAPI, traffic and bad input in the vhost-mdev-tests binary.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
+# Where the .ko files are (the harness may point MODDIR elsewhere).
+KO=${MODDIR:-$TOP}
 
 t "kernel modules: vfio, type1, iommufd, mdev load" load_kernel_modules
 t "vhost_mdev loads and registers its mdev driver" \
-	sh -c "insmod $TOP/vhost_mdev.ko && test -d /sys/bus/mdev/drivers/vhost_mdev"
-t "vhost_mdev_net rejects max_instances=0" expect_fail insmod "$TOP/vhost_mdev_net.ko" max_instances=0
-t "vhost_mdev_net rejects max_instances=5000" expect_fail insmod "$TOP/vhost_mdev_net.ko" max_instances=5000
-t "vhost_mdev_net loads with max_instances=4" insmod "$TOP/vhost_mdev_net.ko" max_instances=4
+	sh -c "insmod $KO/vhost_mdev.ko && test -d /sys/bus/mdev/drivers/vhost_mdev"
+t "vhost_mdev_net rejects max_instances=0" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=0
+t "vhost_mdev_net rejects max_instances=5000" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=5000
+t "vhost_mdev_net loads with max_instances=4" insmod "$KO/vhost_mdev_net.ko" max_instances=4
 
 t "type attributes: device_api, name, available_instances" sh -c "
 	. $TOP/tests/vm/lib.sh
@@ -54,6 +56,57 @@ t "mdevctl lists the type and starts/stops an instance" sh -c "
 	mdevctl start -u $U1 -p vhost_mdev_net --type $TYPE &&
 	test -d $D && mdevctl list | grep -q $U1 &&
 	mdevctl stop -u $U1 && ! test -d $D"
+
+# From here on the sample runs with its default limit of 16 instances
+# (the uAPI suite creates 16 at once).
+t "vhost_mdev_net reloads with the default max_instances=16" sh -c "
+	. $TOP/tests/vm/lib.sh
+	rmmod vhost_mdev_net && insmod $KO/vhost_mdev_net.ko &&
+	eq \"\$(cat $TYPEDIR/available_instances)\" 16"
+
+# The CLI on an instance that mdevctl made (no udev: start it explicitly).
+U2=33333333-4444-5555-6666-000000000002
+D2=/sys/bus/mdev/devices/$U2
+t "CLI: mdevctl start, vhost-mdev list shows the instance" sh -c "
+	mdevctl start -u $U2 -p vhost_mdev_net --type $TYPE && test -d $D2 &&
+	vhost-mdev list | grep -q '$U2.*free'"
+t "CLI: vhost-mdev info" sh -c "
+	. $TOP/tests/vm/lib.sh
+	out=\$(vhost-mdev info $U2) || exit 1
+	echo \"\$out\" | grep -qx 'virtio device id: 1 (net)' &&
+	echo \"\$out\" | grep -qx 'mac: 02:33:33:33:33:44' &&
+	echo \"\$out\" | grep -qx 'mtu: 1500' &&
+	echo \"\$out\" | grep -qx 'queues: 2' &&
+	echo \"\$out\" | grep -qx 'max queue size: 1024' &&
+	echo \"\$out\" | grep -q 'VERSION_1' || { echo \"\$out\"; exit 1; }"
+t "CLI: vhost-mdev ping (container, region messages)" vhost-mdev ping $U2 -n 200
+t "CLI: vhost-mdev ping (iommufd, ioctls, ioeventfds)" \
+	vhost-mdev ping $U2 -n 50 --iommufd --ioctl --ioeventfd
+t "CLI: vhost-mdev stats counts the pings" sh -c "
+	out=\$(vhost-mdev stats $U2) || exit 1
+	echo \"\$out\" | grep -qx 'tx_packets: 250' &&
+	echo \"\$out\" | grep -qx 'rx_packets: 250' &&
+	echo \"\$out\" | grep -qx 'ring_errors: 0' || { echo \"\$out\"; exit 1; }"
+t "CLI: vhost-mdev remove refuses while another process holds the device" sh -c "
+	vhost-mdev bench $U2 --seconds 60 >/dev/null 2>&1 &
+	pid=\$!
+	held=0
+	for i in \$(seq 200); do
+		vhost-mdev list | grep -q '$U2.*in use by pid '\$pid && { held=1; break; }
+		sleep 0.05
+	done
+	out=\$(vhost-mdev remove $U2 2>&1); rc=\$?
+	kill \$pid; wait \$pid
+	[ \$held = 1 ] || { echo \"vhost-mdev list never showed pid \$pid holding $U2\"; exit 1; }
+	[ \$rc != 0 ] || { echo \"remove succeeded while pid \$pid held the device\"; exit 1; }
+	echo \"\$out\" | grep -q \"pid \$pid\" || { echo \"message does not name pid \$pid: \$out\"; exit 1; }
+	test -d $D2 || { echo 'the instance is gone'; exit 1; }"
+t "CLI: vhost-mdev bench --json prints packets/s" sh -c "
+	out=\$(vhost-mdev bench $U2 --seconds 1 --json) || exit 1
+	echo \"\$out\" | jq -e '(.pps > 0) and (.packets > 0) and (.seconds >= 1) and (.bytes > 0)' >/dev/null ||
+		{ echo \"not the expected JSON: \$out\"; exit 1; }"
+t "CLI: vhost-mdev remove, then mdevctl no longer lists it" sh -c "
+	vhost-mdev remove $U2 && ! test -d $D2 && ! mdevctl list | grep -q $U2"
 
 if command -v vhost-mdev-tests >/dev/null; then
 	if [ "$SUITE" = full ]; then
