@@ -6,7 +6,7 @@
 
 use crate::bindings;
 use core::ptr::NonNull;
-use kernel::error::{Error, Result};
+use kernel::error::{code::EBADF, from_err_ptr, Result};
 
 /// A reference to an eventfd context, taken from a file descriptor.
 ///
@@ -32,14 +32,8 @@ impl EventFd {
     pub fn from_fd(fd: i32) -> Result<Self> {
         // SAFETY: `eventfd_ctx_fdget` accepts any fd value and returns a
         // context with a new reference or an `ERR_PTR`.
-        let ptr = unsafe { bindings::eventfd_ctx_fdget(fd) };
-        // SAFETY: `vm_helper_is_err` only inspects the pointer value.
-        if unsafe { bindings::vm_helper_is_err(ptr.cast()) } {
-            // SAFETY: `ptr` is an `ERR_PTR`, as just checked.
-            let err = unsafe { bindings::vm_helper_ptr_err(ptr.cast()) };
-            return Err(Error::from_errno(err as i32));
-        }
-        let ctx = NonNull::new(ptr).ok_or(kernel::error::code::EBADF)?;
+        let ptr = from_err_ptr(unsafe { bindings::eventfd_ctx_fdget(fd) })?;
+        let ctx = NonNull::new(ptr).ok_or(EBADF)?;
         // INVARIANT: `eventfd_ctx_fdget` returned a referenced context.
         Ok(Self { ctx })
     }

@@ -18,14 +18,15 @@ use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::str::CStr;
 
-/// A handle on the core's side of an instance, for upcalls.
+/// A handle on the core's side of an instance, for upcalls. The parent's
+/// instance owns it (it is neither `Copy` nor `Clone`), so it cannot outlive
+/// the instance.
 ///
 /// # Invariants
 ///
 /// `ptr` is the `struct vhost_mdev_device` the core passed to `create`; it
 /// stays valid until the parent's instance is dropped (the core destroys the
 /// parent's instance before its own).
-#[derive(Clone, Copy)]
 pub struct DeviceHandle {
     ptr: NonNull<bindings::vhost_mdev_device>,
 }
@@ -37,19 +38,21 @@ unsafe impl Sync for DeviceHandle {}
 
 impl DeviceHandle {
     /// Signals the interrupt eventfd of queue `idx`, if the driver attached
-    /// one. Not from hard-IRQ context, nor from an eventfd wake-up.
+    /// one. From process context only (not from hard or soft IRQs, nor from
+    /// an eventfd wake-up).
     pub fn vq_interrupt(&self, idx: u16) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_vq_interrupt(self.ptr.as_ptr(), idx) };
     }
 
-    /// Signals the config-change eventfd.
+    /// Signals the config-change eventfd. From process context only.
     pub fn config_changed(&self) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_config_changed(self.ptr.as_ptr()) };
     }
 
-    /// Sets DEVICE_NEEDS_RESET and signals the config eventfd.
+    /// Sets DEVICE_NEEDS_RESET and signals the config eventfd. From process
+    /// context only.
     pub fn needs_reset(&self) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_needs_reset(self.ptr.as_ptr()) };
@@ -65,7 +68,13 @@ impl DeviceHandle {
         // SAFETY: `ptr` is valid; `buf` is valid for its length; the caller
         // guarantees the device is open.
         let r = unsafe {
-            bindings::vhost_mdev_dma_rw(self.ptr.as_ptr(), iova, buf.as_mut_ptr().cast(), buf.len(), false)
+            bindings::vhost_mdev_dma_rw(
+                self.ptr.as_ptr(),
+                iova,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                false,
+            )
         };
         kernel::error::to_result(r)
     }
@@ -103,7 +112,10 @@ impl DeviceHandle {
         // SAFETY: `ptr` is valid; the caller guarantees the context.
         kernel::error::to_result(unsafe { bindings::vhost_mdev_dma_begin(self.ptr.as_ptr()) })?;
         // INVARIANT: the session began successfully.
-        Ok(DmaSession { handle: self })
+        Ok(DmaSession {
+            handle: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// The instance's UUID.
@@ -131,6 +143,8 @@ impl DeviceHandle {
 /// `vhost_mdev_dma_begin()` succeeded for `handle` on the current worker.
 pub struct DmaSession<'a> {
     handle: &'a DeviceHandle,
+    /// The session belongs to the worker that began it: not `Send`.
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl Drop for DmaSession<'_> {
@@ -240,7 +254,10 @@ unsafe fn dev<'a, P: Parent>(p: *mut c_void) -> &'a P::Device {
 }
 
 impl<P: Parent> Adapter<P> {
+    /// `vhost_mdev_parent_info.create`.
+    ///
     /// # Safety
+    ///
     /// Called by the core with the `vhost_mdev_device` of a new instance.
     unsafe extern "C" fn create(
         _parent_priv: *mut c_void,
@@ -259,7 +276,10 @@ impl<P: Parent> Adapter<P> {
         }
     }
 
+    /// `vhost_mdev_device_ops.destroy`.
+    ///
     /// # Safety
+    ///
     /// `p` must come from `create` and not be used after this call.
     unsafe extern "C" fn destroy(p: *mut c_void) {
         // SAFETY: the caller passes the pointer `create` returned, once; it
@@ -267,25 +287,42 @@ impl<P: Parent> Adapter<P> {
         drop(unsafe { Pin::new_unchecked(KBox::from_raw(p.cast::<P::Device>())) });
     }
 
-    // The ops below all share one contract.
-    //
-    // # Safety
-    //
-    // `p` must be a live instance pointer from `create`; arguments are
-    // checked by the core as `include/linux/vhost_mdev.h` documents.
-
+    /// `vhost_mdev_device_ops.get_device_id`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_device_id(p: *mut c_void) -> u32 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.device_id()
     }
+    /// `vhost_mdev_device_ops.get_vendor_id`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_vendor_id(p: *mut c_void) -> u32 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.vendor_id()
     }
+    /// `vhost_mdev_device_ops.get_device_features`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_device_features(p: *mut c_void) -> u64 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.device_features()
     }
+    /// `vhost_mdev_device_ops.set_driver_features`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_driver_features(p: *mut c_void, f: u64) -> i32 {
         // SAFETY: see the contract above.
         match unsafe { dev::<P>(p) }.set_driver_features(f) {
@@ -293,54 +330,126 @@ impl<P: Parent> Adapter<P> {
             Err(e) => e.to_errno(),
         }
     }
+    /// `vhost_mdev_device_ops.get_config_size`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_config_size(p: *mut c_void) -> u32 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.config_size()
     }
+    /// `vhost_mdev_device_ops.get_config`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_config(p: *mut c_void, off: u32, buf: *mut c_void, len: u32) {
         // SAFETY: the core passes a buffer of `len` writable bytes.
         let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len as usize) };
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.get_config(off, buf)
     }
+    /// `vhost_mdev_device_ops.set_config`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_config(p: *mut c_void, off: u32, buf: *const c_void, len: u32) {
         // SAFETY: the core passes a buffer of `len` readable bytes.
         let buf = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) };
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.set_config(off, buf)
     }
+    /// `vhost_mdev_device_ops.get_vq_count`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_vq_count(p: *mut c_void) -> u32 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.vq_count()
     }
+    /// `vhost_mdev_device_ops.get_vq_num_max`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_vq_num_max(p: *mut c_void) -> u16 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.vq_num_max()
     }
+    /// `vhost_mdev_device_ops.set_vq_num`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_vq_num(p: *mut c_void, idx: u16, num: u32) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.set_vq_num(idx, num)
     }
+    /// `vhost_mdev_device_ops.set_vq_address`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_vq_address(p: *mut c_void, idx: u16, d: u64, drv: u64, devc: u64) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.set_vq_address(idx, d, drv, devc)
     }
+    /// `vhost_mdev_device_ops.set_vq_ready`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_vq_ready(p: *mut c_void, idx: u16, ready: bool) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.set_vq_ready(idx, ready)
     }
+    /// `vhost_mdev_device_ops.set_vq_base`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn set_vq_base(p: *mut c_void, idx: u16, base: u16) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.set_vq_base(idx, base)
     }
+    /// `vhost_mdev_device_ops.get_vq_base`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn get_vq_base(p: *mut c_void, idx: u16) -> u16 {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.get_vq_base(idx)
     }
+    /// `vhost_mdev_device_ops.kick_vq`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn kick_vq(p: *mut c_void, idx: u16) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.kick(idx)
     }
+    /// `vhost_mdev_device_ops.start`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn start(p: *mut c_void) -> i32 {
         // SAFETY: see the contract above.
         match unsafe { dev::<P>(p) }.start() {
@@ -348,10 +457,22 @@ impl<P: Parent> Adapter<P> {
             Err(e) => e.to_errno(),
         }
     }
+    /// `vhost_mdev_device_ops.reset`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn reset(p: *mut c_void) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.reset()
     }
+    /// `vhost_mdev_device_ops.suspend`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn suspend(p: *mut c_void) -> i32 {
         // SAFETY: see the contract above.
         match unsafe { dev::<P>(p) }.suspend() {
@@ -359,6 +480,12 @@ impl<P: Parent> Adapter<P> {
             Err(e) => e.to_errno(),
         }
     }
+    /// `vhost_mdev_device_ops.resume`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn resume(p: *mut c_void) -> i32 {
         // SAFETY: see the contract above.
         match unsafe { dev::<P>(p) }.resume() {
@@ -366,6 +493,12 @@ impl<P: Parent> Adapter<P> {
             Err(e) => e.to_errno(),
         }
     }
+    /// `vhost_mdev_device_ops.dma_unmap`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; the core checked
+    /// the arguments as `include/linux/vhost_mdev.h` documents.
     unsafe extern "C" fn dma_unmap(p: *mut c_void, iova: u64, len: u64) {
         // SAFETY: see the contract above.
         unsafe { dev::<P>(p) }.dma_unmap(iova, len)
@@ -432,9 +565,12 @@ unsafe impl<P: Parent> Sync for Registration<P> {}
 impl<P: Parent> Registration<P> {
     /// Registers a parent named `name` with `types`.
     ///
-    /// `groups`, when not null, is a NULL-terminated array of per-instance
-    /// attribute groups that lives as long as the module.
-    pub fn new(
+    /// # Safety
+    ///
+    /// `groups` must be null or a NULL-terminated array of valid per-instance
+    /// attribute groups that lives as long as the registration, whose
+    /// callbacks only access instances of `P`.
+    pub unsafe fn new(
         name: &'static CStr,
         module: &'static ThisModule,
         types: &[TypeInfo],

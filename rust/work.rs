@@ -11,16 +11,20 @@
 //! work function may borrow the device.
 
 use crate::bindings;
+use kernel::init::PinInit;
+use kernel::prelude::*;
 use kernel::types::Opaque;
 
 /// A `work_struct` that lives inside a pinned object.
 ///
 /// # Invariants
 ///
-/// `work` is initialised (by [`RawWork::init`]) before it is queued, and the
-/// object that contains it cancels it before it is dropped.
+/// `work` is initialised (by [`RawWork::new`]) and never moves; the object
+/// that contains it cancels it before it is dropped.
 #[repr(transparent)]
+#[pin_data]
 pub struct RawWork {
+    #[pin]
     work: Opaque<bindings::work_struct>,
 }
 
@@ -31,22 +35,18 @@ unsafe impl Sync for RawWork {}
 unsafe impl Send for RawWork {}
 
 impl RawWork {
-    /// An uninitialised work item; [`RawWork::init`] it in place.
-    pub const fn uninit() -> Self {
-        Self {
-            work: Opaque::uninit(),
-        }
-    }
-
-    /// Initialises the work item to run `func`.
+    /// Initialises the work item in place to run `func`.
     ///
-    /// # Safety
-    ///
-    /// `self` must not move afterwards, must not be queued yet, and its owner
-    /// must call [`RawWork::cancel_sync`] before it is dropped.
-    pub unsafe fn init(&self, func: unsafe extern "C" fn(*mut bindings::work_struct)) {
-        // SAFETY: `work` is valid memory that nothing else uses yet.
-        unsafe { bindings::vm_helper_init_work(self.work.get(), Some(func)) };
+    /// The object that contains it must cancel it ([`RawWork::cancel_sync`])
+    /// before it is dropped, and `func` must only use the work item's
+    /// container while that holds.
+    pub fn new(func: unsafe extern "C" fn(*mut bindings::work_struct)) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `INIT_WORK` initialises the `work_struct` in place.
+            work <- Opaque::ffi_init(move |slot| unsafe {
+                bindings::vm_helper_init_work(slot, Some(func))
+            }),
+        })
     }
 
     /// Queues the work item (a no-op when it is already queued). Safe in
@@ -61,11 +61,5 @@ impl RawWork {
     pub fn cancel_sync(&self) {
         // SAFETY: `work` is initialised (type invariant).
         unsafe { bindings::cancel_work_sync(self.work.get()) };
-    }
-
-    /// The raw `work_struct`, to find the containing object in the work
-    /// function.
-    pub fn as_ptr(&self) -> *mut bindings::work_struct {
-        self.work.get()
     }
 }

@@ -13,19 +13,19 @@ use crate::bindings;
 use crate::eventfd::EventFd;
 use crate::parent::Parent;
 use crate::proto::{self, Backend, Model, Reply};
-use kernel::ffi::{c_char, c_long, c_uint, c_ulong, c_void};
 use core::mem::{offset_of, size_of};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
-use kernel::error::{code::*, Error};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use kernel::error::{code::*, to_result, Error};
+use kernel::ffi::{c_char, c_long, c_uint, c_ulong, c_void};
 use kernel::init::PinInit;
 use kernel::prelude::*;
 use kernel::sync::{Mutex, SpinLock};
-use kernel::types::Opaque;
+use kernel::types::{Opaque, ScopeGuard};
 use kernel::uaccess::UserSlice;
 use kernel::{c_str, new_mutex, new_spinlock};
 
-const PAGE_SIZE: usize = 4096;
+use kernel::page::PAGE_SIZE;
 const REGION_SHIFT: u32 = 40;
 const REGION_MSG: u64 = 0;
 const REGION_NOTIFY: u64 = 1;
@@ -56,15 +56,7 @@ struct Inner {
     /// The message being written, copied from userspace (`MSG_REGION_SIZE`
     /// bytes).
     msg: KVec<u8>,
-    /// Ioeventfds bound to the notify region, per queue.
-    ioeventfds: [*mut bindings::virqfd; proto::MAX_VQS],
-    /// Whether the device is open.
-    open: bool,
 }
-
-// SAFETY: the raw `virqfd` pointers are owned by VFIO's virqfd code and only
-// passed back to it, under the mutex.
-unsafe impl Send for Inner {}
 
 /// The IRQ eventfds, swapped by `SET_IRQS` and signalled by the device.
 struct Irqs {
@@ -90,13 +82,21 @@ impl Irqs {
 struct Data {
     parent: *const Parent,
     mdev: *mut bindings::mdev_device,
-    /// The parent's instance pointer.
-    priv_: *mut c_void,
-    nvqs: u32,
+    /// The parent's instance pointer: set once, right after the parent's
+    /// `create` returns, and valid until its `destroy`.
+    priv_: AtomicPtr<c_void>,
+    /// Number of virtqueues; set once, before the device is registered.
+    nvqs: AtomicU32,
     #[pin]
     state: Mutex<Inner>,
     #[pin]
     irqs: SpinLock<Irqs>,
+    /// Ioeventfds bound to the notify region, per queue. VFIO's virqfd code
+    /// owns these slots (it writes them under its own lock, also from its
+    /// wake-up handler): Rust never reads them, it only passes their
+    /// addresses to `vfio_virqfd_enable()`/`vfio_virqfd_disable()`, under
+    /// the state mutex.
+    ioeventfds: [Opaque<*mut bindings::virqfd>; proto::MAX_VQS],
     /// Kicks reach the parent only while this is set (open, not closing).
     kicks_on: AtomicBool,
     /// Status bits set by the device (NEEDS_RESET).
@@ -168,6 +168,10 @@ impl Ops<'_> {
         // SAFETY: `parent` outlives the instance (type invariant).
         unsafe { (*self.inst.parent).ops() }
     }
+
+    fn priv_(&self) -> *mut c_void {
+        self.inst.priv_.load(Ordering::Acquire)
+    }
 }
 
 /// Calls a parent op that registration checked to be present.
@@ -178,7 +182,7 @@ macro_rules! call {
             // SAFETY: `priv_` is the parent's live instance (type invariant
             // of `Instance`); the model checked every argument against the
             // parent's limits, as the C ABI promises.
-            Some(f) => unsafe { f($self.inst.priv_ $(, $arg)*) },
+            Some(f) => unsafe { f($self.priv_() $(, $arg)*) },
             None => Default::default(),
         }
     }};
@@ -207,7 +211,7 @@ impl Backend for Ops<'_> {
         call!(self, set_config, off, data.as_ptr().cast(), len)
     }
     fn vq_count(&self) -> u32 {
-        self.inst.nvqs
+        self.inst.nvqs()
     }
     fn vq_num_max(&self) -> u16 {
         call!(self, get_vq_num_max)
@@ -305,91 +309,76 @@ impl Instance {
         };
         let vdev = kernel::error::from_err_ptr(vdev)?;
         let this = vdev.cast::<Instance>();
-
-        let create = parent.info.create;
-        let raw = match create {
-            // SAFETY: `this` is a valid `vhost_mdev_device` handle; the parent
-            // may keep it but not call upcalls with it before the device is
-            // opened.
-            Some(f) => unsafe { f(parent.info.priv_, this.cast(), type_index) },
-            None => ptr::null_mut(),
-        };
-        let priv_ = match kernel::error::from_err_ptr(raw) {
-            Ok(p) if !p.is_null() => p,
-            r => {
-                // SAFETY: allocated above, not registered; `data_init` is
-                // false (the allocation is zeroed), so `release` drops
-                // nothing.
-                unsafe { bindings::vm_helper_vfio_put_device(vdev) };
-                return Err(r.err().unwrap_or(EINVAL));
-            }
-        };
-        let destroy_priv = || {
-            // SAFETY: `priv_` came from the parent's `create` and is
-            // destroyed once.
-            if let Some(f) = parent.ops().destroy {
-                unsafe { f(priv_) };
-            }
-        };
-
-        // SAFETY: `priv_` is the parent's live instance.
-        let nvqs = unsafe { parent.ops().get_vq_count.map_or(0, |f| f(priv_)) };
-        if nvqs == 0 || nvqs as usize > proto::MAX_VQS {
-            destroy_priv();
-            // SAFETY: as above.
-            unsafe { bindings::vm_helper_vfio_put_device(vdev) };
-            return Err(EINVAL);
-        }
-
-        let bufs = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL).and_then(|r| {
-            Ok((r, KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?))
+        // From here on, dropping `put` frees the allocation (and, once
+        // `data_init` is set, drops the data in `release`).
+        let put = ScopeGuard::new(|| {
+            // SAFETY: our reference from `_vfio_alloc_device`, not
+            // registered with VFIO (or unregistered again).
+            unsafe { bindings::vm_helper_vfio_put_device(vdev) }
         });
-        let (reply, msg) = match bufs {
-            Ok(b) => b,
-            Err(e) => {
-                destroy_priv();
-                // SAFETY: as above.
-                unsafe { bindings::vm_helper_vfio_put_device(vdev) };
-                return Err(e.into());
-            }
-        };
+
+        let reply = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?;
+        let msg = KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?;
         let init = pin_init!(Data {
             parent: parent as *const Parent,
             mdev,
-            priv_,
-            nvqs,
+            priv_: AtomicPtr::new(ptr::null_mut()),
+            nvqs: AtomicU32::new(0),
             state <- new_mutex!(Inner {
                 model: Model::new(),
                 staged: None,
                 reply,
                 msg,
-                ioeventfds: [ptr::null_mut(); proto::MAX_VQS],
-                open: false,
             }, "vhost_mdev_state"),
             irqs <- new_spinlock!(Irqs {
                 vq: [Irqs::NONE; proto::MAX_VQS],
                 config: None,
                 req: None,
             }, "vhost_mdev_irqs"),
+            ioeventfds: [const { Opaque::new(ptr::null_mut()) }; proto::MAX_VQS],
             kicks_on: AtomicBool::new(false),
             device_status: AtomicU8::new(0),
             mm: AtomicPtr::new(ptr::null_mut()),
         });
         // SAFETY: `this` is a zeroed allocation large enough for `Instance`
         // that nothing else references yet; the data is never moved (VFIO
-        // owns the allocation until `release`).
+        // owns the allocation until `release`, which drops it in place).
         let Ok(()) = unsafe { init.__pinned_init(ptr::addr_of_mut!((*this).data)) };
         // SAFETY: `this` is valid; nothing else accesses it yet.
         unsafe { (*this).data_init = true };
+        // SAFETY: initialised just above; only shared references are made.
+        let data = unsafe { &(*this).data };
+
+        // The parent's instance. The handle is valid for upcalls from here.
+        let raw = match parent.info.create {
+            // SAFETY: `this` is an initialised instance, a valid
+            // `vhost_mdev_device` handle until the parent's `destroy`.
+            Some(f) => unsafe { f(parent.info.priv_, this.cast(), type_index) },
+            None => ptr::null_mut(),
+        };
+        let priv_ = match kernel::error::from_err_ptr(raw) {
+            Ok(p) if !p.is_null() => p,
+            r => return Err(r.err().unwrap_or(EINVAL)),
+        };
+        data.priv_.store(priv_, Ordering::Release);
+        let destroy = ScopeGuard::new(|| {
+            if let Some(f) = parent.ops().destroy {
+                // SAFETY: `priv_` came from the parent's `create`; this runs
+                // once, before `put` frees the instance (guards drop in
+                // reverse order).
+                unsafe { f(priv_) };
+            }
+        });
+
+        // SAFETY: `priv_` is the parent's live instance.
+        let nvqs = unsafe { parent.ops().get_vq_count.map_or(0, |f| f(priv_)) };
+        if nvqs == 0 || nvqs as usize > proto::MAX_VQS {
+            return Err(EINVAL);
+        }
+        data.nvqs.store(nvqs, Ordering::Release);
 
         // SAFETY: `vdev` is initialised; from here VFIO may call our ops.
-        let r = unsafe { bindings::vfio_register_emulated_iommu_dev(vdev) };
-        if r != 0 {
-            // SAFETY: not registered; `release` drops the data.
-            unsafe { bindings::vm_helper_vfio_put_device(vdev) };
-            destroy_priv();
-            return Err(Error::from_errno(r));
-        }
+        to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(vdev) })?;
         // SAFETY: `mdev` is live; the instance is found from it in `destroy`
         // and by `vhost_mdev_priv_from_dev()`.
         unsafe { bindings::vm_helper_dev_set_drvdata(dev, this.cast()) };
@@ -400,15 +389,17 @@ impl Instance {
             // array of the parent driver that outlives the registration.
             let r = unsafe { bindings::sysfs_create_groups(&mut (*dev).kobj, groups) };
             if r != 0 {
-                // SAFETY: registered above, never opened.
+                // SAFETY: registered above; unregistering waits for a user
+                // that opened it meanwhile to close it.
                 unsafe {
+                    bindings::vm_helper_dev_set_drvdata(dev, ptr::null_mut());
                     bindings::vfio_unregister_group_dev(vdev);
-                    bindings::vm_helper_vfio_put_device(vdev);
                 }
-                destroy_priv();
                 return Err(Error::from_errno(r));
             }
         }
+        destroy.dismiss();
+        put.dismiss();
         Ok(())
     }
 
@@ -438,7 +429,7 @@ impl Instance {
         if let Some(f) = parent.ops().destroy {
             // SAFETY: the device is closed and unregistered: no op or upcall
             // of this instance runs any more.
-            unsafe { f(data.priv_) };
+            unsafe { f(data.priv_.load(Ordering::Acquire)) };
         }
         // SAFETY: `dev` is live.
         unsafe { bindings::vm_helper_dev_set_drvdata(dev, ptr::null_mut()) };
@@ -448,6 +439,10 @@ impl Instance {
 }
 
 impl Data {
+    fn nvqs(&self) -> u32 {
+        self.nvqs.load(Ordering::Acquire)
+    }
+
     fn ops(&self) -> Ops<'_> {
         Ops { inst: self }
     }
@@ -460,7 +455,7 @@ impl Data {
             if let Some(f) = unsafe { (*self.parent).ops() }.kick_vq {
                 // SAFETY: as above; `kick_vq` is documented to run in atomic
                 // context.
-                unsafe { f(self.priv_, idx) };
+                unsafe { f(self.priv_.load(Ordering::Acquire), idx) };
             }
         }
     }
@@ -492,7 +487,12 @@ impl Data {
         let mut reply = Reply::new(&mut reply_buf[..]);
         let mut ops = self.ops();
         model.handle(&mut ops, &req, &mut reply).map_err(err)?;
-        Ok(reply.len())
+        let len = reply.len();
+        if req == proto::Request::SetStatus(0) {
+            // A reset discards an unread reply, on either transport.
+            inner.staged = None;
+        }
+        Ok(len)
     }
 
     fn discard_reply(inner: &mut Inner) {
@@ -528,7 +528,10 @@ impl Data {
     /// `pread` of the staged reply on region 0.
     fn msg_read(&self, buf: UserSlice, count: usize) -> Result<isize> {
         let mut inner = self.state.lock();
-        let staged = inner.staged.as_ref().ok_or(Error::from_errno(-(bindings::ENODATA as i32)))?;
+        let staged = inner
+            .staged
+            .as_ref()
+            .ok_or(Error::from_errno(-(bindings::ENODATA as i32)))?;
         let (request, len) = (staged.request, staged.len);
         if count != proto::HDR_SIZE + len {
             return Err(EINVAL);
@@ -551,7 +554,7 @@ impl Data {
             return Err(EINVAL);
         }
         let idx = off / PAGE_SIZE as u64;
-        if idx >= u64::from(self.nvqs) {
+        if idx >= u64::from(self.nvqs()) {
             return Err(EINVAL);
         }
         let mut v = [0u8; 2];
@@ -617,12 +620,13 @@ impl Data {
         }
         match u64::from(info.index) {
             REGION_MSG => {
-                info.flags = bindings::VFIO_REGION_INFO_FLAG_READ | bindings::VFIO_REGION_INFO_FLAG_WRITE;
+                info.flags =
+                    bindings::VFIO_REGION_INFO_FLAG_READ | bindings::VFIO_REGION_INFO_FLAG_WRITE;
                 info.size = proto::MSG_REGION_SIZE as u64;
             }
             REGION_NOTIFY => {
                 info.flags = bindings::VFIO_REGION_INFO_FLAG_WRITE;
-                info.size = u64::from(self.nvqs) * PAGE_SIZE as u64;
+                info.size = u64::from(self.nvqs()) * PAGE_SIZE as u64;
             }
             _ => return Err(EINVAL),
         }
@@ -633,7 +637,7 @@ impl Data {
 
     fn irq_count(&self, index: u32) -> u32 {
         match index {
-            IRQ_VQ => self.nvqs,
+            IRQ_VQ => self.nvqs(),
             IRQ_CONFIG | IRQ_REQ => 1,
             _ => 0,
         }
@@ -709,7 +713,12 @@ impl Data {
         let mut new = [Irqs::NONE; proto::MAX_VQS];
         let mut detach = [false; proto::MAX_VQS];
         for i in 0..count {
-            let fd = i32::from_ne_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]);
+            let fd = i32::from_ne_bytes([
+                data[4 * i],
+                data[4 * i + 1],
+                data[4 * i + 2],
+                data[4 * i + 3],
+            ]);
             if fd == -1 {
                 detach[i] = true;
             } else if fd < 0 {
@@ -746,26 +755,20 @@ impl Data {
             return Err(EINVAL);
         }
         let idx = off / PAGE_SIZE as u64;
-        if idx >= u64::from(self.nvqs) || ie.data != idx {
+        if idx >= u64::from(self.nvqs()) || ie.data != idx {
             return Err(EINVAL);
         }
-        let mut inner = self.state.lock();
-        let slot = &mut inner.ioeventfds[idx as usize];
+        let _guard = self.state.lock();
+        let slot = self.ioeventfds[idx as usize].get();
         if ie.fd == -1 {
-            if slot.is_null() {
-                return Err(ENODEV);
-            }
-            // SAFETY: `slot` was set by `vfio_virqfd_enable`; the call
-            // clears it.
+            // SAFETY: `slot` is ours, handed only to the virqfd functions;
+            // disabling an unbound slot is a no-op.
             unsafe { bindings::vfio_virqfd_disable(slot) };
             return Ok(0);
         }
-        if !slot.is_null() {
-            return Err(EEXIST);
-        }
-        // SAFETY: `self` lives until close, which disables the virqfd
-        // (flushing its handler) before the instance can go; the handler
-        // only kicks; `slot` is protected by the state mutex.
+        // A bound slot is refused with EBUSY by VFIO itself, under its lock.
+        // SAFETY: `opaque` (`self`) lives until close, which disables every
+        // slot and flushes VFIO's cleanup work; the handler only kicks.
         let r = unsafe {
             bindings::vfio_virqfd_enable(
                 ptr::from_ref(self).cast_mut().cast(),
@@ -776,9 +779,7 @@ impl Data {
                 ie.fd,
             )
         };
-        if r != 0 {
-            return Err(Error::from_errno(r));
-        }
+        to_result(r)?;
         Ok(0)
     }
 
@@ -814,6 +815,12 @@ fn write_struct<T>(arg: usize, v: &T, minsz: usize) -> Result<c_long> {
     Ok(0)
 }
 
+/// The virqfd wake-up handler of a bound ioeventfd: kicks the queue.
+///
+/// # Safety
+///
+/// Called by VFIO's virqfd code in atomic context with the `opaque` and
+/// `data` given to `vfio_virqfd_enable()`: a live `Data` and a queue index.
 unsafe extern "C" fn ioeventfd_handler(opaque: *mut c_void, data: *mut c_void) -> i32 {
     // SAFETY: `opaque` is the `Data` given to `vfio_virqfd_enable`, live
     // until the virqfd is disabled.
@@ -822,6 +829,12 @@ unsafe extern "C" fn ioeventfd_handler(opaque: *mut c_void, data: *mut c_void) -
     0
 }
 
+/// `vfio_device_ops.release`: drops the Rust part of the instance.
+///
+/// # Safety
+///
+/// Called by VFIO once, when the last reference to our `vdev` goes, before
+/// VFIO frees the allocation.
 unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
     let this = vdev.cast::<Instance>();
     // SAFETY: VFIO calls `release` once, when the last reference goes; the
@@ -834,11 +847,15 @@ unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
     }
 }
 
+/// `vfio_device_ops.open_device`: the first open.
+///
+/// # Safety
+///
+/// Called by VFIO with one of our registered, initialised devices.
 unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
     // SAFETY: VFIO only opens registered devices, which are initialised.
     let this = unsafe { inst(vdev) };
-    let mut inner = this.state.lock();
-    inner.open = true;
+    let _guard = this.state.lock();
     // SAFETY: reading `current->mm` of the opening task.
     let mm = unsafe { bindings::vm_helper_current_mm() };
     if !mm.is_null() {
@@ -852,16 +869,21 @@ unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
     0
 }
 
+/// `vfio_device_ops.close_device`: the last close; stops the device.
+///
+/// # Safety
+///
+/// Called by VFIO with one of our devices that is open.
 unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     // SAFETY: VFIO only closes open devices.
     let this = unsafe { inst(vdev) };
     let mut inner = this.state.lock();
-    // 1. Unbind the ioeventfds (this flushes their handlers).
-    for slot in inner.ioeventfds.iter_mut() {
-        if !slot.is_null() {
-            // SAFETY: set by `vfio_virqfd_enable`; cleared by the call.
-            unsafe { bindings::vfio_virqfd_disable(slot) };
-        }
+    // 1. Unbind the ioeventfds. Every slot, bound or not: a virqfd whose
+    // eventfd was closed clears its slot itself and only queues its
+    // shutdown, which `vfio_virqfd_disable()` waits for in any case.
+    for slot in this.ioeventfds.iter() {
+        // SAFETY: the slot is only ever handed to the virqfd functions.
+        unsafe { bindings::vfio_virqfd_disable(slot.get()) };
     }
     // 2. Block new kicks from the notify region.
     this.kicks_on.store(false, Ordering::Release);
@@ -881,7 +903,6 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     drop((old_vq, old_cfg, old_req));
     // 5. Clear the staged reply (the status was cleared by the reset).
     Data::discard_reply(&mut inner);
-    inner.open = false;
     // The worker is quiet: nothing uses the opener's mm any more.
     let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
     if !mm.is_null() {
@@ -890,6 +911,12 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     }
 }
 
+/// `vfio_device_ops.read`: the message region's replies.
+///
+/// # Safety
+///
+/// Called by VFIO for an open device; `buf` is a user pointer of `count`
+/// bytes and `ppos` valid for the call.
 unsafe extern "C" fn read(
     vdev: *mut bindings::vfio_device,
     buf: *mut c_char,
@@ -906,6 +933,12 @@ unsafe extern "C" fn read(
     r.unwrap_or_else(|e| e.to_errno() as isize)
 }
 
+/// `vfio_device_ops.write`: messages (region 0) and kicks (region 1).
+///
+/// # Safety
+///
+/// Called by VFIO for an open device; `buf` is a user pointer of `count`
+/// bytes and `ppos` valid for the call.
 unsafe extern "C" fn write(
     vdev: *mut bindings::vfio_device,
     buf: *const c_char,
@@ -923,6 +956,11 @@ unsafe extern "C" fn write(
     r.unwrap_or_else(|e| e.to_errno() as isize)
 }
 
+/// `vfio_device_ops.ioctl`: VFIO device ioctls and the vhost ioctl transport.
+///
+/// # Safety
+///
+/// Called by VFIO for an open device; `arg` is an untrusted user pointer.
 unsafe extern "C" fn ioctl(vdev: *mut bindings::vfio_device, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: called on an open device.
     let this = unsafe { inst(vdev) };
@@ -939,12 +977,26 @@ unsafe extern "C" fn ioctl(vdev: *mut bindings::vfio_device, cmd: c_uint, arg: c
     r.unwrap_or_else(|e| e.to_errno() as c_long)
 }
 
-unsafe extern "C" fn mmap(_vdev: *mut bindings::vfio_device, _vma: *mut bindings::vm_area_struct) -> i32 {
+/// `vfio_device_ops.mmap`: no region is mappable.
+///
+/// # Safety
+///
+/// Called by VFIO for an open device.
+unsafe extern "C" fn mmap(
+    _vdev: *mut bindings::vfio_device,
+    _vma: *mut bindings::vm_area_struct,
+) -> i32 {
     // Neither region is mappable: the message region never, the notify
     // region only with a parent doorbell page, which no parent offers yet.
     EINVAL.to_errno()
 }
 
+/// `vfio_device_ops.request`: the device is being removed while open.
+///
+/// # Safety
+///
+/// Called by VFIO, repeatedly, while `vfio_unregister_group_dev()` waits
+/// for the user of one of our devices to close it.
 unsafe extern "C" fn request(vdev: *mut bindings::vfio_device, count: c_uint) {
     // SAFETY: VFIO calls `request` on a registered device.
     let this = unsafe { inst(vdev) };
@@ -956,13 +1008,20 @@ unsafe extern "C" fn request(vdev: *mut bindings::vfio_device, count: c_uint) {
             bindings::_dev_notice(
                 dev,
                 c_str!("%s").as_char_ptr(),
-                c_str!("instance removed while in use: asking the user to release it\n").as_char_ptr(),
+                c_str!("instance removed while in use: asking the user to release it\n")
+                    .as_char_ptr(),
             )
         };
     }
     this.signal(IRQ_REQ, 0);
 }
 
+/// `vfio_device_ops.dma_unmap`: an IOVA range goes away.
+///
+/// # Safety
+///
+/// Called by VFIO (iommufd's access ops) for an open device, with no lock
+/// of ours held.
 unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
     // SAFETY: VFIO calls `dma_unmap` on an open device.
     let this = unsafe { inst(vdev) };
@@ -970,7 +1029,7 @@ unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, leng
     // SAFETY: `parent` outlives the instance.
     if let Some(f) = unsafe { (*this.parent).ops() }.dma_unmap {
         // SAFETY: `priv_` is live while the device is open.
-        unsafe { f(this.priv_, iova, length) };
+        unsafe { f(this.priv_.load(Ordering::Acquire), iova, length) };
     }
 }
 
@@ -992,10 +1051,13 @@ unsafe fn handle<'a>(vdev: *mut bindings::vhost_mdev_device) -> &'a Data {
 ///
 /// `vdev` must be a live instance handle; not callable from hard IRQs.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(vdev: *mut bindings::vhost_mdev_device, idx: u16) {
+pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
+    vdev: *mut bindings::vhost_mdev_device,
+    idx: u16,
+) {
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { handle(vdev) };
-    if u32::from(idx) < this.nvqs {
+    if u32::from(idx) < this.nvqs() {
         this.signal(IRQ_VQ, idx as usize);
     }
 }
@@ -1061,11 +1123,15 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
 /// successful call must be paired with `vhost_mdev_dma_end()` before the
 /// worker returns.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn vhost_mdev_dma_begin(vdev: *mut bindings::vhost_mdev_device) -> i32 {
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_begin(
+    vdev: *mut bindings::vhost_mdev_device,
+) -> i32 {
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { handle(vdev) };
     // SAFETY: inspecting the current task.
-    if !unsafe { bindings::vm_helper_current_is_kthread() } || !unsafe { bindings::vm_helper_current_mm() }.is_null() {
+    if !unsafe { bindings::vm_helper_current_is_kthread() }
+        || !unsafe { bindings::vm_helper_current_mm() }.is_null()
+    {
         return EINVAL.to_errno();
     }
     let mm = this.mm.load(Ordering::Acquire);
@@ -1103,14 +1169,16 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_end(_vdev: *mut bindings::vhost_m
 ///
 /// `dev` must be the device of a live instance of a vhost-mdev parent.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn vhost_mdev_priv_from_dev(dev: *mut bindings::device) -> *mut c_void {
+pub(crate) unsafe extern "C" fn vhost_mdev_priv_from_dev(
+    dev: *mut bindings::device,
+) -> *mut c_void {
     // SAFETY: the caller guarantees `dev` is one of our mdev devices.
     let this = unsafe { bindings::vm_helper_dev_get_drvdata(dev) }.cast::<Instance>();
     if this.is_null() {
         return ptr::null_mut();
     }
     // SAFETY: drvdata is set to a live instance while it exists.
-    unsafe { (*this).data.priv_ }
+    unsafe { (*this).data.priv_.load(Ordering::Acquire) }
 }
 
 /// `vhost_mdev_uuid()`: the instance's 16-byte UUID.
@@ -1119,7 +1187,9 @@ pub(crate) unsafe extern "C" fn vhost_mdev_priv_from_dev(dev: *mut bindings::dev
 ///
 /// `vdev` must be a live instance handle.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn vhost_mdev_uuid(vdev: *mut bindings::vhost_mdev_device) -> *const u8 {
+pub(crate) unsafe extern "C" fn vhost_mdev_uuid(
+    vdev: *mut bindings::vhost_mdev_device,
+) -> *const u8 {
     // SAFETY: the handle is the instance, whose first field is the
     // `vfio_device`; its `dev` is the mdev's device, set at allocation (so
     // this works from the parent's `create` too).

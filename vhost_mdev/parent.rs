@@ -7,12 +7,12 @@
 
 use crate::bindings;
 use crate::device::Instance;
-use kernel::ffi::{c_char, c_uint};
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
-use kernel::error::{code::*, from_err_ptr, to_result};
-use kernel::prelude::*;
 use kernel::c_str;
+use kernel::error::{code::*, from_err_ptr, to_result};
+use kernel::ffi::{c_char, c_uint};
+use kernel::prelude::*;
 use kernel::types::Opaque;
 
 /// The core's mdev driver, registered for the module's lifetime.
@@ -113,6 +113,11 @@ unsafe fn mdev_type_of<'a>(mtype: *mut bindings::mdev_type) -> &'a MdevType {
     unsafe { &*mtype.cast::<MdevType>() }
 }
 
+/// `mdev_driver.get_available`: instances of the type that may still be created.
+///
+/// # Safety
+///
+/// Called by the mdev core with a type of one of our parents.
 unsafe extern "C" fn get_available(mtype: *mut bindings::mdev_type) -> c_uint {
     // SAFETY: the mdev core calls this only for types registered by our
     // parents, which live until `mdev_unregister_parent()` returns.
@@ -120,10 +125,13 @@ unsafe extern "C" fn get_available(mtype: *mut bindings::mdev_type) -> c_uint {
     t.max.saturating_sub(t.used.load(Ordering::Relaxed))
 }
 
-unsafe extern "C" fn show_description(
-    mtype: *mut bindings::mdev_type,
-    buf: *mut c_char,
-) -> isize {
+/// `mdev_driver.show_description`: the type's description.
+///
+/// # Safety
+///
+/// Called by the mdev core with a type of one of our parents and a sysfs
+/// page.
+unsafe extern "C" fn show_description(mtype: *mut bindings::mdev_type, buf: *mut c_char) -> isize {
     // SAFETY: as in `get_available`.
     let t = unsafe { mdev_type_of(mtype) };
     // SAFETY: `t.parent` is valid while its types are registered.
@@ -139,14 +147,18 @@ unsafe extern "C" fn show_description(
     unsafe { bindings::sysfs_emit(buf, c_str!("%s\n").as_char_ptr(), desc) as isize }
 }
 
+/// `mdev_driver.probe`: creates the instance of a new mdev.
+///
+/// # Safety
+///
+/// Called by the mdev core with a live mdev of one of our parents' types.
 unsafe extern "C" fn probe(mdev: *mut bindings::mdev_device) -> i32 {
     // SAFETY: the mdev core passes a live mdev device whose type belongs to
     // one of our parents (the type's parent was registered with our driver).
     let t = unsafe { mdev_type_of((*mdev).type_) };
     // Reserve an instance of the type: mdev enforces no limit itself when
     // `get_available` is set.
-    if t
-        .used
+    if t.used
         .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
             (u < t.max).then_some(u + 1)
         })
@@ -167,6 +179,11 @@ unsafe extern "C" fn probe(mdev: *mut bindings::mdev_device) -> i32 {
     }
 }
 
+/// `mdev_driver.remove`: removes the instance of an mdev.
+///
+/// # Safety
+///
+/// Called by the mdev core for an mdev whose `probe` succeeded.
 unsafe extern "C" fn remove(mdev: *mut bindings::mdev_device) {
     // SAFETY: as in `probe`; `remove` is only called after a successful
     // `probe`.
@@ -242,11 +259,15 @@ fn register_parent(info: &bindings::vhost_mdev_parent_info) -> Result<KBox<Paren
         // SAFETY: `mtype` is ours and not yet registered; mdev expects the
         // driver to set the names and zero the rest.
         unsafe {
-            mt.as_mut().get_unchecked_mut().mtype.get().write(bindings::mdev_type {
-                sysfs_name: ti.sysfs_name,
-                pretty_name: ti.pretty_name,
-                ..Default::default()
-            })
+            mt.as_mut()
+                .get_unchecked_mut()
+                .mtype
+                .get()
+                .write(bindings::mdev_type {
+                    sysfs_name: ti.sysfs_name,
+                    pretty_name: ti.pretty_name,
+                    ..Default::default()
+                })
         };
         parent.type_ptrs.push(mt.mtype.get(), GFP_KERNEL)?;
         parent.types.push(mt, GFP_KERNEL)?;
@@ -328,7 +349,9 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
 /// `parent` must have been returned by `vhost_mdev_register_parent()` and
 /// not unregistered yet.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(parent: *mut bindings::vhost_mdev_parent) {
+pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(
+    parent: *mut bindings::vhost_mdev_parent,
+) {
     // SAFETY: the caller guarantees `parent` came from `into_raw` above.
     let parent = unsafe { KBox::from_raw(parent.cast::<Parent>()) };
     // SAFETY: registered, by the type invariant; this removes every

@@ -347,7 +347,9 @@ pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
                     index: rd_u32(p, 0),
                     num: rd_u32(p, 4),
                 },
-                req::GET_VRING_BASE => Request::GetVringBase { index: rd_u32(p, 0) },
+                req::GET_VRING_BASE => Request::GetVringBase {
+                    index: rd_u32(p, 0),
+                },
                 req::SET_VRING_ENABLE => Request::SetVringEnable {
                     index: rd_u32(p, 0),
                     num: rd_u32(p, 4),
@@ -476,7 +478,10 @@ impl<'a> Reply<'a> {
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), Errno> {
         let end = self.len.checked_add(bytes.len()).ok_or(EINVAL)?;
-        self.buf.get_mut(self.len..end).ok_or(EINVAL)?.copy_from_slice(bytes);
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(EINVAL)?
+            .copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }
@@ -670,7 +675,10 @@ impl Model {
                 return Err(EINVAL);
             }
             let n = (dev.vq_count() as usize).min(MAX_VQS);
-            if self.vqs[..n].iter().any(|vq| vq.ready && (vq.num == 0 || !vq.addr_set)) {
+            if self.vqs[..n]
+                .iter()
+                .any(|vq| vq.ready && (vq.num == 0 || !vq.addr_set))
+            {
                 return Err(EINVAL);
             }
         }

@@ -111,18 +111,28 @@ struct vhost_mdev_parent *
 vhost_mdev_register_parent(const struct vhost_mdev_parent_info *info);
 void vhost_mdev_unregister_parent(struct vhost_mdev_parent *parent);
 
-/* Upcalls from a parent's instance. Safe in any context unless noted. */
+/*
+ * Upcalls from a parent's instance, valid from the parent's create() until
+ * its destroy(). The three signalling upcalls take a spinlock that is not
+ * IRQ-safe: call them from process context (a worker), not from hard or
+ * soft IRQ handlers, and not from an eventfd wake-up.
+ */
 void vhost_mdev_vq_interrupt(struct vhost_mdev_device *vdev, u16 idx);
 void vhost_mdev_config_changed(struct vhost_mdev_device *vdev);
 void vhost_mdev_needs_reset(struct vhost_mdev_device *vdev);
-/* Process context, from the worker that serves the instance. */
+/*
+ * Process context, from the worker that serves the instance, while the
+ * device is open and started (reset() stops the worker before close).
+ */
 int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
 		      size_t len, bool write);
 /*
  * A worker brackets a batch of vhost_mdev_dma_rw() calls with these: the
  * worker adopts the address space of the process that opened the device
  * (kthread_use_mm()), so that VFIO does not switch it for every call.
- * Only from a kthread (a workqueue worker), never nested.
+ * Only from a kthread (a workqueue worker), never nested. With a type1
+ * container, DMA then works only for mappings made by that same process
+ * (as a VMM does); VFIO refuses the others (-EFAULT).
  */
 int vhost_mdev_dma_begin(struct vhost_mdev_device *vdev);
 void vhost_mdev_dma_end(struct vhost_mdev_device *vdev);

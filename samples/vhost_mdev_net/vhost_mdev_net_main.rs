@@ -78,6 +78,10 @@ const MTU_MIN: u16 = 68;
 struct Dma<'a>(&'a DeviceHandle);
 
 impl GuestMemory for Dma<'_> {
+    fn fence(&mut self) {
+        // smp_mb(): order our ring stores before the loads that follow.
+        core::sync::atomic::fence(Ordering::SeqCst);
+    }
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), virtq::Fault> {
         // SAFETY: only the worker uses `Dma`, and `reset` (run before close)
         // cancels the worker and waits for it.
@@ -106,7 +110,11 @@ impl NetState {
     fn config(&self) -> [u8; CONFIG_SIZE as usize] {
         let mut c = [0u8; CONFIG_SIZE as usize];
         c[..6].copy_from_slice(&self.mac);
-        let status = if self.link_up { VIRTIO_NET_S_LINK_UP } else { 0 };
+        let status = if self.link_up {
+            VIRTIO_NET_S_LINK_UP
+        } else {
+            0
+        };
         c[6..8].copy_from_slice(&status.to_le_bytes());
         c[8..10].copy_from_slice(&1u16.to_le_bytes());
         c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
@@ -126,11 +134,12 @@ impl NetState {
 ///
 /// # Invariants
 ///
-/// `work` is initialised in `create` and cancelled in `reset` and on drop;
-/// it runs only while `running` is set.
+/// `work` is cancelled in `reset` and on drop; it moves frames only while
+/// `running` is set.
 #[pin_data(PinnedDrop)]
 struct NetDev {
     handle: DeviceHandle,
+    #[pin]
     work: RawWork,
     /// The worker may move frames (started, not suspended, not broken).
     running: AtomicBool,
@@ -159,8 +168,8 @@ impl NetDev {
         // session ends at the end of this function.
         let session = unsafe { self.handle.dma_session() };
         let NetState { lb, frame, .. } = &mut *st;
-        let r = match session {
-            Ok(_) => lb.process(&mut Dma(&self.handle), frame, BUDGET),
+        let r = match &session {
+            Ok(_session) => lb.process(&mut Dma(&self.handle), frame, BUDGET),
             Err(_) => Err(virtq::RingError::Fault),
         };
         match r {
@@ -195,10 +204,20 @@ impl NetDev {
     }
 }
 
+/// The work function of an instance.
+///
+/// # Safety
+///
+/// Called by the workqueue with the `work` field of a live `NetDev`
+/// (`reset` and drop cancel it before the device goes).
 unsafe extern "C" fn net_work(w: *mut bindings::work_struct) {
     // SAFETY: `w` is the `work` field of a live `NetDev` (it is cancelled
     // before the device goes).
-    let dev = unsafe { &*w.cast::<u8>().sub(offset_of!(NetDev, work)).cast::<NetDev>() };
+    let dev = unsafe {
+        &*w.cast::<u8>()
+            .sub(offset_of!(NetDev, work))
+            .cast::<NetDev>()
+    };
     dev.run();
 }
 
@@ -261,7 +280,10 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn set_vq_num(&self, idx: u16, num: u32) {
-        self.state.lock().queue(idx).num = num as u16;
+        let mut st = self.state.lock();
+        let q = st.queue(idx);
+        q.num = num as u16;
+        q.invalidate();
     }
 
     fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
@@ -270,6 +292,7 @@ impl vhost_mdev::Device for NetDev {
         q.desc = desc;
         q.avail = driver;
         q.used = device;
+        q.invalidate();
     }
 
     fn set_vq_ready(&self, idx: u16, ready: bool) {
@@ -282,6 +305,7 @@ impl vhost_mdev::Device for NetDev {
         q.last_avail = base;
         q.used_idx = base;
         q.signalled_used = base;
+        q.invalidate();
     }
 
     fn get_vq_base(&self, idx: u16) -> u16 {
@@ -350,7 +374,7 @@ impl vhost_mdev::Parent for NetParent {
         let dev = KBox::pin_init(
             pin_init!(NetDev {
                 handle,
-                work: RawWork::uninit(),
+                work <- RawWork::new(net_work),
                 running: AtomicBool::new(false),
                 kicks: AtomicU64::new(0),
                 interrupts: AtomicU64::new(0),
@@ -367,9 +391,6 @@ impl vhost_mdev::Parent for NetParent {
             }),
             GFP_KERNEL,
         )?;
-        // SAFETY: `dev` is pinned and not shared yet; `PinnedDrop` cancels
-        // the work before the device goes.
-        unsafe { dev.work.init(net_work) };
         Ok(dev)
     }
 }
@@ -399,8 +420,11 @@ struct Groups<const N: usize>([*const bindings::attribute_group; N]);
 // SAFETY: immutable pointers to immutable statics.
 unsafe impl<const N: usize> Sync for Groups<N> {}
 
-type ShowFn =
-    unsafe extern "C" fn(*mut bindings::device, *mut bindings::device_attribute, *mut c_char) -> isize;
+type ShowFn = unsafe extern "C" fn(
+    *mut bindings::device,
+    *mut bindings::device_attribute,
+    *mut c_char,
+) -> isize;
 type StoreFn = unsafe extern "C" fn(
     *mut bindings::device,
     *mut bindings::device_attribute,
@@ -435,7 +459,10 @@ unsafe fn emit(buf: *mut c_char, s: &CStr) -> isize {
 ///
 /// `dev` must be the device sysfs passed to one of this module's attribute
 /// callbacks.
-unsafe fn with_dev<R>(dev: *mut bindings::device, f: impl FnOnce(&NetDev) -> Result<R>) -> Result<R> {
+unsafe fn with_dev<R>(
+    dev: *mut bindings::device,
+    f: impl FnOnce(&NetDev) -> Result<R>,
+) -> Result<R> {
     // SAFETY: our attribute groups are registered only on our instances.
     let d = unsafe { vhost_mdev::device_from_dev::<NetParent>(dev) }.ok_or(ENODEV)?;
     f(d)
@@ -453,9 +480,16 @@ fn result_isize(r: Result<isize>) -> isize {
 unsafe fn input<'a>(buf: *const c_char, count: usize) -> Result<&'a str> {
     // SAFETY: sysfs passes `count` readable bytes.
     let b = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
-    core::str::from_utf8(b).map(|s| s.trim()).map_err(|_| EINVAL)
+    core::str::from_utf8(b)
+        .map(|s| s.trim())
+        .map_err(|_| EINVAL)
 }
 
+/// sysfs `show` of the `mac` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and a page.
 unsafe extern "C" fn mac_show(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -467,7 +501,12 @@ unsafe extern "C" fn mac_show(
             let m = d.state.lock().mac;
             let s = CString::try_from_fmt(fmt!(
                 "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
-                m[0], m[1], m[2], m[3], m[4], m[5]
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5]
             ))?;
             Ok(emit(buf, &s))
         })
@@ -478,7 +517,7 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut n = 0;
     for part in s.split(':') {
-        if n == 6 || part.len() != 2 {
+        if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EINVAL);
         }
         mac[n] = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
@@ -491,6 +530,11 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// sysfs `store` of the `mac` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and `count` readable bytes.
 unsafe extern "C" fn mac_store(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -510,6 +554,11 @@ unsafe extern "C" fn mac_store(
     })
 }
 
+/// sysfs `show` of the `mtu` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and a page.
 unsafe extern "C" fn mtu_show(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -524,6 +573,11 @@ unsafe extern "C" fn mtu_show(
     })
 }
 
+/// sysfs `store` of the `mtu` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and `count` readable bytes.
 unsafe extern "C" fn mtu_store(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -546,6 +600,11 @@ unsafe extern "C" fn mtu_store(
     })
 }
 
+/// sysfs `show` of the `link` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and a page.
 unsafe extern "C" fn link_show(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -560,6 +619,11 @@ unsafe extern "C" fn link_show(
     })
 }
 
+/// sysfs `store` of the `link` attribute.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and `count` readable bytes.
 unsafe extern "C" fn link_store(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
@@ -591,6 +655,12 @@ unsafe extern "C" fn link_store(
 macro_rules! counters {
     ($($name:ident: |$d:ident, $st:ident| $e:expr;)*) => {
         $(
+            /// sysfs `show` of a counter.
+            ///
+            /// # Safety
+            ///
+            /// Called by sysfs with the device of one of our instances and a
+            /// page.
             #[allow(unused_variables)]
             unsafe extern "C" fn $name(
                 dev: *mut bindings::device,
@@ -681,7 +751,10 @@ impl kernel::Module for VhostMdevNet {
         // SAFETY: a module parameter, written only while loading.
         let max = unsafe { vhost_mdev_net_max_instances };
         if !(1..=1024).contains(&max) {
-            pr_err!("vhost_mdev_net: max_instances={} is out of range 1-1024\n", max);
+            pr_err!(
+                "vhost_mdev_net: max_instances={} is out of range 1-1024\n",
+                max
+            );
             return Err(EINVAL);
         }
         let types = [TypeInfo {
@@ -690,8 +763,15 @@ impl kernel::Module for VhostMdevNet {
             description: c_str!("virtio-net device that loops TX back to RX (vhost-mdev sample)"),
             max_instances: max,
         }];
-        let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, GROUPS.0.as_ptr())?;
-        pr_info!("vhost_mdev_net: type vhost_mdev_net-loopback, {} instances\n", max);
+        // SAFETY: `GROUPS` is a static NULL-terminated array whose
+        // callbacks only access `NetParent` instances (`with_dev`).
+        let reg = unsafe {
+            Registration::new(c_str!("vhost_mdev_net"), module, &types, GROUPS.0.as_ptr())?
+        };
+        pr_info!(
+            "vhost_mdev_net: type vhost_mdev_net-loopback, {} instances\n",
+            max
+        );
         Ok(VhostMdevNet { _reg: reg })
     }
 }

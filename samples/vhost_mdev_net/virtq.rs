@@ -44,6 +44,10 @@ pub trait GuestMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
     /// Writes `buf` at `addr`.
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault>;
+    /// A full memory barrier between the ring stores before it and the
+    /// loads after it (`smp_mb()`, as vhost has when it publishes and then
+    /// reads the driver's event index or flags).
+    fn fence(&mut self) {}
 }
 
 fn read_u16<M: GuestMemory>(mem: &mut M, addr: u64) -> Result<u16, Fault> {
@@ -208,6 +212,11 @@ impl Walker {
 }
 
 impl SplitQueue {
+    /// Forgets what was read ahead (the ring was reconfigured).
+    pub fn invalidate(&mut self) {
+        self.batch = Batch::default();
+    }
+
     /// An enabled queue of `num` entries at the given ring addresses.
     pub fn new(num: u16, desc: u64, avail: u64, used: u64) -> Self {
         Self {
@@ -251,7 +260,11 @@ impl SplitQueue {
         }
         // Read ahead up to the published index, the ring's end and BATCH.
         let to_end = self.num.wrapping_sub(i & self.num.wrapping_sub(1));
-        let n = b.avail_idx.wrapping_sub(i).min(to_end).clamp(1, BATCH as u16);
+        let n = b
+            .avail_idx
+            .wrapping_sub(i)
+            .min(to_end)
+            .clamp(1, BATCH as u16);
         let mut raw = [0u8; 2 * BATCH];
         let raw = &mut raw[..2 * usize::from(n)];
         mem.read(at, raw)?;
@@ -323,7 +336,10 @@ impl SplitQueue {
                 e[..4].copy_from_slice(&u32::from(head).to_le_bytes());
                 e[4..].copy_from_slice(&len.to_le_bytes());
             }
-            mem.write(self.used.wrapping_add(4 + 8 * self.wrap(idx)), &raw[..8 * run])?;
+            mem.write(
+                self.used.wrapping_add(4 + 8 * self.wrap(idx)),
+                &raw[..8 * run],
+            )?;
             k += run;
         }
         self.batch.used_len = 0;
@@ -531,10 +547,17 @@ impl Loopback {
         }
         if rx_used {
             self.rx.publish(mem)?;
-            out.irq_rx = self.rx.needs_interrupt(mem)?;
         }
         if tx_used || self.tx.event_idx {
             self.tx.publish(mem)?;
+        }
+        // The used index and avail_event stores above must be visible before
+        // we read the driver's used_event/flags and avail index below.
+        mem.fence();
+        if rx_used {
+            out.irq_rx = self.rx.needs_interrupt(mem)?;
+        }
+        if tx_used || self.tx.event_idx {
             out.irq_tx = self.tx.needs_interrupt(mem)?;
         }
         out.more = done == budget;
@@ -584,7 +607,11 @@ impl Loopback {
         if cap < len as u64 {
             // With MRG_RXBUF, too few buffers posted yet is back-pressure
             // unless the ring is full (more will never come).
-            if self.mrg_rxbuf && n == rx_pending as usize && n < MAX_RX_CHAINS && rx_pending < self.rx.num {
+            if self.mrg_rxbuf
+                && n == rx_pending as usize
+                && n < MAX_RX_CHAINS
+                && rx_pending < self.rx.num
+            {
                 return Ok(Delivery::NoBuffers);
             }
             return Ok(Delivery::TooBig);
