@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the L2 guest of the nested test: a small gcc-built kernel
+# (tinyconfig + kvm_guest.config + l2/l2.config; no Rust, no modules) from
+# the project's Linux source, and a busybox initramfs with l2/init and the
+# static l2/netloop.c.
+#
+#   tools/qemu/build-l2.sh        prints "KERNEL INITRD" as its last line
+#
+# Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and this
+# script); the initramfs is rebuilt when init or netloop.c change.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
+KSRC=${KSRC:-$CACHE/linux-6.12}
+JOBS=${JOBS:-2}
+log() { echo "==> $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+[ -f "$KSRC/Makefile" ] || die "no Linux source at $KSRC (scripts/build-kernel fetches it)"
+command -v busybox >/dev/null || die "busybox (busybox-static) is needed"
+file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked' ||
+	[ -x /bin/busybox ] || die "a static busybox is needed (apt-get install busybox-static)"
+
+khash=$(cat "$here/l2/l2.config" "$here/build-l2.sh" | sha256sum | cut -c1-12)
+kout=$CACHE/kbuild/l2-$khash
+kimg=$kout/arch/x86/boot/bzImage
+if [ ! -f "$kout/.built" ]; then
+	t0=$(date +%s)
+	log "building the L2 kernel in $kout"
+	mkdir -p "$kout"
+	mk() { make -C "$KSRC" O="$kout" CC=gcc LLVM= -j"$JOBS" "$@" >&2; }
+	mk tinyconfig
+	KCONFIG_CONFIG=$kout/.config "$KSRC/scripts/kconfig/merge_config.sh" -m -O "$kout" \
+		"$kout/.config" "$KSRC/kernel/configs/kvm_guest.config" "$here/l2/l2.config" >&2
+	mk olddefconfig
+	for o in VIRTIO_NET VIRTIO_PCI PACKET DEVTMPFS BLK_DEV_INITRD RD_GZIP SERIAL_8250_CONSOLE BINFMT_SCRIPT; do
+		grep -q "^CONFIG_$o=y" "$kout/.config" || die "CONFIG_$o did not survive olddefconfig"
+	done
+	mk bzImage
+	touch "$kout/.built"
+	log "L2 kernel built in $(( $(date +%s) - t0 )) s"
+fi
+
+ihash=$(cat "$here/l2/init" "$here/l2/netloop.c" "$(command -v busybox)" | sha256sum | cut -c1-12)
+initrd=$CACHE/l2-initrd-$ihash.cpio.gz
+if [ ! -f "$initrd" ]; then
+	log "building the L2 initramfs $initrd"
+	root=$(mktemp -d "$CACHE/l2-root.XXXXXX")
+	trap 'rm -rf "$root"' EXIT
+	mkdir -p "$root"/{bin,dev,proc,sys,tmp}
+	cp "$(command -v busybox)" "$root/bin/busybox"
+	gcc -static -O2 -Wall -o "$root/bin/netloop" "$here/l2/netloop.c"
+	strip "$root/bin/netloop"
+	cp "$here/l2/init" "$root/init"
+	chmod 755 "$root/init"
+	(cd "$root" && find . | cpio -o -H newc --quiet -R 0:0 | gzip -9) >"$initrd.tmp"
+	mv "$initrd.tmp" "$initrd"
+fi
+echo "$kimg $initrd"
