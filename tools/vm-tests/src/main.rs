@@ -11,6 +11,10 @@
 //! Prints one `PASS: <name> (<secs>s)` or `FAIL: <name>: <reason>` line per
 //! test, then `N passed, N failed`, and exits non-zero on any failure.
 
+mod hostile;
+mod lifecycle;
+mod raw;
+mod sample;
 mod tests;
 mod util;
 
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
     let env = match Env::discover() {
         Ok(e) => e,
         Err(e) => {

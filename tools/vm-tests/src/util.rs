@@ -228,3 +228,70 @@ pub fn fired(fd: &vmm_sys_util::eventfd::EventFd, timeout: Duration) -> Result<b
 pub fn eventfd() -> Result<vmm_sys_util::eventfd::EventFd, String> {
     vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).ctx("eventfd")
 }
+
+impl Inst {
+    /// Reads a per-instance attribute (`mac`, `mtu`, `link`, `stats/...`).
+    pub fn attr(&self, name: &str) -> Result<String, String> {
+        let p = self.sysfs.instance_dir(&self.uuid).join(name);
+        std::fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("read {}: {e}", p.display()))
+    }
+
+    /// Writes a per-instance attribute.
+    pub fn set_attr(&self, name: &str, value: &str) -> std::io::Result<()> {
+        let p = self.sysfs.instance_dir(&self.uuid).join(name);
+        std::fs::write(p, value)
+    }
+
+    /// A counter under `stats/`.
+    pub fn stat(&self, name: &str) -> Result<u64, String> {
+        let s = self.attr(&format!("stats/{name}"))?;
+        s.parse()
+            .map_err(|_| format!("stats/{name}: not a number: {s:?}"))
+    }
+
+    /// All counters under `stats/`, by name.
+    pub fn stats(&self) -> Result<std::collections::BTreeMap<String, u64>, String> {
+        let mut m = std::collections::BTreeMap::new();
+        for n in [
+            "tx_packets",
+            "tx_bytes",
+            "rx_packets",
+            "rx_bytes",
+            "drop_oversize",
+            "drop_malformed",
+            "ring_errors",
+            "kicks",
+            "interrupts",
+        ] {
+            m.insert(n.to_string(), self.stat(n)?);
+        }
+        Ok(m)
+    }
+}
+
+/// Counter deltas `after - before` for the named counters.
+pub fn stat_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    name: &str,
+) -> u64 {
+    after
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+        .wrapping_sub(before.get(name).copied().unwrap_or(0))
+}
+
+/// Set by `--quick`: tests that scale (frame counts, rounds) run smaller.
+pub static QUICK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `quick` under `--quick`, else `full`.
+pub fn scale<T>(quick: T, full: T) -> T {
+    if QUICK.load(std::sync::atomic::Ordering::Relaxed) {
+        quick
+    } else {
+        full
+    }
+}
