@@ -49,11 +49,18 @@ impl VhostVdpa {
             .open(path)
             .map_err(|e| Error::io(format!("open {}", path.display()), &e))?;
         ioctl_request(&fd, VHOST_SET_OWNER, &[])?;
-        let avail = u64::from_ne_bytes(
-            ioctl_request(&fd, VHOST_GET_BACKEND_FEATURES, &[])?
-                .try_into()
-                .map_err(|_| Error::Protocol("GET_BACKEND_FEATURES".into()))?,
-        );
+        let mut avail = 0u64;
+        // SAFETY: VHOST_GET_BACKEND_FEATURES writes one u64 to the argument,
+        // which outlives the call.
+        let r = unsafe {
+            vmm_sys_util::ioctl::ioctl_with_mut_ref(&fd, VHOST_GET_BACKEND_FEATURES as _, &mut avail)
+        };
+        if r < 0 {
+            return Err(Error::Request {
+                request: "VHOST_GET_BACKEND_FEATURES".into(),
+                errno: Errno::last(),
+            });
+        }
         let wanted = (1 << VHOST_BACKEND_F_IOTLB_MSG_V2)
             | (1 << VHOST_BACKEND_F_SUSPEND)
             | (1 << VHOST_BACKEND_F_RESUME);
