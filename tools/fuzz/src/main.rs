@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! `vhost-mdev-fuzz`: a structure-aware fuzzer and a lifecycle stress for
+//! vhost-mdev instances, run as root inside the test VM.
+//!
+//! `fuzz` throws seeded, reproducible operations at an open instance:
+//! valid requests mutated field by field, random request codes and sizes,
+//! ioctls with random argsz/flags/indexes, notify writes at random offsets,
+//! random `SET_IRQS`/`IOEVENTFD` arguments, mmap attempts, reads at random
+//! offsets and lengths, interleaved with valid bring-ups that move traffic.
+//! After every rejected operation the device's status and vring state must
+//! be what they were. A failure prints the seed and the last operations.
+//!
+//! `stress` runs create → open → bring-up → traffic → close → remove cycles
+//! and reports the leak figures (locked memory, instance counts, module
+//! reference counts, slab totals).
+
+use std::collections::VecDeque;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use vhost_mdev::driver::{self, NetDriver, NetDriverConfig};
+use vhost_mdev::sysfs::MdevType;
+use vhost_mdev::uapi::*;
+use vhost_mdev::{IommuKind, MdevDevice, Sysfs, VhostBackend};
+use vmm_sys_util::eventfd::EventFd;
+
+#[derive(Parser)]
+#[command(version, about = "Fuzz and stress vhost-mdev instances (run as root in a test VM)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Structure-aware fuzzing of one instance, on both IOMMU back ends.
+    Fuzz {
+        /// Operations per IOMMU back end.
+        #[arg(long, default_value_t = 50_000)]
+        ops: u64,
+        /// Seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop after this many seconds per back end, whatever the count.
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
+    /// create → open → bring-up → traffic → close → remove, N times.
+    Stress {
+        /// Cycles.
+        #[arg(long, default_value_t = 1000)]
+        cycles: u64,
+        /// Frames per cycle.
+        #[arg(long, default_value_t = 4)]
+        frames: u64,
+    },
+}
+
+/// xorshift64*: small, fast and reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// "Interesting" integers: boundaries more often than uniform ones.
+    fn interesting(&mut self) -> u64 {
+        match self.below(10) {
+            0 => 0,
+            1 => 1,
+            2 => u64::MAX,
+            3 => u32::MAX as u64,
+            4 => self.pick(&[2, 3, 255, 256, 1023, 1024, 1025, 4096, 32768, 65535, 65536]),
+            5 => 1 << self.below(64),
+            6 => (1 << self.below(64)) - 1,
+            _ => self.next(),
+        }
+    }
+}
+
+/// What must not change when an operation is rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    /// The driver-visible status, without the device's NEEDS_RESET bit
+    /// (which a worker may set at any time after a bad DRIVER_OK).
+    status: u8,
+    /// Every queue's base.
+    bases: Vec<u32>,
+}
+
+fn snapshot(dev: &MdevDevice, nvqs: u32) -> Result<State, String> {
+    let raw = |req: u64, payload: &[u8]| {
+        // The ioctl transport: it leaves the message slot alone.
+        vhost_mdev::backend::ioctl_request(dev.vfio().file(), req, payload)
+            .map_err(|e| format!("snapshot: {e}"))
+    };
+    let st = raw(VHOST_VDPA_GET_STATUS, &[])?;
+    let mut bases = Vec::new();
+    for q in 0..nvqs {
+        let mut p = [0u8; 8];
+        p[..4].copy_from_slice(&q.to_ne_bytes());
+        let r = raw(VHOST_GET_VRING_BASE, &p)?;
+        bases.push(u32::from_ne_bytes([r[4], r[5], r[6], r[7]]));
+    }
+    Ok(State {
+        status: st.first().copied().unwrap_or(0) & !0x40,
+        bases,
+    })
+}
+
+/// Valid requests with their payloads, to be mutated.
+fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>) {
+    let q = rng.below(u64::from(nvqs)) as u32;
+    let state = |idx: u32, num: u32| {
+        let mut p = idx.to_ne_bytes().to_vec();
+        p.extend_from_slice(&num.to_ne_bytes());
+        p
+    };
+    match rng.below(14) {
+        0 => (VHOST_GET_FEATURES, 1, vec![]),
+        1 => (VHOST_SET_FEATURES, 0, features.to_ne_bytes().to_vec()),
+        2 => (VHOST_VDPA_GET_STATUS, 1, vec![]),
+        3 => (VHOST_VDPA_SET_STATUS, 0, vec![rng.pick(&[0u8, 1, 3, 11, 15, 0x80])]),
+        4 => (VHOST_VDPA_GET_CONFIG, 1, state(0, 12)),
+        5 => (VHOST_VDPA_SET_CONFIG, 0, {
+            let mut p = state(0, 6);
+            p.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+            p
+        }),
+        6 => (VHOST_SET_VRING_NUM, 0, state(q, 256)),
+        7 => (VHOST_SET_VRING_BASE, 0, state(q, 0)),
+        8 => (VHOST_GET_VRING_BASE, 1, state(q, 0)),
+        9 => (VHOST_VDPA_SET_VRING_ENABLE, 0, state(q, 1)),
+        10 => (VHOST_SET_VRING_ADDR, 0, {
+            let mut p = q.to_ne_bytes().to_vec();
+            p.extend_from_slice(&0u32.to_ne_bytes());
+            for a in [0x1000_0000u64, 0x1000_2000, 0x1000_1000, 0] {
+                p.extend_from_slice(&a.to_ne_bytes());
+            }
+            p
+        }),
+        11 => (VHOST_VDPA_SUSPEND, 0, vec![]),
+        12 => (VHOST_VDPA_RESUME, 0, vec![]),
+        _ => (VHOST_VDPA_GET_VQS_COUNT, 1, vec![]),
+    }
+}
+
+/// Mutates one field of a request.
+fn mutate(rng: &mut Rng, req: &mut (u64, u32, Vec<u8>)) {
+    let (code, flags, payload) = req;
+    match rng.below(6) {
+        0 => *flags = rng.below(4) as u32,
+        1 if !payload.is_empty() => {
+            // One 32- or 64-bit field (or a byte) replaced.
+            let at = rng.below(payload.len() as u64) as usize;
+            let v = rng.interesting().to_ne_bytes();
+            let w = rng.pick(&[1usize, 4, 8]).min(payload.len() - at);
+            payload[at..at + w].copy_from_slice(&v[..w]);
+        }
+        2 => payload.truncate(rng.below(payload.len() as u64 + 1) as usize),
+        3 => {
+            let extra = rng.below(16) as usize;
+            payload.extend(rng.bytes(extra));
+        }
+        4 => *code ^= 1 << rng.below(32),
+        _ => *code = rng.interesting(),
+    }
+}
+
+/// One fuzzing operation; returns its description and whether it was
+/// rejected (an error), or `Err` for a harness failure.
+fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) -> (String, bool) {
+    let page = vhost_mdev::device::page_size();
+    let r1 = region_offset(1);
+    match rng.below(100) {
+        // A valid request over the message region, mutated or not.
+        0..=34 => {
+            let mut req = valid_request(rng, nvqs, features);
+            if rng.chance(70) {
+                mutate(rng, &mut req);
+            }
+            let (code, flags, payload) = req;
+            let r = dev.send(code, flags, &payload);
+            (format!("send({code:#x}, {flags}, {payload:02x?}) -> {r:?}"), r.is_err())
+        }
+        // A raw message: header size disagreeing with the write, oversize.
+        35..=44 => {
+            let size = rng.pick(&[0u32, 1, 7, 8, 9, 40, 4080, 4081, u32::MAX]);
+            let len = rng.pick(&[0usize, 15, 16, 17, 24, 56, 4096, 4097]);
+            let mut m = vec![0u8; len.max(16)];
+            m[..8].copy_from_slice(&rng.interesting().to_ne_bytes());
+            m[8..12].copy_from_slice(&(rng.below(4) as u32).to_ne_bytes());
+            m[12..16].copy_from_slice(&size.to_ne_bytes());
+            m.truncate(len);
+            let r = dev.msg_write(rng.pick(&[0, 0, 0, 1, 8, 4096, u64::MAX >> 24]), &m);
+            (format!("msg_write(len {len}, size {size}) -> {r:?}"), r.is_err())
+        }
+        // Reads at random offsets and lengths.
+        45..=52 => {
+            let off = rng.pick(&[0, 0, 1, 16, 4096, r1, r1 + page, region_offset(2), u64::MAX >> 1]);
+            let len = rng.pick(&[0usize, 1, 16, 17, 24, 36, 4096, 8192]);
+            let mut buf = vec![0u8; len];
+            let r = dev.vfio().read_at(off, &mut buf);
+            (format!("read_at({off:#x}, {len}) -> {r:?}"), r.is_err())
+        }
+        // Notify writes at random offsets with random values.
+        53..=62 => {
+            let q = rng.below(u64::from(nvqs) + 2);
+            let off = match rng.below(4) {
+                0 => r1 + q * page,
+                1 => r1 + q * page + rng.below(page),
+                2 => r1 + rng.interesting() % (1 << 40),
+                _ => rng.interesting(),
+            };
+            let len = rng.pick(&[0usize, 1, 2, 2, 2, 4, 8]);
+            let mut v = rng.bytes(len);
+            if len == 2 && rng.chance(50) {
+                v.copy_from_slice(&(q as u16).to_ne_bytes());
+            }
+            let r = dev.notify_raw(off.wrapping_sub(r1), &v);
+            (format!("notify(+{off:#x}, {v:02x?}) -> {r:?}"), r.is_err())
+        }
+        // SET_IRQS with random arguments.
+        63..=72 => {
+            let index = rng.pick(&[0u32, 0, 1, 2, 3, 9, u32::MAX]);
+            let any = rng.next() as u32;
+            let flags = rng.pick(&[0x24u32, 0x21, 0x22, 0x04, 0x01, 0x02, 0x08, 0x10, 0x20, 0x44, any]);
+            let start = rng.pick(&[0u32, 0, 1, nvqs, u32::MAX]);
+            let count = rng.pick(&[0u32, 1, 2, nvqs, nvqs + 1, u32::MAX]);
+            let fds: Vec<u8> = (0..count.min(8))
+                .flat_map(|_| {
+                    let fd = rng.pick(&[efd.as_raw_fd(), -1, -2, 0, 1, 9999]);
+                    fd.to_ne_bytes()
+                })
+                .collect();
+            let r = dev.vfio().set_irqs_raw(index, flags, start, count, &fds);
+            (format!("set_irqs({index}, {flags:#x}, {start}, {count}) -> {r:?}"), r.is_err())
+        }
+        // IOEVENTFD with random arguments.
+        73..=80 => {
+            let q = rng.below(u64::from(nvqs) + 1);
+            let any_off = rng.interesting();
+            let off = rng.pick(&[r1 + q * page, r1 + q * page + 2, 0, region_offset(2), any_off]);
+            let any = rng.next() as u32;
+            let flags = rng.pick(&[2u32, 2, 1, 4, 8, 0, 3, any]);
+            let data = if rng.chance(70) { q } else { rng.interesting() };
+            let fd = rng.pick(&[efd.as_raw_fd(), -1, 0, 9999]);
+            let r = dev.vfio().ioeventfd_raw(off, flags, data, fd);
+            (format!("ioeventfd({off:#x}, {flags:#x}, {data}, {fd}) -> {r:?}"), r.is_err())
+        }
+        // mmap attempts.
+        81..=83 => {
+            let off = rng.pick(&[0, r1, r1 + page, region_offset(2)]);
+            let len = rng.pick(&[page as usize, 4096, 8192, 1]);
+            let r = dev.vfio().try_mmap(off, len);
+            (format!("mmap({off:#x}, {len}) -> {r:?}"), r.is_err())
+        }
+        // Ioctls with random argsz/flags/indexes, VFIO's and vhost's.
+        84..=96 => {
+            let code = match rng.below(4) {
+                0 => rng.pick(&[
+                    VFIO_DEVICE_GET_INFO,
+                    VFIO_DEVICE_GET_REGION_INFO,
+                    VFIO_DEVICE_GET_IRQ_INFO,
+                    VFIO_DEVICE_SET_IRQS,
+                    VFIO_DEVICE_IOEVENTFD,
+                ]),
+                1 => valid_request(rng, nvqs, features).0,
+                2 => ioc(rng.below(4) as u32, 0xaf, rng.below(0x90) as u32, rng.below(64) as usize),
+                _ => rng.interesting() & 0xffff_ffff,
+            };
+            // A large buffer, so that no argsz makes the kernel read or
+            // write outside it: argsz is capped by what VFIO accepts.
+            let mut buf = rng.bytes(65536);
+            let argsz = rng.pick(&[0u32, 4, 8, 15, 16, 20, 24, 32, 36, 4096, u32::MAX]);
+            buf[..4].copy_from_slice(&argsz.to_ne_bytes());
+            if rng.chance(50) {
+                // Plausible flags/index fields.
+                buf[4..8].copy_from_slice(&(rng.below(8) as u32).to_ne_bytes());
+                buf[8..12].copy_from_slice(&(rng.below(4) as u32).to_ne_bytes());
+            }
+            // SAFETY: `buf` is 64 KiB, more than any request here reads or
+            // writes for these argsz values, and outlives the call.
+            let r = unsafe { dev.vfio().ioctl_ptr(code, buf.as_mut_ptr()) };
+            (format!("ioctl({code:#x}, argsz {argsz}) -> {r:?}"), r.is_err())
+        }
+        // VFIO_DEVICE_RESET now and then.
+        _ => {
+            let r = dev.vfio_reset();
+            (format!("VFIO_DEVICE_RESET -> {r:?}"), r.is_err())
+        }
+    }
+}
+
+fn first_type(sysfs: &Sysfs) -> Result<MdevType, String> {
+    sysfs
+        .vhost_types()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no vfio-vhost type".to_string())
+}
+
+/// A valid bring-up that moves a few frames; the driver resets on drop.
+fn traffic(dev: &MdevDevice, frames: u64) -> Result<(), String> {
+    let cfg = NetDriverConfig {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let mut drv = NetDriver::start(dev, cfg).map_err(|e| format!("bring-up: {e}"))?;
+    driver::ping(&mut drv, frames, 0).map_err(|e| format!("ping: {e}"))?;
+    drv.stop().map_err(|e| format!("stop: {e}"))
+}
+
+fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64, u64), String> {
+    let sysfs = Sysfs::system();
+    let ty = first_type(&sysfs)?;
+    let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
+    let res = (|| {
+        let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
+        let nvqs = dev.get_vqs_count().map_err(|e| e.to_string())?;
+        let features = dev.get_features().map_err(|e| e.to_string())?;
+        let efd = EventFd::new(0).map_err(|e| e.to_string())?;
+        let mut rng = Rng(seed | 1);
+        let mut last: VecDeque<String> = VecDeque::new();
+        let (mut rejected, mut n) = (0u64, 0u64);
+        let t0 = Instant::now();
+        let mut before = snapshot(&dev, nvqs)?;
+        while n < ops && t0.elapsed() < max {
+            if n % 5000 == 4999 {
+                // Back to a known state, then traffic while running.
+                dev.vfio_reset().map_err(|e| format!("reset: {e}"))?;
+                traffic(&dev, 4).map_err(|e| {
+                    format!("valid traffic after {n} ops (seed {seed:#x}) failed: {e}\nlast: {last:#?}")
+                })?;
+                before = snapshot(&dev, nvqs)?;
+            }
+            let (what, was_rejected) = op(&mut rng, &dev, nvqs, features, &efd);
+            n += 1;
+            if last.len() == 8 {
+                last.pop_front();
+            }
+            last.push_back(what);
+            let after = snapshot(&dev, nvqs)?;
+            if was_rejected {
+                rejected += 1;
+                if after != before {
+                    return Err(format!(
+                        "{kind}: a rejected operation changed the device (seed {seed:#x}, op {n}):\n  before {before:?}\n  after  {after:?}\nlast operations:\n  {}",
+                        last.iter().cloned().collect::<Vec<_>>().join("\n  ")
+                    ));
+                }
+            }
+            before = after;
+        }
+        // Still usable after all that.
+        dev.vfio_reset().map_err(|e| format!("final reset: {e}"))?;
+        traffic(&dev, 8).map_err(|e| format!("traffic after fuzzing (seed {seed:#x}): {e}"))?;
+        Ok((n, rejected))
+    })();
+    let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
+    let r = res?;
+    removed?;
+    Ok(r)
+}
+
+fn status_kb(field: &str) -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn meminfo_kb(field: &str) -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn refcnt(module: &str) -> String {
+    fs::read_to_string(format!("/sys/module/{module}/refcnt"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn stress(cycles: u64, frames: u64) -> Result<String, String> {
+    let sysfs = Sysfs::system();
+    let ty = first_type(&sysfs)?;
+    let avail0 = ty.available_instances;
+    let (lck0, slab0) = (status_kb("VmLck:"), meminfo_kb("Slab:"));
+    let (ref_core0, ref_net0) = (refcnt("vhost_mdev"), refcnt("vhost_mdev_net"));
+    let t0 = Instant::now();
+    for c in 0..cycles {
+        let kind = if c % 2 == 0 { IommuKind::Type1 } else { IommuKind::Iommufd };
+        let uuid = sysfs.create(&ty, None).map_err(|e| format!("cycle {c}: create: {e}"))?;
+        let r = MdevDevice::open(&sysfs, &uuid, kind)
+            .map_err(|e| format!("cycle {c}: open ({kind}): {e}"))
+            .and_then(|dev| traffic(&dev, frames).map_err(|e| format!("cycle {c} ({kind}): {e}")));
+        sysfs.remove(&uuid).map_err(|e| format!("cycle {c}: remove: {e}"))?;
+        r?;
+        if c % 100 == 99 {
+            println!("INFO: stress: {} cycles, {:.1} s", c + 1, t0.elapsed().as_secs_f64());
+        }
+    }
+    let ty1 = first_type(&sysfs)?;
+    let (lck1, slab1) = (status_kb("VmLck:"), meminfo_kb("Slab:"));
+    let (ref_core1, ref_net1) = (refcnt("vhost_mdev"), refcnt("vhost_mdev_net"));
+    let report = format!(
+        "{cycles} cycles in {:.1} s; locked_vm {lck0} -> {lck1} kB; available_instances {avail0} -> {}; \
+         refcnt vhost_mdev {ref_core0} -> {ref_core1}, vhost_mdev_net {ref_net0} -> {ref_net1}; \
+         Slab {slab0} -> {slab1} kB (not asserted: KASAN's quarantine moves it)",
+        t0.elapsed().as_secs_f64(),
+        ty1.available_instances
+    );
+    if lck1 != lck0 || ty1.available_instances != avail0 || ref_core0 != ref_core1 || ref_net0 != ref_net1 {
+        return Err(format!("leak figures moved: {report}"));
+    }
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut failed = 0;
+    let mut passed = 0;
+    match cli.cmd {
+        Cmd::Fuzz { ops, seed, max_seconds } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+            println!("INFO: fuzz seed {seed:#x} (rerun: vhost-mdev-fuzz fuzz --seed {seed:#x} --ops {ops})");
+            for kind in [IommuKind::Type1, IommuKind::Iommufd] {
+                let t0 = Instant::now();
+                match fuzz_one(kind, seed, ops, Duration::from_secs(max_seconds)) {
+                    Ok((n, rejected)) => {
+                        println!(
+                            "PASS: fuzz {kind}: {n} operations ({rejected} rejected, state unchanged after each), then traffic ({:.1} s)",
+                            t0.elapsed().as_secs_f64()
+                        );
+                        passed += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL: fuzz {kind}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        Cmd::Stress { cycles, frames } => match stress(cycles, frames) {
+            Ok(r) => {
+                println!("PASS: stress: {r}");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("FAIL: stress: {e}");
+                failed += 1;
+            }
+        },
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
