@@ -319,6 +319,39 @@ impl VfioDevice {
         }
     }
 
+    /// Wraps a device another process opened through a type1 container
+    /// (its container, group and device fds, received by fd passing).
+    pub fn from_type1_fds(container: File, group: File, device: File, name: &str) -> Self {
+        VfioDevice {
+            device,
+            iommu: Iommu::Type1(Type1 {
+                _group: group,
+                container,
+            }),
+            name: name.to_string(),
+        }
+    }
+
+    /// Wraps a device another process bound to `iommufd` and attached to
+    /// IOAS `ioas` (fds received by fd passing).
+    pub fn from_iommufd_fds(iommufd: File, ioas: u32, device: File, name: &str) -> Self {
+        VfioDevice {
+            device,
+            iommu: Iommu::Iommufd(Iommufd { fd: iommufd, ioas }),
+            name: name.to_string(),
+        }
+    }
+
+    /// Splits the device into its fds (device first, then the container
+    /// and group, or the iommufd) and the IOAS id, for passing them to
+    /// another process.
+    pub fn into_parts(self) -> (File, Vec<File>, Option<u32>) {
+        match self.iommu {
+            Iommu::Type1(t) => (self.device, vec![t.container, t._group], None),
+            Iommu::Iommufd(i) => (self.device, vec![i.fd], Some(i.ioas)),
+        }
+    }
+
     /// The device name (UUID) or cdev path.
     pub fn name(&self) -> &str {
         &self.name

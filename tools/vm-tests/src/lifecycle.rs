@@ -260,3 +260,150 @@ pub fn remove_while_open(env: &Env, kind: IommuKind) -> TestResult {
     );
     Ok(())
 }
+
+/// Helper process (`vhost-mdev-tests --hold-fds UUID type1|iommufd`):
+/// opens the instance, prints `fds DEVICE OTHER... ioas ID`, and holds
+/// the fds until its stdin closes.
+pub fn hold_fds(args: &[String]) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let run = || -> Result<(), String> {
+        let uuid = args
+            .first()
+            .and_then(|u| uuid::Uuid::parse_str(u).ok())
+            .ok_or("usage: --hold-fds UUID type1|iommufd")?;
+        let kind = match args.get(1).map(String::as_str) {
+            Some("iommufd") => IommuKind::Iommufd,
+            _ => IommuKind::Type1,
+        };
+        let sysfs = vhost_mdev::Sysfs::system();
+        let i = sysfs.instance(&uuid).ctx("instance")?;
+        let v = vhost_mdev::VfioDevice::open(&sysfs, &i, kind).ctx("open")?;
+        let (dev, others, ioas) = v.into_parts();
+        let mut line = format!("fds {}", dev.as_raw_fd());
+        for f in &others {
+            line += &format!(" {}", f.as_raw_fd());
+        }
+        line += &format!(" ioas {}\n", ioas.unwrap_or(0));
+        let mut out = std::io::stdout();
+        out.write_all(line.as_bytes()).ctx("stdout")?;
+        out.flush().ctx("stdout")?;
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        drop((dev, others));
+        Ok(())
+    };
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hold-fds: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn pidfd_getfd(pid: u32, fd: i32) -> Result<std::fs::File, String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscalls with integer arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0) };
+    if pidfd < 0 {
+        return Err(format!(
+            "pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd as libc::c_long, 0) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: pidfd is ours.
+    unsafe { libc::close(pidfd as i32) };
+    if r < 0 {
+        return Err(format!("pidfd_getfd({pid}, {fd}): {err}"));
+    }
+    // SAFETY: a new fd that we own.
+    Ok(unsafe { std::fs::File::from_raw_fd(r as i32) })
+}
+
+/// Another process opens the instance and hands its fds over (as a
+/// management process does for a VMM); this process maps its own memory
+/// and drives the device. DMA must reach the mapper's memory, whether the
+/// opener is still alive or already gone.
+pub fn fds_from_opener(env: &Env, kind: IommuKind, opener_exits: bool) -> TestResult {
+    use std::io::BufRead;
+    let inst = Inst::create(env)?;
+    if kind == IommuKind::Iommufd {
+        iommufd_available(&inst).map_err(|e| format!("iommufd prerequisite missing: {e}"))?;
+    }
+    let exe = std::env::current_exe().ctx("current_exe")?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--hold-fds",
+            &inst.uuid.to_string(),
+            if kind == IommuKind::Iommufd {
+                "iommufd"
+            } else {
+                "type1"
+            },
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ctx("spawn the opener")?;
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .ctx("read the opener's fds")?;
+    let r = (|| -> TestResult {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        check!(w.first() == Some(&"fds"), "opener said {line:?}");
+        let ioas_at = w.iter().position(|x| *x == "ioas").ok_or("no ioas")?;
+        let nums: Vec<i32> = w[1..ioas_at]
+            .iter()
+            .map(|x| x.parse().map_err(|_| format!("bad fd {x}")))
+            .collect::<Result<_, _>>()?;
+        let ioas: u32 = w
+            .get(ioas_at + 1)
+            .and_then(|x| x.parse().ok())
+            .ok_or("bad ioas")?;
+        let mut files: Vec<std::fs::File> = nums
+            .iter()
+            .map(|fd| pidfd_getfd(pid, *fd))
+            .collect::<Result<_, _>>()?;
+        let device = files.remove(0);
+        let name = inst.uuid.to_string();
+        let v = match kind {
+            IommuKind::Type1 => {
+                check!(files.len() == 2, "opener passed {} fds", files.len() + 1);
+                let group = files.pop().ok_or("group")?;
+                let container = files.pop().ok_or("container")?;
+                vhost_mdev::VfioDevice::from_type1_fds(container, group, device, &name)
+            }
+            IommuKind::Iommufd => {
+                let fd = files.pop().ok_or("iommufd")?;
+                vhost_mdev::VfioDevice::from_iommufd_fds(fd, ioas, device, &name)
+            }
+        };
+        let dev = MdevDevice::from_vfio(v, format!("vhost-mdev {name} (fds of pid {pid})"));
+        if opener_exits {
+            drop(child.stdin.take());
+            child.wait().ctx("wait for the opener")?;
+        }
+        let mut drv = NetDriver::start(
+            &dev,
+            NetDriverConfig {
+                timeout: Duration::from_secs(3),
+                ..Default::default()
+            },
+        )
+        .ctx("start")?;
+        let who = if opener_exits { "gone" } else { "alive" };
+        driver::ping(&mut drv, 20, 0).ctx(&format!(
+            "traffic with memory mapped by this process, opener pid {pid} {who}"
+        ))?;
+        Ok(())
+    })();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    r
+}

@@ -35,6 +35,11 @@ vfio-vhost parent driver loaded). FILTERs select tests whose name contains
 one of them; --quick selects the fast subset; --list prints the selection.";
 
 fn main() -> ExitCode {
+    // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--hold-fds") {
+        return lifecycle::hold_fds(&args[2..]);
+    }
     let mut list = false;
     let mut quick = false;
     let mut filters = Vec::new();

@@ -265,6 +265,18 @@ pub const TESTS: &[Test] = &[
         true,
         lifecycle::sixteen_instances
     ),
+    t!("fds_from_live_opener_type1", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Type1, false)
+    }),
+    t!("fds_from_exited_opener_type1", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Type1, true)
+    }),
+    t!("fds_from_live_opener_iommufd", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Iommufd, false)
+    }),
+    t!("fds_from_exited_opener_iommufd", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Iommufd, true)
+    }),
 ];
 
 fn open_kind(inst: &Inst, kind: IommuKind) -> Result<MdevDevice, String> {
