@@ -28,7 +28,11 @@ INSTALL_MOD_PATH ?=
 KRELEASE = $(shell cat $(KDIR)/include/config/kernel.release 2>/dev/null)
 CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) BINDGEN=$(BINDGEN)
+# The kernel names its LLVM tools with the LLVM suffix (clang-19); say so
+# explicitly, since DKMS appends CC=clang LD=ld.lld for clang-built kernels.
+LLVM_SUFFIX = $(filter -%,$(LLVM))
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) BINDGEN=$(BINDGEN) \
+	$(if $(LLVM_SUFFIX),CC=clang$(LLVM_SUFFIX) LD=ld.lld$(LLVM_SUFFIX))
 
 all: modules
 

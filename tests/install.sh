@@ -48,6 +48,24 @@ t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
 	test -x '$stage/usr/local/bin/vhost-mdev' &&
 	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
 
+# DKMS (Debian's dkms): builds the modules against the test kernel's tree.
+# It appends CC=clang LD=ld.lld for clang-built kernels; the Makefile
+# passes the suffixed LLVM tools explicitly.
+src=/usr/src/vhost-mdev-0.1.0
+if [ -e "$src" ] || [ -e /var/lib/dkms/vhost-mdev ]; then
+	echo "FAIL: dkms: $src or /var/lib/dkms/vhost-mdev exists already; not touching it"
+else
+	mkdir -p "$src"
+	(cd "$top" && cp -a Makefile Kbuild dkms.conf include rust vhost_mdev samples scripts "$src/")
+	rm -f "$src"/rust/bindings_generated.rs "$src"/*.ko "$src"/*.o
+	t "dkms add + build against the test kernel's build tree" sh -c "
+		dkms add vhost-mdev/0.1.0 >/dev/null &&
+		dkms build vhost-mdev/0.1.0 -k \$(cat '$kdir/include/config/kernel.release') --kernelsourcedir '$kdir' &&
+		ls /var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_net.ko"
+	dkms remove vhost-mdev/0.1.0 --all >/dev/null 2>&1
+	rm -rf "$src"
+fi
+
 cat >"$work/job.sh" <<JOB
 . "\$VHOST_MDEV_TOP/tests/vm/lib.sh"
 S=$stage

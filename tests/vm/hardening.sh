@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0
-# Hardening (issue 8): the in-guest fuzzer and the lifecycle stress on the
-# debug kernel. FUZZ_OPS, FUZZ_SEED and STRESS_CYCLES size the run.
+# Hardening (issue 8) on the debug kernel: the in-guest fuzzer, races on one
+# open device, remove and rmmod while a process holds a device, and the
+# lifecycle stress. FUZZ_OPS, FUZZ_SEED, RACE_SECONDS and STRESS_CYCLES size
+# the run.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 load_kernel_modules || { echo "FAIL: hardening: kernel modules"; exit 1; }
 load_ours || { echo "FAIL: hardening: our modules"; exit 1; }
-ops=${FUZZ_OPS:-50000} cycles=${STRESS_CYCLES:-1000}
+ops=${FUZZ_OPS:-50000} cycles=${STRESS_CYCLES:-1000} race=${RACE_SECONDS:-15}
 
 # Runs a tool that prints its own PASS/FAIL lines; a crash becomes a FAIL.
 run() {
@@ -15,7 +17,29 @@ run() {
 		echo "FAIL: $*: exited with status $rc"
 	fi
 }
+
 run vhost-mdev-fuzz fuzz --ops "$ops" ${FUZZ_SEED:+--seed $FUZZ_SEED}
+run vhost-mdev-fuzz races --seconds "$race"
+
+# Removal while a process holds the device: the request IRQ fires, the
+# holder closes, the removal completes (within the timeout).
+for how in "" --iommufd; do
+	u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+	run vhost-mdev-fuzz hold "$u" $how --timeout 60 >/tmp/hold.out &
+	sleep 2
+	t "remove while open ${how:-(type1)}: completes once the holder closes" \
+		timeout 90 sh -c "echo 1 >/sys/bus/mdev/devices/$u/remove"
+	wait; cat /tmp/hold.out
+done
+
 run vhost-mdev-fuzz stress --cycles "$cycles"
 t "no instance left behind" sh -c "! ls /sys/bus/mdev/devices/ | grep -q ."
-t "modules unload after fuzzing and stress" sh -c "rmmod vhost_mdev_net && rmmod vhost_mdev"
+
+# Unloading the parent while a process holds one of its devices.
+u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+run vhost-mdev-fuzz hold "$u" --timeout 60 >/tmp/hold.out &
+sleep 2
+t "rmmod vhost_mdev_net while a device is open: completes once the holder closes" \
+	timeout 90 rmmod vhost_mdev_net
+wait; cat /tmp/hold.out
+t "vhost_mdev unloads" rmmod vhost_mdev

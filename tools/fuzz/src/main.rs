@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use vhost_mdev::driver::{self, NetDriver, NetDriverConfig};
 use vhost_mdev::sysfs::MdevType;
 use vhost_mdev::uapi::*;
-use vhost_mdev::{IommuKind, MdevDevice, Sysfs, VhostBackend};
+use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, Sysfs, VhostBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 #[derive(Parser)]
@@ -48,6 +48,26 @@ enum Cmd {
         /// Stop after this many seconds per back end, whatever the count.
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+    },
+    /// Several threads on one open device while traffic runs: requests,
+    /// kicks, resets, IRQ eventfd swaps, DMA map/unmap; then it must still
+    /// work.
+    Races {
+        /// Seconds per IOMMU back end.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Opens an instance, attaches the request IRQ, and closes the device
+    /// when the kernel asks for it (for remove/rmmod-while-open tests).
+    Hold {
+        /// The instance.
+        uuid: uuid::Uuid,
+        /// Open through iommufd instead of a type1 container.
+        #[arg(long)]
+        iommufd: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
     /// create → open → bring-up → traffic → close → remove, N times.
     Stress {
@@ -383,6 +403,128 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
     Ok(r)
 }
 
+fn races_one(kind: IommuKind, secs: u64) -> Result<String, String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let sysfs = Sysfs::system();
+    let ty = first_type(&sysfs)?;
+    let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
+    let res = (|| -> Result<String, String> {
+        let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
+        let stop = AtomicBool::new(false);
+        let counts: [AtomicU64; 6] = Default::default();
+        let end = Instant::now() + Duration::from_secs(secs);
+        std::thread::scope(|s| {
+            let (dev, stop, counts) = (&dev, &stop, &counts);
+            // Traffic: bring-ups and pings, failing as the others interfere.
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let cfg = NetDriverConfig {
+                        timeout: Duration::from_millis(300),
+                        ..Default::default()
+                    };
+                    if let Ok(mut drv) = NetDriver::start(dev, cfg) {
+                        let _ = driver::ping(&mut drv, 16, 0);
+                    }
+                    counts[0].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // Requests on the ioctl transport.
+            s.spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = dev.get_status();
+                    let _ = dev.get_vring_base(i % 2);
+                    let _ = dev.set_vring_enable(i % 2, i % 3 != 0);
+                    let _ = dev.get_config(0, 12);
+                    i = i.wrapping_add(1);
+                    counts[1].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // Kicks through region 1.
+            s.spawn(move || {
+                let mut i = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = dev.notify(i % 2);
+                    i = i.wrapping_add(1);
+                    counts[2].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // IRQ eventfd swaps while the worker signals them.
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let (Ok(a), Ok(b)) = (EventFd::new(0), EventFd::new(0)) {
+                        let _ = dev.set_vq_irqs(0, &[a.as_raw_fd(), b.as_raw_fd()]);
+                        let _ = dev.vfio().set_irq_eventfds(1, 0, &[a.as_raw_fd()]);
+                        let _ = dev.detach_irq(0);
+                    }
+                    counts[3].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // Resets and status changes.
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(7));
+                    let _ = dev.vfio_reset();
+                    let _ = dev.set_status(0);
+                    counts[4].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // DMA map/unmap, of scratch memory and of the rings' IOVAs.
+            s.spawn(move || {
+                let len = 1usize << 20;
+                let mut scratch = vec![0u8; len];
+                let base = 0x1000_0000u64; // the driver's default iova_base
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: `scratch` outlives the mapping (unmapped in the
+                    // same iteration, before it is freed).
+                    unsafe {
+                        let _ = dev.map_dma(0x8000_0000, len as u64, scratch.as_mut_ptr() as u64);
+                    }
+                    let _ = dev.unmap_dma(0x8000_0000, len as u64);
+                    if counts[5].load(Ordering::Relaxed) % 50 == 49 {
+                        // Pull the rings out from under the device.
+                        let _ = dev.unmap_dma(base, 1 << 24);
+                    }
+                    counts[5].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // The device still works after a reset.
+        dev.vfio_reset().map_err(|e| format!("final reset: {e}"))?;
+        traffic(&dev, 8).map_err(|e| format!("traffic after the races: {e}"))?;
+        let c: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        Ok(format!(
+            "{kind}: {secs} s: {} bring-ups, {} request rounds, {} kicks, {} IRQ swaps, {} resets, {} map/unmaps",
+            c[0], c[1], c[2], c[3], c[4], c[5]
+        ))
+    })();
+    let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
+    let r = res?;
+    removed?;
+    Ok(r)
+}
+
+fn hold(uuid: uuid::Uuid, kind: IommuKind, timeout: u64) -> Result<String, String> {
+    let sysfs = Sysfs::system();
+    let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
+    let req = EventFd::new(0).map_err(|e| e.to_string())?;
+    dev.set_req_irq(Some(&req)).map_err(|e| format!("request IRQ: {e}"))?;
+    println!("INFO: hold: {uuid} open ({kind}), waiting for the request IRQ");
+    let t0 = Instant::now();
+    if !driver::wait_eventfd(&req, Duration::from_secs(timeout)).map_err(|e| e.to_string())? {
+        return Err(format!("no request IRQ within {timeout} s"));
+    }
+    drop(dev);
+    Ok(format!(
+        "request IRQ after {:.2} s; device closed",
+        t0.elapsed().as_secs_f64()
+    ))
+}
+
 fn status_kb(field: &str) -> u64 {
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -473,6 +615,33 @@ fn main() -> ExitCode {
                         println!("FAIL: fuzz {kind}: {e}");
                         failed += 1;
                     }
+                }
+            }
+        }
+        Cmd::Races { seconds } => {
+            for kind in [IommuKind::Type1, IommuKind::Iommufd] {
+                match races_one(kind, seconds) {
+                    Ok(r) => {
+                        println!("PASS: races {r}; then traffic");
+                        passed += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL: races {kind}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        Cmd::Hold { uuid, iommufd, timeout } => {
+            let kind = if iommufd { IommuKind::Iommufd } else { IommuKind::Type1 };
+            match hold(uuid, kind, timeout) {
+                Ok(r) => {
+                    println!("PASS: hold {kind}: {r}");
+                    passed += 1;
+                }
+                Err(e) => {
+                    println!("FAIL: hold {kind}: {e}");
+                    failed += 1;
                 }
             }
         }
