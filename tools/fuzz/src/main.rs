@@ -29,7 +29,10 @@ use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, Sysfs, VhostBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 #[derive(Parser)]
-#[command(version, about = "Fuzz and stress vhost-mdev instances (run as root in a test VM)")]
+#[command(
+    version,
+    about = "Fuzz and stress vhost-mdev instances (run as root in a test VM)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -159,7 +162,11 @@ fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>)
         0 => (VHOST_GET_FEATURES, 1, vec![]),
         1 => (VHOST_SET_FEATURES, 0, features.to_ne_bytes().to_vec()),
         2 => (VHOST_VDPA_GET_STATUS, 1, vec![]),
-        3 => (VHOST_VDPA_SET_STATUS, 0, vec![rng.pick(&[0u8, 1, 3, 11, 15, 0x80])]),
+        3 => (
+            VHOST_VDPA_SET_STATUS,
+            0,
+            vec![rng.pick(&[0u8, 1, 3, 11, 15, 0x80])],
+        ),
         4 => (VHOST_VDPA_GET_CONFIG, 1, state(0, 12)),
         5 => (VHOST_VDPA_SET_CONFIG, 0, {
             let mut p = state(0, 6);
@@ -220,7 +227,10 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
             }
             let (code, flags, payload) = req;
             let r = dev.send(code, flags, &payload);
-            (format!("send({code:#x}, {flags}, {payload:02x?}) -> {r:?}"), r.is_err())
+            (
+                format!("send({code:#x}, {flags}, {payload:02x?}) -> {r:?}"),
+                r.is_err(),
+            )
         }
         // A raw message: header size disagreeing with the write, oversize.
         35..=44 => {
@@ -232,11 +242,24 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
             m[12..16].copy_from_slice(&size.to_ne_bytes());
             m.truncate(len);
             let r = dev.msg_write(rng.pick(&[0, 0, 0, 1, 8, 4096, u64::MAX >> 24]), &m);
-            (format!("msg_write(len {len}, size {size}) -> {r:?}"), r.is_err())
+            (
+                format!("msg_write(len {len}, size {size}) -> {r:?}"),
+                r.is_err(),
+            )
         }
         // Reads at random offsets and lengths.
         45..=52 => {
-            let off = rng.pick(&[0, 0, 1, 16, 4096, r1, r1 + page, region_offset(2), u64::MAX >> 1]);
+            let off = rng.pick(&[
+                0,
+                0,
+                1,
+                16,
+                4096,
+                r1,
+                r1 + page,
+                region_offset(2),
+                u64::MAX >> 1,
+            ]);
             let len = rng.pick(&[0usize, 1, 16, 17, 24, 36, 4096, 8192]);
             let mut buf = vec![0u8; len];
             let r = dev.vfio().read_at(off, &mut buf);
@@ -263,7 +286,9 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         63..=72 => {
             let index = rng.pick(&[0u32, 0, 1, 2, 3, 9, u32::MAX]);
             let any = rng.next() as u32;
-            let flags = rng.pick(&[0x24u32, 0x21, 0x22, 0x04, 0x01, 0x02, 0x08, 0x10, 0x20, 0x44, any]);
+            let flags = rng.pick(&[
+                0x24u32, 0x21, 0x22, 0x04, 0x01, 0x02, 0x08, 0x10, 0x20, 0x44, any,
+            ]);
             let start = rng.pick(&[0u32, 0, 1, nvqs, u32::MAX]);
             let count = rng.pick(&[0u32, 1, 2, nvqs, nvqs + 1, u32::MAX]);
             let fds: Vec<u8> = (0..count.min(8))
@@ -273,19 +298,31 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
                 })
                 .collect();
             let r = dev.vfio().set_irqs_raw(index, flags, start, count, &fds);
-            (format!("set_irqs({index}, {flags:#x}, {start}, {count}) -> {r:?}"), r.is_err())
+            (
+                format!("set_irqs({index}, {flags:#x}, {start}, {count}) -> {r:?}"),
+                r.is_err(),
+            )
         }
         // IOEVENTFD with random arguments.
         73..=80 => {
             let q = rng.below(u64::from(nvqs) + 1);
             let any_off = rng.interesting();
-            let off = rng.pick(&[r1 + q * page, r1 + q * page + 2, 0, region_offset(2), any_off]);
+            let off = rng.pick(&[
+                r1 + q * page,
+                r1 + q * page + 2,
+                0,
+                region_offset(2),
+                any_off,
+            ]);
             let any = rng.next() as u32;
             let flags = rng.pick(&[2u32, 2, 1, 4, 8, 0, 3, any]);
             let data = if rng.chance(70) { q } else { rng.interesting() };
             let fd = rng.pick(&[efd.as_raw_fd(), -1, 0, 9999]);
             let r = dev.vfio().ioeventfd_raw(off, flags, data, fd);
-            (format!("ioeventfd({off:#x}, {flags:#x}, {data}, {fd}) -> {r:?}"), r.is_err())
+            (
+                format!("ioeventfd({off:#x}, {flags:#x}, {data}, {fd}) -> {r:?}"),
+                r.is_err(),
+            )
         }
         // mmap attempts.
         81..=83 => {
@@ -305,7 +342,12 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
                     VFIO_DEVICE_IOEVENTFD,
                 ]),
                 1 => valid_request(rng, nvqs, features).0,
-                2 => ioc(rng.below(4) as u32, 0xaf, rng.below(0x90) as u32, rng.below(64) as usize),
+                2 => ioc(
+                    rng.below(4) as u32,
+                    0xaf,
+                    rng.below(0x90) as u32,
+                    rng.below(64) as usize,
+                ),
                 _ => rng.interesting() & 0xffff_ffff,
             };
             // A large buffer, so that no argsz makes the kernel read or
@@ -321,7 +363,10 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
             // SAFETY: `buf` is 64 KiB, more than any request here reads or
             // writes for these argsz values, and outlives the call.
             let r = unsafe { dev.vfio().ioctl_ptr(code, buf.as_mut_ptr()) };
-            (format!("ioctl({code:#x}, argsz {argsz}) -> {r:?}"), r.is_err())
+            (
+                format!("ioctl({code:#x}, argsz {argsz}) -> {r:?}"),
+                r.is_err(),
+            )
         }
         // VFIO_DEVICE_RESET now and then.
         _ => {
@@ -370,7 +415,9 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
                 // Back to a known state, then traffic while running.
                 dev.vfio_reset().map_err(|e| format!("reset: {e}"))?;
                 traffic(&dev, 4).map_err(|e| {
-                    format!("valid traffic after {n} ops (seed {seed:#x}) failed: {e}\nlast: {last:#?}")
+                    format!(
+                        "valid traffic after {n} ops (seed {seed:#x}) failed: {e}\nlast: {last:#?}"
+                    )
                 })?;
                 before = snapshot(&dev, nvqs)?;
             }
@@ -434,7 +481,7 @@ fn races_one(kind: IommuKind, secs: u64) -> Result<String, String> {
                 while !stop.load(Ordering::Relaxed) {
                     let _ = dev.get_status();
                     let _ = dev.get_vring_base(i % 2);
-                    let _ = dev.set_vring_enable(i % 2, i % 3 != 0);
+                    let _ = dev.set_vring_enable(i % 2, !i.is_multiple_of(3));
                     let _ = dev.get_config(0, 12);
                     i = i.wrapping_add(1);
                     counts[1].fetch_add(1, Ordering::Relaxed);
@@ -512,7 +559,8 @@ fn hold(uuid: uuid::Uuid, kind: IommuKind, timeout: u64) -> Result<String, Strin
     let sysfs = Sysfs::system();
     let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
     let req = EventFd::new(0).map_err(|e| e.to_string())?;
-    dev.set_req_irq(Some(&req)).map_err(|e| format!("request IRQ: {e}"))?;
+    dev.set_req_irq(Some(&req))
+        .map_err(|e| format!("request IRQ: {e}"))?;
     println!("INFO: hold: {uuid} open ({kind}), waiting for the request IRQ");
     let t0 = Instant::now();
     if !driver::wait_eventfd(&req, Duration::from_secs(timeout)).map_err(|e| e.to_string())? {
@@ -561,15 +609,27 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
     let (ref_core0, ref_net0) = (refcnt("vhost_mdev"), refcnt("vhost_mdev_net"));
     let t0 = Instant::now();
     for c in 0..cycles {
-        let kind = if c % 2 == 0 { IommuKind::Type1 } else { IommuKind::Iommufd };
-        let uuid = sysfs.create(&ty, None).map_err(|e| format!("cycle {c}: create: {e}"))?;
+        let kind = if c % 2 == 0 {
+            IommuKind::Type1
+        } else {
+            IommuKind::Iommufd
+        };
+        let uuid = sysfs
+            .create(&ty, None)
+            .map_err(|e| format!("cycle {c}: create: {e}"))?;
         let r = MdevDevice::open(&sysfs, &uuid, kind)
             .map_err(|e| format!("cycle {c}: open ({kind}): {e}"))
             .and_then(|dev| traffic(&dev, frames).map_err(|e| format!("cycle {c} ({kind}): {e}")));
-        sysfs.remove(&uuid).map_err(|e| format!("cycle {c}: remove: {e}"))?;
+        sysfs
+            .remove(&uuid)
+            .map_err(|e| format!("cycle {c}: remove: {e}"))?;
         r?;
         if c % 100 == 99 {
-            println!("INFO: stress: {} cycles, {:.1} s", c + 1, t0.elapsed().as_secs_f64());
+            println!(
+                "INFO: stress: {} cycles, {:.1} s",
+                c + 1,
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     let ty1 = first_type(&sysfs)?;
@@ -582,7 +642,11 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
         t0.elapsed().as_secs_f64(),
         ty1.available_instances
     );
-    if lck1 != lck0 || ty1.available_instances != avail0 || ref_core0 != ref_core1 || ref_net0 != ref_net1 {
+    if lck1 != lck0
+        || ty1.available_instances != avail0
+        || ref_core0 != ref_core1
+        || ref_net0 != ref_net1
+    {
         return Err(format!("leak figures moved: {report}"));
     }
     Ok(report)
@@ -593,7 +657,11 @@ fn main() -> ExitCode {
     let mut failed = 0;
     let mut passed = 0;
     match cli.cmd {
-        Cmd::Fuzz { ops, seed, max_seconds } => {
+        Cmd::Fuzz {
+            ops,
+            seed,
+            max_seconds,
+        } => {
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -632,8 +700,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Hold { uuid, iommufd, timeout } => {
-            let kind = if iommufd { IommuKind::Iommufd } else { IommuKind::Type1 };
+        Cmd::Hold {
+            uuid,
+            iommufd,
+            timeout,
+        } => {
+            let kind = if iommufd {
+                IommuKind::Iommufd
+            } else {
+                IommuKind::Type1
+            };
             match hold(uuid, kind, timeout) {
                 Ok(r) => {
                     println!("PASS: hold {kind}: {r}");
