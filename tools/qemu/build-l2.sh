@@ -6,25 +6,37 @@
 # the project's Linux source, and a busybox initramfs with l2/init and the
 # static l2/netloop.c.
 #
-#   tools/qemu/build-l2.sh        prints "KERNEL INITRD" as its last line
+#   tools/qemu/build-l2.sh [--print]   prints "KERNEL INITRD" as its last line
 #
-# Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and this
-# script); the initramfs is rebuilt when init or netloop.c change.
+# --print only prints the paths of an already built pair (fails otherwise).
+#
+# Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and KRECIPE);
+# the initramfs is rebuilt when init or netloop.c change.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 KSRC=${KSRC:-$CACHE/linux-6.12}
 JOBS=${JOBS:-2}
+mode=${1:-}
 log() { echo "==> $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }
+
+# Bump KRECIPE when the kernel build steps below change.
+KRECIPE=1
+khash=$( (cat "$here/l2/l2.config"; echo "recipe $KRECIPE") | sha256sum | cut -c1-12)
+kout=$CACHE/kbuild/l2-$khash
+kimg=$kout/arch/x86/boot/bzImage
+ihash=$(cat "$here/l2/init" "$here/l2/netloop.c" | sha256sum | cut -c1-12)
+initrd=$CACHE/l2-initrd-$ihash.cpio.gz
+if [ "$mode" = --print ]; then
+	[ -f "$kout/.built" ] && [ -f "$initrd" ] || die "the L2 guest is not built: run tools/qemu/build-l2.sh"
+	echo "$kimg $initrd"; exit 0
+fi
 [ -f "$KSRC/Makefile" ] || die "no Linux source at $KSRC (scripts/build-kernel fetches it)"
 command -v busybox >/dev/null || die "busybox (busybox-static) is needed"
 file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked' ||
 	[ -x /bin/busybox ] || die "a static busybox is needed (apt-get install busybox-static)"
 
-khash=$(cat "$here/l2/l2.config" "$here/build-l2.sh" | sha256sum | cut -c1-12)
-kout=$CACHE/kbuild/l2-$khash
-kimg=$kout/arch/x86/boot/bzImage
 if [ ! -f "$kout/.built" ]; then
 	t0=$(date +%s)
 	log "building the L2 kernel in $kout"
@@ -42,8 +54,6 @@ if [ ! -f "$kout/.built" ]; then
 	log "L2 kernel built in $(( $(date +%s) - t0 )) s"
 fi
 
-ihash=$(cat "$here/l2/init" "$here/l2/netloop.c" "$(command -v busybox)" | sha256sum | cut -c1-12)
-initrd=$CACHE/l2-initrd-$ihash.cpio.gz
 if [ ! -f "$initrd" ]; then
 	log "building the L2 initramfs $initrd"
 	root=$(mktemp -d "$CACHE/l2-root.XXXXXX")

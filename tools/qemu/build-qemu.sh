@@ -3,7 +3,10 @@
 #
 # Build Debian 12's QEMU 7.2 with the vhost-vfio patch series applied.
 #
-#   tools/qemu/build-qemu.sh [--deps-only|--fetch-only]
+#   tools/qemu/build-qemu.sh [--deps-only|--fetch-only|--print]
+#
+# --print only prints the path of an already built binary (fails when it
+# is not built); it needs no network and no root (used inside the test VM).
 #
 # - adds a deb-src entry for bookworm (idempotent) and installs build deps;
 # - fetches the source once into $CACHE/qemu-src (kept; pinned version
@@ -21,6 +24,14 @@ mode=${1:-}
 log() { echo "==> $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }
 mkdir -p "$CACHE"
+
+hash=$(cd "$here/patches" && cat series $(grep -v '^#' series) | sha256sum | cut -c1-12)
+out=$CACHE/qemu-$hash
+bin=$out/build/qemu-system-x86_64
+if [ "$mode" = --print ]; then
+	[ -x "$bin" ] && [ -f "$out/.built" ] || die "no patched QEMU built for this series ($out): run tools/qemu/build-qemu.sh"
+	echo "$bin"; exit 0
+fi
 
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -84,9 +95,6 @@ fi
 [ "$mode" = --fetch-only ] && { echo "$pristine"; exit 0; }
 
 # 4. Patched copy and build, keyed by the series' hash.
-hash=$(cd "$here/patches" && cat series $(grep -v '^#' series) | sha256sum | cut -c1-12)
-out=$CACHE/qemu-$hash
-bin=$out/build/qemu-system-x86_64
 if [ -x "$bin" ] && [ -f "$out/.built" ]; then
 	log "up to date: $out"
 	echo "$bin"; exit 0
@@ -102,7 +110,8 @@ while read -r p; do
 done <"$here/patches/series"
 mkdir -p "$out/build"
 log "configuring"
-(cd "$out/build" && ../src/configure --target-list=x86_64-softmmu \
+(cd "$out/build" && ../src/configure --prefix=/usr \
+	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu --target-list=x86_64-softmmu \
 	--disable-docs --disable-gtk --disable-sdl --disable-vnc --disable-tools \
 	--disable-guest-agent --disable-werror --disable-user --disable-debug-info \
 	--disable-slirp --disable-curses --disable-opengl --disable-spice \

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: GPL-2.0
+# The nested QEMU test (L1 job): the patched QEMU (tools/qemu/) boots an L2
+# guest whose own virtio_net driver passes traffic through a vhost-mdev
+# instance of this (L1) kernel via -netdev vhost-vfio.
+#
+# Needs, built on the host first (tools/qemu/test-nested.sh does all):
+#   tools/qemu/build-qemu.sh   the patched qemu-system-x86_64
+#   tools/qemu/build-l2.sh     the L2 kernel and initramfs
+# Run: scripts/vm --timeout 900 tests/vm/nested.sh
+. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
+
+# The cache as the host sees it (the guest sees it at the same path).
+CACHE=${VHOST_MDEV_CACHE:-${KDIR%/kbuild/*}}
+export VHOST_MDEV_CACHE=$CACHE
+L2_TIMEOUT=${L2_TIMEOUT:-240}
+fails=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+info() { echo "INFO: $*"; }
+# Prints a log excerpt without the words the harness's log scanner
+# reacts to (they are L2's or QEMU's, not L1's kernel's).
+excerpt() { tail -n "${2:-25}" "$1" | tr -d '\r' | sed -E 's/(WARNING|BUG|Oops|KASAN|UBSAN|Call Trace|panic|lockdep)/<\1>/Ig; s/^/INFO:   | /'; }
+
+QEMU=$("$TOP/tools/qemu/build-qemu.sh" --print 2>&1) ||
+	{ echo "FAIL: no patched QEMU: $QEMU (build it on the host: tools/qemu/build-qemu.sh)"; exit 1; }
+l2=$("$TOP/tools/qemu/build-l2.sh" --print 2>&1) ||
+	{ echo "FAIL: no L2 guest: $l2 (build it on the host: tools/qemu/build-l2.sh)"; exit 1; }
+read -r L2_KERNEL L2_INITRD <<<"$l2"
+info "QEMU $QEMU"
+info "L2 $L2_KERNEL $L2_INITRD"
+
+load_kernel_modules || { echo "FAIL: loading VFIO/mdev modules"; exit 1; }
+load_ours || { echo "FAIL: loading vhost_mdev modules"; exit 1; }
+uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || { echo "FAIL: create instance"; exit 1; }
+dev=/sys/bus/mdev/devices/$uuid
+mac=$(vhost-mdev info "$uuid" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
+info "instance $uuid, MAC $mac"
+[ -n "$mac" ] || fail "no MAC in 'vhost-mdev info $uuid'"
+
+# QEMU arguments for L2 (the netdev comes last).
+L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
+	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
+	-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
+	-device virtio-net-pci,netdev=n0,romfile=
+	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
+
+# --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
+expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
+	local name=$1 pat=$2; shift 2
+	local out rc
+	out=$(timeout 60 "$QEMU" -M none -nodefaults -display none "$@" </dev/null 2>&1); rc=$?
+	if [ $rc != 0 ] && echo "$out" | grep -qiE "$pat"; then
+		pass "$name: $(echo "$out" | grep -iE "$pat" | head -n1 | cut -c1-160)"
+	else
+		fail "$name: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+}
+expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
+	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
+expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
+	-netdev vhost-vfio,id=n0,sysfsdev=/sys/class/net/lo
+if modprobe -d "$MODROOT" mtty 2>/dev/null; then
+	mt=5e1f0000-0000-4000-8000-00000000a77e
+	mtype=$(ls /sys/class/mdev_bus/mtty/mdev_supported_types | head -n1)
+	if echo "$mt" >"/sys/class/mdev_bus/mtty/mdev_supported_types/$mtype/create"; then
+		expect_qemu_error "a non-vfio-vhost mdev (mtty)" "not a vhost-mdev instance" \
+			-netdev "vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/$mt"
+		echo 1 >"/sys/bus/mdev/devices/$mt/remove"
+	else
+		fail "could not create an mtty instance"
+	fi
+	rmmod mtty
+else
+	echo "SKIP: no mtty module: the non-vfio-vhost check needs CONFIG_SAMPLE_VFIO_MDEV_MTTY=m"
+fi
+
+# --- 2. The L2 guest: link, MAC, 1000+ frames, reset and renegotiation ---
+rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
+tx0=$(cat "$dev/stats/tx_packets" 2>/dev/null || echo 0)
+l2log=/tmp/l2-console.log
+t0=$(date +%s)
+timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" </dev/null >"$l2log" 2>&1
+qrc=$?
+dt=$(( $(date +%s) - t0 ))
+tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: /'
+if [ $qrc = 124 ] || [ $qrc = 137 ]; then
+	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
+	excerpt "$l2log" 30
+elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
+	pass "L2 guest: link up, MAC $mac, 1000 mixed-size frames intact, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+else
+	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
+	excerpt "$l2log" 30
+fi
+if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
+	fail "the L2 guest's kernel log has reports"
+	excerpt "$l2log" 40
+fi
+if grep -aq 'vhost-vfio:' "$l2log"; then
+	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
+fi
+
+# --- 3. The instance's counters, seen from L1 ---
+rx=$(( $(cat "$dev/stats/rx_packets") - rx0 ))
+tx=$(( $(cat "$dev/stats/tx_packets") - tx0 ))
+info "instance stats: $(for f in "$dev"/stats/*; do printf '%s=%s ' "${f##*/}" "$(cat "$f")"; done)"
+if [ "$rx" -ge 1000 ] && [ "$tx" -ge 1000 ]; then
+	pass "instance counters: $rx rx, $tx tx packets during the L2 run"
+else
+	fail "instance counters: $rx rx, $tx tx packets during the L2 run (want >= 1000 each)"
+fi
+
+# --- 4. Reusable after QEMU quit ---
+t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -n 100
+
+# --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
+qlog=/tmp/qemu-held.log
+"$QEMU" "${L2ARGS[@]}" -S </dev/null >"$qlog" 2>&1 &
+qpid=$!
+held=0
+for _ in $(seq 1 120); do
+	if ls -l /proc/$qpid/fd 2>/dev/null | grep -q '/dev/vfio/[0-9]'; then held=1; break; fi
+	kill -0 $qpid 2>/dev/null || break
+	sleep 0.5
+done
+if [ $held = 1 ]; then
+	expect_qemu_error "instance already open" "already open" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev"
+	t0=$(date +%s)
+	( echo 1 >"$dev/remove" ) &
+	rpid=$!
+	ok=0
+	for _ in $(seq 1 120); do
+		kill -0 $rpid 2>/dev/null || { ok=1; break; }
+		sleep 0.5
+	done
+	if [ $ok = 1 ] && wait $rpid && [ ! -e "$dev" ]; then
+		pass "removing the instance while QEMU holds it: QEMU released it (request IRQ) in $(( $(date +%s) - t0 ))s"
+		grep -a 'vhost-vfio' "$qlog" | head -n2 | sed 's/^/INFO:   | /'
+	else
+		fail "removing the instance while QEMU holds it did not complete"
+		excerpt "$qlog" 10
+	fi
+	# QEMU keeps running with the link down; quit it.
+	kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+else
+	fail "QEMU -S did not open the instance"
+	excerpt "$qlog" 10
+	kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+fi
+[ -e "$dev" ] && vhost-mdev remove "$uuid"
+unload_ours || fail "unloading the modules"
+if [ $fails = 0 ]; then
+	pass "nested: all checks passed"
+else
+	fail "nested: $fails check(s) failed"
+	exit 1
+fi
