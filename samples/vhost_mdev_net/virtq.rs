@@ -146,6 +146,13 @@ struct Batch {
     used: [(u16, u32); BATCH],
     used_len: u16,
     used_start: u16,
+    /// `desc[desc_start..desc_start + desc_len]` of the descriptor table,
+    /// read since the available index was last read: the descriptors of
+    /// every chain counted then were written before it (virtio's ordering),
+    /// so they are current; reading the index again drops them.
+    desc: [Desc; BATCH],
+    desc_start: u16,
+    desc_len: u16,
 }
 
 /// Entries read ahead or written at once.
@@ -165,7 +172,7 @@ impl Walker {
     /// Next buffer of the chain, or `None` at its end.
     pub fn next<M: GuestMemory>(
         &mut self,
-        q: &SplitQueue,
+        q: &mut SplitQueue,
         mem: &mut M,
     ) -> Result<Option<Segment>, RingError> {
         let Some(idx) = self.next else {
@@ -178,7 +185,12 @@ impl Walker {
         if self.steps > self.size {
             return Err(RingError::Loop);
         }
-        let d = read_desc(mem, self.table, idx)?;
+        let d = if self.in_indirect {
+            read_desc(mem, self.table, idx)?
+        } else {
+            // `idx < size == num`, checked above.
+            q.desc_entry(mem, idx as u16)?
+        };
         if d.flags & VRING_DESC_F_INDIRECT != 0 {
             if self.in_indirect || !q.indirect || d.flags & VRING_DESC_F_NEXT != 0 {
                 return Err(RingError::BadIndirect);
@@ -247,7 +259,37 @@ impl SplitQueue {
             return Err(RingError::BadAvailIdx);
         }
         self.batch.avail_idx = avail_idx;
+        self.batch.desc_len = 0;
         Ok(n)
+    }
+
+    /// Descriptor `idx` (below `num`) of the table, read a window at a
+    /// time.
+    fn desc_entry<M: GuestMemory>(&mut self, mem: &mut M, idx: u16) -> Result<Desc, RingError> {
+        let b = &mut self.batch;
+        let off = idx.wrapping_sub(b.desc_start);
+        if off < b.desc_len {
+            return Ok(b.desc[usize::from(off)]);
+        }
+        let n = self.num.saturating_sub(idx).clamp(1, BATCH as u16);
+        let mut raw = [0u8; 16 * BATCH];
+        let raw = &mut raw[..16 * usize::from(n)];
+        let at = self
+            .desc
+            .checked_add(16 * u64::from(idx))
+            .ok_or(RingError::Fault)?;
+        mem.read(at, raw)?;
+        for (k, e) in raw.chunks_exact(16).enumerate() {
+            b.desc[k] = Desc {
+                addr: u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]),
+                len: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+                flags: u16::from_le_bytes([e[12], e[13]]),
+                next: u16::from_le_bytes([e[14], e[15]]),
+            };
+        }
+        b.desc_start = idx;
+        b.desc_len = n;
+        Ok(b.desc[0])
     }
 
     /// The available ring entry at index `i` (which `pending` counted).
@@ -503,7 +545,7 @@ impl Loopback {
             let (head, mut w) = self.tx.chain(mem, 0)?;
             let mut len = 0usize;
             let mut malformed = false;
-            while let Some(seg) = w.next(&self.tx, mem)? {
+            while let Some(seg) = w.next(&mut self.tx, mem)? {
                 if seg.write {
                     return Err(RingError::BadDirection);
                 }
@@ -591,7 +633,7 @@ impl Loopback {
             let (head, mut w) = self.rx.chain(mem, n as u16)?;
             sc.heads[n] = head;
             sc.nsegs[n] = 0;
-            while let Some(seg) = w.next(&self.rx, mem)? {
+            while let Some(seg) = w.next(&mut self.rx, mem)? {
                 if !seg.write {
                     return Err(RingError::BadDirection);
                 }
