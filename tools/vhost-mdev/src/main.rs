@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
-use vhost_mdev::net::{NetConfig, NET_CONFIG_LEN};
+use vhost_mdev::net::{NetConfig, FRAME_MAX, NET_CONFIG_LEN};
 use vhost_mdev::uapi::{feature_names, status_names, VIRTIO_ID_NET};
 use vhost_mdev::{Error, IommuKind, MdevDevice, Result, Sysfs, Transport, VhostBackend, VhostVdpa};
 
@@ -57,7 +57,8 @@ enum Cmd {
         /// Number of frames.
         #[arg(short = 'n', long, default_value_t = 10)]
         count: u64,
-        /// Frame size in bytes (60..=1514); 0 mixes sizes.
+        /// Frame size in bytes (60..=65535; above 1514 the device needs
+        /// MRG_RXBUF or large RX buffers); 0 mixes sizes of 60..=1514.
         #[arg(long, default_value_t = 0)]
         size: usize,
     },
@@ -82,6 +83,10 @@ enum Cmd {
         /// One frame at a time (latency).
         #[arg(long)]
         pingpong: bool,
+        /// Spin on the used ring with interrupts off instead of blocking
+        /// in poll() on the call eventfd.
+        #[arg(long)]
+        busy_poll: bool,
         /// Print the result as one line of JSON.
         #[arg(long)]
         json: bool,
@@ -147,8 +152,9 @@ fn open(sysfs: &Sysfs, a: &DeviceArgs) -> Result<Target> {
     Ok(Target::Mdev(dev))
 }
 
-fn driver_config(a: &DeviceArgs) -> NetDriverConfig {
+fn driver_config(a: &DeviceArgs, max_frame: usize) -> NetDriverConfig {
     NetDriverConfig {
+        max_frame: max_frame.max(FRAME_MAX),
         queue_size: a.queue_size,
         kick: if a.ioeventfd {
             KickMode::EventFd
@@ -263,7 +269,7 @@ fn info(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
 
 fn ping(sysfs: &Sysfs, a: &DeviceArgs, count: u64, size: usize) -> Result<()> {
     let t = open(sysfs, a)?;
-    let mut drv = NetDriver::start(t.backend(), driver_config(a))?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a, size))?;
     println!(
         "{}: mac {}, queue size {}, features {:#x}",
         t.backend().describe(),
@@ -297,7 +303,7 @@ fn stats(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
 
 fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Result<()> {
     let t = open(sysfs, a)?;
-    let mut drv = NetDriver::start(t.backend(), driver_config(a))?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a, opts.size))?;
     let tty = std::io::stderr().is_terminal();
     let total = opts.duration.as_secs_f64();
     let mut progress = |p: driver::BenchProgress| {
@@ -319,7 +325,8 @@ fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Resul
         println!("{}", r.to_json());
     } else {
         println!(
-            "{}: {} packets of {} bytes in {:.2} s: {:.0} pps, {:.3} Gbit/s, latency p50 {:.1} us, p99 {:.1} us",
+            "{}: {} packets of {} bytes in {:.2} s: {:.0} pps, {:.3} Gbit/s, latency p50 {:.1} us, \
+             p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us{}",
             t.backend().describe(),
             r.packets,
             opts.size,
@@ -327,7 +334,18 @@ fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Resul
             r.pps,
             r.gbps,
             r.p50_us,
-            r.p99_us
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            if opts.busy_poll {
+                " (busy polling)".to_string()
+            } else {
+                format!(
+                    "; {} waits, {} timed out, {} with a frame already used",
+                    r.waits, r.wait_timeouts, r.late_irqs
+                )
+            }
         );
     }
     drv.stop()
@@ -363,6 +381,7 @@ fn run(cli: Cli) -> Result<()> {
             depth,
             seconds,
             pingpong,
+            busy_poll,
             json,
         } => {
             if !(seconds > 0.0 && seconds.is_finite()) {
@@ -373,6 +392,7 @@ fn run(cli: Cli) -> Result<()> {
                 depth,
                 duration: Duration::from_secs_f64(seconds),
                 pingpong,
+                busy_poll,
             };
             bench(&sysfs, &dev, opts, json)
         }
@@ -408,6 +428,7 @@ mod tests {
             "--size",
             "60",
             "--pingpong",
+            "--busy-poll",
             "--json",
             "--iommufd",
         ])
@@ -417,10 +438,11 @@ mod tests {
                 dev,
                 size,
                 pingpong,
+                busy_poll,
                 json,
                 ..
             } => {
-                assert!(dev.iommufd && pingpong && json);
+                assert!(dev.iommufd && pingpong && busy_poll && json);
                 assert_eq!(size, 60);
             }
             _ => panic!("not bench"),

@@ -1,11 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! Page-aligned anonymous memory shared with a device through DMA.
+//! Page-aligned memory shared with a device through DMA.
+//!
+//! The memory is a shared mapping of a memfd, not anonymous memory:
+//! vhost-vdpa parents that work on user virtual addresses (`use_va`, such
+//! as `vdpa_sim_net`) map only file-backed `MAP_SHARED` ranges and skip
+//! any other VMA of an IOTLB update silently, so with anonymous memory the
+//! update succeeds, maps nothing, and the device then fails every ring
+//! access. VFIO (type1 and iommufd) pins memfd pages like anonymous ones.
 //!
 //! A device may read and write this memory at any time while it is
 //! mapped, so no Rust reference to its contents is ever handed out: all
 //! access is by copies ([`DmaMemory::write`], [`DmaMemory::read`]),
 //! volatile loads and stores, or atomics.
 
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU16;
 
@@ -13,7 +21,7 @@ use crate::device::page_size;
 use crate::error::{Error, Result};
 use crate::vfio::DmaMapper;
 
-/// An anonymous, page-aligned mapping.
+/// A page-aligned shared mapping of a memfd.
 #[derive(Debug)]
 pub struct DmaMemory {
     ptr: NonNull<u8>,
@@ -32,21 +40,37 @@ impl DmaMemory {
     pub fn new(len: usize) -> Result<Self> {
         let page = page_size() as usize;
         let len = len.max(1).div_ceil(page) * page;
-        // SAFETY: a new private anonymous mapping at an address of the
-        // kernel's choice aliases nothing.
+        // SAFETY: the name is a NUL-terminated string; the new fd is owned
+        // by `fd` below.
+        let raw = unsafe { libc::memfd_create(c"vhost-mdev-dma".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(Error::last_os("memfd_create".to_string()));
+        }
+        // SAFETY: raw is a new fd owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate on an fd this function owns.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } < 0 {
+            return Err(Error::last_os(format!(
+                "ftruncate of a memfd to {len} bytes"
+            )));
+        }
+        // SAFETY: a new shared mapping of a new memfd, at an address of the
+        // kernel's choice, aliases nothing in this process (the fd is
+        // closed below; the mapping keeps the file alive).
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
                 0,
             )
         };
         if p == libc::MAP_FAILED {
             return Err(Error::last_os(format!("mmap of {len} bytes")));
         }
+        drop(fd);
         let ptr = NonNull::new(p as *mut u8)
             .ok_or_else(|| Error::Protocol("mmap returned NULL".into()))?;
         Ok(DmaMemory { ptr, len })

@@ -164,6 +164,9 @@ pub struct Virtq {
     buf_size: usize,
     nbufs: usize,
     event_idx: bool,
+    /// Whether the driver wants used-buffer notifications (see
+    /// [`Virtq::enable_interrupts`] and [`Virtq::disable_interrupts`]).
+    irq_enabled: bool,
     free: Vec<u16>,
     next: Vec<u16>,
     heads: Vec<Head>,
@@ -192,6 +195,7 @@ impl Virtq {
             buf_size,
             nbufs: cfg.buffers,
             event_idx: cfg.event_idx,
+            irq_enabled: true,
             // Pop order 0, 1, 2, ...
             free: (0..cfg.size).rev().collect(),
             next: vec![0; n],
@@ -281,15 +285,20 @@ impl Virtq {
     }
     /// Copies `len` bytes of buffer `slot` at `off`.
     pub fn read_buf(&self, slot: usize, off: usize, len: usize) -> Result<Vec<u8>> {
-        if off + len > self.buf_size {
+        let mut v = vec![0u8; len];
+        self.read_buf_into(slot, off, &mut v)?;
+        Ok(v)
+    }
+    /// Copies `out.len()` bytes of buffer `slot` at `off` into `out`.
+    pub fn read_buf_into(&self, slot: usize, off: usize, out: &mut [u8]) -> Result<()> {
+        if off + out.len() > self.buf_size {
             return Err(Error::InvalidArgument(format!(
-                "{len} bytes at {off} exceed the {}-byte buffer",
+                "{} bytes at {off} exceed the {}-byte buffer",
+                out.len(),
                 self.buf_size
             )));
         }
-        let mut v = vec![0u8; len];
-        self.mem.read(self.buf_offset(slot)? + off, &mut v)?;
-        Ok(v)
+        self.mem.read(self.buf_offset(slot)? + off, out)
     }
 
     fn write_desc(&self, off: usize, addr: u64, len: u32, flags: u16, next: u16) -> Result<()> {
@@ -373,6 +382,11 @@ impl Virtq {
         self.push_avail(head, token, 1)
     }
 
+    /// Whether used-buffer notifications are asked for.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.irq_enabled
+    }
+
     /// Makes added chains visible to the device; returns whether the device
     /// asked to be kicked (EVENT_IDX `avail_event`, or the absence of
     /// `VRING_USED_F_NO_NOTIFY`).
@@ -436,7 +450,7 @@ impl Virtq {
             d = self.next[usize::from(d)];
         }
         self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx {
+        if self.event_idx && self.irq_enabled {
             // Ask for an interrupt at the next used entry.
             self.mem
                 .store(self.layout.used_event(), self.last_used.to_le())?;
@@ -448,9 +462,12 @@ impl Virtq {
         }))
     }
 
-    /// Asks the device for interrupts; returns whether used entries are
+    /// Asks the device for interrupts (from now on, until
+    /// [`Virtq::disable_interrupts`]: each [`Virtq::pop_used`] moves
+    /// `used_event` to the next entry); returns whether used entries are
     /// already pending (check them before waiting).
     pub fn enable_interrupts(&mut self) -> Result<bool> {
+        self.irq_enabled = true;
         if self.event_idx {
             self.mem
                 .store(self.layout.used_event(), self.last_used.to_le())?;
@@ -461,8 +478,12 @@ impl Virtq {
         self.has_used()
     }
 
-    /// Asks the device not to interrupt (a hint).
+    /// Asks the device not to interrupt (a hint), until
+    /// [`Virtq::enable_interrupts`]: [`Virtq::pop_used`] no longer moves
+    /// `used_event` forward, so with EVENT_IDX the device is asked again
+    /// only after the used index wraps around the whole u16 space.
     pub fn disable_interrupts(&mut self) -> Result<()> {
+        self.irq_enabled = false;
         if self.event_idx {
             self.mem.store(
                 self.layout.used_event(),
@@ -750,6 +771,36 @@ mod tests {
         assert!(vq.enable_interrupts().unwrap());
         vq.pop_used().unwrap().unwrap();
         assert!(dev.push(&vq, &b, b"y"));
+    }
+
+    #[test]
+    fn disabled_interrupts_stay_disabled_across_pops() {
+        let mut vq = Virtq::new(cfg(8, true), 0).unwrap();
+        let mut dev = FakeQueue::new(true);
+        let seg = [Seg {
+            addr: vq.buf_iova(0).unwrap(),
+            len: 1,
+            write: true,
+        }];
+        vq.disable_interrupts().unwrap();
+        assert!(!vq.interrupts_enabled());
+        for round in 0..20u64 {
+            vq.add(&seg, round).unwrap();
+            vq.publish().unwrap();
+            let c = dev.pop(&vq).unwrap();
+            // pop_used does not ask for the next interrupt again.
+            assert!(!dev.push(&vq, &c, b"x"), "round {round}");
+            vq.pop_used().unwrap().unwrap();
+        }
+        // Enabled: the next completion interrupts, and so do later ones.
+        assert!(!vq.enable_interrupts().unwrap());
+        for round in 0..3u64 {
+            vq.add(&seg, round).unwrap();
+            vq.publish().unwrap();
+            let c = dev.pop(&vq).unwrap();
+            assert!(dev.push(&vq, &c, b"y"), "round {round}");
+            vq.pop_used().unwrap().unwrap();
+        }
     }
 
     #[test]
