@@ -5,6 +5,7 @@
  * vhost/virtio uAPI. bindgen runs over this header with the kernel's own C
  * flags (see Kbuild); rust/helpers.c wraps what is `static inline` here.
  */
+#include <linux/debugfs.h>
 #include <linux/device.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>

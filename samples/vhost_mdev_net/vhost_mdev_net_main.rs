@@ -21,6 +21,7 @@ use kernel::{c_str, fmt, new_mutex};
 
 #[path = "../../rust/bindings.rs"]
 pub mod bindings;
+mod copy_ceiling;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 // Shared with the host-side tests, which use all of it.
@@ -744,6 +745,7 @@ static GROUPS: Groups<3> = Groups([&NET_GROUP.0, &STATS_GROUP.0, core::ptr::null
 
 struct VhostMdevNet {
     _reg: Registration<NetParent>,
+    _copy_ceiling: copy_ceiling::CopyCeiling,
 }
 
 impl kernel::Module for VhostMdevNet {
@@ -772,6 +774,9 @@ impl kernel::Module for VhostMdevNet {
             "vhost_mdev_net: type vhost_mdev_net-loopback, {} instances\n",
             max
         );
-        Ok(VhostMdevNet { _reg: reg })
+        Ok(VhostMdevNet {
+            _reg: reg,
+            _copy_ceiling: copy_ceiling::CopyCeiling::new(module)?,
+        })
     }
 }

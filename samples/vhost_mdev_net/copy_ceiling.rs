@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A benchmark aid: the copy ceiling of the sample's data path.
+//!
+//! The data path moves every frame with `vfio_dma_rw()`, which copies with
+//! `copy_from_user()` (TX) and `copy_to_user()` (RX) in the VMM's address
+//! space. This debugfs file times the same two routines on a user buffer,
+//! in the kernel, so that a benchmark can read the data path against what
+//! copying alone allows (`make bench` prints the ratio):
+//!
+//! ```text
+//! /sys/kernel/debug/vhost_mdev_net/copy_ceiling   (root only)
+//!   write "SIZE ITERATIONS"    (1 <= SIZE <= 65549, 1 <= ITERATIONS <= 10^7)
+//!   read(fd, buf, 2 * SIZE)    copies buf[..SIZE] in and back out to
+//!                              buf[SIZE..], ITERATIONS times; then returns
+//!                              "SIZE ITERATIONS NANOSECONDS\n" in buf
+//! ```
+
+use crate::bindings;
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::ffi::c_char;
+use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::time::Ktime;
+use kernel::uaccess::UserSlice;
+use kernel::{c_str, fmt};
+
+const MAX_SIZE: u64 = 65549;
+const MAX_ITERATIONS: u64 = 10_000_000;
+
+/// `SIZE << 32 | ITERATIONS` of the last write (0: none yet).
+static PARAMS: AtomicU64 = AtomicU64::new(0);
+
+/// The debugfs directory, removed on drop.
+///
+/// # Invariants
+///
+/// `dir` is null or a directory from `debugfs_create_dir()` that holds a
+/// file whose `file_operations` is `*fops`.
+pub(crate) struct CopyCeiling {
+    dir: *mut bindings::dentry,
+    fops: KBox<bindings::file_operations>,
+}
+
+// SAFETY: the dentry pointer is only passed back to `debugfs_remove()`.
+unsafe impl Send for CopyCeiling {}
+// SAFETY: no method takes `&self`.
+unsafe impl Sync for CopyCeiling {}
+
+impl CopyCeiling {
+    /// Creates `/sys/kernel/debug/vhost_mdev_net/copy_ceiling`. Without
+    /// debugfs, nothing is created and this still succeeds.
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: all-zeroes is a valid `file_operations` (no callbacks).
+        let mut fops: bindings::file_operations = unsafe { core::mem::zeroed() };
+        fops.owner = module.as_ptr().cast();
+        fops.read = Some(read);
+        fops.write = Some(write);
+        let fops = KBox::new(fops, GFP_KERNEL)?;
+        // SAFETY: a valid name; a null parent is the debugfs root.
+        let dir = unsafe {
+            bindings::debugfs_create_dir(c_str!("vhost_mdev_net").as_char_ptr(), ptr::null_mut())
+        };
+        let dir = match kernel::error::from_err_ptr(dir) {
+            Ok(d) => d,
+            Err(_) => ptr::null_mut(),
+        };
+        if !dir.is_null() {
+            // SAFETY: `dir` is our directory; `fops` lives as long as it (it
+            // is removed in `drop` first), and the callbacks take no data.
+            unsafe {
+                bindings::debugfs_create_file(
+                    c_str!("copy_ceiling").as_char_ptr(),
+                    0o600,
+                    dir,
+                    ptr::null_mut(),
+                    &*fops,
+                )
+            };
+        }
+        // INVARIANT: `dir` is null or holds the file created with `fops`.
+        Ok(Self { dir, fops })
+    }
+}
+
+impl Drop for CopyCeiling {
+    fn drop(&mut self) {
+        if !self.dir.is_null() {
+            // SAFETY: created in `new`; this removes the file too, and waits
+            // for its callbacks, before `fops` is freed.
+            unsafe { bindings::debugfs_remove(self.dir) };
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<(u64, u64)> {
+    let mut it = text.split_ascii_whitespace();
+    let size: u64 = it.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    let iters: u64 = it.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    if it.next().is_some()
+        || !(1..=MAX_SIZE).contains(&size)
+        || !(1..=MAX_ITERATIONS).contains(&iters)
+    {
+        return Err(EINVAL);
+    }
+    Ok((size, iters))
+}
+
+/// `file_operations.write`: sets the size and the iteration count.
+///
+/// # Safety
+///
+/// Called by the VFS with a user buffer of `count` bytes.
+unsafe extern "C" fn write(
+    _file: *mut bindings::file,
+    buf: *const c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    let r = (|| -> Result<isize> {
+        let mut text = [0u8; 64];
+        let n = count.min(text.len());
+        UserSlice::new(buf as usize, n)
+            .reader()
+            .read_slice(&mut text[..n])?;
+        let text = core::str::from_utf8(&text[..n]).map_err(|_| EINVAL)?;
+        let (size, iters) = parse(text)?;
+        PARAMS.store(size << 32 | iters, Ordering::Relaxed);
+        Ok(count as isize)
+    })();
+    r.unwrap_or_else(|e| e.to_errno() as isize)
+}
+
+/// `file_operations.read`: runs the copies on the caller's buffer.
+///
+/// # Safety
+///
+/// Called by the VFS with a user buffer of `count` bytes.
+unsafe extern "C" fn read(
+    _file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    let r = (|| -> Result<isize> {
+        let p = PARAMS.load(Ordering::Relaxed);
+        let (size, iters) = ((p >> 32) as usize, p & 0xffff_ffff);
+        if size == 0 || count != 2 * size {
+            return Err(EINVAL);
+        }
+        let mut k = KVec::from_elem(0u8, size, GFP_KERNEL)?;
+        let user = buf as usize;
+        let t0 = Ktime::ktime_get();
+        for _ in 0..iters {
+            // The routines of `vfio_dma_rw()`: copy_from_user, copy_to_user.
+            UserSlice::new(user, size).reader().read_slice(&mut k)?;
+            UserSlice::new(user.wrapping_add(size), size)
+                .writer()
+                .write_slice(&k)?;
+        }
+        let ns = (Ktime::ktime_get() - t0).to_ns();
+        let s = CString::try_from_fmt(fmt!("{} {} {}\n", size, iters, ns))?;
+        let out = s.as_bytes();
+        let n = out.len().min(count);
+        UserSlice::new(user, n).writer().write_slice(&out[..n])?;
+        Ok(n as isize)
+    })();
+    r.unwrap_or_else(|e| e.to_errno() as isize)
+}
