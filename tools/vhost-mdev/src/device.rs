@@ -229,8 +229,10 @@ impl MdevDevice {
     /// normal path).
     pub fn notify_raw(&self, offset: u64, value: &[u8]) -> Result<usize> {
         // Wrapping: bad-input tests pass offsets anywhere in the file.
-        self.vfio
-            .write_at(region_offset(VHOST_VFIO_REGION_NOTIFY).wrapping_add(offset), value)
+        self.vfio.write_at(
+            region_offset(VHOST_VFIO_REGION_NOTIFY).wrapping_add(offset),
+            value,
+        )
     }
 
     /// The offset of queue `index` in region 1.

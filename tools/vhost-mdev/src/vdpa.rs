@@ -53,7 +53,11 @@ impl VhostVdpa {
         // SAFETY: VHOST_GET_BACKEND_FEATURES writes one u64 to the argument,
         // which outlives the call.
         let r = unsafe {
-            vmm_sys_util::ioctl::ioctl_with_mut_ref(&fd, VHOST_GET_BACKEND_FEATURES as _, &mut avail)
+            vmm_sys_util::ioctl::ioctl_with_mut_ref(
+                &fd,
+                VHOST_GET_BACKEND_FEATURES as _,
+                &mut avail,
+            )
         };
         if r < 0 {
             return Err(Error::Request {
