@@ -40,7 +40,8 @@ static PARAMS: AtomicU64 = AtomicU64::new(0);
 /// file whose `file_operations` is `*fops`.
 pub(crate) struct CopyCeiling {
     dir: *mut bindings::dentry,
-    fops: KBox<bindings::file_operations>,
+    /// Kept alive for the file (the VFS holds a pointer to it).
+    _fops: KBox<bindings::file_operations>,
 }
 
 // SAFETY: the dentry pointer is only passed back to `debugfs_remove()`.
@@ -80,7 +81,7 @@ impl CopyCeiling {
             };
         }
         // INVARIANT: `dir` is null or holds the file created with `fops`.
-        Ok(Self { dir, fops })
+        Ok(Self { dir, _fops: fops })
     }
 }
 

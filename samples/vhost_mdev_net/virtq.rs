@@ -246,10 +246,6 @@ impl SplitQueue {
         u64::from(i & self.num.wrapping_sub(1))
     }
 
-    fn avail_ring(&self, i: u16) -> u64 {
-        self.avail.wrapping_add(4 + 2 * self.wrap(i))
-    }
-
     /// Number of buffers the driver made available and we did not take
     /// (reads the available index).
     pub fn pending<M: GuestMemory>(&mut self, mem: &mut M) -> Result<u16, RingError> {

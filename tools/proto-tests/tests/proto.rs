@@ -115,17 +115,26 @@ fn parse_checks_size_and_flags() {
     let mut m = msg(req::SET_FEATURES, 0, &[0; 8]);
     m.pop();
     assert_eq!(proto::parse_message(&m), Err(EINVAL));
-    assert_eq!(proto::parse_message(&msg(req::GET_FEATURES, 2, &[])), Err(EINVAL));
+    assert_eq!(
+        proto::parse_message(&msg(req::GET_FEATURES, 2, &[])),
+        Err(EINVAL)
+    );
     assert_eq!(proto::parse_message(&[0; 15]), Err(EINVAL));
     assert_eq!(proto::parse_message(&vec![0; 4097]), Err(EINVAL));
 }
 
 #[test]
 fn decode_sizes() {
-    assert_eq!(proto::decode(req::SET_FEATURES.into(), &[0; 7]), Err(EINVAL));
+    assert_eq!(
+        proto::decode(req::SET_FEATURES.into(), &[0; 7]),
+        Err(EINVAL)
+    );
     assert_eq!(proto::decode(0xdead, &[]), Err(ENOTTY));
     assert_eq!(proto::decode(1 << 40, &[]), Err(ENOTTY));
-    assert_eq!(proto::decode(req::SET_STATUS.into(), &[8]), Ok(Request::SetStatus(8)));
+    assert_eq!(
+        proto::decode(req::SET_STATUS.into(), &[8]),
+        Ok(Request::SetStatus(8))
+    );
 }
 
 #[test]
@@ -150,8 +159,14 @@ fn bring_up_and_reset() {
     run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
     assert!(d.started);
     // Running and not suspended: ring changes are refused.
-    assert_eq!(run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }), Err(EINVAL));
-    assert_eq!(run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)), Err(EBUSY));
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)),
+        Err(EBUSY)
+    );
     run(&mut m, &mut d, Request::Suspend).unwrap();
     run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }).unwrap();
     run(&mut m, &mut d, Request::SetStatus(0)).unwrap();
@@ -162,10 +177,18 @@ fn bring_up_and_reset() {
 #[test]
 fn features_ok_needs_version_1_and_access_platform() {
     let (mut m, mut d) = (Model::new(), fake());
-    run(&mut m, &mut d, Request::SetFeatures(proto::VIRTIO_F_VERSION_1)).unwrap();
+    run(
+        &mut m,
+        &mut d,
+        Request::SetFeatures(proto::VIRTIO_F_VERSION_1),
+    )
+    .unwrap();
     run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
     assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![3]);
-    assert_eq!(run(&mut m, &mut d, Request::SetFeatures(1 << 40)), Err(EINVAL));
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetFeatures(1 << 40)),
+        Err(EINVAL)
+    );
 }
 
 fn any_request() -> impl Strategy<Value = (u32, Vec<u8>)> {

@@ -17,7 +17,10 @@ struct Mem {
 
 impl Mem {
     fn new(size: usize) -> Self {
-        Self { bytes: vec![0; size], accesses: 0 }
+        Self {
+            bytes: vec![0; size],
+            accesses: 0,
+        }
     }
     fn range(&self, addr: u64, len: usize) -> Result<std::ops::Range<usize>, Fault> {
         let start = addr.checked_sub(BASE).ok_or(Fault)? as usize;
@@ -67,7 +70,15 @@ impl Ring {
         let desc = at;
         let avail = desc + 16 * num as u64;
         let used = (avail + 6 + 2 * num as u64 + 3) & !3;
-        Self { num, desc, avail, used, next_desc: 0, avail_idx: 0, used_seen: 0 }
+        Self {
+            num,
+            desc,
+            avail,
+            used,
+            next_desc: 0,
+            avail_idx: 0,
+            used_seen: 0,
+        }
     }
     fn queue(&self, event_idx: bool, indirect: bool) -> SplitQueue {
         let mut q = SplitQueue::new(self.num, self.desc, self.avail, self.used);
@@ -89,11 +100,25 @@ impl Ring {
         for (k, &(addr, len, w)) in bufs.iter().enumerate() {
             let i = (head + k as u16) % self.num;
             let last = k + 1 == bufs.len();
-            let flags = if w { VRING_DESC_F_WRITE } else { 0 } | if last { 0 } else { VRING_DESC_F_NEXT };
-            Self::write_desc(m, self.desc, i, Desc { addr, len, flags, next: (i + 1) % self.num });
+            let flags =
+                if w { VRING_DESC_F_WRITE } else { 0 } | if last { 0 } else { VRING_DESC_F_NEXT };
+            Self::write_desc(
+                m,
+                self.desc,
+                i,
+                Desc {
+                    addr,
+                    len,
+                    flags,
+                    next: (i + 1) % self.num,
+                },
+            );
         }
         self.next_desc = (head + bufs.len() as u16) % self.num;
-        m.put(self.avail + 4 + 2 * (self.avail_idx % self.num) as u64, &head.to_le_bytes());
+        m.put(
+            self.avail + 4 + 2 * (self.avail_idx % self.num) as u64,
+            &head.to_le_bytes(),
+        );
         self.avail_idx = self.avail_idx.wrapping_add(1);
         m.put(self.avail + 2, &self.avail_idx.to_le_bytes());
         head
@@ -140,7 +165,13 @@ fn setup(mrg: bool) -> Setup {
     let rx = Ring::new(64, BASE);
     let tx = Ring::new(64, BASE + 0x2000);
     let lb = Loopback::new(rx.queue(true, true), tx.queue(true, true), mrg);
-    Setup { m, rx, tx, lb, buf: vec![0; FRAME_BUF] }
+    Setup {
+        m,
+        rx,
+        tx,
+        lb,
+        buf: vec![0; FRAME_BUF],
+    }
 }
 
 #[test]
@@ -156,7 +187,17 @@ fn frames_loop_back_intact() {
         let a = tx_data + i as u64 * 0x1000;
         s.m.put(a, f);
         // Header and data in two descriptors.
-        s.tx.add(&mut s.m, &[(a, NET_HDR_LEN as u32, false), (a + NET_HDR_LEN as u64, (f.len() - NET_HDR_LEN) as u32, false)]);
+        s.tx.add(
+            &mut s.m,
+            &[
+                (a, NET_HDR_LEN as u32, false),
+                (
+                    a + NET_HDR_LEN as u64,
+                    (f.len() - NET_HDR_LEN) as u32,
+                    false,
+                ),
+            ],
+        );
     }
     let out = s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
     assert!(out.irq_rx && out.irq_tx && !out.more);
@@ -192,7 +233,10 @@ fn small_rings_wrap_around() {
         }
         let mut sent = Vec::new();
         for i in 0..n {
-            let f = frame(60 + (round as usize * 7 + i as usize * 13) % 1400, (round + i as u32) as u8);
+            let f = frame(
+                60 + (round as usize * 7 + i as usize * 13) % 1400,
+                (round + i as u32) as u8,
+            );
             let a = BASE + 0x100000 + i * 0x1000;
             m.put(a, &f);
             tx.add(&mut m, &[(a, f.len() as u32, false)]);
@@ -265,7 +309,17 @@ fn looping_chain_is_an_error() {
     let mut s = setup(false);
     s.rx.add(&mut s.m, &[(BASE + 0x10000, 2048, true)]);
     let head = s.tx.add(&mut s.m, &[(BASE + 0x100000, 100, false)]);
-    Ring::write_desc(&mut s.m, s.tx.desc, head, Desc { addr: BASE, len: 100, flags: VRING_DESC_F_NEXT, next: head });
+    Ring::write_desc(
+        &mut s.m,
+        s.tx.desc,
+        head,
+        Desc {
+            addr: BASE,
+            len: 100,
+            flags: VRING_DESC_F_NEXT,
+            next: head,
+        },
+    );
     assert_eq!(s.lb.process(&mut s.m, &mut s.buf, 64), Err(RingError::Loop));
 }
 
@@ -274,8 +328,21 @@ fn indirect_outside_memory_faults() {
     let mut s = setup(false);
     s.rx.add(&mut s.m, &[(BASE + 0x10000, 2048, true)]);
     let head = s.tx.add(&mut s.m, &[(0, 0, false)]);
-    Ring::write_desc(&mut s.m, s.tx.desc, head, Desc { addr: 0xdead_0000, len: 64, flags: VRING_DESC_F_INDIRECT, next: 0 });
-    assert_eq!(s.lb.process(&mut s.m, &mut s.buf, 64), Err(RingError::Fault));
+    Ring::write_desc(
+        &mut s.m,
+        s.tx.desc,
+        head,
+        Desc {
+            addr: 0xdead_0000,
+            len: 64,
+            flags: VRING_DESC_F_INDIRECT,
+            next: 0,
+        },
+    );
+    assert_eq!(
+        s.lb.process(&mut s.m, &mut s.buf, 64),
+        Err(RingError::Fault)
+    );
 }
 
 #[test]
@@ -283,7 +350,10 @@ fn writable_tx_buffer_is_an_error() {
     let mut s = setup(false);
     s.rx.add(&mut s.m, &[(BASE + 0x10000, 2048, true)]);
     s.tx.add(&mut s.m, &[(BASE + 0x100000, 100, true)]);
-    assert_eq!(s.lb.process(&mut s.m, &mut s.buf, 64), Err(RingError::BadDirection));
+    assert_eq!(
+        s.lb.process(&mut s.m, &mut s.buf, 64),
+        Err(RingError::BadDirection)
+    );
 }
 
 proptest! {
