@@ -28,6 +28,17 @@ mkdir -p "$CACHE"
 hash=$(cd "$here/patches" && cat series $(grep -v '^#' series) | sha256sum | cut -c1-12)
 out=$CACHE/qemu-$hash
 bin=$out/build/qemu-system-x86_64
+# QEMU 7.2 run from its build tree looks for data and firmware in
+# build/qemu-bundle/<configured paths>: point those at Debian's firmware
+# (seabios, ipxe, qemu-system-data), which the dfsg source does not ship.
+link_firmware() {
+	local b=$1/build/qemu-bundle d
+	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+		[ -d "$d" ] || { echo "warning: no $d: install Debian's qemu-system-x86 (or seabios, ipxe-qemu, qemu-system-data)" >&2; continue; }
+		mkdir -p "$b$d"
+		cp -rsn "$d/." "$b$d/" 2>/dev/null || true
+	done
+}
 if [ "$mode" = --print ]; then
 	[ -x "$bin" ] && [ -f "$out/.built" ] || die "no patched QEMU built for this series ($out): run tools/qemu/build-qemu.sh"
 	echo "$bin"; exit 0
@@ -96,6 +107,7 @@ fi
 
 # 4. Patched copy and build, keyed by the series' hash.
 if [ -x "$bin" ] && [ -f "$out/.built" ]; then
+	link_firmware "$out"
 	log "up to date: $out"
 	echo "$bin"; exit 0
 fi
@@ -121,6 +133,7 @@ log "configuring"
 	--disable-plugins >&2) || die "configure failed"
 log "building with ninja -j$JOBS"
 ninja -C "$out/build" -j"$JOBS" qemu-system-x86_64 >&2 || die "build failed"
+link_firmware "$out"
 touch "$out/.built"
 log "built in $(( $(date +%s) - t0 )) s: $bin"
 echo "$bin"
