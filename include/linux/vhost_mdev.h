@@ -132,7 +132,10 @@ int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
  * (kthread_use_mm()), so that VFIO does not switch it for every call.
  * Only from a kthread (a workqueue worker), never nested. With a type1
  * container, DMA then works only for mappings made by that same process
- * (as a VMM does); VFIO refuses the others (-EFAULT).
+ * (as a VMM does); VFIO refuses the others. When begin fails (-ESRCH: the
+ * opener has exited) or an access in the session fails, end the session and
+ * use vhost_mdev_dma_rw() without one: VFIO then uses the address space of
+ * whoever mapped the memory, per access (the sample parent does this).
  */
 int vhost_mdev_dma_begin(struct vhost_mdev_device *vdev);
 void vhost_mdev_dma_end(struct vhost_mdev_device *vdev);

@@ -76,7 +76,57 @@ const BUDGET: u32 = 64;
 const MTU_MIN: u16 = 68;
 
 /// Guest memory through the core's DMA upcall.
-struct Dma<'a>(&'a DeviceHandle);
+///
+/// Accesses run in a DMA session (the opener's address space adopted once
+/// per worker run) while that works. The process that opened the device
+/// need not be the one that mapped the memory (a management process may
+/// open it and pass the fds on), or may have exited: then the session
+/// cannot begin, or an access in it fails, and the worker goes on without
+/// one (VFIO then switches to the mapping's address space per access);
+/// `no_session` remembers that until the next reset.
+struct Dma<'a> {
+    handle: &'a DeviceHandle,
+    session: Option<vhost_mdev::DmaSession<'a>>,
+    no_session: &'a AtomicBool,
+}
+
+impl<'a> Dma<'a> {
+    fn new(handle: &'a DeviceHandle, no_session: &'a AtomicBool) -> Self {
+        let session = if no_session.load(Ordering::Relaxed) {
+            None
+        } else {
+            // SAFETY: only the worker makes a `Dma`, a kthread that `reset`
+            // quiesces; the session ends when the `Dma` drops, before the
+            // work function returns.
+            match unsafe { handle.dma_session() } {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    no_session.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        };
+        Self {
+            handle,
+            session,
+            no_session,
+        }
+    }
+
+    /// Runs `f`; when it fails in a session, ends the session and runs it
+    /// again without one.
+    fn access(&mut self, mut f: impl FnMut(&DeviceHandle) -> Result) -> Result<(), virtq::Fault> {
+        match f(self.handle) {
+            Ok(()) => Ok(()),
+            Err(_) if self.session.is_some() => {
+                self.session = None;
+                self.no_session.store(true, Ordering::Relaxed);
+                f(self.handle).map_err(|_| virtq::Fault)
+            }
+            Err(_) => Err(virtq::Fault),
+        }
+    }
+}
 
 impl GuestMemory for Dma<'_> {
     fn fence(&mut self) {
@@ -86,11 +136,11 @@ impl GuestMemory for Dma<'_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), virtq::Fault> {
         // SAFETY: only the worker uses `Dma`, and `reset` (run before close)
         // cancels the worker and waits for it.
-        unsafe { self.0.dma_read(addr, buf) }.map_err(|_| virtq::Fault)
+        self.access(|h| unsafe { h.dma_read(addr, buf) })
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), virtq::Fault> {
         // SAFETY: as in `read`.
-        unsafe { self.0.dma_write(addr, buf) }.map_err(|_| virtq::Fault)
+        self.access(|h| unsafe { h.dma_write(addr, buf) })
     }
 }
 
@@ -144,6 +194,8 @@ struct NetDev {
     work: RawWork,
     /// The worker may move frames (started, not suspended, not broken).
     running: AtomicBool,
+    /// DMA sessions do not work for this device (see [`Dma`]); until reset.
+    no_session: AtomicBool,
     kicks: AtomicU64,
     interrupts: AtomicU64,
     #[pin]
@@ -165,14 +217,10 @@ impl NetDev {
         if !st.started || st.suspended {
             return;
         }
-        // SAFETY: this is the worker, a kthread that `reset` quiesces; the
-        // session ends at the end of this function.
-        let session = unsafe { self.handle.dma_session() };
+        let mut dma = Dma::new(&self.handle, &self.no_session);
         let NetState { lb, frame, .. } = &mut *st;
-        let r = match &session {
-            Ok(_session) => lb.process(&mut Dma(&self.handle), frame, BUDGET),
-            Err(_) => Err(virtq::RingError::Fault),
-        };
+        let r = lb.process(&mut dma, frame, BUDGET);
+        drop(dma);
         match r {
             Ok(out) => {
                 drop(st);
@@ -333,6 +381,7 @@ impl vhost_mdev::Device for NetDev {
 
     fn reset(&self) {
         self.quiesce();
+        self.no_session.store(false, Ordering::Relaxed);
         let mut st = self.state.lock();
         let stats = st.lb.stats;
         st.lb = Loopback::default();
@@ -377,6 +426,7 @@ impl vhost_mdev::Parent for NetParent {
                 handle,
                 work <- RawWork::new(net_work),
                 running: AtomicBool::new(false),
+                no_session: AtomicBool::new(false),
                 kicks: AtomicU64::new(0),
                 interrupts: AtomicU64::new(0),
                 state <- new_mutex!(NetState {
