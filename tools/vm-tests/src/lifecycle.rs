@@ -20,7 +20,7 @@ fn open_kind(inst: &Inst, kind: IommuKind) -> Result<MdevDevice, String> {
 }
 
 fn kind_of(i: usize) -> IommuKind {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         IommuKind::Type1
     } else {
         IommuKind::Iommufd
