@@ -545,7 +545,7 @@ fn races_one(kind: IommuKind, secs: u64) -> Result<String, String> {
         traffic(&dev, 8).map_err(|e| format!("traffic after the races: {e}"))?;
         let c: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         Ok(format!(
-            "{kind}: {secs} s: {} bring-ups, {} request rounds, {} kicks, {} IRQ swaps, {} resets, {} map/unmaps",
+            "{secs} s: {} bring-ups, {} request rounds, {} kicks, {} IRQ swaps, {} resets, {} map/unmaps",
             c[0], c[1], c[2], c[3], c[4], c[5]
         ))
     })();
@@ -573,19 +573,9 @@ fn hold(uuid: uuid::Uuid, kind: IommuKind, timeout: u64) -> Result<String, Strin
     ))
 }
 
-fn status_kb(field: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn meminfo_kb(field: &str) -> u64 {
-    fs::read_to_string("/proc/meminfo")
+/// The kB figure of `field` in a /proc file such as /proc/meminfo.
+fn proc_kb(path: &str, field: &str) -> u64 {
+    fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -605,7 +595,10 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
     let sysfs = Sysfs::system();
     let ty = first_type(&sysfs)?;
     let avail0 = ty.available_instances;
-    let (lck0, slab0) = (status_kb("VmLck:"), meminfo_kb("Slab:"));
+    let (lck0, slab0) = (
+        proc_kb("/proc/self/status", "VmLck:"),
+        proc_kb("/proc/meminfo", "Slab:"),
+    );
     let (ref_core0, ref_net0) = (refcnt("vhost_mdev"), refcnt("vhost_mdev_net"));
     let t0 = Instant::now();
     for c in 0..cycles {
@@ -633,7 +626,10 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
         }
     }
     let ty1 = first_type(&sysfs)?;
-    let (lck1, slab1) = (status_kb("VmLck:"), meminfo_kb("Slab:"));
+    let (lck1, slab1) = (
+        proc_kb("/proc/self/status", "VmLck:"),
+        proc_kb("/proc/meminfo", "Slab:"),
+    );
     let (ref_core1, ref_net1) = (refcnt("vhost_mdev"), refcnt("vhost_mdev_net"));
     let report = format!(
         "{cycles} cycles in {:.1} s; locked_vm {lck0} -> {lck1} kB; available_instances {avail0} -> {}; \
@@ -652,10 +648,23 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
     Ok(report)
 }
 
+/// Prints a PASS or FAIL line for one result; counts it.
+fn report(name: &str, r: Result<String, String>, passed: &mut u32, failed: &mut u32) {
+    match r {
+        Ok(what) => {
+            println!("PASS: {name}{what}");
+            *passed += 1;
+        }
+        Err(e) => {
+            println!("FAIL: {name}: {e}");
+            *failed += 1;
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut failed = 0;
-    let mut passed = 0;
+    let (mut passed, mut failed) = (0, 0);
     match cli.cmd {
         Cmd::Fuzz {
             ops,
@@ -671,33 +680,19 @@ fn main() -> ExitCode {
             println!("INFO: fuzz seed {seed:#x} (rerun: vhost-mdev-fuzz fuzz --seed {seed:#x} --ops {ops})");
             for kind in [IommuKind::Type1, IommuKind::Iommufd] {
                 let t0 = Instant::now();
-                match fuzz_one(kind, seed, ops, Duration::from_secs(max_seconds)) {
-                    Ok((n, rejected)) => {
-                        println!(
-                            "PASS: fuzz {kind}: {n} operations ({rejected} rejected, state unchanged after each), then traffic ({:.1} s)",
-                            t0.elapsed().as_secs_f64()
-                        );
-                        passed += 1;
-                    }
-                    Err(e) => {
-                        println!("FAIL: fuzz {kind}: {e}");
-                        failed += 1;
-                    }
-                }
+                let r = fuzz_one(kind, seed, ops, Duration::from_secs(max_seconds)).map(|(n, rejected)| {
+                    format!(
+                        ": {n} operations ({rejected} rejected, state unchanged after each), then traffic ({:.1} s)",
+                        t0.elapsed().as_secs_f64()
+                    )
+                });
+                report(&format!("fuzz {kind}"), r, &mut passed, &mut failed);
             }
         }
         Cmd::Races { seconds } => {
             for kind in [IommuKind::Type1, IommuKind::Iommufd] {
-                match races_one(kind, seconds) {
-                    Ok(r) => {
-                        println!("PASS: races {r}; then traffic");
-                        passed += 1;
-                    }
-                    Err(e) => {
-                        println!("FAIL: races {kind}: {e}");
-                        failed += 1;
-                    }
-                }
+                let r = races_one(kind, seconds).map(|r| format!(": {r}; then traffic"));
+                report(&format!("races {kind}"), r, &mut passed, &mut failed);
             }
         }
         Cmd::Hold {
@@ -710,27 +705,13 @@ fn main() -> ExitCode {
             } else {
                 IommuKind::Type1
             };
-            match hold(uuid, kind, timeout) {
-                Ok(r) => {
-                    println!("PASS: hold {kind}: {r}");
-                    passed += 1;
-                }
-                Err(e) => {
-                    println!("FAIL: hold {kind}: {e}");
-                    failed += 1;
-                }
-            }
+            let r = hold(uuid, kind, timeout).map(|r| format!(": {r}"));
+            report(&format!("hold {kind}"), r, &mut passed, &mut failed);
         }
-        Cmd::Stress { cycles, frames } => match stress(cycles, frames) {
-            Ok(r) => {
-                println!("PASS: stress: {r}");
-                passed += 1;
-            }
-            Err(e) => {
-                println!("FAIL: stress: {e}");
-                failed += 1;
-            }
-        },
+        Cmd::Stress { cycles, frames } => {
+            let r = stress(cycles, frames).map(|r| format!(": {r}"));
+            report("stress", r, &mut passed, &mut failed);
+        }
     }
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
