@@ -27,7 +27,7 @@ for how in "" --iommufd; do
 	u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
 	run vhost-mdev-fuzz hold "$u" $how --timeout 60 >/tmp/hold.out &
 	sleep 2
-	t "remove while open ${how:-(type1)}: completes once the holder closes" \
+	t "remove while open with traffic ${how:-(type1)}: completes once the holder closes" \
 		timeout 90 sh -c "echo 1 >/sys/bus/mdev/devices/$u/remove"
 	wait; cat /tmp/hold.out
 done
@@ -47,7 +47,7 @@ t "no instance left behind" sh -c "! ls /sys/bus/mdev/devices/ | grep -q ."
 u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
 run vhost-mdev-fuzz hold "$u" --timeout 60 >/tmp/hold.out &
 sleep 2
-t "rmmod vhost_mdev_net while a device is open: completes once the holder closes" \
+t "rmmod vhost_mdev_net while a device is open with traffic: completes once the holder closes" \
 	timeout 90 rmmod vhost_mdev_net
 wait; cat /tmp/hold.out
 t "vhost_mdev unloads" rmmod vhost_mdev

@@ -561,14 +561,31 @@ fn hold(uuid: uuid::Uuid, kind: IommuKind, timeout: u64) -> Result<String, Strin
     let req = EventFd::new(0).map_err(|e| e.to_string())?;
     dev.set_req_irq(Some(&req))
         .map_err(|e| format!("request IRQ: {e}"))?;
-    println!("INFO: hold: {uuid} open ({kind}), waiting for the request IRQ");
+    // Traffic runs until the kernel asks for the device back.
+    let cfg = NetDriverConfig {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let mut drv = NetDriver::start(&dev, cfg).map_err(|e| format!("bring-up: {e}"))?;
+    println!("INFO: hold: {uuid} open ({kind}), traffic until the request IRQ");
     let t0 = Instant::now();
-    if !driver::wait_eventfd(&req, Duration::from_secs(timeout)).map_err(|e| e.to_string())? {
-        return Err(format!("no request IRQ within {timeout} s"));
+    let mut frames = 0u64;
+    loop {
+        if driver::wait_eventfd(&req, Duration::ZERO).map_err(|e| e.to_string())? {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(timeout) {
+            return Err(format!(
+                "no request IRQ within {timeout} s ({frames} frames moved)"
+            ));
+        }
+        driver::ping(&mut drv, 8, 0).map_err(|e| format!("traffic while held: {e}"))?;
+        frames += 8;
     }
+    drop(drv);
     drop(dev);
     Ok(format!(
-        "request IRQ after {:.2} s; device closed",
+        "{frames} frames moved while held; request IRQ after {:.2} s; device closed",
         t0.elapsed().as_secs_f64()
     ))
 }
