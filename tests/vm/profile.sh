@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-2.0
+# Profile of the sample's data path (release kernel): perf samples vCPU 1,
+# where the benchmark driver and the device's worker both run (cpu-clock:
+# TCG has no hardware counters), while frames move through an instance over
+# a type1 container. PROFILE_SIZE sets the frame size (default 1500).
+#   MODDIR=... scripts/vm --flavour release --verbose tests/vm/profile.sh
+. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
+load_kernel_modules; load_ours
+uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+size=${PROFILE_SIZE:-1500}
+echo 2 >/sys/devices/virtual/workqueue/cpumask
+perf record -q -C 1 -g -e cpu-clock -o /tmp/perf.data -- \
+	taskset -c 1 vhost-mdev bench "$uuid" --size "$size" --seconds 5 --busy-poll 2>/dev/null
+perf report -i /tmp/perf.data --stdio --no-children --sort sym --percent-limit 0.8 -g none 2>/dev/null |
+	grep -v '^$' | head -n 60 | sed 's/^/PROFILE /'
+vhost-mdev remove "$uuid"
