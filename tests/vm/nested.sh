@@ -71,7 +71,7 @@ if modprobe -d "$MODROOT" mtty 2>/dev/null; then
 	fi
 	rmmod mtty
 else
-	echo "SKIP: no mtty module: the non-vfio-vhost check needs CONFIG_SAMPLE_VFIO_MDEV_MTTY=m"
+	fail "no mtty module: the non-vfio-vhost check needs CONFIG_SAMPLE_VFIO_MDEV_MTTY=m (in scripts/kconfig/base.config)"
 fi
 
 # --- 2. The L2 guest: link, MAC, 1000+ frames, reset and renegotiation ---
