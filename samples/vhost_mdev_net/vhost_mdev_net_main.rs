@@ -536,30 +536,49 @@ unsafe fn input<'a>(buf: *const c_char, count: usize) -> Result<&'a str> {
         .map_err(|_| EINVAL)
 }
 
-/// sysfs `show` of the `mac` attribute.
+/// A text attribute of an instance: what its `show` prints and what its
+/// `store` accepts. [`show_attr`] and [`store_attr`] are the sysfs
+/// callbacks for any of them.
+trait TextAttr {
+    /// The value, newline included.
+    fn show(d: &NetDev) -> Result<CString>;
+    /// Parses `text` (trimmed) and applies it.
+    fn store(_d: &NetDev, _text: &str) -> Result {
+        Err(EPERM)
+    }
+}
+
+/// sysfs `show` of the attribute `A`.
 ///
 /// # Safety
 ///
 /// Called by sysfs with the device of one of our instances and a page.
-unsafe extern "C" fn mac_show(
+unsafe extern "C" fn show_attr<A: TextAttr>(
     dev: *mut bindings::device,
     _a: *mut bindings::device_attribute,
     buf: *mut c_char,
 ) -> isize {
-    // SAFETY: called by sysfs for one of our instances.
+    // SAFETY: called by sysfs for one of our instances, with a page.
+    result_isize(unsafe { with_dev(dev, |d| Ok(emit(buf, &A::show(d)?))) })
+}
+
+/// sysfs `store` of the attribute `A`.
+///
+/// # Safety
+///
+/// Called by sysfs with the device of one of our instances and `count`
+/// readable bytes.
+unsafe extern "C" fn store_attr<A: TextAttr>(
+    dev: *mut bindings::device,
+    _a: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: called by sysfs for one of our instances with `count` bytes.
     result_isize(unsafe {
         with_dev(dev, |d| {
-            let m = d.state.lock().mac;
-            let s = CString::try_from_fmt(fmt!(
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
-                m[0],
-                m[1],
-                m[2],
-                m[3],
-                m[4],
-                m[5]
-            ))?;
-            Ok(emit(buf, &s))
+            A::store(d, input(buf, count)?)?;
+            Ok(count as isize)
         })
     })
 }
@@ -581,180 +600,137 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// sysfs `store` of the `mac` attribute.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and `count` readable bytes.
-unsafe extern "C" fn mac_store(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *const c_char,
-    count: usize,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances with `count` bytes.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            let mac = parse_mac(input(buf, count)?)?;
-            if d.handle.is_open() {
-                return Err(EBUSY);
-            }
-            d.state.lock().mac = mac;
-            Ok(count as isize)
-        })
-    })
+/// `mac`: settable while the device is not open.
+struct Mac;
+
+impl TextAttr for Mac {
+    fn show(d: &NetDev) -> Result<CString> {
+        let m = d.state.lock().mac;
+        CString::try_from_fmt(fmt!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5]
+        ))
+    }
+
+    fn store(d: &NetDev, text: &str) -> Result {
+        let mac = parse_mac(text)?;
+        if d.handle.is_open() {
+            return Err(EBUSY);
+        }
+        d.state.lock().mac = mac;
+        Ok(())
+    }
 }
 
-/// sysfs `show` of the `mtu` attribute.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and a page.
-unsafe extern "C" fn mtu_show(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            let s = CString::try_from_fmt(fmt!("{}\n", d.state.lock().mtu))?;
-            Ok(emit(buf, &s))
-        })
-    })
+/// `mtu`: 68-65535, settable while the device is not open.
+struct Mtu;
+
+impl TextAttr for Mtu {
+    fn show(d: &NetDev) -> Result<CString> {
+        CString::try_from_fmt(fmt!("{}\n", d.state.lock().mtu))
+    }
+
+    fn store(d: &NetDev, text: &str) -> Result {
+        let mtu: u16 = text.parse().map_err(|_| EINVAL)?;
+        if mtu < MTU_MIN {
+            return Err(EINVAL);
+        }
+        if d.handle.is_open() {
+            return Err(EBUSY);
+        }
+        d.state.lock().mtu = mtu;
+        Ok(())
+    }
 }
 
-/// sysfs `store` of the `mtu` attribute.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and `count` readable bytes.
-unsafe extern "C" fn mtu_store(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *const c_char,
-    count: usize,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances with `count` bytes.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            let mtu: u16 = input(buf, count)?.parse().map_err(|_| EINVAL)?;
-            if mtu < MTU_MIN {
-                return Err(EINVAL);
-            }
-            if d.handle.is_open() {
-                return Err(EBUSY);
-            }
-            d.state.lock().mtu = mtu;
-            Ok(count as isize)
-        })
-    })
+/// `link`: `1`/`up` or `0`/`down`; a change fires the config interrupt.
+struct Link;
+
+impl TextAttr for Link {
+    fn show(d: &NetDev) -> Result<CString> {
+        let up = d.state.lock().link_up;
+        CString::try_from_fmt(fmt!("{}\n", u8::from(up)))
+    }
+
+    fn store(d: &NetDev, text: &str) -> Result {
+        let up = match text {
+            "1" | "up" => true,
+            "0" | "down" => false,
+            _ => return Err(EINVAL),
+        };
+        let changed = {
+            let mut st = d.state.lock();
+            let changed = st.link_up != up;
+            st.link_up = up;
+            changed
+        };
+        if changed {
+            d.handle.config_changed();
+        }
+        Ok(())
+    }
 }
 
-/// sysfs `show` of the `link` attribute.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and a page.
-unsafe extern "C" fn link_show(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            let up = d.state.lock().link_up;
-            Ok(emit(buf, if up { c_str!("1\n") } else { c_str!("0\n") }))
-        })
-    })
+/// The counters under `stats/`, in the order of [`STAT_ATTRS`].
+fn stat(d: &NetDev, i: usize) -> u64 {
+    let s = d.state.lock().lb.stats;
+    match i {
+        0 => s.tx_packets,
+        1 => s.tx_bytes,
+        2 => s.rx_packets,
+        3 => s.rx_bytes,
+        4 => s.drop_oversize,
+        5 => s.drop_malformed,
+        6 => s.ring_errors,
+        7 => d.kicks.load(Ordering::Relaxed),
+        _ => d.interrupts.load(Ordering::Relaxed),
+    }
 }
 
-/// sysfs `store` of the `link` attribute.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and `count` readable bytes.
-unsafe extern "C" fn link_store(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *const c_char,
-    count: usize,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances with `count` bytes.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            let up = match input(buf, count)? {
-                "1" | "up" => true,
-                "0" | "down" => false,
-                _ => return Err(EINVAL),
-            };
-            let changed = {
-                let mut st = d.state.lock();
-                let changed = st.link_up != up;
-                st.link_up = up;
-                changed
-            };
-            if changed {
-                d.handle.config_changed();
-            }
-            Ok(count as isize)
-        })
-    })
+/// Counter `I` of [`stat`] (read-only).
+struct Stat<const I: usize>;
+
+impl<const I: usize> TextAttr for Stat<I> {
+    fn show(d: &NetDev) -> Result<CString> {
+        CString::try_from_fmt(fmt!("{}\n", stat(d, I)))
+    }
 }
 
-macro_rules! counters {
-    ($($name:ident: |$d:ident, $st:ident| $e:expr;)*) => {
-        $(
-            /// sysfs `show` of a counter.
-            ///
-            /// # Safety
-            ///
-            /// Called by sysfs with the device of one of our instances and a
-            /// page.
-            #[allow(unused_variables)]
-            unsafe extern "C" fn $name(
-                dev: *mut bindings::device,
-                _a: *mut bindings::device_attribute,
-                buf: *mut c_char,
-            ) -> isize {
-                // SAFETY: called by sysfs for one of our instances.
-                result_isize(unsafe {
-                    with_dev(dev, |$d| {
-                        let $st = $d.state.lock().lb.stats;
-                        let v: u64 = $e;
-                        let s = CString::try_from_fmt(fmt!("{}\n", v))?;
-                        Ok(emit(buf, &s))
-                    })
-                })
-            }
-        )*
-        static STAT_ATTRS: [Attr; count!($($name)*)] = [
-            $(attr(c_str!(stringify!($name)), 0o444, $name, None),)*
-        ];
-    };
-}
+static STAT_ATTRS: [Attr; 9] = [
+    attr(c_str!("tx_packets"), 0o444, show_attr::<Stat<0>>, None),
+    attr(c_str!("tx_bytes"), 0o444, show_attr::<Stat<1>>, None),
+    attr(c_str!("rx_packets"), 0o444, show_attr::<Stat<2>>, None),
+    attr(c_str!("rx_bytes"), 0o444, show_attr::<Stat<3>>, None),
+    attr(c_str!("drop_oversize"), 0o444, show_attr::<Stat<4>>, None),
+    attr(c_str!("drop_malformed"), 0o444, show_attr::<Stat<5>>, None),
+    attr(c_str!("ring_errors"), 0o444, show_attr::<Stat<6>>, None),
+    attr(c_str!("kicks"), 0o444, show_attr::<Stat<7>>, None),
+    attr(c_str!("interrupts"), 0o444, show_attr::<Stat<8>>, None),
+];
 
-macro_rules! count {
-    () => { 0usize };
-    ($head:ident $($tail:ident)*) => { 1usize + count!($($tail)*) };
-}
-
-counters! {
-        tx_packets: |d, s| s.tx_packets;
-        tx_bytes: |d, s| s.tx_bytes;
-        rx_packets: |d, s| s.rx_packets;
-        rx_bytes: |d, s| s.rx_bytes;
-        drop_oversize: |d, s| s.drop_oversize;
-        drop_malformed: |d, s| s.drop_malformed;
-        ring_errors: |d, s| s.ring_errors;
-        kicks: |d, s| d.kicks.load(Ordering::Relaxed);
-        interrupts: |d, s| d.interrupts.load(Ordering::Relaxed);
-}
-
-static MAC_ATTR: Attr = attr(c_str!("mac"), 0o644, mac_show, Some(mac_store));
-static MTU_ATTR: Attr = attr(c_str!("mtu"), 0o644, mtu_show, Some(mtu_store));
-static LINK_ATTR: Attr = attr(c_str!("link"), 0o644, link_show, Some(link_store));
+static MAC_ATTR: Attr = attr(
+    c_str!("mac"),
+    0o644,
+    show_attr::<Mac>,
+    Some(store_attr::<Mac>),
+);
+static MTU_ATTR: Attr = attr(
+    c_str!("mtu"),
+    0o644,
+    show_attr::<Mtu>,
+    Some(store_attr::<Mtu>),
+);
+static LINK_ATTR: Attr = attr(
+    c_str!("link"),
+    0o644,
+    show_attr::<Link>,
+    Some(store_attr::<Link>),
+);
 
 static NET_ATTRS: Attrs<4> = Attrs([
     &MAC_ATTR.0.attr,
