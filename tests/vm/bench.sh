@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # Benchmark job (release kernel): the same driver-side workload through a
-# vhost-mdev sample instance (type1 and iommufd) and through vdpa_sim_net
-# behind vhost-vdpa. Prints one "BENCH {json}" line per run; the host's
+# vhost-mdev sample instance (type1 and iommufd), through vdpa_sim_net
+# behind vhost-vdpa, and through the in-process "instant" device of the
+# driver itself (vhost-mdev bench instant: completes each frame before the
+# kick returns, copies only its first 64 bytes), the driver's own ceiling
+# under this CPU. Prints one "BENCH {json}" line per run; the host's
 # scripts/bench-report makes the table.
 #
 # The driver busy-polls the RX used ring (vhost-mdev bench --busy-poll) for
@@ -56,11 +59,13 @@ run() { # label size mode target [opts]
 # 65535 bytes: the largest frame of the test format (its length is a u16),
 # received in 4 KiB RX buffers spanned with MRG_RXBUF (17 per frame).
 # vdpa_sim_net copies each frame through a one-page buffer and offers no
-# MRG_RXBUF: it has no row there.
-n=0 total=$((REPS * 16))
+# MRG_RXBUF: it has no row there. The driver ceiling runs in every
+# repetition, size and mode, pinned like the others.
+n=0 total=$((REPS * 22))
 for rep in $(seq "$REPS"); do
 	for mode in batch pingpong; do
 		for size in 64 1500 65535; do
+			run "driver ceiling" $size $mode instant; n=$((n + 1))
 			run vhost-mdev-type1 $size $mode "$uuid"; n=$((n + 1))
 			run vhost-mdev-iommufd $size $mode "$uuid" --iommufd; n=$((n + 1))
 			if [ $size != 65535 ]; then

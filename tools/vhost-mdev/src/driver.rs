@@ -553,7 +553,9 @@ impl<B: VhostBackend> NetDriver<B> {
         if len < NET_HDR_LEN {
             return Err(Error::Protocol(format!("RX used length {len} < header")));
         }
-        let hdr = VirtioNetHdr::from_bytes(&self.q.rx.read_buf(first, 0, NET_HDR_LEN)?)?;
+        let mut hdr = [0u8; NET_HDR_LEN];
+        self.q.rx.read_buf_into(first, 0, &mut hdr)?;
+        let hdr = VirtioNetHdr::from_bytes(&hdr)?;
         sink(&self.q.rx, first, NET_HDR_LEN, len - NET_HDR_LEN)?;
         let mut total = len - NET_HDR_LEN;
         if self.mrg_rxbuf && hdr.num_buffers > 1 {

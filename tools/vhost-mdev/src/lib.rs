@@ -10,6 +10,8 @@
 //! - [`device`]: a vhost-mdev instance; requests over region 0 or ioctls.
 //! - [`vdpa`]: the same driver API over vhost-vdpa.
 //! - [`backend`]: the [`backend::VhostBackend`] trait over both.
+//! - [`instant`]: an in-process loopback that completes at once (the
+//!   driver's own ceiling).
 //! - [`mem`], [`virtq`], [`net`], [`driver`]: DMA memory, a split
 //!   virtqueue, virtio-net helpers and a loopback test driver.
 
@@ -19,6 +21,7 @@ pub mod backend;
 pub mod device;
 pub mod driver;
 pub mod error;
+pub mod instant;
 pub mod mem;
 pub mod msg;
 pub mod net;
@@ -31,6 +34,7 @@ pub mod virtq;
 pub use backend::VhostBackend;
 pub use device::{MdevDevice, Transport};
 pub use error::{Errno, Error, Result};
+pub use instant::InstantNet;
 pub use sysfs::Sysfs;
 pub use vdpa::VhostVdpa;
 pub use vfio::{DmaMapper, IommuKind, VfioDevice};

@@ -340,16 +340,28 @@ impl Virtq {
                 self.free.len()
             )));
         }
-        let ids: Vec<u16> = (0..segs.len()).filter_map(|_| self.free.pop()).collect();
+        // The chain takes the last segs.len() entries of the free list, in
+        // pop order: ids[i] = free[base + n - 1 - i] (no allocation per
+        // chain).
+        let n = segs.len();
+        let base = self.free.len() - n;
+        let id = |free: &[u16], i: usize| free[base + n - 1 - i];
         for (i, s) in segs.iter().enumerate() {
-            let (flags, next) = match ids.get(i + 1) {
-                Some(&n) => (Self::seg_flags(s) | VRING_DESC_F_NEXT, n),
-                None => (Self::seg_flags(s), 0),
+            let cur = id(&self.free, i);
+            let (flags, next) = if i + 1 < n {
+                (
+                    Self::seg_flags(s) | VRING_DESC_F_NEXT,
+                    id(&self.free, i + 1),
+                )
+            } else {
+                (Self::seg_flags(s), 0)
             };
-            self.next[usize::from(ids[i])] = next;
-            self.write_desc(self.layout.desc_entry(ids[i]), s.addr, s.len, flags, next)?;
+            self.next[usize::from(cur)] = next;
+            self.write_desc(self.layout.desc_entry(cur), s.addr, s.len, flags, next)?;
         }
-        self.push_avail(ids[0], token, segs.len() as u16)
+        let head = id(&self.free, 0);
+        self.free.truncate(base);
+        self.push_avail(head, token, n as u16)
     }
 
     /// Adds a chain as one descriptor pointing to an indirect table.

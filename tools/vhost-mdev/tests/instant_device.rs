@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! The driver against the in-process instant device (`vhost-mdev bench
+//! instant`): frames loop through the same ring code, notifications follow
+//! the driver's suppression, and bad requests are refused.
+
+use std::time::Duration;
+
+use vhost_mdev::driver::{
+    self, negotiate, wanted_features, BenchOptions, KickMode, NetDriver, NetDriverConfig,
+    TEST_SRC_MAC,
+};
+use vhost_mdev::error::Error;
+use vhost_mdev::instant::{InstantNet, InstantOptions, HEAD_COPY, INSTANT_FEATURES, INSTANT_MAC};
+use vhost_mdev::net::{build_frame, NET_HDR_LEN};
+use vhost_mdev::uapi::*;
+use vhost_mdev::virtq::{Seg, Virtq, VirtqConfig};
+use vhost_mdev::{DmaMapper, VhostBackend};
+
+const RX: usize = 0;
+const TX: usize = 1;
+
+fn device(copy_limit: usize, features: u64) -> InstantNet {
+    InstantNet::new(InstantOptions {
+        copy_limit,
+        features,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn cfg(max_frame: usize) -> NetDriverConfig {
+    NetDriverConfig {
+        queue_size: 256,
+        kick: KickMode::Direct,
+        max_frame,
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+fn errno(e: &Error) -> Option<i32> {
+    match e {
+        Error::Request { errno, .. } | Error::Sys { errno, .. } => Some(errno.0),
+        _ => None,
+    }
+}
+
+#[test]
+fn ping_is_byte_exact_with_every_feature_combination() {
+    for indirect in [false, true] {
+        for event_idx in [false, true] {
+            for mrg_rxbuf in [false, true] {
+                let dev = device(usize::MAX, INSTANT_FEATURES);
+                let c = NetDriverConfig {
+                    indirect,
+                    event_idx,
+                    mrg_rxbuf,
+                    queue_size: 64,
+                    ..cfg(1514)
+                };
+                let mut drv = NetDriver::start(&dev, c).unwrap();
+                let f = drv.features();
+                assert_eq!(f & (1 << VIRTIO_RING_F_INDIRECT_DESC) != 0, indirect);
+                assert_eq!(f & (1 << VIRTIO_RING_F_EVENT_IDX) != 0, event_idx);
+                assert_eq!(f & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0, mrg_rxbuf);
+                assert_eq!(drv.mac(), INSTANT_MAC);
+                assert_eq!(drv.config().mtu, 1500);
+                assert!(drv.config().link_up());
+                // 300 frames of mixed sizes wrap the 64-entry rings.
+                let rep = driver::ping(&mut drv, 300, 0).unwrap();
+                assert_eq!(rep.frames, 300);
+                let st = dev.stats().unwrap();
+                assert_eq!(st.frames, 300, "{indirect} {event_idx} {mrg_rxbuf}");
+                let want: u64 = (0..300).map(|i| driver::mixed_size(i) as u64).sum();
+                assert_eq!(st.bytes, want);
+                assert_eq!(st.rx_buffers, 300);
+                assert_eq!((st.stalls, st.dropped), (0, 0));
+                drv.stop().unwrap();
+                assert_eq!(dev.get_status().unwrap(), 0, "reset by the driver");
+                assert_eq!(dev.num_mappings().unwrap(), 0, "all unmapped");
+            }
+        }
+    }
+}
+
+#[test]
+fn head_copy_keeps_sequence_numbers_and_lengths() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    let mut drv = NetDriver::start(&dev, cfg(1514)).unwrap();
+    let template = build_frame(drv.mac(), TEST_SRC_MAC, 0, 1500).unwrap();
+    drv.set_tx_template(&template).unwrap();
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut peek = [0u8; 26];
+    // Bursts of up to 48 frames (RX never runs out), 2000 frames in all.
+    while got < 2000 {
+        while sent < 2000 && sent - got < 48 {
+            assert!(drv.queue_tx_template(18, &sent.to_be_bytes()).unwrap());
+            sent += 1;
+        }
+        drv.flush_tx().unwrap();
+        // Completed before notify() returned: nothing to wait for.
+        let mut n = 0;
+        while let Some(len) = drv.try_recv_peek(&mut peek).unwrap() {
+            assert_eq!(len, 1500);
+            let seq = u64::from_be_bytes(peek[18..26].try_into().unwrap());
+            assert_eq!(seq, got, "in order");
+            got += 1;
+            n += 1;
+        }
+        assert!(n > 0, "the device completes at once");
+        drv.reclaim_tx().unwrap();
+    }
+    // Only the head of a frame is copied; the rest of the RX buffer is
+    // left as it was (zero: only heads were ever written there).
+    drv.queue_tx_template(18, &7u64.to_be_bytes()).unwrap();
+    drv.flush_tx().unwrap();
+    let f = drv.try_recv().unwrap().unwrap();
+    assert_eq!(f.len(), 1500);
+    assert_eq!(f[..18], template[..18]);
+    assert_eq!(f[18..26], 7u64.to_be_bytes());
+    assert_eq!(f[26..HEAD_COPY], template[26..HEAD_COPY]);
+    assert!(f[HEAD_COPY..].iter().all(|b| *b == 0));
+    assert_eq!(dev.stats().unwrap().frames, 2001);
+}
+
+#[test]
+fn bench_batch_and_pingpong() {
+    for size in [64usize, 1500, 65535] {
+        for pingpong in [false, true] {
+            for busy_poll in [true, false] {
+                let dev = device(HEAD_COPY, INSTANT_FEATURES);
+                let mut drv = NetDriver::start(&dev, cfg(size)).unwrap();
+                let r = driver::bench(
+                    &mut drv,
+                    BenchOptions {
+                        size,
+                        depth: 64,
+                        duration: Duration::from_millis(200),
+                        pingpong,
+                        busy_poll,
+                    },
+                    &mut |_| {},
+                )
+                .unwrap();
+                let what = format!("size {size} pingpong {pingpong} busy_poll {busy_poll}");
+                assert!(r.packets > 0, "{what}");
+                assert_eq!(r.bytes, r.packets * size as u64, "{what}");
+                assert_eq!(r.late_irqs, 0, "{what}");
+                let st = dev.stats().unwrap();
+                assert_eq!(st.frames, r.packets, "{what}");
+                assert_eq!(st.dropped, 0, "{what}");
+                // The bench turns TX interrupts off, and RX ones too when
+                // busy polling: the device must not signal them.
+                // (With EVENT_IDX the driver's stale used_event is crossed
+                // again once per 65536 completions.)
+                assert!(st.irqs[TX] <= st.frames.div_ceil(65536), "{what}: {st:?}");
+                if busy_poll {
+                    assert_eq!(r.waits, 0, "{what}");
+                    assert!(
+                        st.irqs[RX] <= st.rx_buffers.div_ceil(65536),
+                        "{what}: {st:?}"
+                    );
+                }
+                // RX kicks only when asked for: at start, once after each
+                // frame that waited for RX buffers (and when the stale
+                // avail_event is crossed again, once per 65536 buffers).
+                assert!(
+                    st.kicks[RX] <= 1 + st.stalls + st.rx_buffers / 65536,
+                    "{what}: {st:?}"
+                );
+                assert!(st.kicks[TX] > 0);
+                if size == 65535 {
+                    // 4 KiB RX buffers spanned with MRG_RXBUF.
+                    assert_eq!(st.rx_buffers, 17 * st.frames, "{what}");
+                    if !pingpong {
+                        // 64 frames in flight need 1088 RX buffers of 256.
+                        assert!(st.stalls > 0, "{what}: {st:?}");
+                    }
+                } else {
+                    assert_eq!(st.rx_buffers, st.frames, "{what}");
+                }
+                // The driver still pings byte-exact afterwards (the device
+                // copies only heads: 60-byte frames fit).
+                assert_eq!(driver::ping(&mut drv, 5, 60).unwrap().frames, 5);
+            }
+        }
+    }
+}
+
+#[test]
+fn large_frames_span_rx_buffers_with_mrg_rxbuf_only() {
+    // With MRG_RXBUF: 65535-byte frames in 17 page-sized RX buffers.
+    let dev = device(usize::MAX, INSTANT_FEATURES);
+    let mut drv = NetDriver::start(&dev, cfg(65535)).unwrap();
+    assert_eq!(driver::ping(&mut drv, 40, 65535).unwrap().frames, 40);
+    let st = dev.stats().unwrap();
+    assert_eq!((st.frames, st.rx_buffers), (40, 40 * 17));
+    drop(drv);
+    // Without: the driver posts RX buffers of the whole frame.
+    let dev = device(
+        usize::MAX,
+        INSTANT_FEATURES & !(1 << VIRTIO_NET_F_MRG_RXBUF),
+    );
+    let mut drv = NetDriver::start(&dev, cfg(65535)).unwrap();
+    assert_eq!(drv.features() & (1 << VIRTIO_NET_F_MRG_RXBUF), 0);
+    assert_eq!(driver::ping(&mut drv, 40, 65535).unwrap().frames, 40);
+    let st = dev.stats().unwrap();
+    assert_eq!((st.frames, st.rx_buffers), (40, 40));
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    let einval = Some(libc::EINVAL);
+    for (index, num) in [(0, 0), (0, 3), (1, 100), (0, 2048), (0, 65536)] {
+        let e = dev.set_vring_num(index, num).unwrap_err();
+        assert_eq!(errno(&e), einval, "num {num}: {e}");
+    }
+    dev.set_vring_num(0, 1024).unwrap();
+    dev.set_vring_num(1, 1).unwrap();
+    for index in [2, 3, u32::MAX] {
+        assert_eq!(
+            errno(&dev.set_vring_num(index, 256).unwrap_err()),
+            Some(libc::ENOBUFS)
+        );
+        assert_eq!(
+            errno(&dev.get_vring_base(index).unwrap_err()),
+            Some(libc::ENOBUFS)
+        );
+        assert!(dev.set_vring_call(index, None).is_err());
+        assert!(dev.set_vring_enable(index, true).is_err());
+    }
+    assert!(dev.notify(2).is_err());
+    assert!(dev.set_vring_enable(0, false).is_ok());
+    assert_eq!(errno(&dev.set_vring_base(0, 65536).unwrap_err()), einval);
+    dev.set_vring_base(0, 7).unwrap();
+    assert_eq!(dev.get_vring_base(0).unwrap(), 7);
+    // Ring alignment: desc 16, avail 2, used 4; no logging.
+    let good = VhostVringAddr {
+        index: 0,
+        flags: 0,
+        desc_user_addr: 0x1000,
+        used_user_addr: 0x3000,
+        avail_user_addr: 0x2000,
+        log_guest_addr: 0,
+    };
+    dev.set_vring_addr(&good).unwrap();
+    for bad in [
+        VhostVringAddr {
+            desc_user_addr: 0x1008,
+            ..good
+        },
+        VhostVringAddr {
+            avail_user_addr: 0x2001,
+            ..good
+        },
+        VhostVringAddr {
+            used_user_addr: 0x3002,
+            ..good
+        },
+        VhostVringAddr { flags: 1, ..good },
+    ] {
+        assert_eq!(errno(&dev.set_vring_addr(&bad).unwrap_err()), einval);
+    }
+    // Config space: 12 bytes.
+    assert_eq!(dev.get_config(0, 6).unwrap(), INSTANT_MAC.0);
+    assert_eq!(errno(&dev.get_config(8, 8).unwrap_err()), einval);
+    assert_eq!(errno(&dev.get_config(u32::MAX, 2).unwrap_err()), einval);
+    // Features and status.
+    assert_eq!(dev.get_features().unwrap(), INSTANT_FEATURES);
+    assert_eq!(errno(&dev.set_features(1 << 63).unwrap_err()), einval);
+    assert_eq!(
+        errno(&dev.set_status(VIRTIO_CONFIG_S_DRIVER_OK).unwrap_err()),
+        einval,
+        "DRIVER_OK without FEATURES_OK"
+    );
+    dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER)
+        .unwrap();
+    assert_eq!(
+        errno(&dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE).unwrap_err()),
+        einval,
+        "clearing a bit"
+    );
+    // FEATURES_OK without ACCESS_PLATFORM is left clear.
+    dev.set_features(1 << VIRTIO_F_VERSION_1).unwrap();
+    let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+    dev.set_status(s).unwrap();
+    assert_eq!(dev.get_status().unwrap() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+    // Kick eventfds are not supported: the driver must use notify().
+    assert!(matches!(
+        dev.set_vring_kick(0, None),
+        Err(Error::Unsupported(_))
+    ));
+    dev.reset().unwrap();
+    assert_eq!(dev.get_status().unwrap(), 0);
+    let e = NetDriver::start(
+        &dev,
+        NetDriverConfig {
+            kick: KickMode::EventFd,
+            ..cfg(1514)
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    // Vring changes while running are refused.
+    let drv = NetDriver::start(&dev, cfg(1514)).unwrap();
+    let e = drv.backend().set_vring_num(0, 128).unwrap_err();
+    assert_eq!(errno(&e), einval);
+    assert!(drv.backend().set_features(INSTANT_FEATURES).is_err());
+}
+
+#[test]
+fn dma_mappings_are_checked() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    let vq = Virtq::new(
+        VirtqConfig {
+            size: 8,
+            buffers: 64,
+            buf_size: 256,
+            max_indirect: 0,
+            event_idx: false,
+        },
+        0x10_0000,
+    )
+    .unwrap();
+    let len = vq.memory().len() as u64;
+    assert!(len > 0x1000);
+    let addr = vq.memory().addr();
+    // SAFETY: every mapping of this memory is undone below, before `vq`
+    // is dropped; the device never touches it (no queue is set up).
+    unsafe {
+        dev.map_dma(0x10_0000, len, addr).unwrap();
+        let e = dev
+            .map_dma(0x10_0000 + len - 0x1000, len, addr)
+            .unwrap_err();
+        assert_eq!(errno(&e), Some(libc::EEXIST), "{e}");
+        assert!(dev.map_dma(0x100_0000, len, addr + 1).is_err(), "unaligned");
+        assert!(dev.map_dma(0x100_0000, 0, addr).is_err(), "empty");
+        assert!(dev.map_dma(u64::MAX - 0xfff, len, addr).is_err(), "wraps");
+        dev.map_dma(0x100_0000, len, addr).unwrap();
+    }
+    assert_eq!(dev.num_mappings().unwrap(), 2);
+    assert_eq!(
+        errno(&dev.unmap_dma(0x10_0000, 0x1000).unwrap_err()),
+        Some(libc::ENOENT)
+    );
+    dev.unmap_dma(0x10_0000, len).unwrap();
+    dev.unmap_dma(0x100_0000, len).unwrap();
+    assert_eq!(dev.num_mappings().unwrap(), 0);
+}
+
+/// Sets the device up by hand over two 8-entry queues at IOVAs 1 MiB (RX)
+/// and 16 MiB (TX), with EVENT_IDX off.
+fn manual_setup(dev: &InstantNet) -> (Virtq, Virtq) {
+    let c = NetDriverConfig {
+        event_idx: false,
+        ..cfg(1514)
+    };
+    negotiate(dev, wanted_features(&c)).unwrap();
+    let vqc = VirtqConfig {
+        size: 8,
+        buffers: 8,
+        buf_size: 2048,
+        max_indirect: 0,
+        event_idx: false,
+    };
+    let rx = Virtq::new(vqc, 0x10_0000).unwrap();
+    let tx = Virtq::new(vqc, 0x100_0000).unwrap();
+    for (i, q) in [(0u32, &rx), (1, &tx)] {
+        // SAFETY: unmapped by manual_teardown() before the queues drop.
+        unsafe { q.memory().map(dev, q.iova()).unwrap() };
+        dev.set_vring_num(i, 8).unwrap();
+        dev.set_vring_addr(&q.vring_addr(i)).unwrap();
+        dev.set_vring_enable(i, true).unwrap();
+    }
+    dev.set_status(
+        VIRTIO_CONFIG_S_ACKNOWLEDGE
+            | VIRTIO_CONFIG_S_DRIVER
+            | VIRTIO_CONFIG_S_FEATURES_OK
+            | VIRTIO_CONFIG_S_DRIVER_OK,
+    )
+    .unwrap();
+    (rx, tx)
+}
+
+fn manual_teardown(dev: &InstantNet, qs: (Virtq, Virtq)) {
+    dev.reset().unwrap();
+    for q in [&qs.0, &qs.1] {
+        dev.unmap_dma(q.iova(), q.memory().len() as u64).unwrap();
+    }
+}
+
+#[test]
+fn rx_kicks_are_asked_for_only_while_a_frame_waits() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    let (mut rx, mut tx) = manual_setup(&dev);
+    // Without EVENT_IDX: VRING_USED_F_NO_NOTIFY on RX, clear on TX.
+    let used_flags = |q: &Virtq| q.memory().load::<u16>(q.layout().used).unwrap();
+    assert_eq!(used_flags(&rx), 1);
+    assert_eq!(used_flags(&tx), 0);
+    // A frame with no RX buffer waits on TX and asks for an RX kick.
+    let frame = build_frame(INSTANT_MAC, TEST_SRC_MAC, 3, 100).unwrap();
+    tx.write_buf(0, NET_HDR_LEN, &frame).unwrap();
+    let seg = |q: &Virtq, write, len| Seg {
+        addr: q.buf_iova(0).unwrap(),
+        len,
+        write,
+    };
+    tx.add(&[seg(&tx, false, (NET_HDR_LEN + 100) as u32)], 0)
+        .unwrap();
+    assert!(tx.publish().unwrap(), "TX kick wanted");
+    dev.notify(1).unwrap();
+    assert!(dev.wants_rx_kick().unwrap());
+    assert_eq!(used_flags(&rx), 0);
+    assert!(!tx.has_used().unwrap());
+    // The RX buffer comes with a kick; the frame goes through.
+    rx.add(&[seg(&rx, true, 2048)], 0).unwrap();
+    assert!(rx.publish().unwrap(), "RX kick wanted");
+    dev.notify(0).unwrap();
+    assert!(!dev.wants_rx_kick().unwrap());
+    assert_eq!(used_flags(&rx), 1);
+    let u = rx.pop_used().unwrap().unwrap();
+    assert_eq!(u.len as usize, NET_HDR_LEN + 100);
+    let got = rx.read_buf(0, NET_HDR_LEN, 100).unwrap();
+    assert_eq!(got[..HEAD_COPY], frame[..HEAD_COPY]);
+    assert_eq!(tx.pop_used().unwrap().unwrap().len, 0);
+    let st = dev.stats().unwrap();
+    assert_eq!((st.frames, st.stalls, st.kicks), (1, 1, [1, 1]));
+    manual_teardown(&dev, (rx, tx));
+}
+
+#[test]
+fn a_bad_chain_stops_the_device() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    let (rx, mut tx) = manual_setup(&dev);
+    // A TX chain shorter than the virtio-net header.
+    let seg = Seg {
+        addr: tx.buf_iova(0).unwrap(),
+        len: 4,
+        write: false,
+    };
+    tx.add(&[seg], 0).unwrap();
+    tx.publish().unwrap();
+    let e = dev.notify(1).unwrap_err();
+    assert!(
+        e.to_string().contains("shorter than the virtio-net header"),
+        "{e}"
+    );
+    assert_ne!(dev.get_status().unwrap() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    assert!(dev.notify(1).is_err(), "stays stopped until reset");
+    dev.reset().unwrap();
+    assert_eq!(dev.get_status().unwrap(), 0);
+    manual_teardown(&dev, (rx, tx));
+    // Memory the driver never mapped: DRIVER_OK is refused.
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    negotiate(&dev, wanted_features(&cfg(1514))).unwrap();
+    let addr = VhostVringAddr {
+        index: 0,
+        flags: 0,
+        desc_user_addr: 0x1000,
+        used_user_addr: 0x3000,
+        avail_user_addr: 0x2000,
+        log_guest_addr: 0,
+    };
+    dev.set_vring_num(0, 8).unwrap();
+    dev.set_vring_addr(&addr).unwrap();
+    dev.set_vring_enable(0, true).unwrap();
+    let all = VIRTIO_CONFIG_S_ACKNOWLEDGE
+        | VIRTIO_CONFIG_S_DRIVER
+        | VIRTIO_CONFIG_S_FEATURES_OK
+        | VIRTIO_CONFIG_S_DRIVER_OK;
+    let e = dev.set_status(all).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::EINVAL), "{e}");
+}
