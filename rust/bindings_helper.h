@@ -10,6 +10,7 @@
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/iommu.h>
 #include <linux/kthread.h>
 #include <linux/mdev.h>
 #include <linux/mm.h>
@@ -31,6 +32,8 @@
 
 /* Constants bindgen cannot see through macros (ioctl numbers). */
 const size_t VM_PAGE_SIZE = PAGE_SIZE;
+const int VM_IOMMU_READ = IOMMU_READ;
+const int VM_IOMMU_WRITE = IOMMU_WRITE;
 const unsigned int VM_VFIO_DEVICE_GET_INFO = VFIO_DEVICE_GET_INFO;
 const unsigned int VM_VFIO_DEVICE_GET_REGION_INFO = VFIO_DEVICE_GET_REGION_INFO;
 const unsigned int VM_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_INFO;

@@ -5,6 +5,7 @@
  */
 #include <linux/device.h>
 #include <linux/err.h>
+#include <linux/highmem.h>
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
@@ -99,4 +100,14 @@ bool vm_helper_mmget_not_zero(struct mm_struct *mm)
 bool vm_helper_current_is_kthread(void)
 {
 	return current->flags & PF_KTHREAD;
+}
+
+void *vm_helper_kmap_local_page(struct page *page)
+{
+	return kmap_local_page(page);
+}
+
+void vm_helper_kunmap_local(const void *addr)
+{
+	kunmap_local(addr);
 }

@@ -11,6 +11,8 @@
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
+struct page;
+
 struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
 						const struct vfio_device_ops *ops);
 void vm_helper_vfio_put_device(struct vfio_device *vdev);
@@ -29,5 +31,7 @@ bool vm_helper_mmget_not_zero(struct mm_struct *mm);
 bool vm_helper_current_is_kthread(void);
 void vm_helper_init_work(struct work_struct *work, work_func_t func);
 bool vm_helper_queue_work(struct work_struct *work);
+void *vm_helper_kmap_local_page(struct page *page);
+void vm_helper_kunmap_local(const void *addr);
 
 #endif

@@ -99,6 +99,32 @@ impl DeviceHandle {
         kernel::error::to_result(r)
     }
 
+    /// Copies `len` bytes of guest memory from `src` to `dst` without a
+    /// bounce buffer (see `vhost_mdev_dma_copy()`). Fails with `EOPNOTSUPP`
+    /// when the core cannot: then copy through a buffer with
+    /// [`DeviceHandle::dma_read`] and [`DeviceHandle::dma_write`], which
+    /// report the real error.
+    ///
+    /// # Safety
+    ///
+    /// As for [`DeviceHandle::dma_read`].
+    pub unsafe fn dma_copy(&self, dst: u64, src: u64, len: usize) -> Result {
+        // SAFETY: `ptr` is valid; the caller guarantees the device is open.
+        let r = unsafe { bindings::vhost_mdev_dma_copy(self.ptr.as_ptr(), dst, src, len) };
+        kernel::error::to_result(r)
+    }
+
+    /// Whether [`DeviceHandle::dma_copy`] can work on this opening of the
+    /// device (it is bound to iommufd, whose pages the core may pin).
+    ///
+    /// # Safety
+    ///
+    /// As for [`DeviceHandle::dma_read`].
+    pub unsafe fn dma_can_copy(&self) -> bool {
+        // SAFETY: `ptr` is valid; the caller guarantees the device is open.
+        unsafe { bindings::vhost_mdev_dma_can_copy(self.ptr.as_ptr()) }
+    }
+
     /// Adopts the address space of the process that opened the device for
     /// a batch of DMA (see `vhost_mdev_dma_begin()`), until the returned
     /// guard drops.

@@ -10,6 +10,7 @@
 //! are initialised in place after allocation and dropped in `release`.
 
 use crate::bindings;
+use crate::dma::PinCache;
 use crate::eventfd::EventFd;
 use crate::parent::Parent;
 use crate::proto::{self, Backend, Model, Reply};
@@ -106,6 +107,9 @@ struct Data {
     /// Set in `open_device`, dropped in `close_device` after the parent's
     /// worker is quiesced.
     mm: AtomicPtr<bindings::mm_struct>,
+    /// Pinned pages of the data path (iommufd only; see [`crate::dma`]).
+    #[pin]
+    pins: PinCache,
 }
 
 /// A vhost-mdev instance; `struct vhost_mdev_device` of the C ABI.
@@ -339,6 +343,7 @@ impl Instance {
             kicks_on: AtomicBool::new(false),
             device_status: AtomicU8::new(0),
             mm: AtomicPtr::new(ptr::null_mut()),
+            pins <- PinCache::new(),
         });
         // SAFETY: `this` is a zeroed allocation large enough for `Instance`
         // that nothing else references yet; the data is never moved (VFIO
@@ -864,6 +869,8 @@ unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
         unsafe { bindings::vm_helper_mmgrab(mm) };
     }
     this.mm.store(mm, Ordering::Release);
+    // SAFETY: `vdev` is being opened; `close_device` closes the cache.
+    unsafe { this.pins.open(vdev) };
     this.device_status.store(0, Ordering::Release);
     this.kicks_on.store(true, Ordering::Release);
     0
@@ -891,6 +898,8 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     // drops its translations; no DMA is in flight when it returns.
     let mut ops = this.ops();
     inner.model.reset(&mut ops);
+    // ... and the core's own translations: unpin every cached page.
+    this.pins.close();
     // 4. Release the IRQ eventfds.
     let mut old_vq = [Irqs::NONE; proto::MAX_VQS];
     let mut irqs = this.irqs.lock();
@@ -1025,7 +1034,10 @@ unsafe extern "C" fn request(vdev: *mut bindings::vfio_device, count: c_uint) {
 unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
     // SAFETY: VFIO calls `dma_unmap` on an open device.
     let this = unsafe { inst(vdev) };
-    // No lock of ours is taken here (see the locking rules of the crate).
+    // The state mutex is not taken here (see the locking rules of the
+    // crate); the pin cache's lock is, which the data path never holds
+    // across a call into VFIO.
+    this.pins.unmap(iova, length);
     // SAFETY: `parent` outlives the instance.
     if let Some(f) = unsafe { (*this.parent).ops() }.dma_unmap {
         // SAFETY: `priv_` is live while the device is open.
@@ -1106,9 +1118,57 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
     if len == 0 {
         return 0;
     }
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { handle(vdev) };
+    // SAFETY: the caller guarantees `buf` for `len` bytes.
+    if unsafe { this.pins.rw(iova, buf.cast(), len, write) } {
+        return 0;
+    }
     // SAFETY: the handle is the instance, whose first field is the
     // `vfio_device`; the caller guarantees the device is open and `buf`.
     unsafe { bindings::vfio_dma_rw(vdev.cast(), iova, buf, len, write) }
+}
+
+/// `vhost_mdev_dma_copy()`: copies guest memory to guest memory by IOVA,
+/// page to page through the pinned-page cache.
+///
+/// Returns 0, or `-EOPNOTSUPP` when the cache cannot serve the copy (a type1
+/// container, a failed pin, an unmapped IOVA): the parent then copies
+/// through a buffer of its own with `vhost_mdev_dma_rw()`, which reports
+/// the real error. Part of the copy may have been done by then.
+///
+/// # Safety
+///
+/// As for `vhost_mdev_dma_rw()`.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_copy(
+    vdev: *mut bindings::vhost_mdev_device,
+    dst: u64,
+    src: u64,
+    len: usize,
+) -> i32 {
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { handle(vdev) };
+    if this.pins.copy(dst, src, len) {
+        0
+    } else {
+        -(bindings::EOPNOTSUPP as i32)
+    }
+}
+
+/// `vhost_mdev_dma_can_copy()`: whether `vhost_mdev_dma_copy()` can work
+/// (the device is bound to iommufd), so that a parent picks its data path
+/// once per worker run.
+///
+/// # Safety
+///
+/// `vdev` must be a live, open instance handle.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_can_copy(
+    vdev: *mut bindings::vhost_mdev_device,
+) -> bool {
+    // SAFETY: the caller guarantees the handle is live.
+    unsafe { handle(vdev) }.pins.enabled()
 }
 
 /// `vhost_mdev_dma_begin()`: the calling worker adopts the opener's mm.

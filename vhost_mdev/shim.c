@@ -16,6 +16,8 @@ EXPORT_SYMBOL_GPL(vhost_mdev_vq_interrupt);
 EXPORT_SYMBOL_GPL(vhost_mdev_config_changed);
 EXPORT_SYMBOL_GPL(vhost_mdev_needs_reset);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_rw);
+EXPORT_SYMBOL_GPL(vhost_mdev_dma_copy);
+EXPORT_SYMBOL_GPL(vhost_mdev_dma_can_copy);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_begin);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_end);
 EXPORT_SYMBOL_GPL(vhost_mdev_priv_from_dev);

@@ -127,6 +127,18 @@ void vhost_mdev_needs_reset(struct vhost_mdev_device *vdev);
 int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
 		      size_t len, bool write);
 /*
+ * Same context. Copies guest memory to guest memory without a bounce
+ * buffer, through pages the core pinned and caches (only for a device bound
+ * to iommufd; vhost_mdev_dma_can_copy() says whether it is). Returns
+ * -EOPNOTSUPP when it cannot serve the copy (type1, a failed pin, an unmapped
+ * IOVA); the parent then copies through a buffer of its own with
+ * vhost_mdev_dma_rw(), which reports the real error. With iommufd,
+ * vhost_mdev_dma_rw() also goes through the cache.
+ */
+int vhost_mdev_dma_copy(struct vhost_mdev_device *vdev, u64 dst, u64 src,
+			size_t len);
+bool vhost_mdev_dma_can_copy(struct vhost_mdev_device *vdev);
+/*
  * A worker brackets a batch of vhost_mdev_dma_rw() calls with these: the
  * worker adopts the address space of the process that opened the device
  * (kthread_use_mm()), so that VFIO does not switch it for every call.

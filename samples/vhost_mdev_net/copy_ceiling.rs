@@ -2,18 +2,26 @@
 
 //! A benchmark aid: the copy ceiling of the sample's data path.
 //!
-//! The data path moves every frame with `vfio_dma_rw()`, which copies with
-//! `copy_from_user()` (TX) and `copy_to_user()` (RX) in the VMM's address
-//! space. This debugfs file times the same two routines on a user buffer,
-//! in the kernel, so that a benchmark can read the data path against what
-//! copying alone allows (`make bench` prints the ratio):
+//! With a type1 container the data path moves every frame with
+//! `vfio_dma_rw()`, which copies with `copy_from_user()` (TX) and
+//! `copy_to_user()` (RX) in the VMM's address space. With iommufd it copies
+//! each frame once, TX buffer to RX buffer, with `memcpy()` between pinned
+//! pages (`vhost_mdev_dma_copy()`), a page at a time. This debugfs file
+//! times the same routines in the kernel, so that a benchmark can read the
+//! data path against what copying alone allows (`make bench` prints the
+//! ratio):
 //!
 //! ```text
 //! /sys/kernel/debug/vhost_mdev_net/copy_ceiling   (root only)
-//!   write "SIZE ITERATIONS"    (1 <= SIZE <= 65549, 1 <= ITERATIONS <= 10^7)
-//!   read(fd, buf, 2 * SIZE)    copies buf[..SIZE] in and back out to
-//!                              buf[SIZE..], ITERATIONS times; then returns
-//!                              "SIZE ITERATIONS NANOSECONDS\n" in buf
+//!   write "SIZE ITERATIONS [user|memcpy]"
+//!                              (1 <= SIZE <= 65549, 1 <= ITERATIONS <= 10^7;
+//!                              user, the default, is the type1 path)
+//!   read(fd, buf, 2 * SIZE)    user: copies buf[..SIZE] in and back out to
+//!                              buf[SIZE..], ITERATIONS times; memcpy:
+//!                              copies SIZE bytes between two kernel
+//!                              buffers a page at a time, ITERATIONS times;
+//!                              then returns "SIZE ITERATIONS NANOSECONDS\n"
+//!                              in buf
 //! ```
 
 use crate::bindings;
@@ -28,9 +36,12 @@ use kernel::{c_str, fmt};
 
 const MAX_SIZE: u64 = 65549;
 const MAX_ITERATIONS: u64 = 10_000_000;
+const PAGE: usize = bindings::VM_PAGE_SIZE;
 
-/// `SIZE << 32 | ITERATIONS` of the last write (0: none yet).
+/// `MEMCPY << 63 | SIZE << 32 | ITERATIONS` of the last write (0: none
+/// yet).
 static PARAMS: AtomicU64 = AtomicU64::new(0);
+const MEMCPY: u64 = 1 << 63;
 
 /// The debugfs directory, removed on drop.
 ///
@@ -95,17 +106,22 @@ impl Drop for CopyCeiling {
     }
 }
 
-fn parse(text: &str) -> Result<(u64, u64)> {
+fn parse(text: &str) -> Result<u64> {
     let mut it = text.split_ascii_whitespace();
     let size: u64 = it.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
     let iters: u64 = it.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    let mode = match it.next() {
+        None | Some("user") => 0,
+        Some("memcpy") => MEMCPY,
+        Some(_) => return Err(EINVAL),
+    };
     if it.next().is_some()
         || !(1..=MAX_SIZE).contains(&size)
         || !(1..=MAX_ITERATIONS).contains(&iters)
     {
         return Err(EINVAL);
     }
-    Ok((size, iters))
+    Ok(mode | size << 32 | iters)
 }
 
 /// `file_operations.write`: sets the size and the iteration count.
@@ -126,8 +142,7 @@ unsafe extern "C" fn write(
             .reader()
             .read_slice(&mut text[..n])?;
         let text = core::str::from_utf8(&text[..n]).map_err(|_| EINVAL)?;
-        let (size, iters) = parse(text)?;
-        PARAMS.store(size << 32 | iters, Ordering::Relaxed);
+        PARAMS.store(parse(text)?, Ordering::Relaxed);
         Ok(count as isize)
     })();
     r.unwrap_or_else(|e| e.to_errno() as isize)
@@ -146,21 +161,35 @@ unsafe extern "C" fn read(
 ) -> isize {
     let r = (|| -> Result<isize> {
         let p = PARAMS.load(Ordering::Relaxed);
-        let (size, iters) = ((p >> 32) as usize, p & 0xffff_ffff);
+        let (size, iters) = (((p & !MEMCPY) >> 32) as usize, p & 0xffff_ffff);
         if size == 0 || count != 2 * size {
             return Err(EINVAL);
         }
         let mut k = KVec::from_elem(0u8, size, GFP_KERNEL)?;
         let user = buf as usize;
-        let t0 = Ktime::ktime_get();
-        for _ in 0..iters {
-            // The routines of `vfio_dma_rw()`: copy_from_user, copy_to_user.
-            UserSlice::new(user, size).reader().read_slice(&mut k)?;
-            UserSlice::new(user.wrapping_add(size), size)
-                .writer()
-                .write_slice(&k)?;
-        }
-        let ns = (Ktime::ktime_get() - t0).to_ns();
+        let ns = if p & MEMCPY != 0 {
+            let src = KVec::from_elem(1u8, size, GFP_KERNEL)?;
+            let t0 = Ktime::ktime_get();
+            for _ in 0..iters {
+                // The direct path: `memcpy()` a page at a time.
+                for (d, s) in k.chunks_mut(PAGE).zip(src.chunks(PAGE)) {
+                    d.copy_from_slice(s);
+                }
+                core::hint::black_box(&mut k);
+            }
+            (Ktime::ktime_get() - t0).to_ns()
+        } else {
+            let t0 = Ktime::ktime_get();
+            for _ in 0..iters {
+                // The routines of `vfio_dma_rw()`: copy_from_user,
+                // copy_to_user.
+                UserSlice::new(user, size).reader().read_slice(&mut k)?;
+                UserSlice::new(user.wrapping_add(size), size)
+                    .writer()
+                    .write_slice(&k)?;
+            }
+            (Ktime::ktime_get() - t0).to_ns()
+        };
         let s = CString::try_from_fmt(fmt!("{} {} {}\n", size, iters, ns))?;
         let out = s.as_bytes();
         let n = out.len().min(count);

@@ -48,6 +48,18 @@ pub trait GuestMemory {
     /// loads after it (`smp_mb()`, as vhost has when it publishes and then
     /// reads the driver's event index or flags).
     fn fence(&mut self) {}
+    /// Whether [`GuestMemory::copy`] may work: then the loopback copies a
+    /// frame's data from its TX buffers straight into RX buffers, once,
+    /// instead of reading it into the device's buffer and writing it out.
+    fn can_copy(&self) -> bool {
+        false
+    }
+    /// Copies `len` bytes from `src` to `dst`; false when it could not
+    /// (the caller then copies through its buffer with `read` and `write`,
+    /// which report the fault). Part of the copy may have been done.
+    fn copy(&mut self, _dst: u64, _src: u64, _len: usize) -> bool {
+        false
+    }
 }
 
 fn read_u16<M: GuestMemory>(mem: &mut M, addr: u64) -> Result<u16, Fault> {
@@ -429,6 +441,9 @@ pub const FRAME_BUF: usize = NET_HDR_LEN + MAX_FRAME;
 const MAX_RX_CHAINS: usize = 32;
 /// Segments of RX chains recorded for one frame (others add no room).
 const MAX_RX_SEGS: usize = 32;
+/// Segments of a TX chain recorded for a direct copy; a frame in more
+/// segments goes through the device's buffer.
+const MAX_TX_SEGS: usize = 32;
 
 /// Counters of a loopback, as shown in sysfs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -452,6 +467,9 @@ pub struct Stats {
     pub interrupts: u64,
     /// Ring errors (each put the device into NEEDS_RESET).
     pub ring_errors: u64,
+    /// Frames delivered whose data went from TX to RX buffers by direct
+    /// copies only ([`GuestMemory::copy`]), without the device's buffer.
+    pub direct_frames: u64,
 }
 
 /// What one run of [`Loopback::process`] did.
@@ -481,7 +499,8 @@ pub struct Loopback {
 
 /// What became of a frame offered to RX.
 enum Delivery {
-    Delivered,
+    /// Delivered; by direct copies only, or not.
+    Delivered(bool),
     TooBig,
     NoBuffers,
 }
@@ -495,6 +514,8 @@ struct RxScratch {
     nsegs: [u8; MAX_RX_CHAINS],
     /// Recorded segments of all chains, in order.
     segs: [Segment; MAX_RX_SEGS],
+    /// Segments of the TX frame being copied directly.
+    tx: [Segment; MAX_TX_SEGS],
 }
 
 impl Loopback {
@@ -527,6 +548,7 @@ impl Loopback {
         let mut rx_used = false;
         let mut tx_pending = self.tx.pending(mem)?;
         let mut rx_pending = self.rx.pending(mem)?;
+        let direct = mem.can_copy();
         while done < budget {
             if tx_pending == 0 {
                 break;
@@ -537,10 +559,13 @@ impl Loopback {
                     break; // Back-pressure: wait for RX buffers (the RX kick).
                 }
             }
-            // Read the TX frame (header + data).
+            // Take the TX frame (header + data): with a direct copy, record
+            // its segments and read only the header; otherwise read it all.
             let (head, mut w) = self.tx.chain(mem, 0)?;
             let mut len = 0usize;
             let mut malformed = false;
+            let mut ntx = 0usize;
+            let mut gathering = direct;
             while let Some(seg) = w.next(&mut self.tx, mem)? {
                 if seg.write {
                     return Err(RingError::BadDirection);
@@ -550,7 +575,26 @@ impl Loopback {
                     malformed = true;
                     continue;
                 }
-                mem.read(seg.addr, &mut buf[len..len + l])?;
+                if gathering && ntx == MAX_TX_SEGS {
+                    // Too many pieces: read what was recorded, go on reading.
+                    let mut off = 0usize;
+                    for t in &self.scratch.tx[..ntx] {
+                        let tl = t.len as usize;
+                        mem.read(t.addr, &mut buf[off..off + tl])?;
+                        off += tl;
+                    }
+                    gathering = false;
+                }
+                if gathering {
+                    self.scratch.tx[ntx] = seg;
+                    ntx += 1;
+                    if len < NET_HDR_LEN {
+                        let h = l.min(NET_HDR_LEN - len);
+                        mem.read(seg.addr, &mut buf[len..len + h])?;
+                    }
+                } else {
+                    mem.read(seg.addr, &mut buf[len..len + l])?;
+                }
                 len += l;
             }
             if len < NET_HDR_LEN {
@@ -560,11 +604,13 @@ impl Loopback {
                 self.stats.drop_malformed += 1;
             } else {
                 let rx_before = self.rx.last_avail;
-                let d = self.deliver(mem, buf, len, rx_pending)?;
+                let ntx = if gathering { Some(ntx) } else { None };
+                let d = self.deliver(mem, buf, len, rx_pending, ntx)?;
                 rx_pending -= self.rx.last_avail.wrapping_sub(rx_before);
                 match d {
-                    Delivery::Delivered => {
+                    Delivery::Delivered(direct) => {
                         rx_used = true;
+                        self.stats.direct_frames += u64::from(direct);
                         self.stats.rx_packets += 1;
                         self.stats.rx_bytes += (len - NET_HDR_LEN) as u64;
                     }
@@ -607,14 +653,17 @@ impl Loopback {
         Ok(out)
     }
 
-    /// Writes the frame in `buf[..len]` (header first) into RX buffers.
-    /// Consumes nothing unless it returns [`Delivery::Delivered`].
+    /// Writes the frame of `len` bytes (header first) into RX buffers: from
+    /// `buf[..len]`, or with `ntx` the header from `buf` and the data from
+    /// the first `ntx` recorded TX segments. Consumes nothing unless it
+    /// returns [`Delivery::Delivered`].
     fn deliver<M: GuestMemory>(
         &mut self,
         mem: &mut M,
         buf: &mut [u8],
         len: usize,
         rx_pending: u16,
+        ntx: Option<usize>,
     ) -> Result<Delivery, RingError> {
         let sc = &mut self.scratch;
         let mut n = 0usize;
@@ -658,15 +707,17 @@ impl Loopback {
         buf[10..12].copy_from_slice(&(n as u16).to_le_bytes());
         let mut off = 0usize;
         let mut at = 0usize;
+        let mut direct = ntx.is_some();
         for i in 0..n {
             let mut written = 0u32;
             let segs = usize::from(self.scratch.nsegs[i]);
+            let tx = ntx.map(|n| &self.scratch.tx[..n]);
             for s in &self.scratch.segs[at..at + segs] {
                 if off == len {
                     break;
                 }
                 let l = (s.len as usize).min(len - off);
-                mem.write(s.addr, &buf[off..off + l])?;
+                direct &= emit(mem, s.addr, off, l, buf, tx)?;
                 off += l;
                 written += l as u32;
             }
@@ -675,6 +726,55 @@ impl Loopback {
             let head = self.scratch.heads[i];
             self.rx.put_used(mem, head, written)?;
         }
-        Ok(Delivery::Delivered)
+        Ok(Delivery::Delivered(direct))
     }
+}
+
+/// Writes bytes `off..off + len` of a frame to `dst`: from `buf`, or, with
+/// `tx`, the header part from `buf` and the rest copied from the TX
+/// segments `tx` (falling back to `buf` as a bounce buffer where a direct
+/// copy fails: the frame's data part of `buf` is free then). Returns
+/// whether every data byte was copied directly.
+fn emit<M: GuestMemory>(
+    mem: &mut M,
+    dst: u64,
+    off: usize,
+    len: usize,
+    buf: &mut [u8],
+    tx: Option<&[Segment]>,
+) -> Result<bool, Fault> {
+    let Some(tx) = tx else {
+        mem.write(dst, &buf[off..off + len])?;
+        return Ok(false);
+    };
+    let mut direct = true;
+    let (mut dst, mut off, mut len) = (dst, off, len);
+    if off < NET_HDR_LEN {
+        let n = len.min(NET_HDR_LEN - off);
+        mem.write(dst, &buf[off..off + n])?;
+        dst = dst.wrapping_add(n as u64);
+        off += n;
+        len -= n;
+    }
+    let mut start = 0usize;
+    for t in tx {
+        if len == 0 {
+            break;
+        }
+        let end = start + t.len as usize;
+        if off < end {
+            let n = len.min(end - off);
+            let src = t.addr.wrapping_add((off - start) as u64);
+            if !mem.copy(dst, src, n) {
+                direct = false;
+                mem.read(src, &mut buf[off..off + n])?;
+                mem.write(dst, &buf[off..off + n])?;
+            }
+            dst = dst.wrapping_add(n as u64);
+            off += n;
+            len -= n;
+        }
+        start = end;
+    }
+    Ok(direct)
 }

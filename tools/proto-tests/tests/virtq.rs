@@ -13,6 +13,11 @@ const BASE: u64 = 0x10_0000;
 struct Mem {
     bytes: Vec<u8>,
     accesses: u64,
+    /// Offers direct copies (as the module does with iommufd).
+    direct: bool,
+    /// Direct copies offered but failing (a pin that did not work).
+    copy_fails: bool,
+    copies: u64,
 }
 
 impl Mem {
@@ -20,6 +25,9 @@ impl Mem {
         Self {
             bytes: vec![0; size],
             accesses: 0,
+            direct: false,
+            copy_fails: false,
+            copies: 0,
         }
     }
     fn range(&self, addr: u64, len: usize) -> Result<std::ops::Range<usize>, Fault> {
@@ -51,6 +59,21 @@ impl GuestMemory for Mem {
         let r = self.range(addr, buf.len())?;
         self.bytes[r].copy_from_slice(buf);
         Ok(())
+    }
+    fn can_copy(&self) -> bool {
+        self.direct
+    }
+    fn copy(&mut self, dst: u64, src: u64, len: usize) -> bool {
+        self.accesses += 1;
+        let (Ok(d), Ok(s)) = (self.range(dst, len), self.range(src, len)) else {
+            return false;
+        };
+        if !self.direct || self.copy_fails {
+            return false;
+        }
+        self.bytes.copy_within(s, d.start);
+        self.copies += 1;
+        true
     }
 }
 
@@ -161,7 +184,12 @@ struct Setup {
 }
 
 fn setup(mrg: bool) -> Setup {
-    let m = Mem::new(4 << 20);
+    setup_with(mrg, false)
+}
+
+fn setup_with(mrg: bool, direct: bool) -> Setup {
+    let mut m = Mem::new(4 << 20);
+    m.direct = direct;
     let rx = Ring::new(64, BASE);
     let tx = Ring::new(64, BASE + 0x2000);
     let lb = Loopback::new(rx.queue(true, true), tx.queue(true, true), mrg);
@@ -176,7 +204,25 @@ fn setup(mrg: bool) -> Setup {
 
 #[test]
 fn frames_loop_back_intact() {
-    let mut s = setup(false);
+    frames_loop_back_intact_with(false, false);
+}
+
+/// The direct copy (TX buffer to RX buffer, as with iommufd).
+#[test]
+fn frames_loop_back_intact_copied_directly() {
+    let copies = frames_loop_back_intact_with(true, false);
+    assert!(copies >= 5, "{copies} direct copies");
+}
+
+/// Direct copies offered but failing: the frames go through the buffer.
+#[test]
+fn frames_loop_back_intact_when_direct_copies_fail() {
+    assert_eq!(frames_loop_back_intact_with(true, true), 0);
+}
+
+fn frames_loop_back_intact_with(direct: bool, copy_fails: bool) -> u64 {
+    let mut s = setup_with(false, direct);
+    s.m.copy_fails = copy_fails;
     let data = BASE + 0x10000;
     for i in 0..8 {
         s.rx.add(&mut s.m, &[(data + i * 0x1000, 2048, true)]);
@@ -214,6 +260,49 @@ fn frames_loop_back_intact() {
     }
     assert_eq!(s.lb.stats.rx_packets, 5);
     assert_eq!(s.lb.stats.tx_packets, 5);
+    let direct_frames = if direct && !copy_fails { 5 } else { 0 };
+    assert_eq!(s.lb.stats.direct_frames, direct_frames);
+    s.m.copies
+}
+
+/// A TX frame in more pieces than the direct copy records: read through
+/// the buffer, intact.
+#[test]
+fn many_tx_segments_with_direct_copy() {
+    let mut s = setup_with(false, true);
+    let data = BASE + 0x10000;
+    s.rx.add(&mut s.m, &[(data, 4096, true)]);
+    let f = frame(40 * 20 - NET_HDR_LEN, 3);
+    let a = BASE + 0x100000;
+    s.m.put(a, &f);
+    // 40 pieces of 20 bytes, through an indirect table.
+    let table = BASE + 0x80000;
+    let n = f.len() / 20;
+    for i in 0..n {
+        Ring::write_desc(
+            &mut s.m,
+            table,
+            i as u16,
+            Desc {
+                addr: a + 20 * i as u64,
+                len: 20,
+                flags: if i + 1 < n { VRING_DESC_F_NEXT } else { 0 },
+                next: i as u16 + 1,
+            },
+        );
+    }
+    s.tx.add(&mut s.m, &[(table, 16 * n as u32, false)]);
+    // Mark the head descriptor indirect.
+    let head = s.tx.desc;
+    let mut b = s.m.get(head + 12, 2);
+    b[0] |= VRING_DESC_F_INDIRECT as u8;
+    s.m.put(head + 12, &b);
+    s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    let used = s.rx.used(&s.m);
+    assert_eq!(used, vec![(0, f.len() as u32)]);
+    let got = s.m.get(data, f.len());
+    assert_eq!(&got[12..], &f[12..]);
+    assert_eq!(s.m.copies, 0, "no direct copy past the recorded segments");
 }
 
 /// Small rings, many rounds: the avail read-ahead and the batched used
@@ -257,7 +346,12 @@ fn small_rings_wrap_around() {
 
 #[test]
 fn mergeable_rx_spans_buffers() {
-    let mut s = setup(true);
+    mergeable_rx_spans_buffers_with(false);
+    mergeable_rx_spans_buffers_with(true);
+}
+
+fn mergeable_rx_spans_buffers_with(direct: bool) {
+    let mut s = setup_with(true, direct);
     let data = BASE + 0x10000;
     for i in 0..8 {
         s.rx.add(&mut s.m, &[(data + i * 0x1000, 1024, true)]);
@@ -368,9 +462,11 @@ proptest! {
         num_log in 0u32..8,
         indirect in any::<bool>(),
         mrg in any::<bool>(),
+        direct in any::<bool>(),
     ) {
         let num = 1u16 << num_log;
         let mut m = Mem::new(0x3000 + 0x10000);
+        m.direct = direct;
         m.bytes[..0x3000].copy_from_slice(&garbage);
         let mut lb = Loopback::new(
             sq(num, BASE, BASE + 0x1000, BASE + 0x1800, true, indirect),

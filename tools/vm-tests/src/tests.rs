@@ -172,7 +172,17 @@ pub const TESTS: &[Test] = &[
         true,
         sample::mixed_10000
     ),
+    t!(
+        "mixed_10000_iommufd_direct_copies",
+        true,
+        sample::mixed_10000_iommufd
+    ),
     t!("jumbo_9000_mrg_rxbuf", true, sample::jumbo_mrg),
+    t!(
+        "jumbo_9000_mrg_rxbuf_iommufd",
+        true,
+        sample::jumbo_mrg_iommufd
+    ),
     t!(
         "eight_instances_concurrent_distinct_macs",
         true,

@@ -264,6 +264,7 @@ impl Inst {
             "ring_errors",
             "kicks",
             "interrupts",
+            "direct_frames",
         ] {
             m.insert(n.to_string(), self.stat(n)?);
         }

@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest memory translated once and cached: a pinned-page cache for
+//! instances bound to iommufd.
+//!
+//! With iommufd, VFIO lets an emulated device pin the pages behind an IOVA
+//! (`vfio_pin_pages()`, which is `iommufd_access_pin_pages()`) as long as
+//! it unpins exactly what it pinned, at the latest when iommufd calls the
+//! device's `dma_unmap` for the range. The cache keeps up to [`SLOTS`]
+//! pinned pages, direct-mapped by IOVA page number, so that the data path
+//! translates an IOVA page once and then copies with `memcpy()` through
+//! the kernel mapping of the page instead of calling `vfio_dma_rw()` (a
+//! lookup of the IOVA and a user copy) for every access.
+//!
+//! With a type1 container the cache stays off: holding pins there is not
+//! possible (see `Documentation/parent-drivers.rst`), and every access goes
+//! through `vfio_dma_rw()`. Any access the cache cannot serve (pinning
+//! failed, an unmap raced with it, two pages of one copy in the same slot)
+//! falls back to `vfio_dma_rw()`, which also reports the real error.
+//!
+//! # Locking
+//!
+//! `PinCache::table` is taken by the data path for each page it touches
+//! (held across the `memcpy()`, so that `dma_unmap` cannot unpin a page
+//! under a copy) and by `dma_unmap`, which unpins under it. It is never held
+//! across `vfio_pin_pages()`: iommufd calls `dma_unmap` while a pin may be
+//! waiting for its `ioas_lock`. A pin in flight is counted in
+//! `Table::busy`; `dma_unmap` bumps `Table::gen` and waits for `busy` to
+//! drop to zero, and a pin that finds `gen` changed is undone instead of
+//! cached. So when `dma_unmap` returns, no page of the range is pinned.
+
+use crate::bindings;
+use core::ptr;
+use kernel::prelude::*;
+use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
+
+/// Pinned pages cached per instance (16 MiB of guest memory with 4 KiB
+/// pages: the rings and buffers of a few queues of 1024 entries).
+pub(crate) const SLOTS: usize = 4096;
+
+const PAGE_SHIFT: u32 = bindings::VM_PAGE_SIZE.trailing_zeros();
+const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// One cached page.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// IOVA page number, or `None` for a free slot.
+    pfn: Option<u64>,
+    /// The pinned page of `pfn`.
+    page: *mut bindings::page,
+    /// Whether the page was pinned for writing.
+    write: bool,
+}
+
+const FREE: Slot = Slot {
+    pfn: None,
+    page: ptr::null_mut(),
+    write: false,
+};
+
+/// The cache proper, under [`PinCache::table`].
+///
+/// # Invariants
+///
+/// Every slot with a `pfn` holds one pin of that IOVA page, taken with
+/// `vfio_pin_pages()` on `dev` and not yet undone. `slots` is empty or
+/// [`SLOTS`] long. `enabled` implies `dev` is an open device bound to
+/// iommufd.
+struct Table {
+    dev: *mut bindings::vfio_device,
+    enabled: bool,
+    slots: KVVec<Slot>,
+    /// Bumped by every `dma_unmap`.
+    gen: u64,
+    /// Pins (and unpins of evicted pages) in flight outside the lock.
+    busy: u32,
+}
+
+/// A pinned-page cache; see the module documentation.
+#[pin_data]
+pub(crate) struct PinCache {
+    #[pin]
+    table: Mutex<Table>,
+    /// Signalled when `Table::busy` drops to zero.
+    #[pin]
+    idle: CondVar,
+}
+
+// SAFETY: the raw pointers in `Table` are to the instance's own
+// `vfio_device` and to pinned pages; all access is under the mutex.
+unsafe impl Send for Table {}
+
+fn slot_of(pfn: u64) -> usize {
+    ((pfn ^ (pfn >> 12)) % SLOTS as u64) as usize
+}
+
+/// Which access a page is wanted for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
+impl PinCache {
+    /// A disabled, empty cache.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            table <- new_mutex!(Table {
+                dev: ptr::null_mut(),
+                enabled: false,
+                slots: KVVec::new(),
+                gen: 0,
+                busy: 0,
+            }, "vhost_mdev_pins"),
+            idle <- new_condvar!("vhost_mdev_pins_idle"),
+        })
+    }
+
+    /// Turns the cache on for `dev`, when it is bound to iommufd.
+    ///
+    /// # Safety
+    ///
+    /// `dev` must be the instance's `vfio_device`, being opened; `close`
+    /// must be called before it is closed.
+    pub(crate) unsafe fn open(&self, dev: *mut bindings::vfio_device) {
+        // SAFETY: `dev` is live; `iommufd_access` is set before
+        // `open_device` (at bind) and stays until after `close_device`.
+        let iommufd = !unsafe { (*dev).iommufd_access }.is_null();
+        let mut t = self.table.lock();
+        t.dev = dev;
+        t.enabled = iommufd;
+        t.gen = t.gen.wrapping_add(1);
+    }
+
+    /// Unpins everything and turns the cache off.
+    ///
+    /// Called from `close_device`, after the parent's worker is quiesced.
+    pub(crate) fn close(&self) {
+        let mut t = self.table.lock();
+        while t.busy > 0 {
+            self.idle.wait(&mut t);
+        }
+        Self::unpin_range(&mut t, 0, u64::MAX);
+        t.enabled = false;
+        t.slots = KVVec::new();
+    }
+
+    /// Whether accesses may be served from the cache (iommufd).
+    pub(crate) fn enabled(&self) -> bool {
+        self.table.lock().enabled
+    }
+
+    /// `vfio_device_ops.dma_unmap`: unpins every cached page of
+    /// `[iova, iova + len)`, after waiting for pins in flight.
+    pub(crate) fn unmap(&self, iova: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let last = iova.saturating_add(len - 1);
+        let mut t = self.table.lock();
+        t.gen = t.gen.wrapping_add(1);
+        while t.busy > 0 {
+            self.idle.wait(&mut t);
+        }
+        Self::unpin_range(&mut t, iova, last);
+    }
+
+    /// Unpins the cached pages of IOVAs `first..=last`.
+    fn unpin_range(t: &mut Table, first: u64, last: u64) {
+        let dev = t.dev;
+        for s in t.slots.iter_mut() {
+            let Some(pfn) = s.pfn else { continue };
+            let start = pfn << PAGE_SHIFT;
+            if start > last || start + (PAGE_SIZE - 1) < first {
+                continue;
+            }
+            // SAFETY: the slot holds one pin of this page on `dev` (type
+            // invariant), which is open: `close` and `unmap` run while it
+            // is. Unpinning takes iommufd's `ioas_lock`, never held by
+            // iommufd while it calls `dma_unmap`.
+            unsafe { bindings::vfio_unpin_pages(dev, start, 1) };
+            *s = FREE;
+        }
+    }
+
+    /// Marks a pin in flight and returns the generation it must match.
+    fn begin_pin(&self, t: &mut Table) -> u64 {
+        t.busy += 1;
+        t.gen
+    }
+
+    fn end_busy(&self, t: &mut Table) {
+        t.busy -= 1;
+        if t.busy == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Makes sure `pfn` is cached with at least `access`; returns false
+    /// when it cannot be (pinning failed, or an unmap keeps racing).
+    ///
+    /// Called without the lock held.
+    fn fill(&self, pfn: u64, access: Access) -> bool {
+        let mut t = self.table.lock();
+        if !t.enabled {
+            return false;
+        }
+        if t.slots.is_empty() {
+            let mut v = match KVVec::with_capacity(SLOTS, GFP_KERNEL) {
+                Ok(v) => v,
+                Err(_) => return false,
+            };
+            for _ in 0..SLOTS {
+                // Cannot fail: the capacity is there.
+                if v.push(FREE, GFP_KERNEL).is_err() {
+                    return false;
+                }
+            }
+            t.slots = v;
+        }
+        let i = slot_of(pfn);
+        let s = t.slots[i];
+        if s.pfn == Some(pfn) && (s.write || access == Access::Read) {
+            return true;
+        }
+        let dev = t.dev;
+        let gen = self.begin_pin(&mut t);
+        drop(t);
+
+        let iova = pfn << PAGE_SHIFT;
+        let mut page: *mut bindings::page = ptr::null_mut();
+        let mut write = true;
+        let rw = (bindings::VM_IOMMU_READ | bindings::VM_IOMMU_WRITE) as i32;
+        // SAFETY: `dev` is open (the cache is enabled only between `open`
+        // and `close`, and the data path runs only then); `page` has room
+        // for one page pointer. No lock of ours is held.
+        let mut r = unsafe { bindings::vfio_pin_pages(dev, iova, 1, rw, &mut page) };
+        if r == EPERM.to_errno() && access == Access::Read {
+            write = false;
+            // SAFETY: as above.
+            r = unsafe {
+                bindings::vfio_pin_pages(dev, iova, 1, bindings::VM_IOMMU_READ as i32, &mut page)
+            };
+        }
+
+        let mut t = self.table.lock();
+        if r != 1 {
+            self.end_busy(&mut t);
+            return false;
+        }
+        if t.gen != gen || !t.enabled {
+            // An unmap ran meanwhile: this pin may be of a range that is
+            // going away. Undo it before the unmap may finish.
+            drop(t);
+            // SAFETY: the pin taken just above.
+            unsafe { bindings::vfio_unpin_pages(dev, iova, 1) };
+            let mut t = self.table.lock();
+            self.end_busy(&mut t);
+            return false;
+        }
+        let old = core::mem::replace(&mut t.slots[i], Slot { pfn: Some(pfn), page, write });
+        if let Some(old_pfn) = old.pfn {
+            // Evicted: unpin it outside the lock (still counted busy, so an
+            // unmap waits for it).
+            drop(t);
+            // SAFETY: the slot held one pin of `old_pfn` (type invariant),
+            // now taken out of the table.
+            unsafe { bindings::vfio_unpin_pages(dev, old_pfn << PAGE_SHIFT, 1) };
+            t = self.table.lock();
+        }
+        self.end_busy(&mut t);
+        true
+    }
+
+    /// Calls `f` with the kernel addresses of the cached pages of the
+    /// page numbers in `pfns` (each with its access), under the lock;
+    /// `None` when they cannot all be cached at once.
+    fn with_pages<R, const N: usize>(
+        &self,
+        pfns: [(u64, Access); N],
+        f: impl FnOnce([*mut u8; N]) -> R,
+    ) -> Option<R> {
+        // Two tries: a page evicted by its partner, or unmapped meanwhile,
+        // sends the access back to `vfio_dma_rw()`.
+        for _ in 0..2 {
+            for &(pfn, access) in &pfns {
+                if !self.fill(pfn, access) {
+                    return None;
+                }
+            }
+            let t = self.table.lock();
+            if !t.enabled || t.slots.is_empty() {
+                return None;
+            }
+            let mut pages = [ptr::null_mut(); N];
+            let mut all = true;
+            for (p, &(pfn, access)) in pages.iter_mut().zip(&pfns) {
+                let s = t.slots[slot_of(pfn)];
+                if s.pfn == Some(pfn) && (s.write || access == Access::Read) {
+                    *p = s.page;
+                } else {
+                    all = false;
+                }
+            }
+            if !all {
+                continue;
+            }
+            let mut addrs = [ptr::null_mut(); N];
+            for (a, &p) in addrs.iter_mut().zip(&pages) {
+                // SAFETY: `p` is pinned while it is in the table, and the
+                // table is locked until the mappings are undone below.
+                *a = unsafe { bindings::vm_helper_kmap_local_page(p) }.cast::<u8>();
+            }
+            let r = f(addrs);
+            for &a in addrs.iter().rev() {
+                // SAFETY: mapped above, unmapped in reverse order.
+                unsafe { bindings::vm_helper_kunmap_local(a.cast()) };
+            }
+            return Some(r);
+        }
+        None
+    }
+
+    /// Copies between `buf` and guest memory at `iova` through the cache.
+    /// Returns false when the cache cannot serve it (nothing or part was
+    /// copied: the caller redoes the whole access another way).
+    ///
+    /// # Safety
+    ///
+    /// `buf` must be valid for `len` bytes (for writes of guest memory, for
+    /// reads; for reads of guest memory, for writes).
+    pub(crate) unsafe fn rw(&self, iova: u64, buf: *mut u8, len: usize, write: bool) -> bool {
+        let access = if write { Access::Write } else { Access::Read };
+        let mut done = 0usize;
+        while done < len {
+            let Some(at) = iova.checked_add(done as u64) else {
+                return false;
+            };
+            let off = (at & (PAGE_SIZE - 1)) as usize;
+            let n = (len - done).min(PAGE_SIZE as usize - off);
+            let ok = self.with_pages([(at >> PAGE_SHIFT, access)], |[page]| {
+                // SAFETY: `page` maps a whole page and `off + n` is within
+                // it; the caller guarantees `buf[done..done + n]`. The two
+                // never overlap: `buf` is the caller's kernel buffer.
+                unsafe {
+                    let b = buf.add(done);
+                    if write {
+                        ptr::copy_nonoverlapping(b, page.add(off), n);
+                    } else {
+                        ptr::copy_nonoverlapping(page.add(off), b, n);
+                    }
+                }
+            });
+            if ok.is_none() {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
+
+    /// Copies `len` bytes of guest memory from `src` to `dst`, page to page.
+    /// Returns false when the cache cannot serve it (the caller redoes the
+    /// whole copy another way).
+    pub(crate) fn copy(&self, dst: u64, src: u64, len: usize) -> bool {
+        let mut done = 0usize;
+        while done < len {
+            let (Some(d), Some(s)) = (dst.checked_add(done as u64), src.checked_add(done as u64))
+            else {
+                return false;
+            };
+            let doff = (d & (PAGE_SIZE - 1)) as usize;
+            let soff = (s & (PAGE_SIZE - 1)) as usize;
+            let n = (len - done)
+                .min(PAGE_SIZE as usize - doff)
+                .min(PAGE_SIZE as usize - soff);
+            let pfns = [(s >> PAGE_SHIFT, Access::Read), (d >> PAGE_SHIFT, Access::Write)];
+            let ok = self.with_pages(pfns, |[sp, dp]| {
+                // SAFETY: both map whole pages and the offsets plus `n` stay
+                // within them. The ranges may overlap when the driver made
+                // its buffers overlap (the same page twice): `copy` is
+                // `memmove`, defined for that.
+                unsafe { ptr::copy(sp.add(soff), dp.add(doff), n) };
+            });
+            if ok.is_none() {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
+}
