@@ -13,7 +13,7 @@ use vhost_mdev::error::Error;
 use vhost_mdev::instant::{InstantNet, InstantOptions, HEAD_COPY, INSTANT_FEATURES, INSTANT_MAC};
 use vhost_mdev::net::{build_frame, NET_HDR_LEN};
 use vhost_mdev::uapi::*;
-use vhost_mdev::virtq::{Seg, Virtq, VirtqConfig};
+use vhost_mdev::virtq::{Seg, Virtq, VirtqConfig, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vhost_mdev::{DmaMapper, VhostBackend};
 
 const RX: usize = 0;
@@ -184,6 +184,48 @@ fn bench_batch_and_pingpong() {
                 assert_eq!(driver::ping(&mut drv, 5, 60).unwrap().frames, 5);
             }
         }
+    }
+}
+
+#[test]
+fn without_event_idx_the_avail_flags_decide() {
+    for busy_poll in [true, false] {
+        let dev = device(HEAD_COPY, INSTANT_FEATURES);
+        let c = NetDriverConfig {
+            event_idx: false,
+            ..cfg(1514)
+        };
+        let mut drv = NetDriver::start(&dev, c).unwrap();
+        assert_eq!(drv.features() & (1 << VIRTIO_RING_F_EVENT_IDX), 0);
+        let r = driver::bench(
+            &mut drv,
+            BenchOptions {
+                size: 64,
+                depth: 64,
+                duration: Duration::from_millis(200),
+                pingpong: false,
+                busy_poll,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(r.packets > 0);
+        assert_eq!(r.late_irqs, 0);
+        let st = dev.stats().unwrap();
+        // VRING_AVAIL_F_NO_INTERRUPT: never on TX during a bench, never on
+        // RX while busy polling.
+        assert_eq!(st.irqs[TX], 0, "busy_poll {busy_poll}: {st:?}");
+        if busy_poll {
+            assert_eq!(st.irqs[RX], 0, "{st:?}");
+        }
+        // VRING_USED_F_NO_NOTIFY on RX from DRIVER_OK: no RX kick at all
+        // (RX never runs out here).
+        assert_eq!(st.kicks[RX], 0, "busy_poll {busy_poll}: {st:?}");
+        // Interrupts on again: ping is signalled on both queues (60-byte
+        // frames: the device copies only heads).
+        assert_eq!(driver::ping(&mut drv, 3, 60).unwrap().frames, 3);
+        let st2 = dev.stats().unwrap();
+        assert!(st2.irqs[RX] > st.irqs[RX] && st2.irqs[TX] > 0, "{st2:?}");
     }
 }
 
@@ -443,10 +485,7 @@ fn a_bad_chain_stops_the_device() {
     tx.add(&[seg], 0).unwrap();
     tx.publish().unwrap();
     let e = dev.notify(1).unwrap_err();
-    assert!(
-        e.to_string().contains("shorter than the virtio-net header"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("TX chain 0 of 4 bytes"), "{e}");
     assert_ne!(dev.get_status().unwrap() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     assert!(dev.notify(1).is_err(), "stays stopped until reset");
     dev.reset().unwrap();
@@ -472,4 +511,72 @@ fn a_bad_chain_stops_the_device() {
         | VIRTIO_CONFIG_S_DRIVER_OK;
     let e = dev.set_status(all).unwrap_err();
     assert_eq!(errno(&e), Some(libc::EINVAL), "{e}");
+}
+
+#[test]
+fn malformed_rings_are_device_errors() {
+    // Each case corrupts a published one-descriptor TX chain.
+    type Corrupt = fn(&Virtq, u16);
+    let cases: [(&str, Corrupt); 5] = [
+        ("loops", |q, head| {
+            let d = q.layout().desc_entry(head);
+            q.memory().store(d + 12, VRING_DESC_F_NEXT.to_le()).unwrap();
+            q.memory().store(d + 14, head.to_le()).unwrap();
+        }),
+        ("device-writable descriptor in a TX chain", |q, head| {
+            let d = q.layout().desc_entry(head);
+            q.memory()
+                .store(d + 12, VRING_DESC_F_WRITE.to_le())
+                .unwrap();
+        }),
+        ("head 999", |q, _| {
+            q.memory()
+                .store(q.layout().avail_entry(0), 999u16.to_le())
+                .unwrap();
+        }),
+        ("more than 8 entries past", |q, _| {
+            q.memory()
+                .store(q.layout().avail_idx(), 9u16.to_le())
+                .unwrap();
+        }),
+        ("unmapped", |q, head| {
+            let d = q.layout().desc_entry(head);
+            q.memory().store(d, 0xdead_0000u64.to_le()).unwrap();
+        }),
+    ];
+    for (what, corrupt) in cases {
+        let dev = device(HEAD_COPY, INSTANT_FEATURES);
+        let (mut rx, mut tx) = manual_setup(&dev);
+        rx.add(
+            &[Seg {
+                addr: rx.buf_iova(0).unwrap(),
+                len: 2048,
+                write: true,
+            }],
+            0,
+        )
+        .unwrap();
+        rx.publish().unwrap();
+        let head = tx
+            .add(
+                &[Seg {
+                    addr: tx.buf_iova(0).unwrap(),
+                    len: 100,
+                    write: false,
+                }],
+                0,
+            )
+            .unwrap();
+        tx.publish().unwrap();
+        corrupt(&tx, head);
+        let e = dev.notify(1).unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+        assert_ne!(
+            dev.get_status().unwrap() & VIRTIO_CONFIG_S_NEEDS_RESET,
+            0,
+            "{what}"
+        );
+        assert!(!rx.has_used().unwrap(), "{what}: nothing completed");
+        manual_teardown(&dev, (rx, tx));
+    }
 }
