@@ -31,6 +31,7 @@
 
 use crate::bindings;
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
 
@@ -79,6 +80,9 @@ struct Table {
 /// A pinned-page cache; see the module documentation.
 #[pin_data]
 pub(crate) struct PinCache {
+    /// `Table::enabled`, readable without the lock: a type1 instance's data
+    /// path checks it per access and must not pay for the mutex.
+    on: AtomicBool,
     #[pin]
     table: Mutex<Table>,
     /// Signalled when `Table::busy` drops to zero.
@@ -105,6 +109,7 @@ impl PinCache {
     /// A disabled, empty cache.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
+            on: AtomicBool::new(false),
             table <- new_mutex!(Table {
                 dev: ptr::null_mut(),
                 enabled: false,
@@ -130,6 +135,7 @@ impl PinCache {
         t.dev = dev;
         t.enabled = iommufd;
         t.gen = t.gen.wrapping_add(1);
+        self.on.store(iommufd, Ordering::Release);
     }
 
     /// Unpins everything and turns the cache off.
@@ -142,12 +148,13 @@ impl PinCache {
         }
         Self::unpin_range(&mut t, 0, u64::MAX);
         t.enabled = false;
+        self.on.store(false, Ordering::Release);
         t.slots = KVVec::new();
     }
 
     /// Whether accesses may be served from the cache (iommufd).
     pub(crate) fn enabled(&self) -> bool {
-        self.table.lock().enabled
+        self.on.load(Ordering::Acquire)
     }
 
     /// `vfio_device_ops.dma_unmap`: unpins every cached page of
@@ -174,10 +181,10 @@ impl PinCache {
             if start > last || start + (PAGE_SIZE - 1) < first {
                 continue;
             }
+            // Unpinning takes iommufd's `ioas_lock`, which iommufd never
+            // holds while it calls `dma_unmap`.
             // SAFETY: the slot holds one pin of this page on `dev` (type
-            // invariant), which is open: `close` and `unmap` run while it
-            // is. Unpinning takes iommufd's `ioas_lock`, never held by
-            // iommufd while it calls `dma_unmap`.
+            // invariant), open while `close` and `unmap` run.
             unsafe { bindings::vfio_unpin_pages(dev, start, 1) };
             *s = FREE;
         }
@@ -258,7 +265,14 @@ impl PinCache {
             self.end_busy(&mut t);
             return false;
         }
-        let old = core::mem::replace(&mut t.slots[i], Slot { pfn: Some(pfn), page, write });
+        let old = core::mem::replace(
+            &mut t.slots[i],
+            Slot {
+                pfn: Some(pfn),
+                page,
+                write,
+            },
+        );
         if let Some(old_pfn) = old.pfn {
             // Evicted: unpin it outside the lock (still counted busy, so an
             // unmap waits for it).
@@ -330,6 +344,9 @@ impl PinCache {
     /// `buf` must be valid for `len` bytes (for writes of guest memory, for
     /// reads; for reads of guest memory, for writes).
     pub(crate) unsafe fn rw(&self, iova: u64, buf: *mut u8, len: usize, write: bool) -> bool {
+        if !self.enabled() {
+            return false;
+        }
         let access = if write { Access::Write } else { Access::Read };
         let mut done = 0usize;
         while done < len {
@@ -363,6 +380,9 @@ impl PinCache {
     /// Returns false when the cache cannot serve it (the caller redoes the
     /// whole copy another way).
     pub(crate) fn copy(&self, dst: u64, src: u64, len: usize) -> bool {
+        if !self.enabled() {
+            return false;
+        }
         let mut done = 0usize;
         while done < len {
             let (Some(d), Some(s)) = (dst.checked_add(done as u64), src.checked_add(done as u64))
@@ -374,13 +394,26 @@ impl PinCache {
             let n = (len - done)
                 .min(PAGE_SIZE as usize - doff)
                 .min(PAGE_SIZE as usize - soff);
-            let pfns = [(s >> PAGE_SHIFT, Access::Read), (d >> PAGE_SHIFT, Access::Write)];
+            let pfns = [
+                (s >> PAGE_SHIFT, Access::Read),
+                (d >> PAGE_SHIFT, Access::Write),
+            ];
             let ok = self.with_pages(pfns, |[sp, dp]| {
                 // SAFETY: both map whole pages and the offsets plus `n` stay
-                // within them. The ranges may overlap when the driver made
-                // its buffers overlap (the same page twice): `copy` is
-                // `memmove`, defined for that.
-                unsafe { ptr::copy(sp.add(soff), dp.add(doff), n) };
+                // within them.
+                let (from, to) = unsafe { (sp.add(soff), dp.add(doff)) };
+                let (f, t) = (from as usize, to as usize);
+                if f + n <= t || t + n <= f {
+                    // SAFETY: valid for `n` bytes (above), not overlapping.
+                    // `memcpy()`, not `memmove()`: the latter is `rep movsb`
+                    // on ERMS CPUs, the former a move loop without FSRM.
+                    unsafe { ptr::copy_nonoverlapping(from, to, n) };
+                } else {
+                    // SAFETY: valid for `n` bytes (above). The driver made
+                    // its TX and RX buffers overlap: `memmove()` is defined
+                    // for that.
+                    unsafe { ptr::copy(from, to, n) };
+                }
             });
             if ok.is_none() {
                 return false;

@@ -75,19 +75,25 @@ for rep in $(seq "$REPS"); do
 		done
 	done
 done
-# (c) The copy ceiling: the data path's copy routines (copy_from_user +
-# copy_to_user of each frame), timed in this kernel (scripts/copy-ceiling).
+# (c) The copy ceilings: each data path's copy routine, timed in this
+# kernel (scripts/copy-ceiling): copy_from_user + copy_to_user of each frame
+# (type1: vfio_dma_rw() in and out) and one memcpy() of each frame a page at
+# a time (iommufd: pinned pages, vhost_mdev_dma_copy()).
 for rep in $(seq "$REPS"); do
-	for size in 64 1500 65535; do
-		if out=$("${pin[@]}" "$VHOST_MDEV_TOP/scripts/copy-ceiling" "$size" 2>/tmp/bench.err); then
-			echo "$out" | python3 -c '
+	for cmode in user memcpy; do
+		label=copy_ceiling
+		[ $cmode = memcpy ] && label=copy_ceiling_memcpy
+		for size in 64 1500 65535; do
+			if out=$("${pin[@]}" "$VHOST_MDEV_TOP/scripts/copy-ceiling" "$size" --mode $cmode 2>/tmp/bench.err); then
+				echo "$out" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
 print(json.dumps({"pps": r["frames_per_s"], "gbps": r["gbps"], "p50_us": 0, "p99_us": 0}))' >/tmp/cc.json
-			echo "BENCH {\"device\":\"copy_ceiling\",\"size\":$size,\"mode\":\"batch\",\"rep\":$rep,\"placement\":\"$PLACEMENT\",\"clocksource\":\"$cs\",\"result\":$(cat /tmp/cc.json)}"
-		else
-			echo "FAIL: copy ceiling $size (rep $rep): $(tail -n1 /tmp/bench.err)"
-		fi
+				echo "BENCH {\"device\":\"$label\",\"size\":$size,\"mode\":\"batch\",\"rep\":$rep,\"placement\":\"$PLACEMENT\",\"clocksource\":\"$cs\",\"result\":$(cat /tmp/cc.json)}"
+			else
+				echo "FAIL: copy ceiling $cmode $size (rep $rep): $(tail -n1 /tmp/bench.err)"
+			fi
+		done
 	done
 done
 echo "PASS: benchmark: $n runs"

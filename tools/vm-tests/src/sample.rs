@@ -218,7 +218,11 @@ fn jumbo(env: &Env, kind: IommuKind) -> TestResult {
             ("drop_oversize", 0),
             (
                 "direct_frames",
-                if kind == IommuKind::Iommufd { count as u64 } else { 0 },
+                if kind == IommuKind::Iommufd {
+                    count as u64
+                } else {
+                    0
+                },
             ),
         ],
     )
