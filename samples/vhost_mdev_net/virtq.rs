@@ -409,6 +409,17 @@ impl SplitQueue {
         Ok(())
     }
 
+    /// With EVENT_IDX, asks the driver to kick as soon as it makes any
+    /// buffer available beyond those it had when [`SplitQueue::pending`]
+    /// last looked (`avail_event` = that available index).
+    pub fn arm_kick<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
+        if self.event_idx {
+            let avail_event = self.used.wrapping_add(4 + 8 * u64::from(self.num));
+            mem.write(avail_event, &self.batch.avail_idx.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
     /// Whether the driver wants an interrupt for what was published since
     /// the last one (virtio 1.x, 2.7.7 and 2.7.10).
     pub fn needs_interrupt<M: GuestMemory>(&mut self, mem: &mut M) -> Result<bool, RingError> {
@@ -546,6 +557,8 @@ impl Loopback {
         let mut done = 0;
         let mut tx_used = false;
         let mut rx_used = false;
+        // RX buffers pending when a frame found too few (MRG_RXBUF).
+        let mut rx_starved = None;
         let mut tx_pending = self.tx.pending(mem)?;
         let mut rx_pending = self.rx.pending(mem)?;
         let direct = mem.can_copy();
@@ -616,7 +629,10 @@ impl Loopback {
                     }
                     Delivery::TooBig => self.stats.drop_oversize += 1,
                     // Leave the TX buffer for when RX buffers arrive.
-                    Delivery::NoBuffers => break,
+                    Delivery::NoBuffers => {
+                        rx_starved = Some(rx_pending);
+                        break;
+                    }
                 }
             }
             if !malformed {
@@ -632,6 +648,11 @@ impl Loopback {
         if rx_used {
             self.rx.publish(mem)?;
         }
+        if rx_starved.is_some() {
+            // Only more RX buffers let the waiting frame go: ask for a kick
+            // when the driver adds any.
+            self.rx.arm_kick(mem)?;
+        }
         if tx_used || self.tx.event_idx {
             self.tx.publish(mem)?;
         }
@@ -645,7 +666,13 @@ impl Loopback {
             out.irq_tx = self.tx.needs_interrupt(mem)?;
         }
         out.more = done == budget;
-        if !out.more {
+        if let (false, Some(had)) = (out.more, rx_starved) {
+            // Waiting for RX buffers: run again only if more came while we
+            // armed the kick (the driver may have missed it), not while
+            // the buffers there are too few (that would spin until the
+            // driver, perhaps on this CPU, posts more).
+            out.more = self.rx.pending(mem)? > had;
+        } else if !out.more {
             // Buffers made available while we published (the driver may
             // have seen the old avail_event and not kicked): look again.
             out.more = self.tx.pending(mem)? > 0 && self.rx.pending(mem)? > 0;

@@ -398,6 +398,35 @@ fn no_rx_buffers_is_back_pressure() {
     assert_eq!(s.rx.used(&s.m).len(), 1);
 }
 
+/// MRG_RXBUF with too few RX buffers for a frame: the device does not ask
+/// to run again (it would spin while the driver, perhaps on its CPU, has
+/// yet to post more), it asks for an RX kick at the available index it saw,
+/// and runs again on its own only when buffers came in meanwhile.
+#[test]
+fn too_few_mergeable_buffers_arm_the_rx_kick() {
+    let mut s = setup(true);
+    let data = BASE + 0x10000;
+    s.rx.add(&mut s.m, &[(data, 1024, true)]);
+    let f = frame(3000, 4);
+    s.m.put(BASE + 0x100000, &f);
+    s.tx.add(&mut s.m, &[(BASE + 0x100000, f.len() as u32, false)]);
+    let out = s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    assert!(!out.more, "must not spin waiting for RX buffers");
+    assert_eq!(s.tx.used(&s.m).len(), 0);
+    let avail_event = u16::from_le_bytes(
+        s.m.get(s.rx.used + 4 + 8 * u64::from(s.rx.num), 2)
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(avail_event, 1, "RX kick armed at the index seen");
+    for i in 1..3 {
+        s.rx.add(&mut s.m, &[(data + i * 0x1000, 1024, true)]);
+    }
+    s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    assert_eq!(s.tx.used(&s.m).len(), 1);
+    assert_eq!(s.rx.used(&s.m).len(), 3);
+}
+
 #[test]
 fn looping_chain_is_an_error() {
     let mut s = setup(false);
