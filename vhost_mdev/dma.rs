@@ -35,9 +35,14 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
 
-/// Pinned pages cached per instance (16 MiB of guest memory with 4 KiB
-/// pages: the rings and buffers of a few queues of 1024 entries).
-pub(crate) const SLOTS: usize = 4096;
+/// Pinned pages cached per instance: 64 MiB of guest memory with 4 KiB
+/// pages, enough for the rings and buffers of a queue pair of 256 entries
+/// with 64 KiB buffers (a smaller cache thrashes there: the buffers are
+/// used round-robin). The table itself is 384 KiB, allocated on the first
+/// access of an iommufd-bound instance; pinned pages count against the
+/// user's `RLIMIT_MEMLOCK` unless it has `CAP_IPC_LOCK` (a failed pin only
+/// sends the access to `vfio_dma_rw()`).
+pub(crate) const SLOTS: usize = 16384;
 
 const PAGE_SHIFT: u32 = bindings::VM_PAGE_SIZE.trailing_zeros();
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
@@ -94,8 +99,10 @@ pub(crate) struct PinCache {
 // `vfio_device` and to pinned pages; all access is under the mutex.
 unsafe impl Send for Table {}
 
+/// The slot of IOVA page `pfn`: any `SLOTS` consecutive IOVA pages (a
+/// guest's memory is mapped IOVA-contiguous) get distinct slots.
 fn slot_of(pfn: u64) -> usize {
-    ((pfn ^ (pfn >> 12)) % SLOTS as u64) as usize
+    (pfn % SLOTS as u64) as usize
 }
 
 /// Which access a page is wanted for.
@@ -294,26 +301,29 @@ impl PinCache {
         pfns: [(u64, Access); N],
         f: impl FnOnce([*mut u8; N]) -> R,
     ) -> Option<R> {
-        // Two tries: a page evicted by its partner, or unmapped meanwhile,
-        // sends the access back to `vfio_dma_rw()`.
-        for _ in 0..2 {
-            for &(pfn, access) in &pfns {
-                if !self.fill(pfn, access) {
-                    return None;
+        // Look up first (one lock on a hit); fill what is missing and look
+        // again, twice at most: a page evicted by its partner, or unmapped
+        // meanwhile, sends the access back to `vfio_dma_rw()`.
+        for attempt in 0..3 {
+            if attempt > 0 {
+                for &(pfn, access) in &pfns {
+                    if !self.fill(pfn, access) {
+                        return None;
+                    }
                 }
             }
             let t = self.table.lock();
-            if !t.enabled || t.slots.is_empty() {
+            if !t.enabled {
                 return None;
             }
             let mut pages = [ptr::null_mut(); N];
-            let mut all = true;
+            let mut all = !t.slots.is_empty();
             for (p, &(pfn, access)) in pages.iter_mut().zip(&pfns) {
-                let s = t.slots[slot_of(pfn)];
-                if s.pfn == Some(pfn) && (s.write || access == Access::Read) {
-                    *p = s.page;
-                } else {
-                    all = false;
+                match t.slots.get(slot_of(pfn)) {
+                    Some(s) if s.pfn == Some(pfn) && (s.write || access == Access::Read) => {
+                        *p = s.page
+                    }
+                    _ => all = false,
                 }
             }
             if !all {
