@@ -1001,12 +1001,23 @@ impl Reservoir {
     }
 }
 
-/// Spins until the RX used index moves (or the driver's timeout passes).
+/// Empty polls of the used ring before the busy-polling driver starts
+/// yielding its CPU between polls.
+const SPINS_BEFORE_YIELD: u32 = 32;
+
+/// Spins until the RX used index moves (or the driver's timeout passes),
+/// yielding the CPU (`sched_yield()`) between polls once a few found
+/// nothing: a device worker that shares the driver's CPU then runs at once
+/// instead of at the next scheduler tick.
 fn spin_for_used<B: VhostBackend>(drv: &NetDriver<B>) -> Result<()> {
     let t0 = Instant::now();
     let mut n = 0u32;
     while !drv.q.rx.has_used()? {
-        std::hint::spin_loop();
+        if n < SPINS_BEFORE_YIELD {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
         n = n.wrapping_add(1);
         if n.is_multiple_of(4096) && t0.elapsed() > drv.cfg.timeout {
             return Err(drv.timeout("a looped-back frame (busy polling)"));
