@@ -599,12 +599,10 @@ impl Loopback {
                     gathering = false;
                 }
                 if gathering {
+                    // The header too is copied directly (the device does not
+                    // look into it): only `num_buffers` is written over it.
                     self.scratch.tx[ntx] = seg;
                     ntx += 1;
-                    if len < NET_HDR_LEN {
-                        let h = l.min(NET_HDR_LEN - len);
-                        mem.read(seg.addr, &mut buf[len..len + h])?;
-                    }
                 } else {
                     mem.read(seg.addr, &mut buf[len..len + l])?;
                 }
@@ -731,7 +729,8 @@ impl Loopback {
             return Ok(Delivery::TooBig);
         }
         // num_buffers, in the header (little-endian, bytes 10-11).
-        buf[10..12].copy_from_slice(&(n as u16).to_le_bytes());
+        let num_buffers = (n as u16).to_le_bytes();
+        buf[10..12].copy_from_slice(&num_buffers);
         let mut off = 0usize;
         let mut at = 0usize;
         let mut direct = ntx.is_some();
@@ -744,7 +743,7 @@ impl Loopback {
                     break;
                 }
                 let l = (s.len as usize).min(len - off);
-                direct &= emit(mem, s.addr, off, l, buf, tx)?;
+                direct &= emit(mem, s.addr, off, l, buf, tx, num_buffers)?;
                 off += l;
                 written += l as u32;
             }
@@ -758,10 +757,10 @@ impl Loopback {
 }
 
 /// Writes bytes `off..off + len` of a frame to `dst`: from `buf`, or, with
-/// `tx`, the header part from `buf` and the rest copied from the TX
-/// segments `tx` (falling back to `buf` as a bounce buffer where a direct
-/// copy fails: the frame's data part of `buf` is free then). Returns
-/// whether every data byte was copied directly.
+/// `tx`, copied from the TX segments `tx` (falling back to `buf` as a bounce
+/// buffer where a direct copy fails: `buf` holds nothing of the frame then)
+/// with `num_buffers` written over header bytes 10-11. Returns whether every
+/// byte was copied directly.
 fn emit<M: GuestMemory>(
     mem: &mut M,
     dst: u64,
@@ -769,39 +768,38 @@ fn emit<M: GuestMemory>(
     len: usize,
     buf: &mut [u8],
     tx: Option<&[Segment]>,
+    num_buffers: [u8; 2],
 ) -> Result<bool, Fault> {
     let Some(tx) = tx else {
         mem.write(dst, &buf[off..off + len])?;
         return Ok(false);
     };
     let mut direct = true;
-    let (mut dst, mut off, mut len) = (dst, off, len);
-    if off < NET_HDR_LEN {
-        let n = len.min(NET_HDR_LEN - off);
-        mem.write(dst, &buf[off..off + n])?;
-        dst = dst.wrapping_add(n as u64);
-        off += n;
-        len -= n;
-    }
+    let (mut d, mut o, mut l) = (dst, off, len);
     let mut start = 0usize;
     for t in tx {
-        if len == 0 {
+        if l == 0 {
             break;
         }
         let end = start + t.len as usize;
-        if off < end {
-            let n = len.min(end - off);
-            let src = t.addr.wrapping_add((off - start) as u64);
-            if !mem.copy(dst, src, n) {
+        if o < end {
+            let n = l.min(end - o);
+            let src = t.addr.wrapping_add((o - start) as u64);
+            if !mem.copy(d, src, n) {
                 direct = false;
-                mem.read(src, &mut buf[off..off + n])?;
-                mem.write(dst, &buf[off..off + n])?;
+                mem.read(src, &mut buf[o..o + n])?;
+                mem.write(d, &buf[o..o + n])?;
             }
-            dst = dst.wrapping_add(n as u64);
-            off += n;
-            len -= n;
+            d = d.wrapping_add(n as u64);
+            o += n;
+            l -= n;
         }
         start = end;
+    }
+    // `num_buffers` (bytes 10-11 of the header) where this piece has them.
+    let (a, b) = (off.max(10), (off + len).min(12));
+    if a < b {
+        mem.write(dst.wrapping_add((a - off) as u64), &num_buffers[a - 10..b - 10])?;
     }
     Ok(direct)
 }
