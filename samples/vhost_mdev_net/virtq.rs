@@ -169,6 +169,7 @@ struct Batch {
 
 /// Entries read ahead or written at once.
 const BATCH: usize = 32;
+const _: () = assert!(BATCH.is_power_of_two());
 
 /// Walks one descriptor chain, checking every step.
 pub struct Walker {
@@ -272,19 +273,23 @@ impl SplitQueue {
     }
 
     /// Descriptor `idx` (below `num`) of the table, read a window at a
-    /// time.
+    /// time: the aligned block of [`BATCH`] entries that holds it, so that
+    /// a driver that hands out descriptors in descending order (a LIFO free
+    /// list, as Linux's virtio_ring has) is served as well as one that
+    /// goes up.
     fn desc_entry<M: GuestMemory>(&mut self, mem: &mut M, idx: u16) -> Result<Desc, RingError> {
         let b = &mut self.batch;
         let off = idx.wrapping_sub(b.desc_start);
         if off < b.desc_len {
             return Ok(b.desc[usize::from(off)]);
         }
-        let n = self.num.saturating_sub(idx).clamp(1, BATCH as u16);
+        let start = idx & !(BATCH as u16 - 1);
+        let n = self.num.saturating_sub(start).clamp(1, BATCH as u16);
         let mut raw = [0u8; 16 * BATCH];
         let raw = &mut raw[..16 * usize::from(n)];
         let at = self
             .desc
-            .checked_add(16 * u64::from(idx))
+            .checked_add(16 * u64::from(start))
             .ok_or(RingError::Fault)?;
         mem.read(at, raw)?;
         for (k, e) in raw.chunks_exact(16).enumerate() {
@@ -295,9 +300,13 @@ impl SplitQueue {
                 next: u16::from_le_bytes([e[14], e[15]]),
             };
         }
-        b.desc_start = idx;
+        b.desc_start = start;
         b.desc_len = n;
-        Ok(b.desc[0])
+        // `idx - start < BATCH`, and `< n` since `idx < num`.
+        b.desc
+            .get(usize::from(idx - start))
+            .copied()
+            .ok_or(RingError::BadIndex)
     }
 
     /// The available ring entry at index `i` (which `pending` counted).
