@@ -808,7 +808,10 @@ fn emit<M: GuestMemory>(
     // `num_buffers` (bytes 10-11 of the header) where this piece has them.
     let (a, b) = (off.max(10), (off + len).min(12));
     if a < b {
-        mem.write(dst.wrapping_add((a - off) as u64), &num_buffers[a - 10..b - 10])?;
+        mem.write(
+            dst.wrapping_add((a - off) as u64),
+            &num_buffers[a - 10..b - 10],
+        )?;
     }
     Ok(direct)
 }
