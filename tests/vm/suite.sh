@@ -11,6 +11,14 @@ t "vhost_mdev loads and registers its mdev driver" \
 t "vhost_mdev_net rejects max_instances=0" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=0
 t "vhost_mdev_net rejects max_instances=5000" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=5000
 t "vhost_mdev_net loads with max_instances=4" insmod "$KO/vhost_mdev_net.ko" max_instances=4
+t "copy_ceiling (debugfs) rejects bad input and times both copy routines" sh -c "
+	C=/sys/kernel/debug/vhost_mdev_net/copy_ceiling
+	test -e \$C &&
+	! echo '0 1' >\$C && ! echo '65550 1' >\$C && ! echo '64 0' >\$C &&
+	! echo '64 10000001' >\$C && ! echo '64 1 bogus' >\$C &&
+	! echo '64 1 user extra' >\$C && ! echo 'x y' >\$C &&
+	$TOP/scripts/copy-ceiling 64 1500 --iterations 200 --mode memcpy | grep -c '\"mode\": \"memcpy\"' | grep -qx 2 &&
+	$TOP/scripts/copy-ceiling 64 --iterations 200 | grep -q '\"mode\": \"user\"'"
 
 t "type attributes: device_api, name, available_instances" sh -c "
 	. $TOP/tests/vm/lib.sh
