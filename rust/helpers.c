@@ -111,3 +111,8 @@ void vm_helper_kunmap_local(const void *addr)
 {
 	kunmap_local(addr);
 }
+
+void vm_helper_cond_resched(void)
+{
+	cond_resched();
+}

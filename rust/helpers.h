@@ -33,5 +33,6 @@ void vm_helper_init_work(struct work_struct *work, work_func_t func);
 bool vm_helper_queue_work(struct work_struct *work);
 void *vm_helper_kmap_local_page(struct page *page);
 void vm_helper_kunmap_local(const void *addr);
+void vm_helper_cond_resched(void);
 
 #endif

@@ -116,12 +116,9 @@ impl DeviceHandle {
 
     /// Whether [`DeviceHandle::dma_copy`] can work on this opening of the
     /// device (it is bound to iommufd, whose pages the core may pin).
-    ///
-    /// # Safety
-    ///
-    /// As for [`DeviceHandle::dma_read`].
-    pub unsafe fn dma_can_copy(&self) -> bool {
-        // SAFETY: `ptr` is valid; the caller guarantees the device is open.
+    pub fn dma_can_copy(&self) -> bool {
+        // SAFETY: `ptr` is valid (type invariant); the call reads an atomic
+        // of the instance, in any context.
         unsafe { bindings::vhost_mdev_dma_can_copy(self.ptr.as_ptr()) }
     }
 

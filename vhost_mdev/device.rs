@@ -1029,10 +1029,13 @@ unsafe extern "C" fn request(vdev: *mut bindings::vfio_device, count: c_uint) {
 ///
 /// # Safety
 ///
-/// Called by VFIO (iommufd's access ops) for an open device, with no lock
-/// of ours held.
+/// Called by VFIO (iommufd's access ops) for a registered device, with no
+/// lock of ours held: while it is open, and once more after `close_device`
+/// when iommufd destroys the access (`unmap(0, ~0)`; the cache is empty by
+/// then).
 unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
-    // SAFETY: VFIO calls `dma_unmap` on an open device.
+    // SAFETY: VFIO calls `dma_unmap` only for a registered, initialised
+    // device.
     let this = unsafe { inst(vdev) };
     // The state mutex is not taken here (see the locking rules of the
     // crate); the pin cache's lock is, which the data path never holds
@@ -1162,7 +1165,7 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_copy(
 ///
 /// # Safety
 ///
-/// `vdev` must be a live, open instance handle.
+/// `vdev` must be a live instance handle. Any context.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_dma_can_copy(
     vdev: *mut bindings::vhost_mdev_device,

@@ -38,7 +38,7 @@ use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
 /// Pinned pages cached per instance: 64 MiB of guest memory with 4 KiB
 /// pages, enough for the rings and buffers of a queue pair of 256 entries
 /// with 64 KiB buffers (a smaller cache thrashes there: the buffers are
-/// used round-robin). The table itself is 384 KiB, allocated on the first
+/// used round-robin). The table itself is 512 KiB, allocated on the first
 /// access of an iommufd-bound instance; pinned pages count against the
 /// user's `RLIMIT_MEMLOCK` unless it has `CAP_IPC_LOCK` (a failed pin only
 /// sends the access to `vfio_dma_rw()`).
@@ -80,6 +80,9 @@ struct Table {
     gen: u64,
     /// Pins (and unpins of evicted pages) in flight outside the lock.
     busy: u32,
+    /// Unmaps waiting for `busy` to drop: no new pin starts meanwhile, so
+    /// a guest that keeps missing cannot hold an unmap off.
+    unmapping: u32,
 }
 
 /// A pinned-page cache; see the module documentation.
@@ -95,8 +98,9 @@ pub(crate) struct PinCache {
     idle: CondVar,
 }
 
-// SAFETY: the raw pointers in `Table` are to the instance's own
-// `vfio_device` and to pinned pages; all access is under the mutex.
+// SAFETY: the raw pointers in `Table` (the instance's own `vfio_device` and
+// pinned pages) are not tied to the thread that stored them: any thread may
+// pin, map and unpin through them.
 unsafe impl Send for Table {}
 
 /// The slot of IOVA page `pfn`: any `SLOTS` consecutive IOVA pages (a
@@ -123,6 +127,7 @@ impl PinCache {
                 slots: KVVec::new(),
                 gen: 0,
                 busy: 0,
+                unmapping: 0,
             }, "vhost_mdev_pins"),
             idle <- new_condvar!("vhost_mdev_pins_idle"),
         })
@@ -150,12 +155,12 @@ impl PinCache {
     /// Called from `close_device`, after the parent's worker is quiesced.
     pub(crate) fn close(&self) {
         let mut t = self.table.lock();
+        t.enabled = false;
+        self.on.store(false, Ordering::Release);
         while t.busy > 0 {
             self.idle.wait(&mut t);
         }
         Self::unpin_range(&mut t, 0, u64::MAX);
-        t.enabled = false;
-        self.on.store(false, Ordering::Release);
         t.slots = KVVec::new();
     }
 
@@ -173,10 +178,12 @@ impl PinCache {
         let last = iova.saturating_add(len - 1);
         let mut t = self.table.lock();
         t.gen = t.gen.wrapping_add(1);
+        t.unmapping += 1;
         while t.busy > 0 {
             self.idle.wait(&mut t);
         }
         Self::unpin_range(&mut t, iova, last);
+        t.unmapping -= 1;
     }
 
     /// Unpins the cached pages of IOVAs `first..=last`.
@@ -190,17 +197,12 @@ impl PinCache {
             }
             // Unpinning takes iommufd's `ioas_lock`, which iommufd never
             // holds while it calls `dma_unmap`.
-            // SAFETY: the slot holds one pin of this page on `dev` (type
-            // invariant), open while `close` and `unmap` run.
+            // SAFETY: the slot holds one pin of this page on `dev`, taken
+            // while it was open (type invariant); `close` runs before the
+            // access goes, and an `unmap` after that finds no slot.
             unsafe { bindings::vfio_unpin_pages(dev, start, 1) };
             *s = FREE;
         }
-    }
-
-    /// Marks a pin in flight and returns the generation it must match.
-    fn begin_pin(&self, t: &mut Table) -> u64 {
-        t.busy += 1;
-        t.gen
     }
 
     fn end_busy(&self, t: &mut Table) {
@@ -211,26 +213,20 @@ impl PinCache {
     }
 
     /// Makes sure `pfn` is cached with at least `access`; returns false
-    /// when it cannot be (pinning failed, or an unmap keeps racing).
+    /// when it cannot be (pinning failed, an unmap is under way or raced
+    /// with the pin).
     ///
     /// Called without the lock held.
     fn fill(&self, pfn: u64, access: Access) -> bool {
         let mut t = self.table.lock();
-        if !t.enabled {
+        if !t.enabled || t.unmapping > 0 {
             return false;
         }
         if t.slots.is_empty() {
-            let mut v = match KVVec::with_capacity(SLOTS, GFP_KERNEL) {
+            t.slots = match KVVec::from_elem(FREE, SLOTS, GFP_KERNEL) {
                 Ok(v) => v,
                 Err(_) => return false,
             };
-            for _ in 0..SLOTS {
-                // Cannot fail: the capacity is there.
-                if v.push(FREE, GFP_KERNEL).is_err() {
-                    return false;
-                }
-            }
-            t.slots = v;
         }
         let i = slot_of(pfn);
         let s = t.slots[i];
@@ -238,8 +234,17 @@ impl PinCache {
             return true;
         }
         let dev = t.dev;
-        let gen = self.begin_pin(&mut t);
+        t.busy += 1;
+        let gen = t.gen;
+        // Evict first, so that a user at its `RLIMIT_MEMLOCK` can still pin
+        // the new page. Still counted busy: an unmap waits for the unpin.
+        let old = core::mem::replace(&mut t.slots[i], FREE);
         drop(t);
+        if let Some(old_pfn) = old.pfn {
+            // SAFETY: the slot held one pin of `old_pfn` on the open `dev`
+            // (type invariant), now out of the table.
+            unsafe { bindings::vfio_unpin_pages(dev, old_pfn << PAGE_SHIFT, 1) };
+        }
 
         let iova = pfn << PAGE_SHIFT;
         let mut page: *mut bindings::page = ptr::null_mut();
@@ -262,9 +267,11 @@ impl PinCache {
             self.end_busy(&mut t);
             return false;
         }
-        if t.gen != gen || !t.enabled {
-            // An unmap ran meanwhile: this pin may be of a range that is
-            // going away. Undo it before the unmap may finish.
+        let stale = t.gen != gen || !t.enabled || t.unmapping > 0;
+        if stale || t.slots[i].pfn.is_some() {
+            // An unmap ran meanwhile (this pin may be of a range that is
+            // going away), or another access filled the slot: undo the pin
+            // before an unmap may finish.
             drop(t);
             // SAFETY: the pin taken just above.
             unsafe { bindings::vfio_unpin_pages(dev, iova, 1) };
@@ -272,23 +279,11 @@ impl PinCache {
             self.end_busy(&mut t);
             return false;
         }
-        let old = core::mem::replace(
-            &mut t.slots[i],
-            Slot {
-                pfn: Some(pfn),
-                page,
-                write,
-            },
-        );
-        if let Some(old_pfn) = old.pfn {
-            // Evicted: unpin it outside the lock (still counted busy, so an
-            // unmap waits for it).
-            drop(t);
-            // SAFETY: the slot held one pin of `old_pfn` (type invariant),
-            // now taken out of the table.
-            unsafe { bindings::vfio_unpin_pages(dev, old_pfn << PAGE_SHIFT, 1) };
-            t = self.table.lock();
-        }
+        t.slots[i] = Slot {
+            pfn: Some(pfn),
+            page,
+            write,
+        };
         self.end_busy(&mut t);
         true
     }
@@ -349,15 +344,49 @@ impl PinCache {
     /// Returns false when the cache cannot serve it (nothing or part was
     /// copied: the caller redoes the whole access another way).
     ///
+    /// A naturally aligned access of 2, 4 or 8 bytes (a ring index, a used
+    /// element's half, an event index) is one load or store, as vhost does
+    /// it: the driver updates those while the device reads them, and a
+    /// byte-wise copy could see half of an update.
+    ///
     /// # Safety
     ///
     /// `buf` must be valid for `len` bytes (for writes of guest memory, for
-    /// reads; for reads of guest memory, for writes).
+    /// reads; for reads of guest memory, for writes) and must not be guest
+    /// memory itself.
     pub(crate) unsafe fn rw(&self, iova: u64, buf: *mut u8, len: usize, write: bool) -> bool {
         if !self.enabled() {
             return false;
         }
         let access = if write { Access::Write } else { Access::Read };
+        if matches!(len, 2 | 4 | 8) && iova % len as u64 == 0 {
+            let off = (iova & (PAGE_SIZE - 1)) as usize;
+            let ok = self.with_pages([(iova >> PAGE_SHIFT, access)], |[page]| {
+                // SAFETY: `page + off` is aligned for `len` (the IOVA is, and
+                // the page is page-aligned) and the access stays in the page;
+                // the caller guarantees `buf` for `len` bytes.
+                unsafe {
+                    let g = page.add(off);
+                    macro_rules! once {
+                        ($t:ty) => {
+                            if write {
+                                let v = ptr::read_unaligned(buf.cast::<$t>());
+                                ptr::write_volatile(g.cast::<$t>(), v);
+                            } else {
+                                let v = ptr::read_volatile(g.cast::<$t>());
+                                ptr::write_unaligned(buf.cast::<$t>(), v);
+                            }
+                        };
+                    }
+                    match len {
+                        2 => once!(u16),
+                        4 => once!(u32),
+                        _ => once!(u64),
+                    }
+                }
+            });
+            return ok.is_some();
+        }
         let mut done = 0usize;
         while done < len {
             let Some(at) = iova.checked_add(done as u64) else {

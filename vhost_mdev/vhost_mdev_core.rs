@@ -19,9 +19,10 @@
 //!    `dma_unmap` path, by interrupt upcalls or by kicks, so a parent's worker
 //!    may call `vhost_mdev_dma_rw()` (which takes VFIO's and iommufd's locks)
 //!    while `reset()` waits for it under this mutex.
-//! 2. `PinCache::table` (a mutex, [`dma`]): the pinned-page cache of an
+//! 2. `PinCache::table` (a mutex, `dma.rs`): the pinned-page cache of an
 //!    iommufd-bound instance; taken by the data path per page access and by
-//!    `dma_unmap`, never held across a call that pins.
+//!    `dma_unmap` and close, which unpin under it (so it comes before
+//!    iommufd's `ioas_lock` and `iova_rwsem`); never held across a pin.
 //! 3. `Instance::irqs` (a spinlock): the IRQ eventfds; held only to swap or
 //!    signal them. Innermost: nothing is called under it but
 //!    `eventfd_signal()`.

@@ -129,14 +129,21 @@ int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
 /*
  * Same context. Copies guest memory to guest memory without a bounce
  * buffer, through pages the core pinned and caches (only for a device bound
- * to iommufd; vhost_mdev_dma_can_copy() says whether it is). Returns
- * -EOPNOTSUPP when it cannot serve the copy (type1, a failed pin, an unmapped
- * IOVA); the parent then copies through a buffer of its own with
- * vhost_mdev_dma_rw(), which reports the real error. With iommufd,
- * vhost_mdev_dma_rw() also goes through the cache.
+ * to iommufd). Returns -EOPNOTSUPP when it cannot serve the copy (type1, a
+ * failed pin, an unmapped IOVA); part of the destination may have been
+ * written by then, and the parent redoes the copy through a buffer of its
+ * own with vhost_mdev_dma_rw(), which reports the real error. Overlapping
+ * ranges are copied page piece by page piece, not as one memmove(). With
+ * iommufd, vhost_mdev_dma_rw() also goes through the cache, and does a
+ * naturally aligned 2-, 4- or 8-byte access as one load or store.
  */
 int vhost_mdev_dma_copy(struct vhost_mdev_device *vdev, u64 dst, u64 src,
 			size_t len);
+/*
+ * Any context, while the instance exists. Whether vhost_mdev_dma_copy() can
+ * work for the current opening of the device (it is bound to iommufd), so
+ * that a parent picks its data path once per worker run.
+ */
 bool vhost_mdev_dma_can_copy(struct vhost_mdev_device *vdev);
 /*
  * A worker brackets a batch of vhost_mdev_dma_rw() calls with these: the

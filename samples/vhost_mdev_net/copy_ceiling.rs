@@ -176,6 +176,8 @@ unsafe extern "C" fn read(
                     d.copy_from_slice(s);
                 }
                 core::hint::black_box(&mut k);
+                // SAFETY: process context, no lock held.
+                unsafe { bindings::vm_helper_cond_resched() };
             }
             (Ktime::ktime_get() - t0).to_ns()
         } else {
@@ -187,6 +189,8 @@ unsafe extern "C" fn read(
                 UserSlice::new(user.wrapping_add(size), size)
                     .writer()
                     .write_slice(&k)?;
+                // SAFETY: process context, no lock held.
+                unsafe { bindings::vm_helper_cond_resched() };
             }
             (Ktime::ktime_get() - t0).to_ns()
         };

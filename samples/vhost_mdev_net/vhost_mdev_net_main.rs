@@ -110,8 +110,7 @@ impl<'a> Dma<'a> {
                 }
             }
         };
-        // SAFETY: as above: the worker, while the device is open.
-        let direct = unsafe { handle.dma_can_copy() };
+        let direct = handle.dma_can_copy();
         Self {
             handle,
             session,

@@ -688,9 +688,9 @@ impl Loopback {
     }
 
     /// Writes the frame of `len` bytes (header first) into RX buffers: from
-    /// `buf[..len]`, or with `ntx` the header from `buf` and the data from
-    /// the first `ntx` recorded TX segments. Consumes nothing unless it
-    /// returns [`Delivery::Delivered`].
+    /// `buf[..len]`, or with `ntx` copied from the first `ntx` recorded TX
+    /// segments, header included, with `num_buffers` written over it.
+    /// Consumes nothing unless it returns [`Delivery::Delivered`].
     fn deliver<M: GuestMemory>(
         &mut self,
         mem: &mut M,
@@ -743,10 +743,10 @@ impl Loopback {
         let mut off = 0usize;
         let mut at = 0usize;
         let mut direct = ntx.is_some();
+        let tx = ntx.map(|k| &self.scratch.tx[..k]);
         for i in 0..n {
             let mut written = 0u32;
             let segs = usize::from(self.scratch.nsegs[i]);
-            let tx = ntx.map(|n| &self.scratch.tx[..n]);
             for s in &self.scratch.segs[at..at + segs] {
                 if off == len {
                     break;
