@@ -262,8 +262,15 @@ impl SplitQueue {
     /// Number of buffers the driver made available and we did not take
     /// (reads the available index).
     pub fn pending<M: GuestMemory>(&mut self, mem: &mut M) -> Result<u16, RingError> {
-        let avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
-        let n = avail_idx.wrapping_sub(self.last_avail);
+        let mut avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
+        let mut n = avail_idx.wrapping_sub(self.last_avail);
+        if n > self.num {
+            // Look once more before calling the driver broken: where guest
+            // memory is read a byte at a time (`vfio_dma_rw()`), a read
+            // racing with the driver's update can see half of it.
+            avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
+            n = avail_idx.wrapping_sub(self.last_avail);
+        }
         if n > self.num {
             return Err(RingError::BadAvailIdx);
         }
