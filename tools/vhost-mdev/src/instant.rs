@@ -559,23 +559,36 @@ impl Vq {
     }
 }
 
-/// Reads `out.len()` bytes at byte `off` of the chain `segs`.
-fn read_segs(iommu: &Iommu, segs: &[Seg], mut off: u64, out: &mut [u8]) -> Result<()> {
+/// Calls `f(addr, range)` for the pieces of bytes `off..off + len` of the
+/// chain `segs`, in order (`range` is the piece's span within those `len`
+/// bytes); returns how many bytes the chain had room for.
+fn for_each_piece(
+    segs: &[Seg],
+    mut off: u64,
+    len: usize,
+    mut f: impl FnMut(u64, std::ops::Range<usize>) -> Result<()>,
+) -> Result<usize> {
     let mut done = 0usize;
     for s in segs {
-        if done == out.len() {
+        if done == len {
             break;
         }
-        let len = u64::from(s.len);
-        if off >= len {
-            off -= len;
+        let slen = u64::from(s.len);
+        if off >= slen {
+            off -= slen;
             continue;
         }
-        let n = ((len - off) as usize).min(out.len() - done);
-        iommu.read(s.addr.wrapping_add(off), &mut out[done..done + n])?;
+        let n = ((slen - off) as usize).min(len - done);
+        f(s.addr.wrapping_add(off), done..done + n)?;
         done += n;
         off = 0;
     }
+    Ok(done)
+}
+
+/// Reads `out.len()` bytes at byte `off` of the chain `segs`.
+fn read_segs(iommu: &Iommu, segs: &[Seg], off: u64, out: &mut [u8]) -> Result<()> {
+    let done = for_each_piece(segs, off, out.len(), |a, r| iommu.read(a, &mut out[r]))?;
     if done < out.len() {
         return Err(dev_err("TX chain shorter than its frame"));
     }
@@ -583,22 +596,8 @@ fn read_segs(iommu: &Iommu, segs: &[Seg], mut off: u64, out: &mut [u8]) -> Resul
 }
 
 /// Writes `data` at byte `off` of the chain `segs`.
-fn write_segs(iommu: &Iommu, segs: &[Seg], mut off: u64, data: &[u8]) -> Result<()> {
-    let mut done = 0usize;
-    for s in segs {
-        if done == data.len() {
-            break;
-        }
-        let len = u64::from(s.len);
-        if off >= len {
-            off -= len;
-            continue;
-        }
-        let n = ((len - off) as usize).min(data.len() - done);
-        iommu.write(s.addr.wrapping_add(off), &data[done..done + n])?;
-        done += n;
-        off = 0;
-    }
+fn write_segs(iommu: &Iommu, segs: &[Seg], off: u64, data: &[u8]) -> Result<()> {
+    let done = for_each_piece(segs, off, data.len(), |a, r| iommu.write(a, &data[r]))?;
     if done < data.len() {
         return Err(dev_err("RX chains shorter than the frame"));
     }
