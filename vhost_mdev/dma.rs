@@ -64,17 +64,23 @@ const FREE: Slot = Slot {
     write: false,
 };
 
+impl Slot {
+    /// Whether this slot holds `pfn`, pinned for at least `access`.
+    fn serves(&self, pfn: u64, access: Access) -> bool {
+        self.pfn == Some(pfn) && (self.write || access == Access::Read)
+    }
+}
+
 /// The cache proper, under [`PinCache::table`].
 ///
 /// # Invariants
 ///
 /// Every slot with a `pfn` holds one pin of that IOVA page, taken with
 /// `vfio_pin_pages()` on `dev` and not yet undone. `slots` is empty or
-/// [`SLOTS`] long. `enabled` implies `dev` is an open device bound to
+/// [`SLOTS`] long. [`PinCache::on`] implies `dev` is an open device bound to
 /// iommufd.
 struct Table {
     dev: *mut bindings::vfio_device,
-    enabled: bool,
     slots: KVVec<Slot>,
     /// Bumped by every `dma_unmap`.
     gen: u64,
@@ -88,8 +94,10 @@ struct Table {
 /// A pinned-page cache; see the module documentation.
 #[pin_data]
 pub(crate) struct PinCache {
-    /// `Table::enabled`, readable without the lock: a type1 instance's data
-    /// path checks it per access and must not pay for the mutex.
+    /// Whether the cache serves accesses (an open, iommufd-bound device).
+    /// Changed only under `table`, so it is stable while the lock is held;
+    /// read without it too, so that a type1 instance's data path does not
+    /// pay for the mutex.
     on: AtomicBool,
     #[pin]
     table: Mutex<Table>,
@@ -123,7 +131,6 @@ impl PinCache {
             on: AtomicBool::new(false),
             table <- new_mutex!(Table {
                 dev: ptr::null_mut(),
-                enabled: false,
                 slots: KVVec::new(),
                 gen: 0,
                 busy: 0,
@@ -145,7 +152,6 @@ impl PinCache {
         let iommufd = !unsafe { (*dev).iommufd_access }.is_null();
         let mut t = self.table.lock();
         t.dev = dev;
-        t.enabled = iommufd;
         t.gen = t.gen.wrapping_add(1);
         self.on.store(iommufd, Ordering::Release);
     }
@@ -155,7 +161,6 @@ impl PinCache {
     /// Called from `close_device`, after the parent's worker is quiesced.
     pub(crate) fn close(&self) {
         let mut t = self.table.lock();
-        t.enabled = false;
         self.on.store(false, Ordering::Release);
         while t.busy > 0 {
             self.idle.wait(&mut t);
@@ -219,7 +224,7 @@ impl PinCache {
     /// Called without the lock held.
     fn fill(&self, pfn: u64, access: Access) -> bool {
         let mut t = self.table.lock();
-        if !t.enabled || t.unmapping > 0 {
+        if !self.enabled() || t.unmapping > 0 {
             return false;
         }
         if t.slots.is_empty() {
@@ -230,7 +235,7 @@ impl PinCache {
         }
         let i = slot_of(pfn);
         let s = t.slots[i];
-        if s.pfn == Some(pfn) && (s.write || access == Access::Read) {
+        if s.serves(pfn, access) {
             return true;
         }
         let dev = t.dev;
@@ -267,7 +272,7 @@ impl PinCache {
             self.end_busy(&mut t);
             return false;
         }
-        let stale = t.gen != gen || !t.enabled || t.unmapping > 0;
+        let stale = t.gen != gen || !self.enabled() || t.unmapping > 0;
         if stale || t.slots[i].pfn.is_some() {
             // An unmap ran meanwhile (this pin may be of a range that is
             // going away), or another access filled the slot: undo the pin
@@ -308,16 +313,14 @@ impl PinCache {
                 }
             }
             let t = self.table.lock();
-            if !t.enabled {
+            if !self.enabled() {
                 return None;
             }
             let mut pages = [ptr::null_mut(); N];
             let mut all = !t.slots.is_empty();
             for (p, &(pfn, access)) in pages.iter_mut().zip(&pfns) {
                 match t.slots.get(slot_of(pfn)) {
-                    Some(s) if s.pfn == Some(pfn) && (s.write || access == Access::Read) => {
-                        *p = s.page
-                    }
+                    Some(s) if s.serves(pfn, access) => *p = s.page,
                     _ => all = false,
                 }
             }

@@ -419,8 +419,7 @@ impl SplitQueue {
         self.flush(mem)?;
         mem.write(self.used.wrapping_add(2), &self.used_idx.to_le_bytes())?;
         if self.event_idx {
-            let avail_event = self.used.wrapping_add(4 + 8 * u64::from(self.num));
-            mem.write(avail_event, &self.last_avail.to_le_bytes())?;
+            mem.write(self.avail_event_addr(), &self.last_avail.to_le_bytes())?;
         }
         Ok(())
     }
@@ -430,10 +429,14 @@ impl SplitQueue {
     /// last looked (`avail_event` = that available index).
     pub fn arm_kick<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
         if self.event_idx {
-            let avail_event = self.used.wrapping_add(4 + 8 * u64::from(self.num));
-            mem.write(avail_event, &self.batch.avail_idx.to_le_bytes())?;
+            mem.write(self.avail_event_addr(), &self.batch.avail_idx.to_le_bytes())?;
         }
         Ok(())
+    }
+
+    /// Where `avail_event` is: after the used ring's elements.
+    fn avail_event_addr(&self) -> u64 {
+        self.used.wrapping_add(4 + 8 * u64::from(self.num))
     }
 
     /// Whether the driver wants an interrupt for what was published since
