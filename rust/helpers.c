@@ -11,6 +11,7 @@
 #include <linux/module.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/uaccess.h>
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
@@ -115,4 +116,20 @@ void vm_helper_kunmap_local(const void *addr)
 void vm_helper_cond_resched(void)
 {
 	cond_resched();
+}
+
+/*
+ * One 2-byte load or store at a user address of the current mm: get_user()
+ * and put_user() of a u16 are a single access (a naturally aligned one is
+ * single-copy atomic), unlike copy_{from,to}_user(), which may copy a byte
+ * at a time.
+ */
+int vm_helper_get_user_u16(u16 *val, u64 uaddr)
+{
+	return get_user(*val, (u16 __user *)(uintptr_t)uaddr);
+}
+
+int vm_helper_put_user_u16(u16 val, u64 uaddr)
+{
+	return put_user(val, (u16 __user *)(uintptr_t)uaddr);
 }

@@ -34,5 +34,7 @@ bool vm_helper_queue_work(struct work_struct *work);
 void *vm_helper_kmap_local_page(struct page *page);
 void vm_helper_kunmap_local(const void *addr);
 void vm_helper_cond_resched(void);
+int vm_helper_get_user_u16(u16 *val, u64 uaddr);
+int vm_helper_put_user_u16(u16 val, u64 uaddr);
 
 #endif

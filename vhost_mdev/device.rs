@@ -14,6 +14,7 @@ use crate::dma::PinCache;
 use crate::eventfd::EventFd;
 use crate::parent::Parent;
 use crate::proto::{self, Backend, Model, Reply};
+use crate::rings::RingMap;
 use core::mem::{offset_of, size_of};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -110,6 +111,10 @@ struct Data {
     /// Pinned pages of the data path (iommufd only; see [`crate::dma`]).
     #[pin]
     pins: PinCache,
+    /// Where the VMM sees the rings, for single-access ring indexes (see
+    /// [`crate::rings`]).
+    #[pin]
+    rings: RingMap,
 }
 
 /// A vhost-mdev instance; `struct vhost_mdev_device` of the C ABI.
@@ -344,6 +349,7 @@ impl Instance {
             device_status: AtomicU8::new(0),
             mm: AtomicPtr::new(ptr::null_mut()),
             pins <- PinCache::new(),
+            rings <- RingMap::new(),
         });
         // SAFETY: `this` is a zeroed allocation large enough for `Instance`
         // that nothing else references yet; the data is never moved (VFIO
@@ -489,13 +495,24 @@ impl Data {
                 return Err(EINVAL);
             }
         }
+        let hva = matches!(req, proto::Request::SetVringHva(_));
+        if hva {
+            self.rings.check_sender()?;
+        }
         let mut reply = Reply::new(&mut reply_buf[..]);
         let mut ops = self.ops();
         model.handle(&mut ops, &req, &mut reply).map_err(err)?;
         let len = reply.len();
+        if hva {
+            self.rings.adopt_sender();
+        }
         if req == proto::Request::SetStatus(0) {
-            // A reset discards an unread reply, on either transport.
+            // A reset discards an unread reply, on either transport, and
+            // the rings (the worker is quiet).
             inner.staged = None;
+            self.rings.clear();
+        } else if !req.has_reply() {
+            self.rings.update(&inner.model, self.nvqs());
         }
         Ok(len)
     }
@@ -793,6 +810,7 @@ impl Data {
         Self::discard_reply(&mut inner);
         let mut ops = self.ops();
         inner.model.reset(&mut ops);
+        self.rings.clear();
         Ok(0)
     }
 }
@@ -898,8 +916,10 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     // drops its translations; no DMA is in flight when it returns.
     let mut ops = this.ops();
     inner.model.reset(&mut ops);
-    // ... and the core's own translations: unpin every cached page.
+    // ... and the core's own translations: unpin every cached page, and
+    // forget the rings' user addresses.
     this.pins.close();
+    this.rings.clear();
     // 4. Release the IRQ eventfds.
     let mut old_vq = [Irqs::NONE; proto::MAX_VQS];
     let mut irqs = this.irqs.lock();
@@ -1105,6 +1125,11 @@ pub(crate) unsafe extern "C" fn vhost_mdev_needs_reset(vdev: *mut bindings::vhos
 
 /// `vhost_mdev_dma_rw()`: reads or writes guest memory by IOVA.
 ///
+/// An aligned 2-byte access is one load or store where it is a ring index
+/// or event field (inside a ring of a configured queue): through the pin
+/// cache with iommufd, else through the VMM's address space (see
+/// [`crate::rings`]); never a byte-wise copy.
+///
 /// # Safety
 ///
 /// `vdev` must be a live, open instance handle; `buf` valid for `len`
@@ -1126,6 +1151,23 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
     // SAFETY: the caller guarantees `buf` for `len` bytes.
     if unsafe { this.pins.rw(iova, buf.cast(), len, write) } {
         return 0;
+    }
+    if let Some(hva) = (len == 2).then(|| this.rings.lookup(iova)).flatten() {
+        // A ring index or event field: one access through the VMM's
+        // address space, never `vfio_dma_rw()`'s byte-wise copy. Only while
+        // the IOVA is mapped: the device touches nothing that the IOMMU
+        // does not map (the probe's bytes, possibly torn, are dropped).
+        let mut probe = [0u8; 2];
+        // SAFETY: the caller guarantees an open device; `probe` is ours.
+        let r = unsafe {
+            bindings::vfio_dma_rw(vdev.cast(), iova, probe.as_mut_ptr().cast(), 2, false)
+        };
+        if r != 0 {
+            return r;
+        }
+        // SAFETY: the caller guarantees `buf` for 2 bytes, process context
+        // and an open device whose worker `reset()` quiesces.
+        return unsafe { this.rings.rw_u16(hva, buf.cast(), write) };
     }
     // SAFETY: the handle is the instance, whose first field is the
     // `vfio_device`; the caller guarantees the device is open and `buf`.

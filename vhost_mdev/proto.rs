@@ -98,6 +98,9 @@ pub mod req {
     pub const GET_VQS_COUNT: u32 = ioc(IOC_READ, 0x80, 4);
     /// `VHOST_VDPA_SUSPEND`
     pub const SUSPEND: u32 = ioc(IOC_NONE, 0x7d, 0);
+    /// `VHOST_VFIO_SET_VRING_HVA` (vhost-mdev's own): where the process
+    /// that sends it sees the rings of `VHOST_SET_VRING_ADDR`.
+    pub const SET_VRING_HVA: u32 = ioc(IOC_WRITE, 0xe0, VRING_ADDR_SIZE);
     /// `VHOST_VDPA_RESUME`
     pub const RESUME: u32 = ioc(IOC_NONE, 0x7e, 0);
 }
@@ -244,6 +247,9 @@ pub enum Request<'a> {
     },
     /// `VHOST_SET_VRING_ADDR`
     SetVringAddr(VringAddr),
+    /// `VHOST_VFIO_SET_VRING_HVA`: the same layout, with the addresses at
+    /// which the sending process sees the rings.
+    SetVringHva(VringAddr),
     /// `VHOST_GET_VRING_BASE`
     GetVringBase {
         /// Queue index.
@@ -292,7 +298,7 @@ pub fn fixed_payload_size(code: u32) -> Option<usize> {
         req::SET_STATUS => 1,
         req::SET_VRING_NUM | req::SET_VRING_BASE | req::GET_VRING_BASE => VRING_STATE_SIZE,
         req::SET_VRING_ENABLE => VRING_STATE_SIZE,
-        req::SET_VRING_ADDR => VRING_ADDR_SIZE,
+        req::SET_VRING_ADDR | req::SET_VRING_HVA => VRING_ADDR_SIZE,
         req::GET_CONFIG => CONFIG_HDR_SIZE,
         req::SET_CONFIG => CONFIG_HDR_SIZE,
         _ => return None,
@@ -354,20 +360,26 @@ pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
                     index: rd_u32(p, 0),
                     num: rd_u32(p, 4),
                 },
-                req::SET_VRING_ADDR => Request::SetVringAddr(VringAddr {
-                    index: rd_u32(p, 0),
-                    flags: rd_u32(p, 4),
-                    desc: rd_u64(p, 8),
-                    used: rd_u64(p, 16),
-                    avail: rd_u64(p, 24),
-                    log: rd_u64(p, 32),
-                }),
+                req::SET_VRING_ADDR => Request::SetVringAddr(vring_addr(p)),
+                req::SET_VRING_HVA => Request::SetVringHva(vring_addr(p)),
                 req::SUSPEND => Request::Suspend,
                 req::RESUME => Request::Resume,
                 _ => return Err(ENOTTY),
             }
         }
     })
+}
+
+/// `struct vhost_vring_addr` from its 40 bytes.
+fn vring_addr(p: &[u8]) -> VringAddr {
+    VringAddr {
+        index: rd_u32(p, 0),
+        flags: rd_u32(p, 4),
+        desc: rd_u64(p, 8),
+        used: rd_u64(p, 16),
+        avail: rd_u64(p, 24),
+        log: rd_u64(p, 32),
+    }
 }
 
 /// Checks a config access of `len` bytes at `off` against a config space
@@ -429,10 +441,47 @@ pub struct VqConfig {
     pub addr_set: bool,
     /// Ring addresses.
     pub addr: VringAddr,
+    /// Whether `SET_VRING_HVA` was done.
+    pub hva_set: bool,
+    /// Where the VMM sees the rings (see [`Request::SetVringHva`]).
+    pub hva: VringAddr,
     /// Enabled.
     pub ready: bool,
     /// Base set by the driver.
     pub base: u16,
+}
+
+impl VqConfig {
+    /// Whether the queue has everything it needs to run: a size, its ring
+    /// addresses and where the VMM sees them.
+    pub fn configured(&self) -> bool {
+        self.num != 0 && self.addr_set && self.hva_set
+    }
+
+    /// The rings of this queue as `(iova, hva, len)` ranges (descriptor
+    /// table, driver area with `used_event`, device area with
+    /// `avail_event`), once it is configured.
+    pub fn ring_ranges(&self) -> Option<[(u64, u64, u64); 3]> {
+        if !self.configured() {
+            return None;
+        }
+        let n = u64::from(self.num);
+        Some([
+            (self.addr.desc, self.hva.desc, 16 * n),
+            (self.addr.avail, self.hva.avail, 6 + 2 * n),
+            (self.addr.used, self.hva.used, 6 + 8 * n),
+        ])
+    }
+}
+
+/// Checks a split ring layout (virtio 1.x, 2.7): descriptor table aligned
+/// to 16, driver area to 2, device area to 4. Logging is not supported
+/// (flags must be 0; the log address is ignored).
+fn check_ring_layout(a: &VringAddr) -> Result<(), Errno> {
+    if a.flags != 0 || a.desc & 15 != 0 || a.avail & 1 != 0 || a.used & 3 != 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
 }
 
 /// The virtio device model of one instance: status, features and queues.
@@ -498,6 +547,15 @@ impl Model {
                 num: 0,
                 addr_set: false,
                 addr: VringAddr {
+                    index: 0,
+                    flags: 0,
+                    desc: 0,
+                    used: 0,
+                    avail: 0,
+                    log: 0,
+                },
+                hva_set: false,
+                hva: VringAddr {
                     index: 0,
                     flags: 0,
                     desc: 0,
@@ -604,15 +662,24 @@ impl Model {
                 if self.running() {
                     return Err(EINVAL);
                 }
-                // Split ring alignment (virtio 1.x, 2.7): desc 16, avail 2,
-                // used 4. Logging is not supported.
-                if a.flags != 0 || a.desc % 16 != 0 || a.avail % 2 != 0 || a.used % 4 != 0 {
-                    return Err(EINVAL);
-                }
+                check_ring_layout(&a)?;
                 dev.set_vq_address(idx, a.desc, a.avail, a.used);
                 let vq = &mut self.vqs[idx as usize];
                 vq.addr = a;
                 vq.addr_set = true;
+                Ok(())
+            }
+            Request::SetVringHva(a) => {
+                let idx = self.vq_index(dev, a.index)?;
+                if self.running() {
+                    return Err(EINVAL);
+                }
+                // The same layout in the VMM's address space: the core reads
+                // and writes the ring indexes there as single accesses.
+                check_ring_layout(&a)?;
+                let vq = &mut self.vqs[idx as usize];
+                vq.hva = a;
+                vq.hva_set = true;
                 Ok(())
             }
             Request::GetVringBase { index } => {
@@ -675,10 +742,7 @@ impl Model {
                 return Err(EINVAL);
             }
             let n = (dev.vq_count() as usize).min(MAX_VQS);
-            if self.vqs[..n]
-                .iter()
-                .any(|vq| vq.ready && (vq.num == 0 || !vq.addr_set))
-            {
+            if self.vqs[..n].iter().any(|vq| vq.ready && !vq.configured()) {
                 return Err(EINVAL);
             }
         }
@@ -714,6 +778,7 @@ mod tests {
         assert_eq!(req::SET_OWNER, 0x0000_af01);
         assert_eq!(req::SET_VRING_NUM, 0x4008_af10);
         assert_eq!(req::SET_VRING_ADDR, 0x4028_af11);
+        assert_eq!(req::SET_VRING_HVA, 0x4028_afe0);
         assert_eq!(req::GET_VRING_BASE, 0xc008_af12);
         assert_eq!(req::SET_STATUS, 0x4001_af72);
         assert_eq!(req::GET_VQS_COUNT, 0x8004_af80);

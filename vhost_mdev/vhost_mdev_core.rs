@@ -26,6 +26,8 @@
 //! 3. `Instance::irqs` (a spinlock): the IRQ eventfds; held only to swap or
 //!    signal them. Innermost: nothing is called under it but
 //!    `eventfd_signal()`.
+//! 4. `RingMap::ranges` (a spinlock, `rings.rs`): the rings' user
+//!    addresses; held only to copy them (never across a user access).
 //!
 //! Kicks (notify region writes and ioeventfds) read `Instance::kicks_on` and
 //! call the parent's `kick_vq`, in atomic context for ioeventfds.
@@ -42,6 +44,7 @@ mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]
 pub mod proto;
+mod rings;
 
 module! {
     type: VhostMdev,

@@ -123,6 +123,13 @@ void vhost_mdev_needs_reset(struct vhost_mdev_device *vdev);
 /*
  * Process context, from the worker that serves the instance, while the
  * device is open and started (reset() stops the worker before close).
+ * A naturally aligned 2-byte access inside a ring of a configured queue
+ * (descriptor table, driver area up to used_event, device area up to
+ * avail_event) is single-copy atomic on every DMA back end: through the pin
+ * cache with iommufd, else one get_user()/put_user() at the address the VMM
+ * gave with VHOST_VFIO_SET_VRING_HVA. Read and write ring indexes and event
+ * fields only with such 2-byte accesses: a longer or unaligned access may
+ * be copied a byte at a time.
  */
 int vhost_mdev_dma_rw(struct vhost_mdev_device *vdev, u64 iova, void *buf,
 		      size_t len, bool write);

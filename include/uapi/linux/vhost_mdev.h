@@ -17,7 +17,9 @@
 #ifndef _UAPI_LINUX_VHOST_MDEV_H
 #define _UAPI_LINUX_VHOST_MDEV_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
+#include <linux/vhost_types.h>
 
 /* The mdev type's device_api attribute. */
 #define VHOST_VFIO_DEVICE_API		"vfio-vhost"
@@ -51,6 +53,20 @@ struct vhost_vfio_op {
 	__u32 size;
 	__u8 payload[];
 };
+
+/*
+ * VHOST_VFIO_SET_VRING_HVA: where the sending process sees the rings of
+ * queue @index that VHOST_SET_VRING_ADDR gave as IOVAs: desc_user_addr,
+ * avail_user_addr and used_user_addr are addresses in its own address
+ * space (flags and log_guest_addr 0), aligned as the rings are. The device
+ * loads and stores the ring indexes and event fields there, each as one
+ * access, as vhost-net does (a copy through the IOMMU API may tear them).
+ * Required before DRIVER_OK for every enabled queue; every such request
+ * until the next reset must come from the same address space (else
+ * EPERM). A request (on region 0 or as an ioctl on the device fd).
+ */
+#define VHOST_VFIO_SET_VRING_HVA \
+	_IOW(VHOST_VIRTIO, 0xE0, struct vhost_vring_addr)
 
 #define VHOST_VFIO_OP_HDR_SIZE		16
 #define VHOST_VFIO_MAX_PAYLOAD \

@@ -158,7 +158,7 @@ fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>)
         p.extend_from_slice(&num.to_ne_bytes());
         p
     };
-    match rng.below(14) {
+    match rng.below(15) {
         0 => (VHOST_GET_FEATURES, 1, vec![]),
         1 => (VHOST_SET_FEATURES, 0, features.to_ne_bytes().to_vec()),
         2 => (VHOST_VDPA_GET_STATUS, 1, vec![]),
@@ -187,6 +187,17 @@ fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>)
         }),
         11 => (VHOST_VDPA_SUSPEND, 0, vec![]),
         12 => (VHOST_VDPA_RESUME, 0, vec![]),
+        // Ring user addresses: usually nowhere mapped in this process, and
+        // kernel addresses too; the device must fault cleanly on them.
+        13 => (VHOST_VFIO_SET_VRING_HVA, 0, {
+            let mut p = q.to_ne_bytes().to_vec();
+            p.extend_from_slice(&0u32.to_ne_bytes());
+            let base = rng.pick(&[0x3000_0000_0000u64, 0xffff_8880_0000_0000, 0x1000, 0]);
+            for a in [base, base + 0x2000, base + 0x1000, 0] {
+                p.extend_from_slice(&a.to_ne_bytes());
+            }
+            p
+        }),
         _ => (VHOST_VDPA_GET_VQS_COUNT, 1, vec![]),
     }
 }

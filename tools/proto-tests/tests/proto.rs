@@ -156,8 +156,58 @@ fn bring_up_and_reset() {
         ..Default::default()
     };
     run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    // Addresses without the VMM's view of them (VHOST_VFIO_SET_VRING_HVA):
+    // the core could not update the ring indexes as single stores.
+    assert_eq!(run(&mut m, &mut d, Request::SetStatus(15)), Err(EINVAL));
+    assert!(!d.started);
+    let h = proto::VringAddr {
+        desc: 0x7f00_0000_1000,
+        avail: 0x7f00_0000_2000,
+        used: 0x7f00_0000_3000,
+        ..a
+    };
+    for bad in [
+        proto::VringAddr { flags: 1, ..h },
+        proto::VringAddr {
+            desc: h.desc + 8,
+            ..h
+        },
+        proto::VringAddr {
+            avail: h.avail + 1,
+            ..h
+        },
+        proto::VringAddr {
+            used: h.used + 2,
+            ..h
+        },
+    ] {
+        assert_eq!(run(&mut m, &mut d, Request::SetVringHva(bad)), Err(EINVAL));
+    }
+    assert_eq!(
+        run(
+            &mut m,
+            &mut d,
+            Request::SetVringHva(proto::VringAddr { index: 2, ..h })
+        ),
+        Err(ENOBUFS)
+    );
+    assert!(!m.vqs[0].hva_set);
+    run(&mut m, &mut d, Request::SetVringHva(h)).unwrap();
+    assert_eq!(
+        m.vqs[0].ring_ranges(),
+        Some([
+            (0x1000, 0x7f00_0000_1000, 16 * 256),
+            (0x2000, 0x7f00_0000_2000, 6 + 2 * 256),
+            (0x3000, 0x7f00_0000_3000, 6 + 8 * 256),
+        ])
+    );
     run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
     assert!(d.started);
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetVringHva(h)),
+        Err(EINVAL),
+        "ring HVAs change while running"
+    );
     // Running and not suspended: ring changes are refused.
     assert_eq!(
         run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }),
@@ -198,6 +248,7 @@ fn any_request() -> impl Strategy<Value = (u32, Vec<u8>)> {
         Just(req::SET_OWNER),
         Just(req::SET_VRING_NUM),
         Just(req::SET_VRING_ADDR),
+        Just(req::SET_VRING_HVA),
         Just(req::SET_VRING_BASE),
         Just(req::GET_VRING_BASE),
         Just(req::GET_DEVICE_ID),

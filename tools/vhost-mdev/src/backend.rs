@@ -148,6 +148,13 @@ pub trait VhostBackend: DmaMapper {
         self.request(&Request::SetVringAddr(*addr)).map(drop)
     }
 
+    /// `VHOST_VFIO_SET_VRING_HVA`: where this process sees the rings (a
+    /// vhost-mdev instance requires it before DRIVER_OK: it updates the
+    /// ring indexes there, as single stores).
+    fn set_vring_hva(&self, addr: &VhostVringAddr) -> Result<()> {
+        self.request(&Request::SetVringHva(*addr)).map(drop)
+    }
+
     /// `VHOST_SET_VRING_BASE`.
     fn set_vring_base(&self, index: u32, base: u32) -> Result<()> {
         self.request(&Request::SetVringBase(VhostVringState { index, num: base }))

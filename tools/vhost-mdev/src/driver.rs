@@ -264,6 +264,7 @@ impl<B: VhostBackend> NetDriver<B> {
             let i = u32::from(index);
             self.backend.set_vring_num(i, u32::from(q.size()))?;
             self.backend.set_vring_addr(&q.vring_addr(i))?;
+            self.backend.set_vring_hva(&q.vring_hva(i))?;
             self.backend.set_vring_base(i, 0)?;
             self.backend
                 .set_vring_call(i, Some(&self.calls[usize::from(index)]))?;

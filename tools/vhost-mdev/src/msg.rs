@@ -162,6 +162,9 @@ pub enum Request {
     SetVringNum(VhostVringState),
     /// `VHOST_SET_VRING_ADDR`.
     SetVringAddr(VhostVringAddr),
+    /// `VHOST_VFIO_SET_VRING_HVA`: the same rings, at the addresses where
+    /// the sending process sees them.
+    SetVringHva(VhostVringAddr),
     /// `VHOST_SET_VRING_BASE`.
     SetVringBase(VhostVringState),
     /// `VHOST_GET_VRING_BASE` of a queue.
@@ -191,6 +194,7 @@ impl Request {
             Request::GetVqsCount => VHOST_VDPA_GET_VQS_COUNT,
             Request::SetVringNum(_) => VHOST_SET_VRING_NUM,
             Request::SetVringAddr(_) => VHOST_SET_VRING_ADDR,
+            Request::SetVringHva(_) => VHOST_VFIO_SET_VRING_HVA,
             Request::SetVringBase(_) => VHOST_SET_VRING_BASE,
             Request::GetVringBase(_) => VHOST_GET_VRING_BASE,
             Request::SetVringEnable(_) => VHOST_VDPA_SET_VRING_ENABLE,
@@ -218,7 +222,7 @@ impl Request {
             Request::SetVringNum(s) | Request::SetVringBase(s) | Request::SetVringEnable(s) => {
                 vring_state_bytes(s)
             }
-            Request::SetVringAddr(a) => vring_addr_bytes(a),
+            Request::SetVringAddr(a) | Request::SetVringHva(a) => vring_addr_bytes(a),
             Request::GetVringBase(index) => vring_state_bytes(&VhostVringState {
                 index: *index,
                 num: 0,
@@ -306,6 +310,7 @@ impl Request {
             VHOST_VDPA_GET_VQS_COUNT => none(Request::GetVqsCount)?,
             VHOST_SET_VRING_NUM => Request::SetVringNum(vring_state_from(p)?),
             VHOST_SET_VRING_ADDR => Request::SetVringAddr(vring_addr_from(p)?),
+            VHOST_VFIO_SET_VRING_HVA => Request::SetVringHva(vring_addr_from(p)?),
             VHOST_SET_VRING_BASE => Request::SetVringBase(vring_state_from(p)?),
             VHOST_GET_VRING_BASE => Request::GetVringBase(vring_state_from(p)?.index),
             VHOST_VDPA_SET_VRING_ENABLE => Request::SetVringEnable(vring_state_from(p)?),
@@ -477,6 +482,14 @@ mod tests {
                 desc_user_addr: 0x1000,
                 used_user_addr: 0x3000,
                 avail_user_addr: 0x2000,
+                log_guest_addr: 0,
+            }),
+            Request::SetVringHva(VhostVringAddr {
+                index: 1,
+                flags: 0,
+                desc_user_addr: 0x7f00_0000_1000,
+                used_user_addr: 0x7f00_0000_3000,
+                avail_user_addr: 0x7f00_0000_2000,
                 log_guest_addr: 0,
             }),
             Request::SetVringBase(st),

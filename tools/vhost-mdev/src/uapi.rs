@@ -189,6 +189,9 @@ pub const VHOST_VDPA_GET_CONFIG_SIZE: u64 = ior(VHOST_VIRTIO, 0x79, size_of::<u3
 pub const VHOST_VDPA_SUSPEND: u64 = io(VHOST_VIRTIO, 0x7D);
 pub const VHOST_VDPA_RESUME: u64 = io(VHOST_VIRTIO, 0x7E);
 pub const VHOST_VDPA_GET_VQS_COUNT: u64 = ior(VHOST_VIRTIO, 0x80, size_of::<u32>());
+/// `VHOST_VFIO_SET_VRING_HVA` (vhost-mdev's own, `<linux/vhost_mdev.h>`):
+/// where the sender sees the rings of `VHOST_SET_VRING_ADDR`.
+pub const VHOST_VFIO_SET_VRING_HVA: u64 = iow(VHOST_VIRTIO, 0xE0, size_of::<VhostVringAddr>());
 
 /// The vhost requests of the vhost-mdev message table, with their names.
 pub const VHOST_REQUESTS: &[(u64, &str)] = &[
@@ -197,6 +200,7 @@ pub const VHOST_REQUESTS: &[(u64, &str)] = &[
     (VHOST_SET_OWNER, "VHOST_SET_OWNER"),
     (VHOST_SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
     (VHOST_SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
+    (VHOST_VFIO_SET_VRING_HVA, "VHOST_VFIO_SET_VRING_HVA"),
     (VHOST_SET_VRING_BASE, "VHOST_SET_VRING_BASE"),
     (VHOST_GET_VRING_BASE, "VHOST_GET_VRING_BASE"),
     (VHOST_VDPA_GET_DEVICE_ID, "VHOST_VDPA_GET_DEVICE_ID"),
@@ -455,6 +459,7 @@ mod tests {
         assert_eq!(VHOST_SET_OWNER, 0xaf01);
         assert_eq!(VHOST_SET_VRING_NUM, 0x4008_af10);
         assert_eq!(VHOST_SET_VRING_ADDR, 0x4028_af11);
+        assert_eq!(VHOST_VFIO_SET_VRING_HVA, 0x4028_afe0);
         assert_eq!(VHOST_SET_VRING_BASE, 0x4008_af12);
         assert_eq!(VHOST_GET_VRING_BASE, 0xc008_af12);
         assert_eq!(VHOST_SET_VRING_KICK, 0x4008_af20);

@@ -251,6 +251,20 @@ impl Virtq {
         }
     }
 
+    /// The same rings at the addresses where this process sees them
+    /// (`VHOST_VFIO_SET_VRING_HVA`).
+    pub fn vring_hva(&self, index: u32) -> VhostVringAddr {
+        let base = self.mem.addr();
+        VhostVringAddr {
+            index,
+            flags: 0,
+            desc_user_addr: base + self.layout.desc as u64,
+            used_user_addr: base + self.layout.used as u64,
+            avail_user_addr: base + self.layout.avail as u64,
+            log_guest_addr: 0,
+        }
+    }
+
     /// Number of data buffers.
     pub fn num_bufs(&self) -> usize {
         self.nbufs

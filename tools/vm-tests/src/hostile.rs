@@ -200,15 +200,18 @@ pub fn unmapped_rings(env: &Env, kind: IommuKind) -> TestResult {
     for q in 0..2u32 {
         let base = UNMAPPED_IOVA + u64::from(q) * 0x10000;
         dev.set_vring_num(q, 64).ctx("SET_VRING_NUM")?;
-        dev.set_vring_addr(&VhostVringAddr {
+        let rings = VhostVringAddr {
             index: q,
             flags: 0,
             desc_user_addr: base,
             avail_user_addr: base + 0x1000,
             used_user_addr: base + 0x2000,
             log_guest_addr: 0,
-        })
-        .ctx("SET_VRING_ADDR")?;
+        };
+        dev.set_vring_addr(&rings).ctx("SET_VRING_ADDR")?;
+        // Nothing is mapped there in this process either: the ring indexes
+        // are out of reach too.
+        dev.set_vring_hva(&rings).ctx("SET_VRING_HVA")?;
         dev.set_vring_base(q, 0).ctx("SET_VRING_BASE")?;
         dev.set_vring_enable(q, true).ctx("SET_VRING_ENABLE")?;
     }
@@ -548,6 +551,8 @@ pub fn suspend_relocate_ring(env: &Env) -> TestResult {
     let r = (|| -> TestResult {
         dev.set_vring_addr(&q.vring_addr(u32::from(RXQ)))
             .ctx("SET_VRING_ADDR while suspended")?;
+        dev.set_vring_hva(&q.vring_hva(u32::from(RXQ)))
+            .ctx("SET_VRING_HVA while suspended")?;
         dev.set_vring_base(u32::from(RXQ), base)
             .ctx("SET_VRING_BASE while suspended")?;
         dev.resume().ctx("RESUME")?;

@@ -128,6 +128,7 @@ impl<'a> RawNet<'a> {
             dev.set_vring_num(i, u32::from(q.size()))
                 .ctx("SET_VRING_NUM")?;
             dev.set_vring_addr(&q.vring_addr(i)).ctx("SET_VRING_ADDR")?;
+            dev.set_vring_hva(&q.vring_hva(i)).ctx("SET_VRING_HVA")?;
             dev.set_vring_base(i, 0).ctx("SET_VRING_BASE")?;
             dev.set_vring_call(i, Some(&net.calls[i as usize]))
                 .ctx("vq eventfd")?;

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Ring indexes as single accesses, on every DMA back end.
+//!
+//! A driver and the device share the split ring's indexes (`avail->idx`,
+//! `used->idx`) and event fields (`used_event`, `avail_event`): each side
+//! stores one 2-byte value that the other side loads while it changes. Both
+//! must be single accesses. With a type1 container (and with iommufd where
+//! the pin cache cannot serve an access) guest memory is reached through
+//! `vfio_dma_rw()`, a `copy_{from,to}_user()` with a run-time length, which
+//! copies two bytes one at a time on x86 CPUs without FSRM and under TCG
+//! (`arch/x86/lib/copy_user_64.S`) and makes no atomicity promise with
+//! `rep movsb` either. A torn `avail->idx` makes the device process entries
+//! of the previous lap; a torn `used->idx` makes the driver take entries the
+//! device has not written.
+//!
+//! So the VMM also says where it sees each ring in its own address space
+//! (`VHOST_VFIO_SET_VRING_HVA`, required before DRIVER_OK), as vhost-net's
+//! rings are user addresses: an aligned 2-byte access that falls inside a
+//! configured ring is then one `get_user()`/`put_user()` of a `u16` in that
+//! address space. This trusts the VMM with nothing new: the device touches
+//! only the VMM's own memory, at addresses the VMM gave, and a bad address
+//! is an `EFAULT` (the parent then sets DEVICE_NEEDS_RESET).
+//!
+//! The address space is the one of the process that sent the first
+//! `VHOST_VFIO_SET_VRING_HVA` since the last reset (one `mmgrab()`
+//! reference, dropped at the next reset or close); a request from another
+//! address space is refused with `EPERM`, as vhost refuses a non-owner.
+
+use crate::bindings;
+use crate::proto::{self, Model};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel::error::code::*;
+use kernel::new_spinlock;
+use kernel::prelude::*;
+use kernel::sync::SpinLock;
+
+/// One ring of one queue: `len` bytes at IOVA `iova`, seen by the VMM at
+/// `hva`.
+#[derive(Clone, Copy, Default)]
+struct Range {
+    iova: u64,
+    hva: u64,
+    len: u64,
+}
+
+impl Range {
+    /// The user address of the 2 bytes at `iova`, when they are inside.
+    fn hva_of(&self, iova: u64) -> Option<u64> {
+        let off = iova.checked_sub(self.iova)?;
+        (off.checked_add(2)? <= self.len).then(|| self.hva.wrapping_add(off))
+    }
+}
+
+/// Every ring of every configured queue (descriptor table, driver area,
+/// device area), as set by the VMM.
+type Ranges = [[Range; 3]; proto::MAX_VQS];
+
+/// The rings' user addresses of one instance.
+///
+/// # Invariants
+///
+/// `mm` is null or holds one `mmgrab()` reference, taken in
+/// [`RingMap::adopt_sender`] and dropped in [`RingMap::clear`]. Non-empty
+/// `ranges` are user addresses of `mm`.
+#[pin_data]
+pub(crate) struct RingMap {
+    #[pin]
+    ranges: SpinLock<Ranges>,
+    mm: AtomicPtr<bindings::mm_struct>,
+}
+
+impl RingMap {
+    /// An empty map.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            ranges <- new_spinlock!([[Range { iova: 0, hva: 0, len: 0 }; 3]; proto::MAX_VQS],
+                "vhost_mdev_rings"),
+            mm: AtomicPtr::new(ptr::null_mut()),
+        })
+    }
+
+    /// Checks that the current process may give ring addresses: the first
+    /// since a reset, or one with the address space of the earlier ones.
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn check_sender(&self) -> Result {
+        // SAFETY: reading `current->mm` of the calling task.
+        let cur = unsafe { bindings::vm_helper_current_mm() };
+        let mm = self.mm.load(Ordering::Acquire);
+        if cur.is_null() || (!mm.is_null() && mm != cur) {
+            return Err(EPERM);
+        }
+        Ok(())
+    }
+
+    /// Records the current process's address space as the one the ring
+    /// addresses are in, after [`RingMap::check_sender`] passed and the
+    /// request was accepted.
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn adopt_sender(&self) {
+        if !self.mm.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        // SAFETY: reading `current->mm` of the calling task.
+        let cur = unsafe { bindings::vm_helper_current_mm() };
+        if !cur.is_null() {
+            // SAFETY: `cur` is the live mm of the current task; the
+            // reference is dropped in `clear` (type invariant).
+            unsafe { bindings::vm_helper_mmgrab(cur) };
+            self.mm.store(cur, Ordering::Release);
+        }
+    }
+
+    /// Takes the rings of the configured queues from the model (after any
+    /// accepted request that may have changed them).
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn update(&self, model: &Model, nvqs: u32) {
+        let mut new = [[Range::default(); 3]; proto::MAX_VQS];
+        for (r, vq) in new.iter_mut().zip(model.vqs.iter()).take(nvqs as usize) {
+            if let Some(rings) = vq.ring_ranges() {
+                for (r, (iova, hva, len)) in r.iter_mut().zip(rings) {
+                    *r = Range { iova, hva, len };
+                }
+            }
+        }
+        *self.ranges.lock() = new;
+    }
+
+    /// Forgets every ring and the address space: after a reset or at close,
+    /// once the parent's worker is quiet.
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn clear(&self) {
+        *self.ranges.lock() = [[Range::default(); 3]; proto::MAX_VQS];
+        let mm = self.mm.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !mm.is_null() {
+            // SAFETY: the reference taken in `adopt_sender` (type
+            // invariant); the worker, the only other user, is quiet.
+            unsafe { bindings::vm_helper_mmdrop(mm) };
+        }
+    }
+
+    /// The user address of the aligned 2 bytes at `iova`, when they are in
+    /// a ring.
+    pub(crate) fn lookup(&self, iova: u64) -> Option<u64> {
+        if iova % 2 != 0 {
+            return None;
+        }
+        let ranges = self.ranges.lock();
+        ranges.iter().flatten().find_map(|r| r.hva_of(iova))
+    }
+
+    /// Reads or writes the 2 bytes at user address `hva` (from
+    /// [`RingMap::lookup`]) as one access in the VMM's address space.
+    /// Returns 0 or a negative errno (`-EFAULT`: no such user address, or
+    /// the address space is gone or cannot be entered here).
+    ///
+    /// # Safety
+    ///
+    /// `buf` must be valid for reads and writes of 2 bytes. Called in
+    /// process context by a parent's worker of an open device, which the
+    /// parent's `reset` quiesces before [`RingMap::clear`] runs.
+    pub(crate) unsafe fn rw_u16(&self, hva: u64, buf: *mut u8, write: bool) -> i32 {
+        let mm = self.mm.load(Ordering::Acquire);
+        if mm.is_null() {
+            return EFAULT.to_errno();
+        }
+        // SAFETY: inspecting the current task.
+        let cur = unsafe { bindings::vm_helper_current_mm() };
+        // A worker that runs in the VMM's address space (a DMA session, a
+        // thread of the VMM) accesses it directly; a kthread enters it for
+        // the access (and leaves the address space it had, if any).
+        let switch = cur != mm;
+        if switch {
+            // SAFETY: inspecting the current task; `mm` has an `mmgrab()`
+            // reference (type invariant), so it may be `mmget_not_zero`ed.
+            let ok = unsafe {
+                bindings::vm_helper_current_is_kthread() && bindings::vm_helper_mmget_not_zero(mm)
+            };
+            if !ok {
+                return EFAULT.to_errno();
+            }
+            // SAFETY: a kthread; `cur` (if any) is the mm it adopted, given
+            // back below; `mm` has a user reference from `mmget_not_zero`.
+            unsafe {
+                if !cur.is_null() {
+                    bindings::kthread_unuse_mm(cur);
+                }
+                bindings::kthread_use_mm(mm);
+            }
+        }
+        let r = if write {
+            // SAFETY: the caller guarantees `buf` for 2 bytes.
+            let v = unsafe { ptr::read_unaligned(buf.cast::<u16>()) };
+            // SAFETY: a user address of the current mm; `put_user()` checks
+            // it and faults safely.
+            unsafe { bindings::vm_helper_put_user_u16(v, hva) }
+        } else {
+            let mut v = 0u16;
+            // SAFETY: as above, with `get_user()`.
+            let r = unsafe { bindings::vm_helper_get_user_u16(&mut v, hva) };
+            // SAFETY: the caller guarantees `buf` for 2 bytes.
+            unsafe { ptr::write_unaligned(buf.cast::<u16>(), v) };
+            r
+        };
+        if switch {
+            // SAFETY: undoes the switch above, in reverse order.
+            unsafe {
+                bindings::kthread_unuse_mm(mm);
+                if !cur.is_null() {
+                    bindings::kthread_use_mm(cur);
+                }
+                bindings::mmput(mm);
+            }
+        }
+        r
+    }
+}
