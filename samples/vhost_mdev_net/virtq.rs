@@ -40,10 +40,21 @@ impl From<Fault> for RingError {
 
 /// Guest memory by IOVA.
 pub trait GuestMemory {
-    /// Reads `buf.len()` bytes at `addr`.
+    /// Reads `buf.len()` bytes at `addr`. Bytes may be read one at a time,
+    /// in any order: not for values the driver changes meanwhile.
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
-    /// Writes `buf` at `addr`.
+    /// Writes `buf` at `addr`, bytes possibly one at a time, in any order:
+    /// not for values the driver reads meanwhile.
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault>;
+    /// Reads the little-endian ring index or event field at `addr`
+    /// (naturally aligned) with one single-copy-atomic load: the driver
+    /// updates it while the device reads it, and a torn value would make
+    /// the device take entries of the previous lap.
+    fn read_u16(&mut self, addr: u64) -> Result<u16, Fault>;
+    /// Stores the little-endian ring index or event field `v` at `addr`
+    /// (naturally aligned) with one single-copy-atomic store: a driver that
+    /// saw it torn would take used entries the device has not written.
+    fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), Fault>;
     /// A full memory barrier between the ring stores before it and the
     /// loads after it (`smp_mb()`, as vhost has when it publishes and then
     /// reads the driver's event index or flags).
@@ -60,12 +71,6 @@ pub trait GuestMemory {
     fn copy(&mut self, _dst: u64, _src: u64, _len: usize) -> bool {
         false
     }
-}
-
-fn read_u16<M: GuestMemory>(mem: &mut M, addr: u64) -> Result<u16, Fault> {
-    let mut b = [0u8; 2];
-    mem.read(addr, &mut b)?;
-    Ok(u16::from_le_bytes(b))
 }
 
 /// Descriptor flags (virtio 1.x, 2.7.5).
@@ -260,17 +265,10 @@ impl SplitQueue {
     }
 
     /// Number of buffers the driver made available and we did not take
-    /// (reads the available index).
+    /// (reads the available index, as one load).
     pub fn pending<M: GuestMemory>(&mut self, mem: &mut M) -> Result<u16, RingError> {
-        let mut avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
-        let mut n = avail_idx.wrapping_sub(self.last_avail);
-        if n > self.num {
-            // Look once more before calling the driver broken: where guest
-            // memory is read a byte at a time (`vfio_dma_rw()`), a read
-            // racing with the driver's update can see half of it.
-            avail_idx = read_u16(mem, self.avail.wrapping_add(2))?;
-            n = avail_idx.wrapping_sub(self.last_avail);
-        }
+        let avail_idx = mem.read_u16(self.avail.wrapping_add(2))?;
+        let n = avail_idx.wrapping_sub(self.last_avail);
         if n > self.num {
             return Err(RingError::BadAvailIdx);
         }
@@ -414,12 +412,12 @@ impl SplitQueue {
 
     /// Publishes the used index (after flushing the elements: the memory
     /// accessor orders writes) and, with EVENT_IDX, where the driver should
-    /// kick.
+    /// kick; each as one store.
     pub fn publish<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
         self.flush(mem)?;
-        mem.write(self.used.wrapping_add(2), &self.used_idx.to_le_bytes())?;
+        mem.write_u16(self.used.wrapping_add(2), self.used_idx)?;
         if self.event_idx {
-            mem.write(self.avail_event_addr(), &self.last_avail.to_le_bytes())?;
+            mem.write_u16(self.avail_event_addr(), self.last_avail)?;
         }
         Ok(())
     }
@@ -429,7 +427,7 @@ impl SplitQueue {
     /// last looked (`avail_event` = that available index).
     pub fn arm_kick<M: GuestMemory>(&mut self, mem: &mut M) -> Result<(), RingError> {
         if self.event_idx {
-            mem.write(self.avail_event_addr(), &self.batch.avail_idx.to_le_bytes())?;
+            mem.write_u16(self.avail_event_addr(), self.batch.avail_idx)?;
         }
         Ok(())
     }
@@ -448,11 +446,11 @@ impl SplitQueue {
             return Ok(false);
         }
         let want = if self.event_idx {
-            let used_event = read_u16(mem, self.avail.wrapping_add(4 + 2 * u64::from(self.num)))?;
+            let used_event = mem.read_u16(self.avail.wrapping_add(4 + 2 * u64::from(self.num)))?;
             // vring_need_event()
             new.wrapping_sub(used_event).wrapping_sub(1) < new.wrapping_sub(old)
         } else {
-            read_u16(mem, self.avail)? & VRING_AVAIL_F_NO_INTERRUPT == 0
+            mem.read_u16(self.avail)? & VRING_AVAIL_F_NO_INTERRUPT == 0
         };
         if want {
             self.signalled_used = new;

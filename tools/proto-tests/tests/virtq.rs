@@ -60,6 +60,14 @@ impl GuestMemory for Mem {
         self.bytes[r].copy_from_slice(buf);
         Ok(())
     }
+    fn read_u16(&mut self, addr: u64) -> Result<u16, Fault> {
+        let mut b = [0u8; 2];
+        self.read(addr, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+    fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), Fault> {
+        self.write(addr, &v.to_le_bytes())
+    }
     fn can_copy(&self) -> bool {
         self.direct
     }
@@ -427,48 +435,319 @@ fn too_few_mergeable_buffers_arm_the_rx_kick() {
     assert_eq!(s.rx.used(&s.m).len(), 3);
 }
 
-/// A memory whose first read of one address returns a torn value (half of
-/// the driver's update), as a byte-wise copy racing with the driver may.
-struct TornOnce<'a> {
-    m: &'a mut Mem,
-    at: u64,
-    torn: Option<[u8; 2]>,
+/// An available index out of range is a broken driver (ring indexes are
+/// read with one load: a value out of range is not half of an update).
+#[test]
+fn avail_index_out_of_range_is_an_error() {
+    let mut s = setup(false);
+    // 64 entries: 0x00ff + 64 is the most the driver may have published.
+    s.lb.tx.last_avail = 0x00ff;
+    s.m.put(s.tx.avail + 2, &0x0140u16.to_le_bytes());
+    assert_eq!(s.lb.tx.pending(&mut s.m), Err(RingError::BadAvailIdx));
+    s.m.put(s.tx.avail + 2, &0x013fu16.to_le_bytes());
+    assert_eq!(s.lb.tx.pending(&mut s.m), Ok(64));
 }
 
-impl GuestMemory for TornOnce<'_> {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        if addr == self.at && buf.len() == 2 {
-            if let Some(t) = self.torn.take() {
-                buf.copy_from_slice(&t);
-                return Ok(());
-            }
+/// The driver side of the tearing model: a correct virtio-net driver that
+/// keeps TX full of numbered frames and RX full of buffers, and checks
+/// every frame that comes back.
+struct Driver {
+    rx: Ring,
+    tx: Ring,
+    /// Sequence number of the next frame to send / expected back.
+    next_tx: u64,
+    next_rx: u64,
+    /// Frames to send in all.
+    total: u64,
+    /// TX entries the device returned, RX buffers posted.
+    tx_done: u64,
+    rx_posted: u64,
+    /// Frame payload length.
+    len: usize,
+}
+
+/// 1024 slots of 9 KiB each: TX at 1 MiB, RX at 11 MiB.
+const TX_DATA: u64 = BASE + 0x10_0000;
+const RX_DATA: u64 = BASE + 0xb0_0000;
+const SLOT: u64 = 0x2400;
+
+impl Driver {
+    fn frame(seq: u64, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; NET_HDR_LEN];
+        f.extend_from_slice(&seq.to_le_bytes());
+        f.extend((8..len).map(|i| (i as u64).wrapping_mul(31).wrapping_add(seq) as u8));
+        f
+    }
+
+    /// One step of the driver, as if it ran on another CPU at this point of
+    /// a device access: reclaims TX, checks RX, posts what it can. Each
+    /// index it publishes is one store.
+    fn step(&mut self, m: &mut Mem) {
+        // Used indexes as the driver sees them (one load each): never more
+        // entries than were made available, never backwards.
+        let tx_used = u16::from_le_bytes(m.get(self.tx.used + 2, 2).try_into().unwrap());
+        let tx_out = self.tx.avail_idx.wrapping_sub(self.tx.used_seen);
+        assert!(
+            tx_used.wrapping_sub(self.tx.used_seen) <= tx_out,
+            "TX used index {tx_used:#x} seen torn or beyond the {tx_out} entries out (seen {:#x})",
+            self.tx.used_seen
+        );
+        let rx_used = u16::from_le_bytes(m.get(self.rx.used + 2, 2).try_into().unwrap());
+        let rx_out = self.rx.avail_idx.wrapping_sub(self.rx.used_seen);
+        assert!(
+            rx_used.wrapping_sub(self.rx.used_seen) <= rx_out,
+            "RX used index {rx_used:#x} seen torn or beyond the {rx_out} buffers out (seen {:#x})",
+            self.rx.used_seen
+        );
+        for (id, _) in self.tx.used(m) {
+            assert!(u64::from(id) < u64::from(self.tx.num), "TX id {id}");
+            self.tx_done += 1;
         }
-        self.m.read(addr, buf)
+        for (id, len) in self.rx.used(m) {
+            let want = Self::frame(self.next_rx, self.len);
+            let got = m.get(RX_DATA + u64::from(id) * SLOT, len as usize);
+            assert_eq!(len as usize, want.len(), "RX frame {} length", self.next_rx);
+            assert_eq!(
+                &got[12..],
+                &want[12..],
+                "RX frame {} (out of sequence or corrupt)",
+                self.next_rx
+            );
+            self.next_rx += 1;
+        }
+        // Post TX frames while the ring has room.
+        while self.next_tx < self.total
+            && self.tx.avail_idx.wrapping_sub(self.tx.used_seen) < self.tx.num
+        {
+            let slot = u64::from(self.tx.next_desc);
+            let f = Self::frame(self.next_tx, self.len);
+            m.put(TX_DATA + slot * SLOT, &f);
+            self.tx
+                .add(m, &[(TX_DATA + slot * SLOT, f.len() as u32, false)]);
+            self.next_tx += 1;
+        }
+        // Keep RX full.
+        while self.rx.avail_idx.wrapping_sub(self.rx.used_seen) < self.rx.num {
+            let slot = u64::from(self.rx.next_desc);
+            self.rx
+                .add(m, &[(RX_DATA + slot * SLOT, SLOT as u32, true)]);
+            self.rx_posted += 1;
+        }
+    }
+}
+
+/// Which plain accesses of ring indexes the model tears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tear {
+    Reads,
+    Writes,
+    Both,
+}
+
+/// Guest memory whose plain 2-byte-field accesses tear: every `read` or
+/// `write` that covers a ring index or event field is done a byte at a
+/// time, in the given order, and the driver runs between the bytes (at
+/// `point` 1), before them (0) or after them (2). `read_u16`/`write_u16`
+/// are single accesses, with the driver running before or after them.
+struct Tearing<'a> {
+    m: &'a mut Mem,
+    d: &'a mut Driver,
+    /// The 2-byte fields both sides touch at once.
+    hot: Vec<u64>,
+    high_first: bool,
+    point: usize,
+    /// Which plain accesses tear (the others are done at once).
+    tear: Tear,
+    /// Plain (tearable) accesses that covered a hot field, reads and writes.
+    plain_hot: [u64; 2],
+    /// Single loads and stores of hot fields.
+    single_hot: u64,
+}
+
+impl Tearing<'_> {
+    fn covers_hot(&self, addr: u64, len: usize) -> bool {
+        self.hot
+            .iter()
+            .any(|&h| addr < h + 2 && h < addr.wrapping_add(len as u64))
+    }
+
+    fn bytewise(&mut self, addr: u64, len: usize, mut one: impl FnMut(&mut Mem, u64, usize)) {
+        let order: Vec<usize> = if self.high_first {
+            (0..len).rev().collect()
+        } else {
+            (0..len).collect()
+        };
+        for (k, &i) in order.iter().enumerate() {
+            if k == self.point.min(len) {
+                self.d.step(self.m);
+            }
+            one(self.m, addr + i as u64, i);
+        }
+        if self.point >= len {
+            self.d.step(self.m);
+        }
+    }
+}
+
+impl GuestMemory for Tearing<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.m.range(addr, buf.len())?;
+        if !self.covers_hot(addr, buf.len()) {
+            return self.m.read(addr, buf);
+        }
+        self.plain_hot[0] += 1;
+        if self.tear == Tear::Writes {
+            return self.m.read(addr, buf);
+        }
+        let mut out = vec![0u8; buf.len()];
+        self.bytewise(addr, buf.len(), |m, a, i| out[i] = m.get(a, 1)[0]);
+        buf.copy_from_slice(&out);
+        Ok(())
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
-        self.m.write(addr, buf)
+        self.m.range(addr, buf.len())?;
+        if !self.covers_hot(addr, buf.len()) {
+            return self.m.write(addr, buf);
+        }
+        self.plain_hot[1] += 1;
+        if self.tear == Tear::Reads {
+            return self.m.write(addr, buf);
+        }
+        self.bytewise(addr, buf.len(), |m, a, i| m.put(a, &buf[i..i + 1]));
+        Ok(())
+    }
+    fn read_u16(&mut self, addr: u64) -> Result<u16, Fault> {
+        self.single_hot += u64::from(self.covers_hot(addr, 2));
+        if self.point == 0 {
+            self.d.step(self.m);
+        }
+        let v = self.m.read_u16(addr);
+        if self.point > 0 {
+            self.d.step(self.m);
+        }
+        v
+    }
+    fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), Fault> {
+        self.single_hot += u64::from(self.covers_hot(addr, 2));
+        if self.point == 0 {
+            self.d.step(self.m);
+        }
+        self.m.write_u16(addr, v)?;
+        if self.point > 0 {
+            self.d.step(self.m);
+        }
+        Ok(())
     }
 }
 
-/// A torn read of the available index (0x00ff -> 0x0100 seen as 0x01ff)
-/// is read again, not taken for a broken driver; an index that stays out
-/// of range is an error.
+/// Frames through a loopback whose ring-index reads race with the driver
+/// at every point: with 256- and 1024-entry rings the available index
+/// crosses many 0x..ff -> 0x..00 carries while the device has caught up,
+/// the case where a torn value looks in range. Every frame comes back once,
+/// in sequence and intact (no phantom entry of the previous lap, none
+/// lost), and no ring index or event field is read with a plain (possibly
+/// byte-wise) read.
 #[test]
-fn torn_avail_index_is_read_again() {
-    let mut s = setup(false);
-    let avail_idx_at = s.tx.avail + 2;
-    let mut lb = s.lb;
-    lb.tx.last_avail = 0x00ff;
-    s.m.put(avail_idx_at, &0x0100u16.to_le_bytes());
-    let mut m = TornOnce {
-        m: &mut s.m,
-        at: avail_idx_at,
-        torn: Some(0x01ffu16.to_le_bytes()),
+fn torn_index_reads_no_phantom_or_lost_entries() {
+    for_each_race(Tear::Reads, |[reads, _], single| {
+        assert_eq!(reads, 0, "plain reads of ring indexes");
+        assert!(single > 0);
+    });
+}
+
+/// The same race for the device's stores: the driver, reading the used
+/// index between the bytes of any plain store, never sees a torn one, and
+/// every store of a used index or `avail_event` is one store.
+#[test]
+fn used_index_stores_are_single_stores() {
+    for_each_race(Tear::Writes, |[_, writes], single| {
+        assert_eq!(writes, 0, "plain stores of ring indexes");
+        assert!(single > 0);
+    });
+}
+
+/// Both at once, with 1500- and 9000-byte frames too.
+#[test]
+fn torn_ring_indexes_any_frame_size() {
+    for len in [1500usize, 9000] {
+        for point in 0..3 {
+            run_tearing(256, point == 1, point, Tear::Both, len, 4 * 256);
+        }
+    }
+}
+
+fn for_each_race(tear: Tear, check: impl Fn([u64; 2], u64)) {
+    for num in [256u16, 1024] {
+        for high_first in [false, true] {
+            for point in 0..3 {
+                let total = 3 * 65536 / u64::from(num) * u64::from(num);
+                let (plain, single) = run_tearing(num, high_first, point, tear, 64, total);
+                check(plain, single);
+            }
+        }
+    }
+}
+
+/// Runs `total` frames of `len` bytes through rings of `num` entries with
+/// the driver racing at `point`; returns the plain (reads, writes) and the
+/// single accesses of ring indexes.
+fn run_tearing(
+    num: u16,
+    high_first: bool,
+    point: usize,
+    tear: Tear,
+    len: usize,
+    total: u64,
+) -> ([u64; 2], u64) {
+    let mut m = Mem::new(22 << 20);
+    let rx = Ring::new(num, BASE);
+    let tx = Ring::new(num, BASE + 0x8000);
+    let mut lb = Loopback::new(rx.queue(true, false), tx.queue(true, false), false);
+    let hot = vec![
+        rx.avail + 2,
+        rx.used + 2,
+        rx.avail + 4 + 2 * u64::from(num),
+        rx.used + 4 + 8 * u64::from(num),
+        tx.avail + 2,
+        tx.used + 2,
+        tx.avail + 4 + 2 * u64::from(num),
+        tx.used + 4 + 8 * u64::from(num),
+    ];
+    let mut d = Driver {
+        rx,
+        tx,
+        next_tx: 0,
+        next_rx: 0,
+        total,
+        tx_done: 0,
+        rx_posted: 0,
+        len,
     };
-    assert_eq!(lb.tx.pending(&mut m), Ok(1));
-    // Out of range on both reads: the driver is broken.
-    m.m.put(avail_idx_at, &0x01ffu16.to_le_bytes());
-    assert_eq!(lb.tx.pending(&mut m), Err(RingError::BadAvailIdx));
+    d.step(&mut m);
+    let mut buf = vec![0; FRAME_BUF];
+    let mut t = Tearing {
+        m: &mut m,
+        d: &mut d,
+        hot,
+        high_first,
+        point,
+        tear,
+        plain_hot: [0; 2],
+        single_hot: 0,
+    };
+    let mut idle = 0;
+    while idle < 3 {
+        let before = t.d.next_rx;
+        lb.process(&mut t, &mut buf, 64)
+            .unwrap_or_else(|e| panic!("ring error {e:?} after {} frames", t.d.next_rx));
+        t.d.step(t.m);
+        idle = if t.d.next_rx == before { idle + 1 } else { 0 };
+    }
+    assert_eq!(t.d.next_rx, total, "frames lost");
+    assert_eq!(t.d.tx_done, total, "TX entries returned");
+    assert_eq!(lb.stats.tx_packets, total);
+    assert_eq!(lb.stats.rx_packets, total);
+    (t.plain_hot, t.single_hot)
 }
 
 #[test]
