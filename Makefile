@@ -13,6 +13,7 @@
 #   make check           every test suite (host + VM; the README's second)
 #   make check-quick     the quick VM suite, for a developer after an edit
 #   make bench           benchmark against vdpa_sim_net on the release kernel
+#   make stress          the ring-index stress, 10^6 frames per configuration
 #   make clean           remove build products
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -82,4 +83,7 @@ check-quick:
 bench:
 	scripts/run bench
 
-.PHONY: bench all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
+stress:
+	scripts/run stress
+
+.PHONY: bench stress all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
-# Hardening (issue 8) on the debug kernel: the in-guest fuzzer, races on one
-# open device, remove and rmmod while a process holds a device, and the
-# lifecycle stress. FUZZ_OPS, FUZZ_SEED, RACE_SECONDS and STRESS_CYCLES size
-# the run.
+# Hardening (issues 8 and 14) on the debug kernel: the ring-index stress,
+# the in-guest fuzzer, races on one open device, remove and rmmod while a
+# process holds a device, and the lifecycle stress. STRESS_FRAMES, FUZZ_OPS,
+# FUZZ_SEED, RACE_SECONDS and STRESS_CYCLES size the run.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 load_kernel_modules || { echo "FAIL: hardening: kernel modules"; exit 1; }
 load_ours || { echo "FAIL: hardening: our modules"; exit 1; }
@@ -17,6 +17,9 @@ run() {
 		echo "FAIL: $*: exited with status $rc"
 	fi
 }
+
+# Ring indexes under load on every back end and fallback path.
+. "$VHOST_MDEV_TOP/tests/vm/ring-stress.sh"
 
 run vhost-mdev-fuzz fuzz --ops "$ops" ${FUZZ_SEED:+--seed $FUZZ_SEED}
 run vhost-mdev-fuzz races --seconds "$race"

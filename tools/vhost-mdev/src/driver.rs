@@ -457,12 +457,20 @@ impl<B: VhostBackend> NetDriver<B> {
     /// measurement (userspace memcpy of large buffers is very slow under
     /// TCG).
     pub fn queue_tx_template(&mut self, at: usize, patch: &[u8]) -> Result<bool> {
+        self.queue_tx_patched(&[(at, patch)])
+    }
+
+    /// [`NetDriver::queue_tx_template`] with several patches, each at its
+    /// byte of the frame.
+    pub fn queue_tx_patched(&mut self, patches: &[(usize, &[u8])]) -> Result<bool> {
         let len = self.tx_template.len();
-        if at + patch.len() > len {
-            return Err(Error::InvalidArgument(format!(
-                "patch of {} bytes at {at} outside the {len}-byte template",
-                patch.len()
-            )));
+        for &(at, patch) in patches {
+            if at + patch.len() > len {
+                return Err(Error::InvalidArgument(format!(
+                    "patch of {} bytes at {at} outside the {len}-byte template",
+                    patch.len()
+                )));
+            }
         }
         let Some(slot) = self.take_tx_slot()? else {
             return Ok(false);
@@ -473,7 +481,9 @@ impl<B: VhostBackend> NetDriver<B> {
             self.q.tx.write_buf(slot, NET_HDR_LEN, &self.tx_template)?;
             self.tx_has_template[slot] = true;
         }
-        self.q.tx.write_buf(slot, NET_HDR_LEN + at, patch)?;
+        for &(at, patch) in patches {
+            self.q.tx.write_buf(slot, NET_HDR_LEN + at, patch)?;
+        }
         self.add_tx(slot, len)?;
         Ok(true)
     }

@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod raw;
 mod sample;
+mod stress;
 mod tests;
 mod util;
 
@@ -22,17 +23,19 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, TESTS};
+use tests::{Test, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
-const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick] [FILTER...]
+const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick | --stress] [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
-one of them; --quick selects the fast subset; --list prints the selection.";
+one of them; --quick selects the fast subset; --stress runs the ring-index
+stress runs instead (STRESS_FRAMES frames per configuration, default
+100000); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -42,11 +45,13 @@ fn main() -> ExitCode {
     }
     let mut list = false;
     let mut quick = false;
+    let mut stress = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "--list" => list = true,
             "--quick" => quick = true,
+            "--stress" => stress = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -58,7 +63,15 @@ fn main() -> ExitCode {
             s => filters.push(s.to_string()),
         }
     }
-    let selected: Vec<&'static Test> = TESTS
+    let all = if stress { STRESS } else { TESTS };
+    // A stress run takes as long as its frames: about 1 ms per frame at
+    // worst on the debug kernel under TCG, and never less than a test.
+    let timeout = if stress {
+        TEST_TIMEOUT.max(Duration::from_millis(stress::frames().saturating_mul(2)))
+    } else {
+        TEST_TIMEOUT
+    };
+    let selected: Vec<&'static Test> = all
         .iter()
         .filter(|t| !quick || t.quick)
         .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
@@ -112,7 +125,7 @@ fn main() -> ExitCode {
             failed += 1;
             continue;
         }
-        match rx.recv_timeout(TEST_TIMEOUT) {
+        match rx.recv_timeout(timeout) {
             Ok(Ok(())) => {
                 println!("PASS: {} ({:.2}s)", t.name, start.elapsed().as_secs_f64());
                 passed += 1;
@@ -127,7 +140,7 @@ fn main() -> ExitCode {
                 println!(
                     "FAIL: {}: timed out after {} s (stuck; remaining tests not run)",
                     t.name,
-                    TEST_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 );
                 failed += 1;
                 println!("{passed} passed, {failed} failed");

@@ -17,6 +17,7 @@ use vhost_mdev::{IommuKind, MdevDevice, Transport, VhostBackend};
 
 use crate::check;
 use crate::hostile::{self, Hostile, Unmap};
+use crate::stress;
 use crate::util::*;
 use crate::{lifecycle, sample};
 
@@ -55,6 +56,82 @@ macro_rules! t {
         }
     };
 }
+
+/// The ring-index stress runs (`--stress`), one per configuration.
+pub const STRESS: &[Test] = &[
+    t!("ring_stress_type1_q256_64", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        64
+    )),
+    t!("ring_stress_type1_q256_1500", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        1500
+    )),
+    t!("ring_stress_type1_q256_9000", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        9000
+    )),
+    t!("ring_stress_type1_q1024_64", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        64
+    )),
+    t!("ring_stress_type1_q1024_1500", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        1500
+    )),
+    t!("ring_stress_type1_q1024_9000", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        9000
+    )),
+    t!("ring_stress_iommufd_q256_64", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        64
+    )),
+    t!("ring_stress_iommufd_q256_1500", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        1500
+    )),
+    t!("ring_stress_iommufd_q256_9000", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        9000
+    )),
+    t!("ring_stress_iommufd_q1024_64", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        64
+    )),
+    t!("ring_stress_iommufd_q1024_1500", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        1500
+    )),
+    t!("ring_stress_iommufd_q1024_9000", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        9000
+    )),
+];
 
 /// Every test, in run order.
 pub const TESTS: &[Test] = &[
