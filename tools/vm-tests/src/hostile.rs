@@ -591,3 +591,178 @@ pub fn suspend_relocate_ring(env: &Env) -> TestResult {
     drop(net);
     r
 }
+
+/// The rings' user addresses (`VHOST_VFIO_SET_VRING_HVA`): required
+/// before DRIVER_OK; with a type1 container the device loads and stores
+/// the ring indexes there (one access each) and nowhere else, so a user
+/// address that is not mapped in this process puts it into NEEDS_RESET
+/// at the next kick even though the rings' IOVAs are mapped and intact.
+pub fn ring_hva(env: &Env) -> TestResult {
+    let inst = Inst::create(env)?;
+    let dev = inst.open(IommuKind::Type1)?;
+    let errors = inst.stat("ring_errors")?;
+    let mut net = RawNet::start(&dev, RawOpts::default())?;
+    let mac = net.config.mac;
+    let f = build_frame(mac, TEST_SRC_MAC, 0, 200).ctx("frame")?;
+    net.send(&f)?;
+    let (_, got) = net.recv(Duration::from_secs(5)).ctx("traffic")?;
+    verify_frame(&f, &got).ctx("traffic")?;
+    net.wait_tx_done(1, Duration::from_secs(5))?;
+    drain(&net.cfg_irq);
+
+    // While running, the rings' user addresses cannot change.
+    let mut bogus = net.tx.vring_hva(u32::from(TXQ));
+    bad_input(&dev, "SET_VRING_HVA while running", libc::EINVAL, || {
+        dev.set_vring_hva(&bogus)
+    })?;
+    bogus.desc_user_addr = UNMAPPED_IOVA;
+    bogus.avail_user_addr = UNMAPPED_IOVA + 0x1000;
+    bogus.used_user_addr = UNMAPPED_IOVA + 0x2000;
+    // Misaligned: refused, nothing changes.
+    dev.suspend().ctx("SUSPEND")?;
+    for (why, a) in [
+        (
+            "descriptors not 16-aligned",
+            VhostVringAddr {
+                desc_user_addr: UNMAPPED_IOVA + 8,
+                ..bogus
+            },
+        ),
+        (
+            "driver area not 2-aligned",
+            VhostVringAddr {
+                avail_user_addr: UNMAPPED_IOVA + 1,
+                ..bogus
+            },
+        ),
+        (
+            "device area not 4-aligned",
+            VhostVringAddr {
+                used_user_addr: UNMAPPED_IOVA + 2,
+                ..bogus
+            },
+        ),
+        ("flags", VhostVringAddr { flags: 1, ..bogus }),
+    ] {
+        bad_input(&dev, &format!("SET_VRING_HVA {why}"), libc::EINVAL, || {
+            dev.set_vring_hva(&a)
+        })?;
+    }
+    bad_input(&dev, "SET_VRING_HVA index = nvqs", libc::ENOBUFS, || {
+        dev.set_vring_hva(&VhostVringAddr { index: 2, ..bogus })
+    })?;
+    // Nothing mapped there in this process: the TX indexes are out of reach.
+    dev.set_vring_hva(&bogus)
+        .ctx("SET_VRING_HVA while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    let f = build_frame(mac, TEST_SRC_MAC, 1, 200).ctx("frame")?;
+    net.send(&f)?;
+    expect_needs_reset(
+        &inst,
+        &dev,
+        &net.cfg_irq,
+        errors,
+        "ring user addresses unmapped",
+    )?;
+    drop(net);
+
+    // DRIVER_OK with an enabled queue whose user addresses are missing.
+    dev.set_status(0).ctx("reset")?;
+    driver::negotiate(
+        &dev,
+        (1u64 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM),
+    )
+    .ctx("negotiate")?;
+    dev.set_vring_num(0, 64).ctx("SET_VRING_NUM")?;
+    dev.set_vring_addr(&VhostVringAddr {
+        index: 0,
+        flags: 0,
+        desc_user_addr: 0x1000_0000,
+        avail_user_addr: 0x1000_1000,
+        used_user_addr: 0x1000_2000,
+        log_guest_addr: 0,
+    })
+    .ctx("SET_VRING_ADDR")?;
+    dev.set_vring_enable(0, true).ctx("SET_VRING_ENABLE")?;
+    let ok = VIRTIO_CONFIG_S_ACKNOWLEDGE
+        | VIRTIO_CONFIG_S_DRIVER
+        | VIRTIO_CONFIG_S_FEATURES_OK
+        | VIRTIO_CONFIG_S_DRIVER_OK;
+    bad_input(
+        &dev,
+        "DRIVER_OK without the rings' user addresses",
+        libc::EINVAL,
+        || dev.set_status(ok),
+    )?;
+    dev.set_status(0).ctx("reset")?;
+    recover(&dev, 0x2000_0000, "ring user addresses")
+}
+
+/// Every `VHOST_VFIO_SET_VRING_HVA` until a reset comes from one address
+/// space (vhost's owner rule): another process holding the same device fd
+/// is refused with EPERM, and accepted after a reset.
+pub fn ring_hva_other_process(env: &Env) -> TestResult {
+    let inst = Inst::create(env)?;
+    let dev = inst.open(IommuKind::Type1)?;
+    dev.set_status(0).ctx("reset")?;
+    let a = VhostVringAddr {
+        index: 0,
+        flags: 0,
+        desc_user_addr: 0x10_0000,
+        avail_user_addr: 0x10_1000,
+        used_user_addr: 0x10_2000,
+        log_guest_addr: 0,
+    };
+    // Sends the request from a child process (another address space) and
+    // returns the errno it got (0 on success).
+    let from_child = || -> Result<i32, String> {
+        let fd = dev.vfio().file().as_raw_fd();
+        // SAFETY: the child only makes an ioctl on an inherited fd with a
+        // struct on its stack and exits, without touching the parent's
+        // locks or allocator.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: as above; `a` is a plain struct of the request's layout.
+            let r = unsafe { libc::ioctl(fd, VHOST_VFIO_SET_VRING_HVA as _, &a) };
+            let e = if r == 0 {
+                0
+            } else {
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(255)
+            };
+            // SAFETY: ends the child without running the parent's exit code.
+            unsafe { libc::_exit(e) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
+            return Err(format!("child: status {status:#x}"));
+        }
+        Ok(libc::WEXITSTATUS(status))
+    };
+    dev.set_vring_hva(&a)
+        .ctx("SET_VRING_HVA from this process")?;
+    let e = from_child()?;
+    check!(
+        e == libc::EPERM,
+        "SET_VRING_HVA from another process: errno {e}, expected EPERM"
+    );
+    dev.set_status(0).ctx("reset")?;
+    let e = from_child()?;
+    check!(
+        e == 0,
+        "SET_VRING_HVA from another process after a reset: errno {e}"
+    );
+    bad_input(
+        &dev,
+        "SET_VRING_HVA from the first process after the child's",
+        libc::EPERM,
+        || dev.set_vring_hva(&a),
+    )?;
+    dev.set_status(0).ctx("reset")?;
+    Ok(())
+}

@@ -319,6 +319,12 @@ pub const TESTS: &[Test] = &[
         false,
         |e| hostile::unmapped_rings(e, IommuKind::Iommufd)
     ),
+    t!("ring_hva_required_and_used_type1", true, hostile::ring_hva),
+    t!(
+        "ring_hva_one_address_space",
+        true,
+        hostile::ring_hva_other_process
+    ),
     t!("unmap_while_running_needs_reset", false, |e| {
         hostile::unmap_while_running(e, IommuKind::Type1, Unmap::Tx)
     }),
