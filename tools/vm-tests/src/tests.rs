@@ -709,8 +709,17 @@ fn bad_requests(env: &Env, t: Transport) -> TestResult {
     bad_input(&dev, "VHOST_SET_BACKEND_FEATURES", ENOTTY, || {
         dev.send(VHOST_SET_BACKEND_FEATURES, 0, &[0; 8])
     })?;
-    bad_input(&dev, "SUSPEND before DRIVER_OK", EINVAL, || dev.suspend())?;
-    bad_input(&dev, "RESUME before DRIVER_OK", EINVAL, || dev.resume())?;
+    // SUSPEND and RESUME before DRIVER_OK succeed and change nothing, as
+    // on vhost_vdpa.
+    let before = snapshot(&dev).ctx("state before SUSPEND")?;
+    dev.suspend().ctx("SUSPEND before DRIVER_OK")?;
+    dev.resume().ctx("RESUME before DRIVER_OK")?;
+    dev.resume().ctx("RESUME again before DRIVER_OK")?;
+    let after = snapshot(&dev).ctx("state after RESUME")?;
+    check!(
+        before == after,
+        "SUSPEND/RESUME before DRIVER_OK changed the state: {before:?} -> {after:?}"
+    );
     bad_input(&dev, "SET_VRING_ENABLE num 2", EINVAL, || {
         dev.send(
             VHOST_VDPA_SET_VRING_ENABLE,
@@ -816,9 +825,15 @@ fn bad_status(env: &Env, t: Transport) -> TestResult {
     let inst = Inst::create(env)?;
     let dev = inst.open(IommuKind::Type1)?;
     dev.set_transport(t);
-    bad_input(&dev, "SET_STATUS NEEDS_RESET", EINVAL, || {
-        dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_NEEDS_RESET)
-    })?;
+    // NEEDS_RESET is the device's bit: written, it is accepted (as
+    // vhost_vdpa passes it on) and not stored.
+    dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_NEEDS_RESET)
+        .ctx("ACK|NEEDS_RESET")?;
+    let s = dev.get_status().ctx("GET_STATUS")?;
+    check!(
+        s == VIRTIO_CONFIG_S_ACKNOWLEDGE,
+        "status {s:#x} after writing ACK|NEEDS_RESET"
+    );
     dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE).ctx("ACK")?;
     dev.set_status(ACK_DRIVER).ctx("DRIVER")?;
     bad_input(&dev, "DRIVER_OK before FEATURES_OK", EINVAL, || {
@@ -867,6 +882,43 @@ fn bad_status(env: &Env, t: Transport) -> TestResult {
         EINVAL,
         || dev.set_status(DRIVER_OK),
     )?;
+    // A queue enabled after DRIVER_OK gets the same check.
+    let last = dev.get_vqs_count().ctx("GET_VQS_COUNT")? - 1;
+    check!(last > 0, "the sample has one queue");
+    dev.set_vring_enable(0, false).ctx("disable queue 0")?;
+    dev.set_status(DRIVER_OK)
+        .ctx("DRIVER_OK, no queue enabled")?;
+    bad_input(
+        &dev,
+        "enabling a queue without a size after DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_enable(last, true),
+    )?;
+    dev.suspend().ctx("SUSPEND")?;
+    dev.set_vring_num(last, 64)
+        .ctx("SET_VRING_NUM while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    bad_input(
+        &dev,
+        "enabling a queue without addresses after DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_enable(last, true),
+    )?;
+    let a = VhostVringAddr {
+        index: last,
+        flags: 0,
+        desc_user_addr: 0x10_0000,
+        used_user_addr: 0x10_2000,
+        avail_user_addr: 0x10_1000,
+        log_guest_addr: 0,
+    };
+    dev.suspend().ctx("SUSPEND")?;
+    dev.set_vring_addr(&a)
+        .ctx("SET_VRING_ADDR while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    dev.set_vring_enable(last, true)
+        .ctx("enabling a configured queue after DRIVER_OK")?;
+    dev.set_status(0).ctx("reset")?;
     Ok(())
 }
 
