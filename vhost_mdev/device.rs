@@ -54,6 +54,10 @@ struct Inner {
     staged: Option<Staged>,
     /// Bytes of the staged reply (`MAX_PAYLOAD` bytes).
     reply: KVec<u8>,
+    /// The reply of an ioctl, copied out before the ioctl returns
+    /// (`MAX_PAYLOAD` bytes). Apart from `reply`, so that an ioctl between
+    /// a region-0 request and its `pread` leaves the staged reply alone.
+    ioctl_reply: KVec<u8>,
     /// The message being written, copied from userspace (`MSG_REGION_SIZE`
     /// bytes).
     msg: KVec<u8>,
@@ -322,6 +326,7 @@ impl Instance {
         });
 
         let reply = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?;
+        let ioctl_reply = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?;
         let msg = KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?;
         let init = pin_init!(Data {
             parent: parent as *const Parent,
@@ -332,6 +337,7 @@ impl Instance {
                 model: Model::new(),
                 staged: None,
                 reply,
+                ioctl_reply,
                 msg,
             }, "vhost_mdev_state"),
             irqs <- new_spinlock!(Irqs {
@@ -472,7 +478,8 @@ impl Data {
         }
     }
 
-    /// Runs one decoded request; returns the reply length (in `inner.reply`).
+    /// Runs one decoded request; returns the reply length (in `inner.reply`
+    /// for the message transport, `inner.ioctl_reply` for ioctls).
     fn dispatch(
         &self,
         inner: &mut Inner,
@@ -481,7 +488,11 @@ impl Data {
         transport: Transport,
     ) -> Result<usize> {
         // The payload is in `inner.msg` after the header.
-        let (model, reply_buf, msg) = (&mut inner.model, &mut inner.reply, &inner.msg);
+        let reply_buf = match transport {
+            Transport::Message { .. } => &mut inner.reply,
+            Transport::Ioctl => &mut inner.ioctl_reply,
+        };
+        let (model, msg) = (&mut inner.model, &inner.msg);
         let payload = &msg[proto::HDR_SIZE..proto::HDR_SIZE + payload_len];
         let req = proto::decode(request, payload).map_err(err)?;
         if let Transport::Message { need_reply } = transport {
@@ -598,7 +609,7 @@ impl Data {
         if rlen > 0 {
             UserSlice::new(arg, rlen)
                 .writer()
-                .write_slice(&inner.reply[..rlen])?;
+                .write_slice(&inner.ioctl_reply[..rlen])?;
         }
         Ok(0)
     }

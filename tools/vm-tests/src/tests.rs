@@ -994,6 +994,34 @@ fn reply_slot(env: &Env) -> TestResult {
         ENODATA,
         "reply after a new write",
     )?;
+    // An ioctl between a region-0 request and its read leaves the staged
+    // reply alone: every GET ioctl, the largest config read included.
+    let size = dev.get_config_size().ctx("GET_CONFIG_SIZE")?;
+    let mut cfg_hdr = 0u32.to_ne_bytes().to_vec();
+    cfg_hdr.extend_from_slice(&size.to_ne_bytes());
+    let gets: [(u64, &[u8], &str); 8] = [
+        (VHOST_VDPA_GET_STATUS, &[], "GET_STATUS"),
+        (VHOST_VDPA_GET_DEVICE_ID, &[], "GET_DEVICE_ID"),
+        (VHOST_VDPA_GET_CONFIG_SIZE, &[], "GET_CONFIG_SIZE"),
+        (VHOST_VDPA_GET_CONFIG, &cfg_hdr, "GET_CONFIG"),
+        (VHOST_VDPA_GET_VRING_NUM, &[], "GET_VRING_NUM"),
+        (VHOST_VDPA_GET_VQS_COUNT, &[], "GET_VQS_COUNT"),
+        (VHOST_GET_VRING_BASE, &[0; 8], "GET_VRING_BASE"),
+        (VHOST_GET_FEATURES, &[], "GET_FEATURES"),
+    ];
+    for (code, payload, name) in gets {
+        dev.msg_write(0, &get).ctx("GET_FEATURES write")?;
+        vhost_mdev::backend::ioctl_request(dev.vfio().file(), code, payload)
+            .ctx(&format!("{name} ioctl"))?;
+        let r = dev
+            .msg_read(0, HDR_SIZE + 8)
+            .ctx(&format!("read after a {name} ioctl"))?;
+        check!(
+            r[0..8] == VHOST_GET_FEATURES.to_ne_bytes() && r[16..24] == f.to_ne_bytes(),
+            "a {name} ioctl overwrote the staged GET_FEATURES reply: {:x?}",
+            &r
+        );
+    }
     // Reset and status 0 discard it.
     dev.msg_write(0, &get).ctx("GET_FEATURES write")?;
     dev.vfio_reset().ctx("VFIO_DEVICE_RESET")?;
