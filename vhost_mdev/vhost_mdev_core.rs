@@ -51,10 +51,26 @@ module! {
     license: "GPL",
 }
 
+extern "C" {
+    /// The `pin_cache_bytes` module parameter (defined in `shim.c`).
+    static vhost_mdev_pin_cache_bytes: kernel::ffi::c_ulong;
+}
+
 struct VhostMdev;
 
 impl kernel::Module for VhostMdev {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: a read-only module parameter, written only while loading.
+        let pin_bytes = unsafe { vhost_mdev_pin_cache_bytes } as u64;
+        if dma::set_limit(pin_bytes).is_err() {
+            pr_err!(
+                "vhost-mdev: pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
+                pin_bytes,
+                bindings::VM_PAGE_SIZE,
+                dma::MAX_BYTES
+            );
+            return Err(EINVAL);
+        }
         parent::register_driver(module)?;
         pr_info!("vhost-mdev: mdev driver registered (device_api vfio-vhost)\n");
         Ok(VhostMdev)

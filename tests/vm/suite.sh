@@ -6,8 +6,18 @@
 KO=${MODDIR:-$TOP}
 
 t "kernel modules: vfio, type1, iommufd, mdev load" load_kernel_modules
+t "vhost_mdev rejects pin_cache_bytes=4097 (not a multiple of the page size)" \
+	expect_fail insmod "$KO/vhost_mdev.ko" pin_cache_bytes=4097
+t "vhost_mdev rejects pin_cache_bytes=2147483648 (above 1 GiB)" \
+	expect_fail insmod "$KO/vhost_mdev.ko" pin_cache_bytes=2147483648
+t "vhost_mdev rejects pin_cache_bytes=lots" expect_fail insmod "$KO/vhost_mdev.ko" pin_cache_bytes=lots
 t "vhost_mdev loads and registers its mdev driver" \
 	sh -c "insmod $KO/vhost_mdev.ko && test -d /sys/bus/mdev/drivers/vhost_mdev"
+t "pin_cache_bytes defaults to 64 MiB and is read-only" sh -c "
+	. $TOP/tests/vm/lib.sh
+	P=/sys/module/vhost_mdev/parameters/pin_cache_bytes
+	eq \"\$(cat \$P)\" 67108864 && eq \"\$(stat -c %a \$P)\" 444 &&
+	! echo 0 >\$P 2>/dev/null && eq \"\$(cat \$P)\" 67108864"
 t "vhost_mdev_net rejects max_instances=0" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=0
 t "vhost_mdev_net rejects max_instances=5000" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=5000
 t "vhost_mdev_net loads with max_instances=4" insmod "$KO/vhost_mdev_net.ko" max_instances=4
@@ -135,3 +145,17 @@ t "create/remove 4 instances x $cycles rounds" sh -c "
 	done"
 
 t "modules unload cleanly" sh -c "rmmod vhost_mdev_net && rmmod vhost_mdev && ! lsmod | grep -q vhost_mdev"
+
+# The pin cache off, and at one page (every copy between two pages misses):
+# iommufd traffic then goes through vfio_dma_rw() and stays exact.
+U3=55555555-0000-0000-0000-000000000001
+for bytes in 0 $(getconf PAGESIZE); do
+	t "pin_cache_bytes=$bytes: iommufd traffic exact" sh -c "
+		. $TOP/tests/vm/lib.sh
+		insmod $KO/vhost_mdev.ko pin_cache_bytes=$bytes && insmod $KO/vhost_mdev_net.ko || exit 1
+		eq \"\$(cat /sys/module/vhost_mdev/parameters/pin_cache_bytes)\" $bytes || exit 1
+		echo $U3 >$TYPEDIR/create || exit 1
+		vhost-mdev ping $U3 -n 100 --iommufd &&
+		vhost-mdev ping $U3 -n 50 --size 1514 --iommufd --ioctl --ioeventfd &&
+		echo 1 >/sys/bus/mdev/devices/$U3/remove && rmmod vhost_mdev_net && rmmod vhost_mdev"
+done
