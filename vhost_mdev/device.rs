@@ -316,6 +316,9 @@ impl Instance {
             bindings::vm_helper_vfio_alloc_device(size_of::<Instance>(), dev, &VFIO_OPS.0)
         };
         let vdev = kernel::error::from_err_ptr(vdev)?;
+        // VFIO calls our `release` when the last reference goes, however
+        // late: module exit waits for it.
+        crate::parent::live_get();
         let this = vdev.cast::<Instance>();
         // From here on, dropping `put` frees the allocation (and, once
         // `data_init` is set, drops the data in `release`).
@@ -861,6 +864,9 @@ unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
             ptr::drop_in_place(ptr::addr_of_mut!((*this).data));
         }
     }
+    // Counted when the device was allocated; the last of this module's
+    // code that runs for it.
+    crate::parent::live_put();
 }
 
 /// `vfio_device_ops.open_device`: the first open.

@@ -159,3 +159,21 @@ for bytes in 0 $(getconf PAGESIZE); do
 		vhost-mdev ping $U3 -n 50 --size 1514 --iommufd --ioctl --ioeventfd &&
 		echo 1 >/sys/bus/mdev/devices/$U3/remove && rmmod vhost_mdev_net && rmmod vhost_mdev"
 done
+
+# CONFIG_DEBUG_KOBJECT_RELEASE delays every kobject release by 1-4 s: the
+# mdev types, mdev devices and VFIO devices of a parent are released after
+# the parent module and the core are unloaded, unless the core keeps what
+# they use (the parent, its types, the release callbacks) until then.
+t "unload with kobject releases pending (DEBUG_KOBJECT_RELEASE): no report" sh -c "
+	. $TOP/tests/vm/lib.sh
+	load_ours max_instances=4 || exit 1
+	for i in 1 2; do echo 44444444-0000-0000-0000-00000000000\$i >$TYPEDIR/create || exit 1; done
+	vhost-mdev ping 44444444-0000-0000-0000-000000000001 -n 5 || exit 1
+	vhost-mdev ping 44444444-0000-0000-0000-000000000002 -n 5 --iommufd || exit 1
+	for i in 1 2; do echo 1 >/sys/bus/mdev/devices/44444444-0000-0000-0000-00000000000\$i/remove || exit 1; done
+	rmmod vhost_mdev_net && rmmod vhost_mdev || exit 1
+	! lsmod | grep -q vhost_mdev || exit 1
+	sleep 6
+	dmesg | grep -q \"'vhost_mdev_net-loopback' (.*(delayed\" ||
+		{ echo 'no delayed release of the mdev type: is DEBUG_KOBJECT_RELEASE on?'; exit 1; }
+	! dmesg | grep -E 'BUG:|KASAN|Oops|WARNING:|general protection|Unable to handle'"
