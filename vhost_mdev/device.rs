@@ -1081,7 +1081,9 @@ unsafe fn handle<'a>(vdev: *mut bindings::vhost_mdev_device) -> &'a Data {
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle; not callable from hard IRQs.
+/// `vdev` must be a live instance handle; process context only (the IRQ
+/// lock is a plain spinlock, also taken by `SET_IRQS`: a softirq or hard
+/// IRQ caller could interrupt its holder).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
     vdev: *mut bindings::vhost_mdev_device,
@@ -1098,7 +1100,8 @@ pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle.
+/// `vdev` must be a live instance handle; process context only (as for
+/// `vhost_mdev_vq_interrupt()`).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_config_changed(vdev: *mut bindings::vhost_mdev_device) {
     // SAFETY: the caller guarantees the handle is live.
@@ -1110,7 +1113,8 @@ pub(crate) unsafe extern "C" fn vhost_mdev_config_changed(vdev: *mut bindings::v
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle.
+/// `vdev` must be a live instance handle; process context only (as for
+/// `vhost_mdev_vq_interrupt()`).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_needs_reset(vdev: *mut bindings::vhost_mdev_device) {
     // SAFETY: the caller guarantees the handle is live.

@@ -23,9 +23,10 @@
 //!    iommufd-bound instance; taken by the data path per page access and by
 //!    `dma_unmap` and close, which unpin under it (so it comes before
 //!    iommufd's `ioas_lock` and `iova_rwsem`); never held across a pin.
-//! 3. `Instance::irqs` (a spinlock): the IRQ eventfds; held only to swap or
-//!    signal them. Innermost: nothing is called under it but
-//!    `eventfd_signal()`.
+//! 3. `Instance::irqs` (a spinlock, not BH- or IRQ-safe): the IRQ eventfds;
+//!    held only to swap or signal them, always in process context (the
+//!    signalling upcalls are process context only). Innermost: nothing is
+//!    called under it but `eventfd_signal()`.
 //!
 //! Kicks (notify region writes and ioeventfds) read `Instance::kicks_on` and
 //! call the parent's `kick_vq`, in atomic context for ioeventfds.
