@@ -157,10 +157,14 @@ fi
 
 cycles=16
 [ "$SUITE" = full ] && cycles=200
+# A fresh UUID every round: the mdev core keeps a removed device's UUID
+# until the device is released, which CONFIG_DEBUG_KOBJECT_RELEASE delays
+# by up to 4 s (creating it again meanwhile is EEXIST).
 t "create/remove 4 instances x $cycles rounds" sh -c "
 	for r in \$(seq $cycles); do
-		for i in \$(seq 4); do echo 22222222-0000-0000-0000-00000000000\$i >$TYPEDIR/create || exit 1; done
-		for i in \$(seq 4); do echo 1 >/sys/bus/mdev/devices/22222222-0000-0000-0000-00000000000\$i/remove || exit 1; done
+		u=22222222-0000-0000-\$(printf %04x \$r)-00000000000
+		for i in \$(seq 4); do echo \$u\$i >$TYPEDIR/create || exit 1; done
+		for i in \$(seq 4); do echo 1 >/sys/bus/mdev/devices/\$u\$i/remove || exit 1; done
 	done"
 
 t "modules unload cleanly" sh -c "rmmod vhost_mdev_net && rmmod vhost_mdev && ! lsmod | grep -q vhost_mdev"
