@@ -6,6 +6,7 @@
  * flags (see Kbuild); rust/helpers.c wraps what is `static inline` here.
  */
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>

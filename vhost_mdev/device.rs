@@ -55,6 +55,10 @@ struct Inner {
     staged: Option<Staged>,
     /// Bytes of the staged reply (`MAX_PAYLOAD` bytes).
     reply: KVec<u8>,
+    /// The reply of an ioctl, copied out before the ioctl returns
+    /// (`MAX_PAYLOAD` bytes). Apart from `reply`, so that an ioctl between
+    /// a region-0 request and its `pread` leaves the staged reply alone.
+    ioctl_reply: KVec<u8>,
     /// The message being written, copied from userspace (`MSG_REGION_SIZE`
     /// bytes).
     msg: KVec<u8>,
@@ -317,6 +321,9 @@ impl Instance {
             bindings::vm_helper_vfio_alloc_device(size_of::<Instance>(), dev, &VFIO_OPS.0)
         };
         let vdev = kernel::error::from_err_ptr(vdev)?;
+        // VFIO calls our `release` when the last reference goes, however
+        // late: module exit waits for it.
+        crate::parent::live_get();
         let this = vdev.cast::<Instance>();
         // From here on, dropping `put` frees the allocation (and, once
         // `data_init` is set, drops the data in `release`).
@@ -327,6 +334,7 @@ impl Instance {
         });
 
         let reply = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?;
+        let ioctl_reply = KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?;
         let msg = KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?;
         let init = pin_init!(Data {
             parent: parent as *const Parent,
@@ -337,6 +345,7 @@ impl Instance {
                 model: Model::new(),
                 staged: None,
                 reply,
+                ioctl_reply,
                 msg,
             }, "vhost_mdev_state"),
             irqs <- new_spinlock!(Irqs {
@@ -478,7 +487,8 @@ impl Data {
         }
     }
 
-    /// Runs one decoded request; returns the reply length (in `inner.reply`).
+    /// Runs one decoded request; returns the reply length (in `inner.reply`
+    /// for the message transport, `inner.ioctl_reply` for ioctls).
     fn dispatch(
         &self,
         inner: &mut Inner,
@@ -487,7 +497,11 @@ impl Data {
         transport: Transport,
     ) -> Result<usize> {
         // The payload is in `inner.msg` after the header.
-        let (model, reply_buf, msg) = (&mut inner.model, &mut inner.reply, &inner.msg);
+        let reply_buf = match transport {
+            Transport::Message { .. } => &mut inner.reply,
+            Transport::Ioctl => &mut inner.ioctl_reply,
+        };
+        let (model, msg) = (&mut inner.model, &inner.msg);
         let payload = &msg[proto::HDR_SIZE..proto::HDR_SIZE + payload_len];
         let req = proto::decode(request, payload).map_err(err)?;
         if let Transport::Message { need_reply } = transport {
@@ -615,7 +629,7 @@ impl Data {
         if rlen > 0 {
             UserSlice::new(arg, rlen)
                 .writer()
-                .write_slice(&inner.reply[..rlen])?;
+                .write_slice(&inner.ioctl_reply[..rlen])?;
         }
         Ok(0)
     }
@@ -868,6 +882,9 @@ unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
             ptr::drop_in_place(ptr::addr_of_mut!((*this).data));
         }
     }
+    // Counted when the device was allocated; the last of this module's
+    // code that runs for it.
+    crate::parent::live_put();
 }
 
 /// `vfio_device_ops.open_device`: the first open.
@@ -1084,7 +1101,9 @@ unsafe fn handle<'a>(vdev: *mut bindings::vhost_mdev_device) -> &'a Data {
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle; not callable from hard IRQs.
+/// `vdev` must be a live instance handle; process context only (the IRQ
+/// lock is a plain spinlock, also taken by `SET_IRQS`: a softirq or hard
+/// IRQ caller could interrupt its holder).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
     vdev: *mut bindings::vhost_mdev_device,
@@ -1101,7 +1120,8 @@ pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle.
+/// `vdev` must be a live instance handle; process context only (as for
+/// `vhost_mdev_vq_interrupt()`).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_config_changed(vdev: *mut bindings::vhost_mdev_device) {
     // SAFETY: the caller guarantees the handle is live.
@@ -1113,7 +1133,8 @@ pub(crate) unsafe extern "C" fn vhost_mdev_config_changed(vdev: *mut bindings::v
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle.
+/// `vdev` must be a live instance handle; process context only (as for
+/// `vhost_mdev_vq_interrupt()`).
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_needs_reset(vdev: *mut bindings::vhost_mdev_device) {
     // SAFETY: the caller guarantees the handle is live.

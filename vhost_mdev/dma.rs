@@ -6,8 +6,9 @@
 //! With iommufd, VFIO lets an emulated device pin the pages behind an IOVA
 //! (`vfio_pin_pages()`, which is `iommufd_access_pin_pages()`) as long as
 //! it unpins exactly what it pinned, at the latest when iommufd calls the
-//! device's `dma_unmap` for the range. The cache keeps up to [`SLOTS`]
-//! pinned pages, direct-mapped by IOVA page number, so that the data path
+//! device's `dma_unmap` for the range. The cache keeps up to
+//! `pin_cache_bytes` of pinned pages, direct-mapped by IOVA page number
+//! (see "Size and accounting" below), so that the data path
 //! translates an IOVA page once and then copies with `memcpy()` through
 //! the kernel mapping of the page instead of calling `vfio_dma_rw()` (a
 //! lookup of the IOVA and a user copy) for every access.
@@ -17,6 +18,22 @@
 //! through `vfio_dma_rw()`. Any access the cache cannot serve (pinning
 //! failed, an unmap raced with it, two pages of one copy in the same slot)
 //! falls back to `vfio_dma_rw()`, which also reports the real error.
+//!
+//! # Size and accounting
+//!
+//! The `pin_cache_bytes` module parameter bounds the guest memory one
+//! instance keeps pinned, in bytes whatever the page size (the table has
+//! `pin_cache_bytes / PAGE_SIZE` slots); 0 turns the cache off. Pinned pages
+//! are charged by iommufd, once per page however many pins it has, to the
+//! process that mapped the IOVA range (`IOMMU_IOAS_MAP`): to its user's
+//! `RLIMIT_MEMLOCK` (`locked_vm`) with the vfio cdev, to its mm's
+//! `locked_vm` with iommufd's `/dev/vfio/vfio` compat container, and not at
+//! all when it had `CAP_IPC_LOCK`. A pin refused at the limit only sends the
+//! access to `vfio_dma_rw()`. See `Documentation/admin-guide.rst`.
+//!
+//! A page is pinned for the access asked for: read-only for reads, so that
+//! memory mapped read-only is pinned once, never tried for writing first;
+//! a write to a page cached read-only pins it again for writing.
 //!
 //! # Locking
 //!
@@ -31,18 +48,31 @@
 
 use crate::bindings;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
 
-/// Pinned pages cached per instance: 64 MiB of guest memory with 4 KiB
-/// pages, enough for the rings and buffers of a queue pair of 256 entries
-/// with 64 KiB buffers (a smaller cache thrashes there: the buffers are
-/// used round-robin). The table itself is 512 KiB, allocated on the first
-/// access of an iommufd-bound instance; pinned pages count against the
-/// user's `RLIMIT_MEMLOCK` unless it has `CAP_IPC_LOCK` (a failed pin only
-/// sends the access to `vfio_dma_rw()`).
-pub(crate) const SLOTS: usize = 16384;
+/// The largest `pin_cache_bytes`: 1 GiB.
+pub(crate) const MAX_BYTES: u64 = 1 << 30;
+
+/// Slots of every instance's table, set once at module load. The default
+/// `pin_cache_bytes` (`shim.c`), 64 MiB of guest memory, is enough for the
+/// rings and buffers of a queue pair of 256 entries with 64 KiB buffers (a
+/// smaller cache thrashes there: the buffers are used round-robin); with
+/// 4 KiB pages its table is 16384 slots (512 KiB), allocated on the first
+/// access of an iommufd-bound instance.
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the cache size of every instance from `pin_cache_bytes`, at module
+/// load: 0 (no cache) or a multiple of `PAGE_SIZE` up to [`MAX_BYTES`];
+/// anything else is `EINVAL`.
+pub(crate) fn set_limit(bytes: u64) -> Result {
+    if bytes % PAGE_SIZE != 0 || bytes > MAX_BYTES {
+        return Err(EINVAL);
+    }
+    SLOTS.store((bytes / PAGE_SIZE) as usize, Ordering::Relaxed);
+    Ok(())
+}
 
 const PAGE_SHIFT: u32 = bindings::VM_PAGE_SIZE.trailing_zeros();
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
@@ -77,8 +107,8 @@ impl Slot {
 ///
 /// Every slot with a `pfn` holds one pin of that IOVA page, taken with
 /// `vfio_pin_pages()` on `dev` and not yet undone. `slots` is empty or
-/// [`SLOTS`] long. [`PinCache::on`] implies `dev` is an open device bound to
-/// iommufd.
+/// `SLOTS` long. [`PinCache::on`] implies `dev` is an open device bound to
+/// iommufd and `SLOTS > 0`.
 struct Table {
     dev: *mut bindings::vfio_device,
     slots: KVVec<Slot>,
@@ -111,10 +141,11 @@ pub(crate) struct PinCache {
 // pin, map and unpin through them.
 unsafe impl Send for Table {}
 
-/// The slot of IOVA page `pfn`: any `SLOTS` consecutive IOVA pages (a
-/// guest's memory is mapped IOVA-contiguous) get distinct slots.
-fn slot_of(pfn: u64) -> usize {
-    (pfn % SLOTS as u64) as usize
+/// The slot of IOVA page `pfn` in a table of `n > 0` slots: any `n`
+/// consecutive IOVA pages (a guest's memory is mapped IOVA-contiguous) get
+/// distinct slots.
+fn slot_of(pfn: u64, n: usize) -> usize {
+    (pfn % n as u64) as usize
 }
 
 /// Which access a page is wanted for.
@@ -150,10 +181,11 @@ impl PinCache {
         // SAFETY: `dev` is live; `iommufd_access` is set before
         // `open_device` (at bind) and stays until after `close_device`.
         let iommufd = !unsafe { (*dev).iommufd_access }.is_null();
+        let sized = SLOTS.load(Ordering::Relaxed) > 0;
         let mut t = self.table.lock();
         t.dev = dev;
         t.gen = t.gen.wrapping_add(1);
-        self.on.store(iommufd, Ordering::Release);
+        self.on.store(iommufd && sized, Ordering::Release);
     }
 
     /// Unpins everything and turns the cache off.
@@ -228,12 +260,14 @@ impl PinCache {
             return false;
         }
         if t.slots.is_empty() {
-            t.slots = match KVVec::from_elem(FREE, SLOTS, GFP_KERNEL) {
+            // Non-zero while enabled (`open`).
+            let n = SLOTS.load(Ordering::Relaxed);
+            t.slots = match KVVec::from_elem(FREE, n, GFP_KERNEL) {
                 Ok(v) => v,
                 Err(_) => return false,
             };
         }
-        let i = slot_of(pfn);
+        let i = slot_of(pfn, t.slots.len());
         let s = t.slots[i];
         if s.serves(pfn, access) {
             return true;
@@ -253,19 +287,18 @@ impl PinCache {
 
         let iova = pfn << PAGE_SHIFT;
         let mut page: *mut bindings::page = ptr::null_mut();
-        let mut write = true;
-        let rw = (bindings::VM_IOMMU_READ | bindings::VM_IOMMU_WRITE) as i32;
+        // One pin, for the access asked for: read-only memory is never
+        // tried for writing first (iommufd refuses IOMMU_WRITE on it).
+        let write = access == Access::Write;
+        let prot = if write {
+            bindings::VM_IOMMU_READ | bindings::VM_IOMMU_WRITE
+        } else {
+            bindings::VM_IOMMU_READ
+        };
         // SAFETY: `dev` is open (the cache is enabled only between `open`
         // and `close`, and the data path runs only then); `page` has room
         // for one page pointer. No lock of ours is held.
-        let mut r = unsafe { bindings::vfio_pin_pages(dev, iova, 1, rw, &mut page) };
-        if r == EPERM.to_errno() && access == Access::Read {
-            write = false;
-            // SAFETY: as above.
-            r = unsafe {
-                bindings::vfio_pin_pages(dev, iova, 1, bindings::VM_IOMMU_READ as i32, &mut page)
-            };
-        }
+        let r = unsafe { bindings::vfio_pin_pages(dev, iova, 1, prot as i32, &mut page) };
 
         let mut t = self.table.lock();
         if r != 1 {
@@ -318,8 +351,9 @@ impl PinCache {
             }
             let mut pages = [ptr::null_mut(); N];
             let mut all = !t.slots.is_empty();
+            let n = t.slots.len();
             for (p, &(pfn, access)) in pages.iter_mut().zip(&pfns) {
-                match t.slots.get(slot_of(pfn)) {
+                match t.slots.get(slot_of(pfn, n.max(1))) {
                     Some(s) if s.serves(pfn, access) => *p = s.page,
                     _ => all = false,
                 }

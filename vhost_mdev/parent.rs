@@ -8,7 +8,7 @@
 use crate::bindings;
 use crate::device::Instance;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use kernel::c_str;
 use kernel::error::{code::*, from_err_ptr, to_result};
 use kernel::ffi::{c_char, c_uint};
@@ -52,9 +52,46 @@ pub(crate) fn register_driver(module: &'static ThisModule) -> Result {
     to_result(unsafe { bindings::mdev_register_driver(drv) })
 }
 
-/// Unregisters the core's mdev driver. No parent may be registered (each
-/// parent module holds a reference on the core, so none is).
+/// Objects whose release callback is code of this module (or reads its
+/// data: the mdev core's `mdev_device_release()` reads `DRIVER`) and that
+/// may outlive their unregistration: parents (freed by their device's
+/// release, after the last mdev type and mdev device of the parent is
+/// released) and instances (the VFIO device's `release`). Their releases
+/// can come late: any holder of a reference delays them, and
+/// `CONFIG_DEBUG_KOBJECT_RELEASE` delays every kobject release by seconds.
+/// Module exit waits until the count is zero.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts an object whose release runs code of this module.
+pub(crate) fn live_get() {
+    LIVE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Ends what `live_get` counted: the last thing such a release does.
+///
+/// Module exit may free the module once the count is zero; what the caller
+/// still runs is its own return. `free_module()` calls `synchronize_rcu()`
+/// before it frees the module's memory, which waits for that return on a
+/// kernel without preemption, and leaves only a preemption between these
+/// instructions and the caller's `ret` on the others, as for every module
+/// whose release callbacks drop the last reference to it.
+pub(crate) fn live_put() {
+    LIVE.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Unregisters the core's mdev driver, after every parent and instance was
+/// released. No parent may be registered (each parent module holds a
+/// reference on the core, so none is).
 pub(crate) fn unregister_driver() {
+    let mut waited = 0u32;
+    while LIVE.load(Ordering::Acquire) != 0 {
+        if waited == 100 {
+            pr_info!("vhost-mdev: waiting for released instances and parents to be freed\n");
+        }
+        // SAFETY: module exit runs in process context.
+        unsafe { bindings::msleep(10) };
+        waited = waited.saturating_add(1);
+    }
     // SAFETY: registered by `register_driver`, as module init succeeded.
     unsafe { bindings::mdev_unregister_driver(DRIVER.0.get()) };
 }
@@ -79,16 +116,24 @@ struct MdevType {
 ///
 /// `mdev_parent` is registered with the mdev core from the end of
 /// `vhost_mdev_register_parent()` until `vhost_mdev_unregister_parent()`;
-/// `dev` is the parent device that `device_create()` returned; `types`
-/// and `type_ptrs` are never reallocated after registration; `info` and
-/// everything it points to outlive the registration (the parent driver's
-/// contract).
+/// `types` and `type_ptrs` are never reallocated after registration;
+/// `info` and everything it points to outlive the registration (the parent
+/// driver's contract), and are not used after it.
+///
+/// Once `dev` is initialised, the device's reference count owns the
+/// parent: the mdev core holds a reference on `dev` for each mdev type
+/// until `mdev_type_release()` (and each mdev device holds its type until
+/// `mdev_device_release()`, which reads `mdev_parent`), and the device's
+/// release ([`parent_dev_release`]) frees the parent. So the types and
+/// `mdev_parent` live until the mdev core's last release of them, however
+/// late that comes after unregistration.
 #[repr(C)]
 pub(crate) struct Parent {
     mdev_parent: Opaque<bindings::mdev_parent>,
     pub(crate) info: bindings::vhost_mdev_parent_info,
     class: *mut bindings::class,
-    dev: *mut bindings::device,
+    /// The parent device, on a class of the parent's name.
+    dev: Opaque<bindings::device>,
     types: KVec<Pin<KBox<MdevType>>>,
     type_ptrs: KVec<*mut bindings::mdev_type>,
 }
@@ -194,7 +239,7 @@ unsafe extern "C" fn remove(mdev: *mut bindings::mdev_device) {
 }
 
 /// Creates and registers a parent; see `include/linux/vhost_mdev.h`.
-fn register_parent(info: &bindings::vhost_mdev_parent_info) -> Result<KBox<Parent>> {
+fn register_parent(info: &bindings::vhost_mdev_parent_info) -> Result<*mut Parent> {
     if info.name.is_null() || info.ops.is_null() || info.create.is_none() {
         return Err(EINVAL);
     }
@@ -232,7 +277,7 @@ fn register_parent(info: &bindings::vhost_mdev_parent_info) -> Result<KBox<Paren
             mdev_parent: Opaque::uninit(),
             info: *info,
             class: ptr::null_mut(),
-            dev: ptr::null_mut(),
+            dev: Opaque::uninit(),
             types: KVec::new(),
             type_ptrs: KVec::new(),
         },
@@ -277,47 +322,77 @@ fn register_parent(info: &bindings::vhost_mdev_parent_info) -> Result<KBox<Paren
     // names the types "<name>-<sysfs_name>".
     // SAFETY: `name` is a NUL-terminated string (checked non-null).
     let class = from_err_ptr(unsafe { bindings::class_create(info.name) })?;
-    // SAFETY: `class` was just created; "%s" consumes one string.
-    let dev = unsafe {
-        bindings::device_create(
-            class,
-            ptr::null_mut(),
-            0,
-            ptr::null_mut(),
-            c_str!("%s").as_char_ptr(),
-            info.name,
-        )
-    };
-    let dev = match from_err_ptr(dev) {
-        Ok(d) => d,
-        Err(e) => {
-            // SAFETY: created above, nothing uses it.
-            unsafe { bindings::class_destroy(class) };
-            return Err(e);
-        }
-    };
     parent.class = class;
-    parent.dev = dev;
-    // SAFETY: `mdev_parent` lives in the boxed parent until unregistration;
-    // `dev` and the types are valid; our driver is registered.
+    let dev = parent.dev.get();
+    // From here the device's reference count owns the parent: every error
+    // path puts the device, whose release frees it.
+    let parent = KBox::into_raw(parent);
+    live_get();
+    // SAFETY: `dev` is the parent's own device, zeroed before
+    // `device_initialize()` as the driver core requires; the release frees
+    // the parent, which `into_raw` handed over.
+    unsafe {
+        ptr::write_bytes(dev, 0, 1);
+        bindings::device_initialize(dev);
+        (*dev).class = class;
+        (*dev).release = Some(parent_dev_release);
+    }
+    let fail = |e: Error, added: bool| -> Result<*mut Parent> {
+        // SAFETY: `dev` is initialised; deleting it if added and putting
+        // our reference frees the parent (release); nothing else holds
+        // one. The class has no device left.
+        unsafe {
+            if added {
+                bindings::device_unregister(dev);
+            } else {
+                bindings::put_device(dev);
+            }
+            bindings::class_destroy(class);
+        }
+        Err(e)
+    };
+    // SAFETY: `dev` is initialised; "%s" consumes one string.
+    let r = unsafe { bindings::dev_set_name(dev, c_str!("%s").as_char_ptr(), info.name) };
+    if r != 0 {
+        return fail(Error::from_errno(r), false);
+    }
+    // SAFETY: `dev` is initialised and named.
+    let r = unsafe { bindings::device_add(dev) };
+    if r != 0 {
+        return fail(Error::from_errno(r), false);
+    }
+    // SAFETY: `mdev_parent` lives in the parent until the device's release,
+    // after unregistration; `dev` and the types are valid; our driver is
+    // registered.
     let ret = unsafe {
         bindings::mdev_register_parent(
-            parent.mdev_parent.get(),
+            (*parent).mdev_parent.get(),
             dev,
             DRIVER.0.get(),
-            parent.type_ptrs.as_mut_ptr(),
+            (*parent).type_ptrs.as_mut_ptr(),
             info.ntypes,
         )
     };
     if let Err(e) = to_result(ret) {
-        // SAFETY: created above and not registered with mdev.
-        unsafe {
-            bindings::device_unregister(dev);
-            bindings::class_destroy(class);
-        }
-        return Err(e);
+        return fail(e, true);
     }
     Ok(parent)
+}
+
+/// The release of a parent's device: frees the parent, once the mdev core
+/// released every type and mdev device of it (each holds a reference).
+///
+/// # Safety
+///
+/// Called by the driver core once, when the last reference to the `dev` of
+/// a `Parent` that `register_parent` handed to the device goes.
+unsafe extern "C" fn parent_dev_release(dev: *mut bindings::device) {
+    let off = core::mem::offset_of!(Parent, dev);
+    // SAFETY: `dev` is the `dev` field of a `Parent` from `KBox::into_raw`
+    // (the only devices with this release); nothing uses the parent any
+    // more (the last reference went).
+    drop(unsafe { KBox::from_raw(dev.cast::<u8>().sub(off).cast::<Parent>()) });
+    live_put();
 }
 
 /// `vhost_mdev_register_parent()`: registers a parent driver's parent.
@@ -335,14 +410,16 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
     }
     // SAFETY: the caller guarantees `info` is valid.
     match register_parent(unsafe { &*info }) {
-        Ok(p) => KBox::into_raw(p).cast(),
+        Ok(p) => p.cast(),
         Err(e) => e.to_ptr(),
     }
 }
 
 /// `vhost_mdev_unregister_parent()`: removes every instance (waiting for
 /// their users to close them, after signalling the request IRQ) and the
-/// parent.
+/// parent. The parent's memory goes later, with the mdev core's last
+/// reference to it (see [`Parent`]); nothing of the parent driver is used
+/// after this returns.
 ///
 /// # Safety
 ///
@@ -352,14 +429,15 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
 pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(
     parent: *mut bindings::vhost_mdev_parent,
 ) {
-    // SAFETY: the caller guarantees `parent` came from `into_raw` above.
-    let parent = unsafe { KBox::from_raw(parent.cast::<Parent>()) };
+    let parent = parent.cast::<Parent>();
     // SAFETY: registered, by the type invariant; this removes every
-    // instance (their `remove` runs before it returns).
+    // instance (their `remove` runs before it returns). Our reference to
+    // the device goes last: the types' and mdev devices' references keep
+    // the parent until their releases.
     unsafe {
-        bindings::mdev_unregister_parent(parent.mdev_parent.get());
-        bindings::device_unregister(parent.dev);
-        bindings::class_destroy(parent.class);
+        let class = (*parent).class;
+        bindings::mdev_unregister_parent((*parent).mdev_parent.get());
+        bindings::device_unregister((*parent).dev.get());
+        bindings::class_destroy(class);
     }
-    drop(parent);
 }

@@ -623,6 +623,10 @@ impl Model {
                 let start = reply.len;
                 let end = start + len as usize;
                 let out = reply.buf.get_mut(start..end).ok_or(EINVAL)?;
+                // The buffer is shared by every request (and every opener):
+                // a parent that fills less than `len` bytes must not return
+                // what an earlier reply left there.
+                out.fill(0);
                 dev.get_config(off, out);
                 reply.len = end;
                 Ok(())
@@ -697,13 +701,22 @@ impl Model {
                 if num > 1 {
                     return Err(EINVAL);
                 }
+                // DRIVER_OK checked every enabled queue; a queue enabled
+                // later gets the same check.
+                let vq = &self.vqs[idx as usize];
+                if num == 1 && self.status & status::DRIVER_OK != 0 && !vq.configured() {
+                    return Err(EINVAL);
+                }
                 dev.set_vq_ready(idx, num == 1);
                 self.vqs[idx as usize].ready = num == 1;
                 Ok(())
             }
+            // Before DRIVER_OK there is nothing to stop or continue:
+            // SUSPEND and RESUME succeed and do nothing, as on vhost-vdpa
+            // (`vhost_vdpa_suspend()`/`vhost_vdpa_resume()` of 6.12).
             Request::Suspend => {
                 if self.status & status::DRIVER_OK == 0 {
-                    return Err(EINVAL);
+                    return Ok(());
                 }
                 if !self.suspended {
                     dev.suspend()?;
@@ -713,7 +726,7 @@ impl Model {
             }
             Request::Resume => {
                 if self.status & status::DRIVER_OK == 0 {
-                    return Err(EINVAL);
+                    return Ok(());
                 }
                 if self.suspended {
                     dev.resume()?;
@@ -730,12 +743,18 @@ impl Model {
             self.reset(dev);
             return Ok(());
         }
-        let old = self.status;
-        // Clearing a bit other than by writing 0, or setting NEEDS_RESET
-        // (the device's bit), is not a transition a driver may make.
-        if old & !new != 0 || new & NEEDS_RESET != 0 {
+        // As on vhost-vdpa (`vhost_vdpa_set_status()` of 6.12), the status
+        // written is compared with the one GET_STATUS reports, the device's
+        // NEEDS_RESET included: drivers read it, OR in a bit and write it
+        // back. Clearing a bit other than by writing 0 (NEEDS_RESET too) is
+        // not a transition a driver may make. NEEDS_RESET is the device's
+        // bit: written, it is accepted and not stored; only a reset clears
+        // it.
+        if (self.status | dev.device_status()) & !new != 0 {
             return Err(EINVAL);
         }
+        let new = new & !NEEDS_RESET;
+        let old = self.status;
         let added = new & !old;
         if added & DRIVER_OK != 0 {
             if new & FEATURES_OK == 0 {

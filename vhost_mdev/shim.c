@@ -6,6 +6,7 @@
  */
 #include <linux/export.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/vhost_mdev.h>
 
 #include "../rust/helpers.c"
@@ -23,6 +24,15 @@ EXPORT_SYMBOL_GPL(vhost_mdev_dma_end);
 EXPORT_SYMBOL_GPL(vhost_mdev_priv_from_dev);
 EXPORT_SYMBOL_GPL(vhost_mdev_uuid);
 EXPORT_SYMBOL_GPL(vhost_mdev_is_open);
+
+/*
+ * 6.12's Rust `module!` has no parameters. Read once, and checked, at load
+ * (dma.rs); 0444, so never changed afterwards.
+ */
+unsigned long vhost_mdev_pin_cache_bytes = 64UL << 20;
+module_param_named(pin_cache_bytes, vhost_mdev_pin_cache_bytes, ulong, 0444);
+MODULE_PARM_DESC(pin_cache_bytes,
+		 "Guest memory each iommufd-bound instance may keep pinned, in bytes: 0 (no pin cache) or a multiple of PAGE_SIZE up to 1 GiB (default 64 MiB)");
 
 /* Instances are normally used through a type1 container. */
 MODULE_SOFTDEP("pre: vfio_iommu_type1");

@@ -23,9 +23,10 @@
 //!    iommufd-bound instance; taken by the data path per page access and by
 //!    `dma_unmap` and close, which unpin under it (so it comes before
 //!    iommufd's `ioas_lock` and `iova_rwsem`); never held across a pin.
-//! 3. `Instance::irqs` (a spinlock): the IRQ eventfds; held only to swap or
-//!    signal them. Innermost: nothing is called under it but
-//!    `eventfd_signal()`.
+//! 3. `Instance::irqs` (a spinlock, not BH- or IRQ-safe): the IRQ eventfds;
+//!    held only to swap or signal them, always in process context (the
+//!    signalling upcalls are process context only). Innermost: nothing is
+//!    called under it but `eventfd_signal()`.
 //! 4. `RingMap::ranges` (a spinlock, `rings.rs`): the rings' user
 //!    addresses; held only to copy them (never across a user access).
 //!
@@ -54,10 +55,26 @@ module! {
     license: "GPL",
 }
 
+extern "C" {
+    /// The `pin_cache_bytes` module parameter (defined in `shim.c`).
+    static vhost_mdev_pin_cache_bytes: kernel::ffi::c_ulong;
+}
+
 struct VhostMdev;
 
 impl kernel::Module for VhostMdev {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: a read-only module parameter, written only while loading.
+        let pin_bytes = unsafe { vhost_mdev_pin_cache_bytes } as u64;
+        if dma::set_limit(pin_bytes).is_err() {
+            pr_err!(
+                "vhost-mdev: pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
+                pin_bytes,
+                bindings::VM_PAGE_SIZE,
+                dma::MAX_BYTES
+            );
+            return Err(EINVAL);
+        }
         parent::register_driver(module)?;
         pr_info!("vhost-mdev: mdev driver registered (device_api vfio-vhost)\n");
         Ok(VhostMdev)

@@ -16,6 +16,12 @@ struct Fake {
     nums: [u32; 2],
     bases: [u16; 2],
     ready: [bool; 2],
+    /// Device-set status bits (NEEDS_RESET).
+    dev_status: u8,
+    /// `get_config` writes nothing (a parent with a sparse config space).
+    sparse_config: bool,
+    suspends: u32,
+    resumes: u32,
 }
 
 impl Backend for Fake {
@@ -33,6 +39,9 @@ impl Backend for Fake {
         12
     }
     fn get_config(&self, off: u32, buf: &mut [u8]) {
+        if self.sparse_config {
+            return;
+        }
         let o = off as usize;
         buf.copy_from_slice(&self.config[o..o + buf.len()]);
     }
@@ -68,15 +77,18 @@ impl Backend for Fake {
     fn reset(&mut self) {
         self.started = false;
         self.resets += 1;
+        self.dev_status = 0;
     }
     fn suspend(&mut self) -> Result<(), i32> {
+        self.suspends += 1;
         Ok(())
     }
     fn resume(&mut self) -> Result<(), i32> {
+        self.resumes += 1;
         Ok(())
     }
     fn device_status(&self) -> u8 {
-        0
+        self.dev_status
     }
 }
 
@@ -90,8 +102,12 @@ fn fake() -> Fake {
 }
 
 fn run(m: &mut Model, d: &mut Fake, r: Request<'_>) -> Result<Vec<u8>, i32> {
-    let mut buf = vec![0u8; proto::MAX_PAYLOAD];
-    let mut reply = Reply::new(&mut buf);
+    run_in(m, d, r, &mut vec![0u8; proto::MAX_PAYLOAD])
+}
+
+/// `run` with a reply buffer that earlier requests may have left bytes in.
+fn run_in(m: &mut Model, d: &mut Fake, r: Request<'_>, buf: &mut [u8]) -> Result<Vec<u8>, i32> {
+    let mut reply = Reply::new(buf);
     m.handle(d, &r, &mut reply)?;
     let n = reply.len();
     Ok(buf[..n].to_vec())
@@ -241,6 +257,141 @@ fn features_ok_needs_version_1_and_access_platform() {
     );
 }
 
+/// Brings the fake up to DRIVER_OK with queue 0 enabled and configured.
+fn running() -> (Model, Fake) {
+    let (mut m, mut d) = (Model::new(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
+    let a = proto::VringAddr {
+        index: 0,
+        desc: 0x1000,
+        avail: 0x2000,
+        used: 0x3000,
+        ..Default::default()
+    };
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    let h = proto::VringAddr {
+        desc: 0x7f00_0000_1000,
+        avail: 0x7f00_0000_2000,
+        used: 0x7f00_0000_3000,
+        ..a
+    };
+    run(&mut m, &mut d, Request::SetVringHva(h)).unwrap();
+    run(&mut m, &mut d, Request::SetVringEnable { index: 0, num: 1 }).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
+    assert!(d.started);
+    (m, d)
+}
+
+/// QEMU and Linux read the status, OR in a bit and write it back: with
+/// the device's NEEDS_RESET set, that write is accepted (vhost-vdpa passes
+/// it to the device), NEEDS_RESET stays until a reset, and a write that
+/// clears it is refused (vhost-vdpa: "shouldn't remove status bits").
+#[test]
+fn needs_reset_write_back() {
+    let (mut m, mut d) = running();
+    d.dev_status = status::NEEDS_RESET;
+    let s = run(&mut m, &mut d, Request::GetStatus).unwrap()[0];
+    assert_eq!(s, 0x4f);
+    run(&mut m, &mut d, Request::SetStatus(s)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(s | status::FAILED)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![0xcf]);
+    assert_eq!(m.status & status::NEEDS_RESET, 0);
+    let before = m.clone();
+    assert_eq!(run(&mut m, &mut d, Request::SetStatus(0x8f)), Err(EINVAL));
+    assert_eq!(m, before);
+    assert_eq!(d.resets, 0);
+    run(&mut m, &mut d, Request::SetStatus(0)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![0]);
+    // Without the device's bit, a driver that writes it is not refused
+    // either, and the bit does not become the driver's.
+    run(&mut m, &mut d, Request::SetStatus(1 | status::NEEDS_RESET)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![1]);
+}
+
+/// SUSPEND and RESUME before DRIVER_OK succeed and do nothing (6.12
+/// `vhost_vdpa_suspend()`/`vhost_vdpa_resume()` return 0 there).
+#[test]
+fn suspend_resume_before_driver_ok() {
+    let (mut m, mut d) = (Model::new(), fake());
+    run(&mut m, &mut d, Request::SetStatus(1 | 2)).unwrap();
+    let before = m.clone();
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    assert_eq!(m, before);
+    assert_eq!((d.suspends, d.resumes), (0, 0));
+    // After DRIVER_OK they reach the device.
+    let (mut m, mut d) = running();
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    assert_eq!((d.suspends, d.resumes), (1, 1));
+}
+
+/// A queue enabled after DRIVER_OK gets the check DRIVER_OK made of every
+/// queue enabled before: a size and addresses.
+#[test]
+fn enable_after_driver_ok_checks_the_queue() {
+    let (mut m, mut d) = running();
+    let before = m.clone();
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetVringEnable { index: 1, num: 1 }),
+        Err(EINVAL)
+    );
+    assert_eq!(m, before);
+    assert!(!d.ready[1]);
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    run(&mut m, &mut d, Request::SetVringNum { index: 1, num: 64 }).unwrap();
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetVringEnable { index: 1, num: 1 }),
+        Err(EINVAL)
+    );
+    let a = proto::VringAddr {
+        index: 1,
+        desc: 0x4000,
+        avail: 0x5000,
+        used: 0x6000,
+        ..Default::default()
+    };
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    // Without the VMM's addresses of the rings, still refused.
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetVringEnable { index: 1, num: 1 }),
+        Err(EINVAL)
+    );
+    let h = proto::VringAddr {
+        desc: 0x7f00_0000_4000,
+        avail: 0x7f00_0000_5000,
+        used: 0x7f00_0000_6000,
+        ..a
+    };
+    run(&mut m, &mut d, Request::SetVringHva(h)).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    run(&mut m, &mut d, Request::SetVringEnable { index: 1, num: 1 }).unwrap();
+    assert!(d.ready[1]);
+    // Disabling needs nothing.
+    run(&mut m, &mut d, Request::SetVringEnable { index: 1, num: 0 }).unwrap();
+}
+
+/// A GET_CONFIG reply never carries bytes an earlier reply left in the
+/// (shared) reply buffer, whatever the parent fills in.
+#[test]
+fn get_config_reply_is_zeroed() {
+    let (mut m, mut d) = (Model::new(), fake());
+    d.sparse_config = true;
+    let mut buf = vec![0xa5u8; proto::MAX_PAYLOAD];
+    let r = run_in(
+        &mut m,
+        &mut d,
+        Request::GetConfig { off: 2, len: 10 },
+        &mut buf,
+    )
+    .unwrap();
+    assert_eq!(&r[..8], &[2, 0, 0, 0, 10, 0, 0, 0]);
+    assert_eq!(&r[8..], &[0u8; 10]);
+}
+
 fn any_request() -> impl Strategy<Value = (u32, Vec<u8>)> {
     let codes = prop_oneof![
         Just(req::GET_FEATURES),
@@ -267,9 +418,11 @@ fn any_request() -> impl Strategy<Value = (u32, Vec<u8>)> {
     (codes, proptest::collection::vec(any::<u8>(), 0..48))
 }
 
-/// The transitions a driver may make (virtio 1.x, 3.1.1), as an oracle.
+/// The transitions a driver may make (virtio 1.x, 3.1.1), as an oracle:
+/// `old` is the status GET_STATUS reports, the device's bits included (a
+/// driver writes back what it read with a bit added, as on vhost-vdpa).
 fn allowed(old: u8, new: u8) -> bool {
-    new == 0 || (old & !new == 0 && new & status::NEEDS_RESET == 0)
+    new == 0 || old & !new == 0
 }
 
 proptest! {
@@ -286,12 +439,19 @@ proptest! {
     /// Any sequence of requests: an error changes nothing, and the status
     /// only moves as virtio allows.
     #[test]
-    fn model_errors_change_nothing(reqs in proptest::collection::vec(any_request(), 1..40)) {
+    fn model_errors_change_nothing(
+        reqs in proptest::collection::vec((any_request(), any::<u8>()), 1..40),
+    ) {
         let (mut m, mut d) = (Model::new(), fake());
-        for (code, payload) in reqs {
+        for ((code, payload), fault) in reqs {
+            // Now and then the device fails (NEEDS_RESET), as a parent's
+            // worker does, while running.
+            if fault < 16 && m.status & status::DRIVER_OK != 0 {
+                d.dev_status = status::NEEDS_RESET;
+            }
             let Ok(r) = proto::decode(code.into(), &payload) else { continue };
             let before = m.clone();
-            let old = m.status;
+            let old = m.status | d.dev_status;
             match run(&mut m, &mut d, r) {
                 Err(_) => prop_assert_eq!(&m, &before),
                 Ok(_) => {
@@ -299,6 +459,7 @@ proptest! {
                         prop_assert!(allowed(old, s), "{old:#x} -> {s:#x} accepted");
                     }
                     prop_assert!(m.status & status::DRIVER_OK == 0 || m.status & status::FEATURES_OK != 0);
+                    prop_assert_eq!(m.status & status::NEEDS_RESET, 0);
                 }
             }
         }

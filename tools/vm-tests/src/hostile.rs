@@ -72,6 +72,24 @@ fn expect_needs_reset(
         errs == errors_before + 1,
         "{what}: ring_errors {errors_before} -> {errs}, expected +1"
     );
+    // QEMU and Linux read the status, OR in a bit and write it back: as on
+    // vhost_vdpa, that is accepted and NEEDS_RESET stays; dropping it
+    // without a reset is EINVAL.
+    dev.set_status(s)
+        .ctx(&format!("{what}: status {s:#x} written back"))?;
+    dev.set_status(s | VIRTIO_CONFIG_S_FAILED)
+        .ctx(&format!("{what}: status {s:#x}|FAILED written back"))?;
+    let s2 = dev.get_status().ctx("GET_STATUS")?;
+    check!(
+        s2 == s | VIRTIO_CONFIG_S_FAILED,
+        "{what}: status {s2:#x} after writing back {s:#x}|FAILED"
+    );
+    bad_input(
+        &dev,
+        &format!("{what}: NEEDS_RESET dropped"),
+        libc::EINVAL,
+        || dev.set_status(s2 & !VIRTIO_CONFIG_S_NEEDS_RESET),
+    )?;
     Ok(())
 }
 

@@ -792,8 +792,17 @@ fn bad_requests(env: &Env, t: Transport) -> TestResult {
     bad_input(&dev, "VHOST_SET_BACKEND_FEATURES", ENOTTY, || {
         dev.send(VHOST_SET_BACKEND_FEATURES, 0, &[0; 8])
     })?;
-    bad_input(&dev, "SUSPEND before DRIVER_OK", EINVAL, || dev.suspend())?;
-    bad_input(&dev, "RESUME before DRIVER_OK", EINVAL, || dev.resume())?;
+    // SUSPEND and RESUME before DRIVER_OK succeed and change nothing, as
+    // on vhost_vdpa.
+    let before = snapshot(&dev).ctx("state before SUSPEND")?;
+    dev.suspend().ctx("SUSPEND before DRIVER_OK")?;
+    dev.resume().ctx("RESUME before DRIVER_OK")?;
+    dev.resume().ctx("RESUME again before DRIVER_OK")?;
+    let after = snapshot(&dev).ctx("state after RESUME")?;
+    check!(
+        before == after,
+        "SUSPEND/RESUME before DRIVER_OK changed the state: {before:?} -> {after:?}"
+    );
     bad_input(&dev, "SET_VRING_ENABLE num 2", EINVAL, || {
         dev.send(
             VHOST_VDPA_SET_VRING_ENABLE,
@@ -899,9 +908,15 @@ fn bad_status(env: &Env, t: Transport) -> TestResult {
     let inst = Inst::create(env)?;
     let dev = inst.open(IommuKind::Type1)?;
     dev.set_transport(t);
-    bad_input(&dev, "SET_STATUS NEEDS_RESET", EINVAL, || {
-        dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_NEEDS_RESET)
-    })?;
+    // NEEDS_RESET is the device's bit: written, it is accepted (as
+    // vhost_vdpa passes it on) and not stored.
+    dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_NEEDS_RESET)
+        .ctx("ACK|NEEDS_RESET")?;
+    let s = dev.get_status().ctx("GET_STATUS")?;
+    check!(
+        s == VIRTIO_CONFIG_S_ACKNOWLEDGE,
+        "status {s:#x} after writing ACK|NEEDS_RESET"
+    );
     dev.set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE).ctx("ACK")?;
     dev.set_status(ACK_DRIVER).ctx("DRIVER")?;
     bad_input(&dev, "DRIVER_OK before FEATURES_OK", EINVAL, || {
@@ -950,6 +965,52 @@ fn bad_status(env: &Env, t: Transport) -> TestResult {
         EINVAL,
         || dev.set_status(DRIVER_OK),
     )?;
+    // A queue enabled after DRIVER_OK gets the same check.
+    let last = dev.get_vqs_count().ctx("GET_VQS_COUNT")? - 1;
+    check!(last > 0, "the sample has one queue");
+    dev.set_vring_enable(0, false).ctx("disable queue 0")?;
+    dev.set_status(DRIVER_OK)
+        .ctx("DRIVER_OK, no queue enabled")?;
+    bad_input(
+        &dev,
+        "enabling a queue without a size after DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_enable(last, true),
+    )?;
+    dev.suspend().ctx("SUSPEND")?;
+    dev.set_vring_num(last, 64)
+        .ctx("SET_VRING_NUM while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    bad_input(
+        &dev,
+        "enabling a queue without addresses after DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_enable(last, true),
+    )?;
+    let a = VhostVringAddr {
+        index: last,
+        flags: 0,
+        desc_user_addr: 0x10_0000,
+        used_user_addr: 0x10_2000,
+        avail_user_addr: 0x10_1000,
+        log_guest_addr: 0,
+    };
+    dev.suspend().ctx("SUSPEND")?;
+    dev.set_vring_addr(&a)
+        .ctx("SET_VRING_ADDR while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    bad_input(
+        &dev,
+        "enabling a queue without the rings' user addresses after DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_enable(last, true),
+    )?;
+    dev.suspend().ctx("SUSPEND")?;
+    dev.set_vring_hva(&a).ctx("SET_VRING_HVA while suspended")?;
+    dev.resume().ctx("RESUME")?;
+    dev.set_vring_enable(last, true)
+        .ctx("enabling a configured queue after DRIVER_OK")?;
+    dev.set_status(0).ctx("reset")?;
     Ok(())
 }
 
@@ -1025,6 +1086,34 @@ fn reply_slot(env: &Env) -> TestResult {
         ENODATA,
         "reply after a new write",
     )?;
+    // An ioctl between a region-0 request and its read leaves the staged
+    // reply alone: every GET ioctl, the largest config read included.
+    let size = dev.get_config_size().ctx("GET_CONFIG_SIZE")?;
+    let mut cfg_hdr = 0u32.to_ne_bytes().to_vec();
+    cfg_hdr.extend_from_slice(&size.to_ne_bytes());
+    let gets: [(u64, &[u8], &str); 8] = [
+        (VHOST_VDPA_GET_STATUS, &[], "GET_STATUS"),
+        (VHOST_VDPA_GET_DEVICE_ID, &[], "GET_DEVICE_ID"),
+        (VHOST_VDPA_GET_CONFIG_SIZE, &[], "GET_CONFIG_SIZE"),
+        (VHOST_VDPA_GET_CONFIG, &cfg_hdr, "GET_CONFIG"),
+        (VHOST_VDPA_GET_VRING_NUM, &[], "GET_VRING_NUM"),
+        (VHOST_VDPA_GET_VQS_COUNT, &[], "GET_VQS_COUNT"),
+        (VHOST_GET_VRING_BASE, &[0; 8], "GET_VRING_BASE"),
+        (VHOST_GET_FEATURES, &[], "GET_FEATURES"),
+    ];
+    for (code, payload, name) in gets {
+        dev.msg_write(0, &get).ctx("GET_FEATURES write")?;
+        vhost_mdev::backend::ioctl_request(dev.vfio().file(), code, payload)
+            .ctx(&format!("{name} ioctl"))?;
+        let r = dev
+            .msg_read(0, HDR_SIZE + 8)
+            .ctx(&format!("read after a {name} ioctl"))?;
+        check!(
+            r[0..8] == VHOST_GET_FEATURES.to_ne_bytes() && r[16..24] == f.to_ne_bytes(),
+            "a {name} ioctl overwrote the staged GET_FEATURES reply: {:x?}",
+            &r
+        );
+    }
     // Reset and status 0 discard it.
     dev.msg_write(0, &get).ctx("GET_FEATURES write")?;
     dev.vfio_reset().ctx("VFIO_DEVICE_RESET")?;
