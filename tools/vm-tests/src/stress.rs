@@ -8,7 +8,7 @@
 //!
 //! Run with `--stress`; `STRESS_FRAMES` frames per configuration (default
 //! 100 000; `make stress` runs 1 000 000). The pin cache's setting of the
-//! loaded `vhost_mdev` (disabled or tiny, so that iommufd goes through
+//! loaded `vhost_mdev` (disabled, so that iommufd goes through
 //! `vfio_dma_rw()` too) is the caller's: see `tests/vm/hardening.sh`.
 
 use std::collections::VecDeque;
