@@ -9,6 +9,7 @@
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/vfio.h>
@@ -115,4 +116,24 @@ void vm_helper_kunmap_local(const void *addr)
 void vm_helper_cond_resched(void)
 {
 	cond_resched();
+}
+
+bool vm_helper_need_resched(void)
+{
+	return need_resched();
+}
+
+void vm_helper_set_current_running(void)
+{
+	__set_current_state(TASK_RUNNING);
+}
+
+void vm_helper_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void vm_helper_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
 }

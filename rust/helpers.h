@@ -34,5 +34,9 @@ bool vm_helper_queue_work(struct work_struct *work);
 void *vm_helper_kmap_local_page(struct page *page);
 void vm_helper_kunmap_local(const void *addr);
 void vm_helper_cond_resched(void);
+bool vm_helper_need_resched(void);
+void vm_helper_set_current_running(void);
+void vm_helper_rcu_read_lock(void);
+void vm_helper_rcu_read_unlock(void);
 
 #endif
