@@ -68,16 +68,6 @@ struct module *vm_helper_this_module(void)
 	return THIS_MODULE;
 }
 
-void vm_helper_init_work(struct work_struct *work, work_func_t func)
-{
-	INIT_WORK(work, func);
-}
-
-bool vm_helper_queue_work(struct work_struct *work)
-{
-	return queue_work(system_unbound_wq, work);
-}
-
 struct mm_struct *vm_helper_current_mm(void)
 {
 	return current->mm;

@@ -29,8 +29,6 @@ void vm_helper_mmgrab(struct mm_struct *mm);
 void vm_helper_mmdrop(struct mm_struct *mm);
 bool vm_helper_mmget_not_zero(struct mm_struct *mm);
 bool vm_helper_current_is_kthread(void);
-void vm_helper_init_work(struct work_struct *work, work_func_t func);
-bool vm_helper_queue_work(struct work_struct *work);
 void *vm_helper_kmap_local_page(struct page *page);
 void vm_helper_kunmap_local(const void *addr);
 void vm_helper_cond_resched(void);
