@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The C APIs that vhost-mdev's Rust code calls and that the 6.12 `kernel`
- * crate does not bind: VFIO, mdev, eventfd, kthread mm switching, and the
- * vhost/virtio uAPI. bindgen runs over this header with the kernel's own C
- * flags (see Kbuild); rust/helpers.c wraps what is `static inline` here.
+ * crate does not bind: VFIO, mdev, eventfd, kthread mm switching, vhost_task
+ * workers, and the vhost/virtio uAPI. bindgen runs over this header with the
+ * kernel's own C flags (see Kbuild); rust/helpers.c wraps what is
+ * `static inline` here.
  */
 #include <linux/debugfs.h>
 #include <linux/delay.h>
@@ -16,6 +17,7 @@
 #include <linux/mdev.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/vhost_task.h>
 #include <linux/slab.h>
 #include <linux/sysfs.h>
 #include <linux/uaccess.h>

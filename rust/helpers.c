@@ -9,6 +9,7 @@
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/uaccess.h>
@@ -68,16 +69,6 @@ struct module *vm_helper_this_module(void)
 	return THIS_MODULE;
 }
 
-void vm_helper_init_work(struct work_struct *work, work_func_t func)
-{
-	INIT_WORK(work, func);
-}
-
-bool vm_helper_queue_work(struct work_struct *work)
-{
-	return queue_work(system_unbound_wq, work);
-}
-
 struct mm_struct *vm_helper_current_mm(void)
 {
 	return current->mm;
@@ -132,4 +123,24 @@ int vm_helper_get_user_u16(u16 *val, u64 uaddr)
 int vm_helper_put_user_u16(u16 val, u64 uaddr)
 {
 	return put_user(val, (u16 __user *)(uintptr_t)uaddr);
+}
+
+bool vm_helper_need_resched(void)
+{
+	return need_resched();
+}
+
+void vm_helper_set_current_running(void)
+{
+	__set_current_state(TASK_RUNNING);
+}
+
+void vm_helper_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void vm_helper_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
 }

@@ -29,12 +29,14 @@ void vm_helper_mmgrab(struct mm_struct *mm);
 void vm_helper_mmdrop(struct mm_struct *mm);
 bool vm_helper_mmget_not_zero(struct mm_struct *mm);
 bool vm_helper_current_is_kthread(void);
-void vm_helper_init_work(struct work_struct *work, work_func_t func);
-bool vm_helper_queue_work(struct work_struct *work);
 void *vm_helper_kmap_local_page(struct page *page);
 void vm_helper_kunmap_local(const void *addr);
 void vm_helper_cond_resched(void);
 int vm_helper_get_user_u16(u16 *val, u64 uaddr);
 int vm_helper_put_user_u16(u16 val, u64 uaddr);
+bool vm_helper_need_resched(void);
+void vm_helper_set_current_running(void);
+void vm_helper_rcu_read_lock(void);
+void vm_helper_rcu_read_unlock(void);
 
 #endif

@@ -5,15 +5,14 @@
 //!
 //! The reference parent driver for vhost-mdev: one parent
 //! (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`. Queue 0
-//! is RX, queue 1 is TX. Kicks only queue work; a worker moves up to
-//! [`BUDGET`] frames per run through guest memory (`vhost_mdev_dma_rw()`;
-//! with iommufd, frame data is copied once, TX buffer to RX buffer, with
-//! `vhost_mdev_dma_copy()`),
-//! checking every descriptor ([`virtq`]); a ring the driver corrupted puts
-//! the device into DEVICE_NEEDS_RESET. See
-//! `Documentation/sample-net.rst`.
+//! is RX, queue 1 is TX. Kicks only wake the instance's worker, a thread of
+//! the VMM that started the device ([`vhost_task`]), which moves frames
+//! through guest memory within a [`BUDGET`] of frames, descriptors and bytes
+//! per run (`vhost_mdev_dma_rw()`; with iommufd, frame data is copied once,
+//! TX buffer to RX buffer, with `vhost_mdev_dma_copy()`), checking every
+//! descriptor ([`virtq`]); a ring the driver corrupted puts the device into
+//! DEVICE_NEEDS_RESET. See `Documentation/sample-net.rst`.
 
-use core::mem::offset_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::ffi::{c_char, c_uint};
 use kernel::prelude::*;
@@ -27,14 +26,14 @@ mod copy_ceiling;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 // Shared with the host-side tests, which use all of it.
+#[path = "../../rust/vhost_task.rs"]
+pub mod vhost_task;
 #[allow(dead_code)]
 pub mod virtq;
-#[path = "../../rust/work.rs"]
-pub mod work;
 
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
-use virtq::{GuestMemory, Loopback};
-use work::RawWork;
+use vhost_task::{TaskHandler, TaskSlot};
+use virtq::{Budget, GuestMemory, Loopback};
 
 module! {
     type: VhostMdevNet,
@@ -73,64 +72,27 @@ const NUM_QUEUES: u32 = 2;
 const QUEUE_MAX: u16 = 1024;
 const RX: u16 = 0;
 const TX: u16 = 1;
-/// Frames moved per worker run before it requeues itself.
-const BUDGET: u32 = 64;
+/// The work of one worker run (then it yields the CPU if the scheduler
+/// wants it, and runs again while work is left).
+const BUDGET: Budget = Budget::frames(64);
 const MTU_MIN: u16 = 68;
 
 /// Guest memory through the core's DMA upcall.
 ///
-/// Accesses run in a DMA session (the opener's address space adopted once
-/// per worker run) while that works. The process that opened the device
-/// need not be the one that mapped the memory (a management process may
-/// open it and pass the fds on), or may have exited: then the session
-/// cannot begin, or an access in it fails, and the worker goes on without
-/// one (VFIO then switches to the mapping's address space per access);
-/// `no_session` remembers that until the next reset.
+/// The worker is a thread of the process that started the device (the
+/// VMM): with a type1 container, `vfio_dma_rw()` reaches the memory that
+/// process mapped through its own address space; with iommufd, any mapping
+/// (the pinned-page cache first).
 struct Dma<'a> {
     handle: &'a DeviceHandle,
-    session: Option<vhost_mdev::DmaSession<'a>>,
-    no_session: &'a AtomicBool,
     /// The core copies guest memory to guest memory for us (iommufd).
     direct: bool,
 }
 
 impl<'a> Dma<'a> {
-    fn new(handle: &'a DeviceHandle, no_session: &'a AtomicBool) -> Self {
-        let session = if no_session.load(Ordering::Relaxed) {
-            None
-        } else {
-            // SAFETY: only the worker makes a `Dma`, a kthread that `reset`
-            // quiesces; the session ends when the `Dma` drops, before the
-            // work function returns.
-            match unsafe { handle.dma_session() } {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    no_session.store(true, Ordering::Relaxed);
-                    None
-                }
-            }
-        };
+    fn new(handle: &'a DeviceHandle) -> Self {
         let direct = handle.dma_can_copy();
-        Self {
-            handle,
-            session,
-            no_session,
-            direct,
-        }
-    }
-
-    /// Runs `f`; when it fails in a session, ends the session and runs it
-    /// again without one.
-    fn access(&mut self, mut f: impl FnMut(&DeviceHandle) -> Result) -> Result<(), virtq::Fault> {
-        match f(self.handle) {
-            Ok(()) => Ok(()),
-            Err(_) if self.session.is_some() => {
-                self.session = None;
-                self.no_session.store(true, Ordering::Relaxed);
-                f(self.handle).map_err(|_| virtq::Fault)
-            }
-            Err(_) => Err(virtq::Fault),
-        }
+        Self { handle, direct }
     }
 }
 
@@ -141,12 +103,12 @@ impl GuestMemory for Dma<'_> {
     }
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), virtq::Fault> {
         // SAFETY: only the worker uses `Dma`, and `reset` (run before close)
-        // cancels the worker and waits for it.
-        self.access(|h| unsafe { h.dma_read(addr, buf) })
+        // stops the worker and waits for it.
+        unsafe { self.handle.dma_read(addr, buf) }.map_err(|_| virtq::Fault)
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), virtq::Fault> {
         // SAFETY: as in `read`.
-        self.access(|h| unsafe { h.dma_write(addr, buf) })
+        unsafe { self.handle.dma_write(addr, buf) }.map_err(|_| virtq::Fault)
     }
     fn read_u16(&mut self, addr: u64) -> Result<u16, virtq::Fault> {
         // An aligned 2-byte access inside a ring is one load in the core
@@ -209,17 +171,21 @@ impl NetState {
 ///
 /// # Invariants
 ///
-/// `work` is cancelled in `reset` and on drop; it moves frames only while
-/// `running` is set.
+/// The worker (`task`) is stopped in `reset`, `suspend` and on drop; it
+/// moves frames only while `running` is set, which it checks under the
+/// state lock.
 #[pin_data(PinnedDrop)]
 struct NetDev {
     handle: DeviceHandle,
-    #[pin]
-    work: RawWork,
+    task: TaskSlot,
     /// The worker may move frames (started, not suspended, not broken).
     running: AtomicBool,
-    /// DMA sessions do not work for this device (see [`Dma`]); until reset.
-    no_session: AtomicBool,
+    /// A stop (reset, suspend, drop) waits for the worker.
+    stopping: AtomicBool,
+    /// Worker runs that ended while the current stop waited.
+    stop_runs: AtomicU64,
+    /// Most worker runs a stop waited for.
+    max_stop_runs: AtomicU64,
     kicks: AtomicU64,
     interrupts: AtomicU64,
     #[pin]
@@ -232,19 +198,56 @@ impl NetDev {
         self.handle.vq_interrupt(idx);
     }
 
-    /// The worker: moves frames until the budget runs out or nothing is left.
-    fn run(&self) {
-        if !self.running.load(Ordering::Acquire) {
-            return;
+    /// Stops the worker and waits until it is gone.
+    fn quiesce(&self) {
+        self.running.store(false, Ordering::Release);
+        self.stop_runs.store(0, Ordering::Relaxed);
+        self.stopping.store(true, Ordering::Release);
+        self.task.stop();
+        self.stopping.store(false, Ordering::Relaxed);
+        self.max_stop_runs
+            .fetch_max(self.stop_runs.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Starts the worker, a thread of the calling process.
+    fn start_worker(&self) -> Result {
+        self.running.store(true, Ordering::Release);
+        // SAFETY: `self` is pinned in its box for its whole life and stops
+        // the worker (`quiesce`) in `reset`, `suspend` and on drop; the core
+        // serialises start, resume, suspend and reset.
+        let r = unsafe { self.task.start(self, c_str!("vhost-mdev-net")) };
+        if r.is_err() {
+            self.running.store(false, Ordering::Release);
         }
+        r?;
+        // Buffers may already be waiting.
+        self.task.wake();
+        Ok(())
+    }
+}
+
+impl TaskHandler for NetDev {
+    fn task_slot(&self) -> &TaskSlot {
+        &self.task
+    }
+
+    /// One run of the worker: moves frames until the budget runs out,
+    /// nothing is left, or another task wants the CPU; then drops the state
+    /// lock. Returns whether to run again.
+    fn run(&self) -> bool {
         let mut st = self.state.lock();
-        if !st.started || st.suspended {
-            return;
+        if !self.running.load(Ordering::Acquire) || !st.started || st.suspended {
+            return false;
         }
-        let mut dma = Dma::new(&self.handle, &self.no_session);
+        let mut dma = Dma::new(&self.handle);
         let NetState { lb, frame, .. } = &mut *st;
-        let r = lb.process(&mut dma, frame, BUDGET);
-        drop(dma);
+        let r = lb.process_yielding(&mut dma, frame, BUDGET, || {
+            // SAFETY: reads a flag of the current task.
+            unsafe { bindings::vm_helper_need_resched() }
+        });
+        if self.stopping.load(Ordering::Acquire) {
+            self.stop_runs.fetch_add(1, Ordering::Relaxed);
+        }
         match r {
             Ok(out) => {
                 drop(st);
@@ -254,9 +257,7 @@ impl NetDev {
                 if out.irq_tx {
                     self.interrupt(TX);
                 }
-                if out.more {
-                    self.work.queue();
-                }
+                out.more
             }
             Err(_) => {
                 st.lb.stats.ring_errors += 1;
@@ -266,32 +267,18 @@ impl NetDev {
                 // The driver broke a ring or unmapped its memory: stop and
                 // tell it; only a reset brings the device back.
                 self.handle.needs_reset();
+                false
             }
         }
     }
 
-    /// Stops the worker and waits until it is quiet.
-    fn quiesce(&self) {
+    fn killed(&self) {
+        // The VMM is going (SIGKILL), or lost its worker (exec): nothing
+        // moves frames until a reset and a new DRIVER_OK; an opener that
+        // survives learns it from the status.
         self.running.store(false, Ordering::Release);
-        self.work.cancel_sync();
+        self.handle.needs_reset();
     }
-}
-
-/// The work function of an instance.
-///
-/// # Safety
-///
-/// Called by the workqueue with the `work` field of a live `NetDev`
-/// (`reset` and drop cancel it before the device goes).
-unsafe extern "C" fn net_work(w: *mut bindings::work_struct) {
-    // SAFETY: `w` is the `work` field of a live `NetDev` (it is cancelled
-    // before the device goes).
-    let dev = unsafe {
-        &*w.cast::<u8>()
-            .sub(offset_of!(NetDev, work))
-            .cast::<NetDev>()
-    };
-    dev.run();
 }
 
 #[pinned_drop]
@@ -388,24 +375,27 @@ impl vhost_mdev::Device for NetDev {
     fn kick(&self, _idx: u16) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
         if self.running.load(Ordering::Acquire) {
-            self.work.queue();
+            self.task.wake();
         }
     }
 
+    /// DRIVER_OK, from the VMM's ioctl or region write: the worker becomes
+    /// a thread of the VMM, accounted and scheduled with it.
     fn start(&self) -> Result {
-        let mut st = self.state.lock();
-        st.started = true;
-        st.suspended = false;
-        self.running.store(true, Ordering::Release);
-        drop(st);
-        // Buffers may already be waiting.
-        self.work.queue();
-        Ok(())
+        {
+            let mut st = self.state.lock();
+            st.started = true;
+            st.suspended = false;
+        }
+        let r = self.start_worker();
+        if r.is_err() {
+            self.state.lock().started = false;
+        }
+        r
     }
 
     fn reset(&self) {
         self.quiesce();
-        self.no_session.store(false, Ordering::Relaxed);
         let mut st = self.state.lock();
         let stats = st.lb.stats;
         st.lb = Loopback::default();
@@ -423,12 +413,13 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn resume(&self) -> Result {
-        let mut st = self.state.lock();
-        st.suspended = false;
-        if st.started {
-            self.running.store(true, Ordering::Release);
-            drop(st);
-            self.work.queue();
+        let started = {
+            let mut st = self.state.lock();
+            st.suspended = false;
+            st.started
+        };
+        if started {
+            self.start_worker()?;
         }
         Ok(())
     }
@@ -448,9 +439,11 @@ impl vhost_mdev::Parent for NetParent {
         let dev = KBox::pin_init(
             pin_init!(NetDev {
                 handle,
-                work <- RawWork::new(net_work),
+                task: TaskSlot::new(),
                 running: AtomicBool::new(false),
-                no_session: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                stop_runs: AtomicU64::new(0),
+                max_stop_runs: AtomicU64::new(0),
                 kicks: AtomicU64::new(0),
                 interrupts: AtomicU64::new(0),
                 state <- new_mutex!(NetState {
@@ -713,7 +706,11 @@ fn stat(d: &NetDev, i: usize) -> u64 {
         6 => s.ring_errors,
         7 => d.kicks.load(Ordering::Relaxed),
         8 => d.interrupts.load(Ordering::Relaxed),
-        _ => s.direct_frames,
+        9 => s.direct_frames,
+        10 => s.runs,
+        11 => s.max_run_descs,
+        12 => s.max_run_bytes,
+        _ => d.max_stop_runs.load(Ordering::Relaxed),
     }
 }
 
@@ -726,7 +723,7 @@ impl<const I: usize> TextAttr for Stat<I> {
     }
 }
 
-static STAT_ATTRS: [Attr; 10] = [
+static STAT_ATTRS: [Attr; 14] = [
     attr(c_str!("tx_packets"), 0o444, show_attr::<Stat<0>>, None),
     attr(c_str!("tx_bytes"), 0o444, show_attr::<Stat<1>>, None),
     attr(c_str!("rx_packets"), 0o444, show_attr::<Stat<2>>, None),
@@ -737,6 +734,10 @@ static STAT_ATTRS: [Attr; 10] = [
     attr(c_str!("kicks"), 0o444, show_attr::<Stat<7>>, None),
     attr(c_str!("interrupts"), 0o444, show_attr::<Stat<8>>, None),
     attr(c_str!("direct_frames"), 0o444, show_attr::<Stat<9>>, None),
+    attr(c_str!("runs"), 0o444, show_attr::<Stat<10>>, None),
+    attr(c_str!("max_run_descs"), 0o444, show_attr::<Stat<11>>, None),
+    attr(c_str!("max_run_bytes"), 0o444, show_attr::<Stat<12>>, None),
+    attr(c_str!("max_stop_runs"), 0o444, show_attr::<Stat<13>>, None),
 ];
 
 static MAC_ATTR: Attr = attr(
@@ -765,7 +766,7 @@ static NET_ATTRS: Attrs<4> = Attrs([
     core::ptr::null(),
 ]);
 
-static STATS_ATTRS: Attrs<11> = Attrs([
+static STATS_ATTRS: Attrs<15> = Attrs([
     &STAT_ATTRS[0].0.attr,
     &STAT_ATTRS[1].0.attr,
     &STAT_ATTRS[2].0.attr,
@@ -776,6 +777,10 @@ static STATS_ATTRS: Attrs<11> = Attrs([
     &STAT_ATTRS[7].0.attr,
     &STAT_ATTRS[8].0.attr,
     &STAT_ATTRS[9].0.attr,
+    &STAT_ATTRS[10].0.attr,
+    &STAT_ATTRS[11].0.attr,
+    &STAT_ATTRS[12].0.attr,
+    &STAT_ATTRS[13].0.attr,
     core::ptr::null(),
 ]);
 

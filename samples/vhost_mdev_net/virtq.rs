@@ -30,6 +30,8 @@ pub enum RingError {
     BadDirection,
     /// The driver made more buffers available than the ring holds.
     BadAvailIdx,
+    /// A chain whose first [`MAX_EMPTY_DESCS`] buffers hold no byte.
+    EmptyChain,
 }
 
 impl From<Fault> for RingError {
@@ -83,6 +85,11 @@ pub const VRING_DESC_F_INDIRECT: u16 = 4;
 pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Largest indirect table accepted (as vhost's `UIO_MAXIOV`).
 pub const MAX_INDIRECT: u32 = 1024;
+/// Buffers of a chain that may all be empty: a chain whose first this many
+/// buffers hold no byte is an error ([`RingError::EmptyChain`]), not work
+/// for the device (no driver needs one; a hostile one would make every
+/// frame walk `num + MAX_INDIRECT` descriptors for nothing).
+pub const MAX_EMPTY_DESCS: u32 = 16;
 
 /// One descriptor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,6 +191,10 @@ pub struct Walker {
     steps: u32,
     in_indirect: bool,
     seen_write: bool,
+    /// Descriptors read, the one that points to an indirect table included.
+    descs: u32,
+    /// Bytes in the buffers returned so far.
+    bytes: u64,
 }
 
 impl Walker {
@@ -203,6 +214,7 @@ impl Walker {
         if self.steps > self.size {
             return Err(RingError::Loop);
         }
+        self.descs += 1;
         let d = if self.in_indirect {
             read_desc(mem, self.table, idx)?
         } else {
@@ -228,6 +240,10 @@ impl Walker {
             return Err(RingError::BadDirection);
         }
         self.seen_write |= write;
+        self.bytes += u64::from(d.len);
+        if self.bytes == 0 && self.buffers() >= MAX_EMPTY_DESCS {
+            return Err(RingError::EmptyChain);
+        }
         self.next = if d.flags & VRING_DESC_F_NEXT != 0 {
             Some(u32::from(d.next))
         } else {
@@ -238,6 +254,18 @@ impl Walker {
             len: d.len,
             write,
         }))
+    }
+
+    /// Descriptors read so far, the one that points to an indirect table
+    /// included: the work the chain cost.
+    pub fn descs(&self) -> u32 {
+        self.descs
+    }
+
+    /// Buffers returned so far.
+    fn buffers(&self) -> u32 {
+        // At most one descriptor pointed to an indirect table.
+        self.descs - u32::from(self.in_indirect)
     }
 }
 
@@ -360,6 +388,8 @@ impl SplitQueue {
                 steps: 0,
                 in_indirect: false,
                 seen_write: false,
+                descs: 0,
+                bytes: 0,
             },
         ))
     }
@@ -466,12 +496,70 @@ pub const MAX_FRAME: usize = 65535 + 14;
 /// Size of the frame buffer a loopback needs.
 pub const FRAME_BUF: usize = NET_HDR_LEN + MAX_FRAME;
 /// RX buffers one frame may span with MRG_RXBUF.
-const MAX_RX_CHAINS: usize = 32;
-/// Segments of RX chains recorded for one frame (others add no room).
-const MAX_RX_SEGS: usize = 32;
+pub const MAX_RX_CHAINS: usize = 32;
+/// Segments of RX chains recorded for one frame: a walk stops there (what
+/// follows would add no room).
+pub const MAX_RX_SEGS: usize = 32;
 /// Segments of a TX chain recorded for a direct copy; a frame in more
 /// segments goes through the device's buffer.
 const MAX_TX_SEGS: usize = 32;
+
+/// The work one run of [`Loopback::process`] may do, checked between
+/// frames (as vhost-net's `vhost_exceeds_weight()`): a run ends when any
+/// of the three is used up. The frame in progress then completes, so a run
+/// does at most one frame's work more ([`Budget::max_descs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Frames taken from TX.
+    pub frames: u32,
+    /// Descriptors walked, TX and RX, direct and indirect (the ones that
+    /// point to indirect tables included).
+    pub descs: u32,
+    /// Bytes of frames taken from TX (each frame's bytes are copied once,
+    /// TX to RX, and charged once).
+    pub bytes: u64,
+}
+
+/// Default descriptor budget of a run: a frame of well-formed traffic
+/// walks 2 to 6 descriptors, so 64 frames stay well inside it.
+pub const DESC_BUDGET: u32 = 1024;
+/// Default byte budget of a run (vhost-net's `VHOST_NET_WEIGHT`).
+pub const BYTE_BUDGET: u64 = 0x80000;
+
+impl Budget {
+    /// `frames` frames, with the default descriptor and byte budgets.
+    pub const fn frames(frames: u32) -> Self {
+        Self {
+            frames,
+            descs: DESC_BUDGET,
+            bytes: BYTE_BUDGET,
+        }
+    }
+
+    /// The most descriptors one frame walks with rings of `tx_num` and
+    /// `rx_num` entries: a whole TX chain, and the RX walk, which stops
+    /// at [`MAX_RX_SEGS`] buffers (plus the descriptors of its chains that
+    /// point to indirect tables). Never again for chains walked before.
+    pub const fn frame_descs(tx_num: u16) -> u32 {
+        tx_num as u32 + MAX_INDIRECT + (MAX_RX_SEGS + MAX_RX_CHAINS) as u32
+    }
+
+    /// The most descriptors one run walks: the budget, and one frame more.
+    pub const fn max_descs(&self, tx_num: u16) -> u32 {
+        self.descs.saturating_add(Self::frame_descs(tx_num))
+    }
+
+    /// The most bytes one run charges: the budget, and one frame more.
+    pub const fn max_bytes(&self) -> u64 {
+        self.bytes.saturating_add(FRAME_BUF as u64)
+    }
+}
+
+impl From<u32> for Budget {
+    fn from(frames: u32) -> Self {
+        Self::frames(frames)
+    }
+}
 
 /// Counters of a loopback, as shown in sysfs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -498,6 +586,12 @@ pub struct Stats {
     /// Frames delivered whose data went from TX to RX buffers by direct
     /// copies only ([`GuestMemory::copy`]), without the device's buffer.
     pub direct_frames: u64,
+    /// Runs of [`Loopback::process`] that did work.
+    pub runs: u64,
+    /// Most descriptors one run walked.
+    pub max_run_descs: u64,
+    /// Most bytes one run charged ([`Budget::bytes`]).
+    pub max_run_bytes: u64,
 }
 
 /// What one run of [`Loopback::process`] did.
@@ -507,8 +601,14 @@ pub struct Outcome {
     pub irq_rx: bool,
     /// Interrupt the TX queue.
     pub irq_tx: bool,
-    /// The budget ran out with work left.
+    /// The budget ran out, or the run yielded, with work left.
     pub more: bool,
+    /// Frames taken from TX.
+    pub frames: u32,
+    /// Descriptors walked.
+    pub descs: u32,
+    /// Bytes charged.
+    pub bytes: u64,
 }
 
 /// A virtio-net device whose TX queue loops back into its RX queue.
@@ -533,7 +633,12 @@ enum Delivery {
     NoBuffers,
 }
 
-/// Where one frame goes in RX: kept in the device, not on the stack.
+/// Where frames go in RX: kept in the device, not on the stack.
+///
+/// The first `walked` chains the driver made available in RX (from
+/// `rx.last_avail` on) were walked in this run and their buffers recorded
+/// here; a frame that does not fit leaves them for the next frame, which
+/// uses them without walking them again.
 #[derive(Clone, Copy, Debug, Default)]
 struct RxScratch {
     /// Head of each chain.
@@ -544,6 +649,40 @@ struct RxScratch {
     segs: [Segment; MAX_RX_SEGS],
     /// Segments of the TX frame being copied directly.
     tx: [Segment; MAX_TX_SEGS],
+    /// Chains walked and recorded.
+    walked: usize,
+    /// Segments recorded (of the `walked` chains).
+    recorded: usize,
+    /// The last walked chain was not recorded to its end: the segments
+    /// ran out, so no further chain can add room.
+    cut: bool,
+}
+
+impl RxScratch {
+    /// Forgets the first `n` walked chains (consumed), keeping the others
+    /// in order; a chain recorded only in part is dropped (walked again
+    /// when needed: with fewer segments recorded, more of it may fit).
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.walked);
+        let segs: usize = self.nsegs[..n].iter().map(|&k| usize::from(k)).sum();
+        self.heads.copy_within(n..self.walked, 0);
+        self.nsegs.copy_within(n..self.walked, 0);
+        self.segs.copy_within(segs..self.recorded, 0);
+        self.walked -= n;
+        self.recorded -= segs;
+        if self.cut && self.walked > 0 {
+            self.walked -= 1;
+            self.recorded -= usize::from(self.nsegs[self.walked]);
+        }
+        self.cut = false;
+    }
+
+    /// Bytes the recorded segments of chain `i` hold, which start at
+    /// segment `at`.
+    fn room(&self, i: usize, at: usize) -> u64 {
+        let k = usize::from(self.nsegs[i]);
+        self.segs[at..at + k].iter().map(|s| u64::from(s.len)).sum()
+    }
 }
 
 impl Loopback {
@@ -557,30 +696,59 @@ impl Loopback {
         }
     }
 
-    /// Moves up to `budget` frames from TX to RX. `buf` holds at least
-    /// [`FRAME_BUF`] bytes. On error the queues are left as they were at
-    /// the last completed frame; the device must then be reset.
+    /// Moves frames from TX to RX within `budget` ([`Budget`], or a number
+    /// of frames with the default descriptor and byte budgets). `buf`
+    /// holds at least [`FRAME_BUF`] bytes. On error the queues are left as
+    /// they were at the last completed frame; the device must then be
+    /// reset.
     pub fn process<M: GuestMemory>(
         &mut self,
         mem: &mut M,
         buf: &mut [u8],
-        budget: u32,
+        budget: impl Into<Budget>,
+    ) -> Result<Outcome, RingError> {
+        self.process_yielding(mem, buf, budget.into(), || false)
+    }
+
+    /// As [`Loopback::process`], and ends the run early, between two
+    /// frames, when `yield_now()` says the CPU is wanted elsewhere (it is
+    /// asked after every frame; the run always moves at least one).
+    pub fn process_yielding<M: GuestMemory>(
+        &mut self,
+        mem: &mut M,
+        buf: &mut [u8],
+        budget: Budget,
+        mut yield_now: impl FnMut() -> bool,
     ) -> Result<Outcome, RingError> {
         let mut out = Outcome::default();
         if !self.rx.ready || !self.tx.ready || self.rx.num == 0 || self.tx.num == 0 {
             return Ok(out);
         }
         let buf = buf.get_mut(..FRAME_BUF).ok_or(RingError::Fault)?;
-        let mut done = 0;
+        // Chains recorded in an earlier run may have been reconfigured.
+        self.scratch.walked = 0;
+        self.scratch.recorded = 0;
+        self.scratch.cut = false;
         let mut tx_used = false;
         let mut rx_used = false;
+        // Stopped with work left: out of budget, or yielding.
+        let mut stopped = false;
         // RX buffers pending when a frame found too few (MRG_RXBUF).
         let mut rx_starved = None;
         let mut tx_pending = self.tx.pending(mem)?;
         let mut rx_pending = self.rx.pending(mem)?;
         let direct = mem.can_copy();
-        while done < budget {
+        loop {
             if tx_pending == 0 {
+                break;
+            }
+            if out.frames > 0
+                && (out.frames >= budget.frames
+                    || out.descs >= budget.descs
+                    || out.bytes >= budget.bytes
+                    || yield_now())
+            {
+                stopped = true;
                 break;
             }
             if rx_pending == 0 {
@@ -596,22 +764,35 @@ impl Loopback {
             let mut malformed = false;
             let mut ntx = 0usize;
             let mut gathering = direct;
-            while let Some(seg) = w.next(&mut self.tx, mem)? {
+            let walked = loop {
+                let seg = match w.next(&mut self.tx, mem) {
+                    Ok(Some(seg)) => seg,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
                 if seg.write {
-                    return Err(RingError::BadDirection);
+                    break Err(RingError::BadDirection);
                 }
                 let l = seg.len as usize;
-                if malformed || len + l > FRAME_BUF {
+                if len + l > FRAME_BUF {
+                    // Dropped whatever follows: walk no further.
                     malformed = true;
-                    continue;
+                    break Ok(());
                 }
                 if gathering && ntx == MAX_TX_SEGS {
                     // Too many pieces: read what was recorded, go on reading.
                     let mut off = 0usize;
+                    let mut read = Ok(());
                     for t in &self.scratch.tx[..ntx] {
                         let tl = t.len as usize;
-                        mem.read(t.addr, &mut buf[off..off + tl])?;
+                        read = mem.read(t.addr, &mut buf[off..off + tl]);
+                        if read.is_err() {
+                            break;
+                        }
                         off += tl;
+                    }
+                    if let Err(e) = read {
+                        break Err(e.into());
                     }
                     gathering = false;
                 }
@@ -620,11 +801,14 @@ impl Loopback {
                     // look into it): only `num_buffers` is written over it.
                     self.scratch.tx[ntx] = seg;
                     ntx += 1;
-                } else {
-                    mem.read(seg.addr, &mut buf[len..len + l])?;
+                } else if let Err(e) = mem.read(seg.addr, &mut buf[len..len + l]) {
+                    break Err(e.into());
                 }
                 len += l;
-            }
+            };
+            out.descs = out.descs.saturating_add(w.descs());
+            walked?;
+            out.bytes += len as u64;
             if len < NET_HDR_LEN {
                 malformed = true;
             }
@@ -633,7 +817,7 @@ impl Loopback {
             } else {
                 let rx_before = self.rx.last_avail;
                 let ntx = if gathering { Some(ntx) } else { None };
-                let d = self.deliver(mem, buf, len, rx_pending, ntx)?;
+                let d = self.deliver(mem, buf, len, rx_pending, ntx, &mut out.descs)?;
                 rx_pending -= self.rx.last_avail.wrapping_sub(rx_before);
                 match d {
                     Delivery::Delivered(direct) => {
@@ -658,7 +842,12 @@ impl Loopback {
             self.tx.put_used(mem, head, 0)?;
             tx_pending -= 1;
             tx_used = true;
-            done += 1;
+            out.frames += 1;
+        }
+        if out.frames > 0 || out.descs > 0 {
+            self.stats.runs += 1;
+            self.stats.max_run_descs = self.stats.max_run_descs.max(u64::from(out.descs));
+            self.stats.max_run_bytes = self.stats.max_run_bytes.max(out.bytes);
         }
         if rx_used {
             self.rx.publish(mem)?;
@@ -680,7 +869,7 @@ impl Loopback {
         if tx_used || self.tx.event_idx {
             out.irq_tx = self.tx.needs_interrupt(mem)?;
         }
-        out.more = done == budget;
+        out.more = stopped;
         if let (false, Some(had)) = (out.more, rx_starved) {
             // Waiting for RX buffers: run again only if more came while we
             // armed the kick (the driver may have missed it), not while
@@ -698,7 +887,9 @@ impl Loopback {
     /// Writes the frame of `len` bytes (header first) into RX buffers: from
     /// `buf[..len]`, or with `ntx` copied from the first `ntx` recorded TX
     /// segments, header included, with `num_buffers` written over it.
-    /// Consumes nothing unless it returns [`Delivery::Delivered`].
+    /// Consumes nothing unless it returns [`Delivery::Delivered`]. Chains
+    /// walked for an earlier frame of this run are not walked again; the
+    /// descriptors walked are added to `descs`.
     fn deliver<M: GuestMemory>(
         &mut self,
         mem: &mut M,
@@ -706,37 +897,63 @@ impl Loopback {
         len: usize,
         rx_pending: u16,
         ntx: Option<usize>,
+        descs: &mut u32,
     ) -> Result<Delivery, RingError> {
-        let sc = &mut self.scratch;
-        let mut n = 0usize;
-        let mut total = 0usize;
-        let mut cap = 0u64;
         let max_chains = if self.mrg_rxbuf {
             MAX_RX_CHAINS.min(rx_pending as usize)
         } else {
             1
         };
-        while cap < len as u64 && n < max_chains {
+        let need = len as u64;
+        // The chains walked before, as many as the frame needs.
+        let mut n = 0usize;
+        let mut at = 0usize;
+        let mut cap = 0u64;
+        while cap < need && n < self.scratch.walked {
+            cap += self.scratch.room(n, at);
+            at += usize::from(self.scratch.nsegs[n]);
+            n += 1;
+        }
+        // Then new ones, until the frame fits or no chain can add room.
+        while cap < need && n < max_chains && !self.scratch.cut {
+            let sc = &mut self.scratch;
             let (head, mut w) = self.rx.chain(mem, n as u16)?;
             sc.heads[n] = head;
             sc.nsegs[n] = 0;
-            while let Some(seg) = w.next(&mut self.rx, mem)? {
+            sc.walked = n + 1;
+            let walked = loop {
+                if sc.recorded == MAX_RX_SEGS {
+                    sc.cut = true;
+                    break Ok(());
+                }
+                let seg = match w.next(&mut self.rx, mem) {
+                    Ok(Some(seg)) => seg,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
                 if !seg.write {
-                    return Err(RingError::BadDirection);
+                    break Err(RingError::BadDirection);
                 }
-                if total < MAX_RX_SEGS {
-                    sc.segs[total] = seg;
-                    sc.nsegs[n] += 1;
-                    total += 1;
-                    cap += u64::from(seg.len);
+                sc.segs[sc.recorded] = seg;
+                sc.nsegs[n] += 1;
+                sc.recorded += 1;
+                cap += u64::from(seg.len);
+                if cap >= need {
+                    // The rest of the chain is not needed for this frame,
+                    // which consumes the chain.
+                    break Ok(());
                 }
-            }
+            };
+            *descs = descs.saturating_add(w.descs());
+            walked?;
             n += 1;
         }
-        if cap < len as u64 {
+        if cap < need {
             // With MRG_RXBUF, too few buffers posted yet is back-pressure
-            // unless the ring is full (more will never come).
+            // unless the ring is full (more will never come) or the chains
+            // walked hold as many buffers as a frame may use.
             if self.mrg_rxbuf
+                && !self.scratch.cut
                 && n == rx_pending as usize
                 && n < MAX_RX_CHAINS
                 && rx_pending < self.rx.num
@@ -769,6 +986,7 @@ impl Loopback {
             let head = self.scratch.heads[i];
             self.rx.put_used(mem, head, written)?;
         }
+        self.scratch.consume(n);
         Ok(Delivery::Delivered(direct))
     }
 }

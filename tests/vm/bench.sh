@@ -8,8 +8,8 @@
 # scripts/bench-report makes the table.
 #
 # The driver busy-polls the RX used ring (vhost-mdev bench --busy-poll) for
-# every device. BENCH_PLACEMENT says where the driver and the device's
-# worker run:
+# every device, yielding its CPU after 32 empty polls. BENCH_PLACEMENT says
+# where the driver and the device's worker run:
 #   same  (default) both on CPU 1: the driver's kick preempts it for the
 #         worker, and the worker's completion hands the CPU back;
 #   split the driver on CPU 1, the worker on CPU 0;
@@ -17,9 +17,15 @@
 # Under TCG on a shared 2-core host a hand-over between the two vCPUs waits
 # for the host to run the other vCPU thread (milliseconds when the host is
 # busy), so "split" and "free" measure the host's load more than the
-# devices; "same" is the stable one. The vhost-mdev sample's worker runs on
-# system_unbound_wq (placed with the unbound cpumask), vdpa_sim_net's on
-# its own kthread worker (placed with taskset).
+# devices; "same" is the stable one. The vhost-mdev sample's worker is a
+# thread of the driver's process (a vhost_task: it inherits the driver's
+# CPU; "split" moves it with taskset once it exists), vdpa_sim_net's is its
+# own kthread (placed with taskset).
+#
+# Then the "pp-noyield" rows: 64-byte ping-pong with a driver that
+# busy-polls without ever yielding (--no-yield), nothing pinned (as a new
+# user runs it): the device's worker must run on the other CPU, not wait
+# behind the spinning driver.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 set -e
 REPS=${BENCH_REPS:-3} SECS=${BENCH_SECONDS:-3} PLACEMENT=${BENCH_PLACEMENT:-same}
@@ -30,6 +36,8 @@ vdpa dev add mgmtdev vdpasim_net name vdpa0 mac 02:00:00:00:00:01
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
 simpid=$(pgrep -f "vDPA sim worker" | head -n1)
+wq_mask=$(cat /sys/devices/virtual/workqueue/cpumask)
+all_cpus=0-$(($(nproc) - 1))
 pin=()
 case $PLACEMENT in
 same)
@@ -44,12 +52,30 @@ free) ;;
 *) echo "FAIL: BENCH_PLACEMENT=$PLACEMENT (same, split or free)"; exit 1 ;;
 esac
 echo "INFO: clocksource $cs, $(nproc) CPUs, kernel $(uname -r) ($FLAVOUR), placement $PLACEMENT, busy-polling driver"
+# With "split", moves the vhost-mdev workers (threads named vhost-mdev-net
+# of the process $1) to CPU 0 as they appear, until the process ends.
+move_workers() {
+	local pid=$1 t
+	while kill -0 "$pid" 2>/dev/null; do
+		for t in /proc/"$pid"/task/*; do
+			[ "$(cat "$t/comm" 2>/dev/null)" = vhost-mdev-net ] || continue
+			grep -q '^Cpus_allowed_list:[[:space:]]*0$' "$t/status" 2>/dev/null ||
+				taskset -p -c 0 "${t##*/}" >/dev/null 2>&1 || true
+		done
+		sleep 0.05
+	done
+}
 run() { # label size mode target [opts]
 	local label=$1 size=$2 mode=$3 target=$4; shift 4
 	local extra=(--busy-poll)
 	[ "$mode" = pingpong ] && extra+=(--pingpong)
+	[ "$mode" = pp-noyield ] && extra+=(--pingpong --no-yield)
 	local out tags="\"device\":\"$label\",\"size\":$size,\"mode\":\"$mode\",\"rep\":$rep,\"placement\":\"$PLACEMENT\""
-	if out=$("${pin[@]}" vhost-mdev bench "$target" --size "$size" --seconds "$SECS" --json "${extra[@]}" "$@" 2>/tmp/bench.err); then
+	"${pin[@]}" vhost-mdev bench "$target" --size "$size" --seconds "$SECS" --json "${extra[@]}" "$@" >/tmp/bench.out 2>/tmp/bench.err &
+	local pid=$!
+	[ "$PLACEMENT" = split ] && move_workers $pid &
+	if wait $pid; then
+		out=$(cat /tmp/bench.out)
 		echo "BENCH {$tags,\"clocksource\":\"$cs\",\"result\":$out}"
 	else
 		echo "BENCH {$tags,\"error\":true}"
@@ -75,6 +101,20 @@ for rep in $(seq "$REPS"); do
 		done
 	done
 done
+# The non-yielding ping-pong, nothing pinned: the workqueue mask and the
+# simulator's kthread back to all CPUs, the driver where the scheduler puts
+# it.
+echo "$wq_mask" >/sys/devices/virtual/workqueue/cpumask
+taskset -p -c "$all_cpus" "$simpid" >/dev/null
+pin=() saved_placement=$PLACEMENT PLACEMENT=free
+total=$((total + REPS * 3))
+for rep in $(seq "$REPS"); do
+	run vhost-mdev-type1 64 pp-noyield "$uuid"; n=$((n + 1))
+	run vhost-mdev-iommufd 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
+	run vdpa_sim_net 64 pp-noyield /dev/vhost-vdpa-0; n=$((n + 1))
+	echo "INFO: progress $n/$total runs"
+done
+PLACEMENT=$saved_placement
 # (c) The copy ceilings: each data path's copy routine, timed in this
 # kernel (scripts/copy-ceiling): copy_from_user + copy_to_user of each frame
 # (type1: vfio_dma_rw() in and out) and one memcpy() of each frame a page at

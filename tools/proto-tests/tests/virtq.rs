@@ -13,6 +13,8 @@ const BASE: u64 = 0x10_0000;
 struct Mem {
     bytes: Vec<u8>,
     accesses: u64,
+    /// Bytes read, written and copied.
+    moved: u64,
     /// Offers direct copies (as the module does with iommufd).
     direct: bool,
     /// Direct copies offered but failing (a pin that did not work).
@@ -25,6 +27,7 @@ impl Mem {
         Self {
             bytes: vec![0; size],
             accesses: 0,
+            moved: 0,
             direct: false,
             copy_fails: false,
             copies: 0,
@@ -50,12 +53,14 @@ impl Mem {
 impl GuestMemory for Mem {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         self.accesses += 1;
+        self.moved += buf.len() as u64;
         let r = self.range(addr, buf.len())?;
         buf.copy_from_slice(&self.bytes[r]);
         Ok(())
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
         self.accesses += 1;
+        self.moved += buf.len() as u64;
         let r = self.range(addr, buf.len())?;
         self.bytes[r].copy_from_slice(buf);
         Ok(())
@@ -73,6 +78,7 @@ impl GuestMemory for Mem {
     }
     fn copy(&mut self, dst: u64, src: u64, len: usize) -> bool {
         self.accesses += 1;
+        self.moved += len as u64;
         let (Ok(d), Ok(s)) = (self.range(dst, len), self.range(src, len)) else {
             return false;
         };
@@ -849,5 +855,366 @@ proptest! {
         let mut lb = Loopback::new(q(addrs[0], addrs[1], addrs[2]), q(addrs[3], addrs[4], addrs[5]), true);
         let mut buf = vec![0; FRAME_BUF];
         let _ = lb.process(&mut m, &mut buf, 8);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The work of one run is bounded by descriptors walked and bytes copied,
+// not by frames (issue 14, item 2). The worst cases use rings of 1024
+// entries, where a run of the frame-counted worker walked millions of
+// descriptors.
+
+impl Ring {
+    /// Makes head `head` available again (a hostile driver may post one
+    /// chain many times).
+    fn post(&mut self, m: &mut Mem, head: u16) {
+        m.put(
+            self.avail + 4 + 2 * (self.avail_idx % self.num) as u64,
+            &head.to_le_bytes(),
+        );
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        m.put(self.avail + 2, &self.avail_idx.to_le_bytes());
+    }
+
+    /// The longest chain there is, at head 0: `num - 1` direct descriptors,
+    /// then one pointing to a table of `MAX_INDIRECT` at `table`; every
+    /// buffer `len` bytes at `data`.
+    fn longest_chain(&mut self, m: &mut Mem, table: u64, data: u64, len: u32, write: bool) {
+        let w = if write { VRING_DESC_F_WRITE } else { 0 };
+        for i in 0..self.num - 1 {
+            let d = Desc {
+                addr: data,
+                len,
+                flags: w | VRING_DESC_F_NEXT,
+                next: i + 1,
+            };
+            Ring::write_desc(m, self.desc, i, d);
+        }
+        let ind = Desc {
+            addr: table,
+            len: 16 * MAX_INDIRECT,
+            flags: VRING_DESC_F_INDIRECT,
+            next: 0,
+        };
+        Ring::write_desc(m, self.desc, self.num - 1, ind);
+        for i in 0..MAX_INDIRECT as u16 {
+            let last = u32::from(i) + 1 == MAX_INDIRECT;
+            let d = Desc {
+                addr: data,
+                len,
+                flags: w | if last { 0 } else { VRING_DESC_F_NEXT },
+                next: i + 1,
+            };
+            Ring::write_desc(m, table, i, d);
+        }
+        self.next_desc = 0;
+    }
+}
+
+/// DMA accesses one run may make for the descriptors it walked and the
+/// frames it moved: a descriptor read and a data access per descriptor,
+/// a few ring accesses per frame and per run.
+fn access_bound(b: &Budget, tx_num: u16, frames: u32) -> u64 {
+    3 * u64::from(b.max_descs(tx_num)) + 8 * u64::from(frames) + 64
+}
+
+/// Bytes one run may move: descriptor tables (read a window of 32 at a
+/// time, 512 bytes per descriptor at worst), the frames' data read and
+/// written, and the rings.
+fn moved_bound(b: &Budget, tx_num: u16) -> u64 {
+    512 * u64::from(b.max_descs(tx_num)) + 3 * b.max_bytes() + 0x10000
+}
+
+/// Runs `process` until it has nothing left, checking every run's bounds;
+/// returns the runs.
+fn run_bounded(s: &mut Setup, budget: Budget) -> u32 {
+    let mut runs = 0;
+    loop {
+        let (acc, moved) = (s.m.accesses, s.m.moved);
+        let out = s.lb.process(&mut s.m, &mut s.buf, budget).unwrap();
+        runs += 1;
+        let acc = s.m.accesses - acc;
+        let moved = s.m.moved - moved;
+        assert!(out.descs <= budget.max_descs(s.lb.tx.num), "{out:?}");
+        assert!(out.bytes <= budget.max_bytes(), "{out:?}");
+        assert!(
+            acc <= access_bound(&budget, s.lb.tx.num, out.frames),
+            "{acc} accesses, {out:?}"
+        );
+        assert!(
+            moved <= moved_bound(&budget, s.lb.tx.num),
+            "{moved} bytes moved, {out:?}"
+        );
+        if !out.more {
+            return runs;
+        }
+        assert!(out.frames > 0, "a run that asks for more moved nothing");
+        assert!(runs < 10_000, "no progress");
+    }
+}
+
+fn setup_big(mrg: bool, rx_num: u16, tx_num: u16) -> Setup {
+    let m = Mem::new(8 << 20);
+    let rx = Ring::new(rx_num, BASE);
+    let tx = Ring::new(tx_num, BASE + 0x8000);
+    let lb = Loopback::new(rx.queue(true, true), tx.queue(true, true), mrg);
+    Setup {
+        m,
+        rx,
+        tx,
+        lb,
+        buf: vec![0; FRAME_BUF],
+    }
+}
+
+/// The worst case of the frame-counted worker: 32 RX chains of 1024 + 1024
+/// one-byte buffers (more than a frame's segments) and 64 frames too big
+/// for what a frame may record of them. Each frame walked every chain
+/// again (64 * 32 * 2048 descriptors, about 4 million DMA accesses); now
+/// the chains are walked once, up to the segments a frame may use, and a
+/// run stays within its counted bounds.
+#[test]
+fn oversize_frames_walk_rx_chains_once() {
+    let mut s = setup_big(true, 1024, 1024);
+    s.rx.longest_chain(&mut s.m, BASE + 0x10000, BASE + 0x100000, 1, true);
+    for _ in 0..32 {
+        s.rx.post(&mut s.m, 0);
+    }
+    let f = frame(1500, 1);
+    let a = BASE + 0x200000;
+    s.m.put(a, &f);
+    for _ in 0..64 {
+        s.tx.add(&mut s.m, &[(a, f.len() as u32, false)]);
+    }
+    let (acc, moved) = (s.m.accesses, s.m.moved);
+    let out = s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    let acc = s.m.accesses - acc;
+    let moved = s.m.moved - moved;
+    let b = Budget::frames(64);
+    assert!(acc <= access_bound(&b, 1024, 64), "{acc} accesses");
+    assert!(moved <= moved_bound(&b, 1024), "{moved} bytes moved");
+    // The RX chains cost their first MAX_RX_SEGS buffers, once.
+    assert!(
+        out.descs <= 64 + MAX_RX_SEGS as u32,
+        "{} descriptors for 64 one-descriptor frames",
+        out.descs
+    );
+    assert_eq!(out.frames, 64);
+    assert_eq!(s.lb.stats.drop_oversize, 64);
+    assert_eq!(s.rx.used(&s.m).len(), 0, "RX buffers kept");
+    assert_eq!(s.tx.used(&s.m).len(), 64);
+    // A frame that fits afterwards still goes to the chains recorded.
+    let small = frame(8, 2);
+    s.m.put(a, &small);
+    s.tx.add(&mut s.m, &[(a, small.len() as u32, false)]);
+    let out = s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    assert_eq!(s.lb.stats.rx_packets, 1);
+    // In the first chain's first 20 one-byte buffers.
+    assert_eq!(s.rx.used(&s.m), vec![(0, 20)]);
+    assert!(out.descs <= 1 + MAX_RX_SEGS as u32);
+}
+
+/// The same with one RX buffer a frame (no MRG_RXBUF): the chain is
+/// walked once for all the frames too big for it.
+#[test]
+fn oversize_frames_walk_the_rx_chain_once() {
+    let mut s = setup_big(false, 1024, 1024);
+    s.rx.longest_chain(&mut s.m, BASE + 0x10000, BASE + 0x100000, 1, true);
+    s.rx.post(&mut s.m, 0);
+    let f = frame(1500, 1);
+    let a = BASE + 0x200000;
+    s.m.put(a, &f);
+    for _ in 0..64 {
+        s.tx.add(&mut s.m, &[(a, f.len() as u32, false)]);
+    }
+    let acc = s.m.accesses;
+    let out = s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    let acc = s.m.accesses - acc;
+    assert!(
+        acc <= access_bound(&Budget::frames(64), 1024, 64),
+        "{acc} accesses"
+    );
+    assert!(out.descs <= 64 + MAX_RX_SEGS as u32, "{out:?}");
+    assert_eq!(s.lb.stats.drop_oversize, 64);
+}
+
+/// TX chains as long as a chain can be (1024 + 1024 one-byte buffers, a
+/// 2047-byte frame each): a run ends when its descriptor budget is used
+/// up, not after 64 frames; every frame still arrives intact.
+#[test]
+fn long_tx_chains_are_charged_per_descriptor() {
+    let mut s = setup_big(false, 1024, 1024);
+    let data = BASE + 0x200000;
+    // All buffers of the chain point at one byte: the frame is that byte
+    // 2047 times (the header included).
+    s.m.put(data, &[0x5a]);
+    s.tx.longest_chain(&mut s.m, BASE + 0x10000, data, 1, false);
+    for i in 0..64u64 {
+        s.rx.add(&mut s.m, &[(BASE + 0x300000 + i * 0x1000, 4096, true)]);
+        s.tx.post(&mut s.m, 0);
+    }
+    let runs = run_bounded(&mut s, Budget::frames(64));
+    assert!(runs >= 32, "{runs} runs for 64 frames of 2048 descriptors");
+    let used = s.rx.used(&s.m);
+    assert_eq!(used.len(), 64);
+    for (id, len) in used {
+        assert_eq!(len, 2047);
+        let got = s.m.get(BASE + 0x300000 + u64::from(id) * 0x1000, 2047);
+        assert!(got[12..].iter().all(|&b| b == 0x5a));
+    }
+    assert_eq!(s.lb.stats.rx_packets, 64);
+}
+
+/// Large frames: a run ends when its byte budget is used up (vhost-net's
+/// weight), not after 64 frames of 60000 bytes.
+#[test]
+fn large_frames_are_charged_per_byte() {
+    for direct in [false, true] {
+        let mut s = setup_big(false, 256, 256);
+        s.m.direct = direct;
+        let f = frame(60000, 3);
+        let a = BASE + 0x200000;
+        s.m.put(a, &f);
+        for i in 0..64u64 {
+            s.rx.add(
+                &mut s.m,
+                &[(BASE + 0x300000 + (i % 4) * 0x10000, 0x10000, true)],
+            );
+            s.tx.add(&mut s.m, &[(a, f.len() as u32, false)]);
+        }
+        let runs = run_bounded(&mut s, Budget::frames(64));
+        assert!(runs >= 7, "{runs} runs for 64 frames of 60000 bytes");
+        let used = s.rx.used(&s.m);
+        assert_eq!(used.len(), 64);
+        for (id, len) in used {
+            assert_eq!(len as usize, f.len());
+            let got =
+                s.m.get(BASE + 0x300000 + (u64::from(id) % 4) * 0x10000, f.len());
+            assert_eq!(&got[12..], &f[12..]);
+        }
+    }
+}
+
+/// Chains whose buffers hold nothing (the issue's worst case: `num`
+/// direct and 1024 indirect empty descriptors) are errors after
+/// `MAX_EMPTY_DESCS` buffers, in RX and TX, not walked for nothing.
+#[test]
+fn empty_chains_are_errors() {
+    for rx_side in [false, true] {
+        let mut s = setup_big(true, 1024, 1024);
+        if rx_side {
+            s.rx.longest_chain(&mut s.m, BASE + 0x10000, BASE + 0x100000, 0, true);
+            for _ in 0..32 {
+                s.rx.post(&mut s.m, 0);
+            }
+            let f = frame(1500, 1);
+            s.m.put(BASE + 0x200000, &f);
+            s.tx.add(&mut s.m, &[(BASE + 0x200000, f.len() as u32, false)]);
+        } else {
+            s.rx.add(&mut s.m, &[(BASE + 0x300000, 4096, true)]);
+            s.tx.longest_chain(&mut s.m, BASE + 0x10000, BASE + 0x200000, 0, false);
+            s.tx.post(&mut s.m, 0);
+        }
+        let acc = s.m.accesses;
+        let r = s.lb.process(&mut s.m, &mut s.buf, 64);
+        assert_eq!(r, Err(RingError::EmptyChain), "rx_side {rx_side}");
+        assert!(s.m.accesses - acc <= 64, "{} accesses", s.m.accesses - acc);
+    }
+}
+
+/// An empty buffer among others is no error (only chains that stay empty).
+#[test]
+fn an_empty_buffer_among_others_is_fine() {
+    let mut s = setup(false);
+    s.rx.add(
+        &mut s.m,
+        &[(BASE + 0x10000, 0, true), (BASE + 0x11000, 2048, true)],
+    );
+    let f = frame(100, 5);
+    s.m.put(BASE + 0x100000, &f);
+    s.tx.add(
+        &mut s.m,
+        &[
+            (BASE + 0x100000, 0, false),
+            (BASE + 0x100000, f.len() as u32, false),
+            (BASE + 0x100000, 0, false),
+        ],
+    );
+    s.lb.process(&mut s.m, &mut s.buf, 64).unwrap();
+    assert_eq!(s.lb.stats.rx_packets, 1);
+    let got = s.m.get(BASE + 0x11000, f.len());
+    assert_eq!(&got[12..], &f[12..]);
+}
+
+/// The worker can yield between any two frames: a run asked to yield after
+/// every frame moves one, asks to run again, and the frames all arrive in
+/// order.
+#[test]
+fn a_run_yields_between_frames() {
+    let mut s = setup(false);
+    let mut sent = Vec::new();
+    for i in 0..10u64 {
+        s.rx.add(&mut s.m, &[(BASE + 0x10000 + i * 0x1000, 2048, true)]);
+        let f = frame(100 + i as usize, i as u8);
+        s.m.put(BASE + 0x100000 + i * 0x1000, &f);
+        s.tx.add(
+            &mut s.m,
+            &[(BASE + 0x100000 + i * 0x1000, f.len() as u32, false)],
+        );
+        sent.push(f);
+    }
+    let mut runs = 0;
+    loop {
+        let out =
+            s.lb.process_yielding(&mut s.m, &mut s.buf, Budget::frames(64), || true)
+                .unwrap();
+        runs += 1;
+        assert_eq!(out.frames, u32::from(runs <= 10));
+        if !out.more {
+            break;
+        }
+    }
+    assert_eq!(runs, 10);
+    let used = s.rx.used(&s.m);
+    for (k, (id, len)) in used.iter().enumerate() {
+        assert_eq!(*id as usize, k);
+        let got = s.m.get(BASE + 0x10000 + k as u64 * 0x1000, *len as usize);
+        assert_eq!(&got[12..], &sent[k][12..]);
+    }
+    assert_eq!(s.lb.stats.runs, 10);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Garbage rings, counted: every run stays within its descriptor and
+    /// byte budgets plus one frame, and its DMA accesses within what those
+    /// descriptors and frames cost.
+    #[test]
+    fn hostile_rings_are_bounded_per_run(
+        garbage in proptest::collection::vec(any::<u8>(), 0x3000),
+        num_log in 0u32..8,
+        indirect in any::<bool>(),
+        mrg in any::<bool>(),
+        direct in any::<bool>(),
+        descs in 1u32..2048,
+    ) {
+        let num = 1u16 << num_log;
+        let mut m = Mem::new(0x3000 + 0x10000);
+        m.direct = direct;
+        m.bytes[..0x3000].copy_from_slice(&garbage);
+        let mut lb = Loopback::new(
+            sq(num, BASE, BASE + 0x1000, BASE + 0x1800, true, indirect),
+            sq(num, BASE + 0x800, BASE + 0x2000, BASE + 0x2800, false, indirect),
+            mrg,
+        );
+        let mut buf = vec![0; FRAME_BUF];
+        let b = Budget { frames: 64, descs, bytes: BYTE_BUDGET };
+        if let Ok(out) = lb.process(&mut m, &mut buf, b) {
+            prop_assert!(out.descs <= b.max_descs(num), "{:?}", out);
+            prop_assert!(out.bytes <= b.max_bytes(), "{:?}", out);
+            prop_assert!(m.accesses <= access_bound(&b, num, out.frames), "{} accesses {:?}", m.accesses, out);
+        }
+        prop_assert!(m.accesses <= access_bound(&b, num, 64), "{} accesses", m.accesses);
     }
 }

@@ -732,6 +732,10 @@ pub struct BenchOptions {
     /// Spin on the used rings with interrupts disabled instead of blocking
     /// in poll() on the RX call eventfd.
     pub busy_poll: bool,
+    /// With `busy_poll`, never yield the CPU while spinning (as a driver
+    /// that owns its CPU does): a device worker that waits for this CPU
+    /// then waits for the scheduler's tick.
+    pub no_yield: bool,
 }
 
 /// Progress reported by [`bench`] about twice a second.
@@ -775,6 +779,8 @@ pub struct BenchResult {
     pub late_irqs: u64,
     /// Whether the driver busy-polled.
     pub busy_poll: bool,
+    /// Whether it busy-polled without ever yielding the CPU.
+    pub no_yield: bool,
 }
 
 impl BenchResult {
@@ -784,7 +790,7 @@ impl BenchResult {
             "{{\"packets\":{},\"bytes\":{},\"seconds\":{:.3},\"pps\":{:.1},\"gbps\":{:.4},\
              \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\
              \"max_us\":{:.2},\"waits\":{},\"wait_timeouts\":{},\"late_irqs\":{},\
-             \"busy_poll\":{}}}",
+             \"busy_poll\":{},\"no_yield\":{}}}",
             self.packets,
             self.bytes,
             self.seconds,
@@ -798,7 +804,8 @@ impl BenchResult {
             self.waits,
             self.wait_timeouts,
             self.late_irqs,
-            self.busy_poll
+            self.busy_poll,
+            self.no_yield
         )
     }
 }
@@ -915,7 +922,7 @@ fn bench_loop<B: VhostBackend>(
         drv.reclaim_tx()?;
         if !got_any && !inflight.is_empty() {
             if opts.busy_poll {
-                spin_for_used(drv)?;
+                spin_for_used(drv, !opts.no_yield)?;
             } else if !drv.q.rx.has_used()? {
                 // Wait for the device: bounded, so a lost interrupt only
                 // slows us (and is counted).
@@ -966,6 +973,7 @@ fn bench_loop<B: VhostBackend>(
         wait_timeouts,
         late_irqs,
         busy_poll: opts.busy_poll,
+        no_yield: opts.busy_poll && opts.no_yield,
     })
 }
 
@@ -1017,14 +1025,14 @@ impl Reservoir {
 const SPINS_BEFORE_YIELD: u32 = 32;
 
 /// Spins until the RX used index moves (or the driver's timeout passes),
-/// yielding the CPU (`sched_yield()`) between polls once a few found
-/// nothing: a device worker that shares the driver's CPU then runs at once
-/// instead of at the next scheduler tick.
-fn spin_for_used<B: VhostBackend>(drv: &NetDriver<B>) -> Result<()> {
+/// with `yielding`, yielding the CPU (`sched_yield()`) between polls once a
+/// few found nothing: a device worker that shares the driver's CPU then
+/// runs at once instead of at the next scheduler tick.
+fn spin_for_used<B: VhostBackend>(drv: &NetDriver<B>, yielding: bool) -> Result<()> {
     let t0 = Instant::now();
     let mut n = 0u32;
     while !drv.q.rx.has_used()? {
-        if n < SPINS_BEFORE_YIELD {
+        if n < SPINS_BEFORE_YIELD || !yielding {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();

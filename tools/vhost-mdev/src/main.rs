@@ -90,6 +90,10 @@ enum Cmd {
         /// in poll() on the call eventfd.
         #[arg(long)]
         busy_poll: bool,
+        /// With --busy-poll, never yield the CPU while spinning (by
+        /// default the driver yields after 32 empty polls).
+        #[arg(long, requires = "busy_poll")]
+        no_yield: bool,
         /// Print the result as one line of JSON.
         #[arg(long)]
         json: bool,
@@ -360,7 +364,10 @@ fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Resul
             r.p999_us,
             r.max_us,
             if opts.busy_poll {
-                " (busy polling)".to_string()
+                format!(
+                    " (busy polling{})",
+                    if opts.no_yield { ", never yielding" } else { "" }
+                )
             } else {
                 format!(
                     "; {} waits, {} timed out, {} with a frame already used",
@@ -403,6 +410,7 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             pingpong,
             busy_poll,
+            no_yield,
             json,
         } => {
             if !(seconds > 0.0 && seconds.is_finite()) {
@@ -414,6 +422,7 @@ fn run(cli: Cli) -> Result<()> {
                 duration: Duration::from_secs_f64(seconds),
                 pingpong,
                 busy_poll,
+                no_yield,
             };
             bench(&sysfs, &dev, opts, json)
         }
@@ -450,6 +459,7 @@ mod tests {
             "60",
             "--pingpong",
             "--busy-poll",
+            "--no-yield",
             "--json",
             "--iommufd",
         ])
@@ -460,10 +470,11 @@ mod tests {
                 size,
                 pingpong,
                 busy_poll,
+                no_yield,
                 json,
                 ..
             } => {
-                assert!(dev.iommufd && pingpong && busy_poll && json);
+                assert!(dev.iommufd && pingpong && busy_poll && no_yield && json);
                 assert_eq!(size, 60);
             }
             _ => panic!("not bench"),
@@ -489,6 +500,7 @@ mod tests {
                 duration: Duration::from_millis(100),
                 pingpong,
                 busy_poll: true,
+                no_yield: pingpong,
             };
             bench(&sysfs, &dev, opts, true).unwrap();
         }

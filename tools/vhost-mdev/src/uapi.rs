@@ -420,6 +420,7 @@ mod tests {
             ("VHOST_VFIO_NEED_REPLY", VHOST_VFIO_NEED_REPLY as u64),
             ("VHOST_VFIO_OP_HDR_SIZE", VHOST_VFIO_OP_HDR_SIZE as u64),
             ("VHOST_VFIO_MAX_PAYLOAD", VHOST_VFIO_MAX_PAYLOAD as u64),
+            ("VHOST_VFIO_SET_VRING_HVA", VHOST_VFIO_SET_VRING_HVA),
         ]
         .into_iter()
         .collect();
@@ -432,7 +433,21 @@ mod tests {
                 seen += 1;
                 continue;
             }
-            let v = eval(&value, &env);
+            let v = match value.strip_prefix("_IOW(") {
+                // An ioctl number: _IOW(VHOST_VIRTIO, nr, struct ...).
+                Some(args) => {
+                    let args: Vec<&str> = args
+                        .trim_end_matches(')')
+                        .split(',')
+                        .map(str::trim)
+                        .collect();
+                    assert_eq!(args[0], "VHOST_VIRTIO", "{name}");
+                    assert_eq!(args[2], "struct vhost_vring_addr", "{name}");
+                    let nr = u32::from_str_radix(args[1].trim_start_matches("0x"), 16).expect("nr");
+                    iow(VHOST_VIRTIO, nr, size_of::<VhostVringAddr>())
+                }
+                None => eval(&value, &env),
+            };
             let r = rust
                 .get(name.as_str())
                 .unwrap_or_else(|| panic!("{name} has no Rust constant"));

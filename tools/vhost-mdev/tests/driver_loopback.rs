@@ -75,6 +75,7 @@ fn bench_keeps_order_with_depth() {
                 duration: std::time::Duration::from_millis(300),
                 pingpong,
                 busy_poll,
+                no_yield: busy_poll && pingpong,
             },
             &mut |_| reports += 1,
         )
@@ -84,6 +85,7 @@ fn bench_keeps_order_with_depth() {
         assert!(r.p99_us >= r.p50_us);
         assert!(r.to_json().starts_with("{\"packets\":"));
         assert_eq!(r.busy_poll, busy_poll);
+        assert_eq!(r.no_yield, busy_poll && pingpong);
         if busy_poll {
             assert_eq!(r.waits, 0);
         }

@@ -138,6 +138,7 @@ fn bench_batch_and_pingpong() {
                         duration: Duration::from_millis(200),
                         pingpong,
                         busy_poll,
+                        no_yield: false,
                     },
                     &mut |_| {},
                 )
@@ -208,6 +209,7 @@ fn without_event_idx_the_avail_flags_decide() {
                 duration: Duration::from_millis(200),
                 pingpong: false,
                 busy_poll,
+                no_yield: false,
             },
             &mut |_| {},
         )

@@ -784,3 +784,156 @@ pub fn ring_hva_other_process(env: &Env) -> TestResult {
     dev.set_status(0).ctx("reset")?;
     Ok(())
 }
+
+// The sample's work budget per worker run (samples/vhost_mdev_net/virtq.rs:
+// Budget::frames(64), DESC_BUDGET, BYTE_BUDGET, MAX_INDIRECT, MAX_RX_SEGS,
+// MAX_RX_CHAINS, FRAME_BUF).
+const DESC_BUDGET: u64 = 1024;
+const BYTE_BUDGET: u64 = 0x80000;
+const MAX_INDIRECT: u64 = 1024;
+const RX_WALK_MAX: u64 = 32 + 32;
+const FRAME_BUF: u64 = 12 + 65535 + 14;
+
+/// The most descriptors one run may walk with a TX ring of `num`: the
+/// budget and one frame more (a whole TX chain and an RX walk).
+fn max_run_descs(num: u16) -> u64 {
+    DESC_BUDGET + u64::from(num) + MAX_INDIRECT + RX_WALK_MAX
+}
+
+/// The worst case of a worker bounded by frames (issue 14): rings of 1024,
+/// 32 RX chains that each run through 1023 direct and 1024 indirect
+/// descriptors (all posted with head 0), and TX frames of 1500 bytes, too
+/// big for the 32 buffers a frame may take of them. The counters show what
+/// each worker run did: the descriptors it walked and the bytes it charged
+/// stay within the budget plus one frame, and a reset that arrives while
+/// the worker is busy waits for at most the run in progress. With `empty`
+/// buffers (length 0: the chains hold nothing) the device must go to
+/// NEEDS_RESET instead. Timeouts only catch hangs; nothing here is timed.
+pub fn worst_case_walk(env: &Env, empty: bool) -> TestResult {
+    let inst = Inst::create(env)?;
+    let dev = inst.open(IommuKind::Type1)?;
+    let errors = inst.stat("ring_errors")?;
+    let before = inst.stats()?;
+    let what = if empty {
+        "empty chains"
+    } else {
+        "one-byte chains"
+    };
+    {
+        let mut net = RawNet::start(
+            &dev,
+            RawOpts {
+                size: 1024,
+                rx_buf: 16384,
+                mrg: true,
+                indirect: true,
+                post_rx: false,
+                ..Default::default()
+            },
+        )?;
+        let n = net.rx.size();
+        check!(n == 1024, "RX queue of {n}");
+        let data = net.rx.buf_iova(0).ctx("RX buf")?;
+        let table = net.rx.buf_iova(1).ctx("RX buf")?;
+        let len = u32::from(!empty);
+        let w = VRING_DESC_F_WRITE;
+        for i in 0..n - 1 {
+            net.write_desc(RXQ, i, data, len, w | VRING_DESC_F_NEXT, i + 1)?;
+        }
+        net.write_desc(RXQ, n - 1, table, 16 * 1024, VRING_DESC_F_INDIRECT, 0)?;
+        let mut t = Vec::with_capacity(16 * 1024);
+        for i in 0..1024u16 {
+            let flags = if i == 1023 { w } else { w | VRING_DESC_F_NEXT };
+            t.extend_from_slice(&data.to_le_bytes());
+            t.extend_from_slice(&len.to_le_bytes());
+            t.extend_from_slice(&flags.to_le_bytes());
+            t.extend_from_slice(&(i + 1).to_le_bytes());
+        }
+        net.rx.write_buf(1, 0, &t).ctx("indirect table")?;
+        for k in 0..32u16 {
+            net.write_avail(RXQ, k, 0, k + 1)?;
+        }
+        dev.notify(RXQ).ctx("kick RX")?;
+        drain(&net.cfg_irq);
+        let frame = build_frame(net.config.mac, TEST_SRC_MAC, 0, 1500).ctx("frame")?;
+        if empty {
+            net.send(&frame)?;
+            expect_needs_reset(&inst, &dev, &net.cfg_irq, errors, what)?;
+        } else {
+            // All at once: one kick for 512 frames.
+            let frames = 512u64;
+            for _ in 0..frames {
+                net.queue_tx(&frame)?;
+            }
+            net.tx.publish().ctx("TX publish")?;
+            dev.notify(TXQ).ctx("kick TX")?;
+            net.wait_tx_done(frames as usize, Duration::from_secs(300))
+                .ctx(what)?;
+            let after = inst.stats()?;
+            let d = |k: &str| stat_delta(&before, &after, k);
+            check!(
+                d("drop_oversize") == frames && d("rx_packets") == 0 && d("ring_errors") == 0,
+                "{what}: {frames} frames: {} dropped as oversize, {} received, {} ring errors",
+                d("drop_oversize"),
+                d("rx_packets"),
+                d("ring_errors")
+            );
+            check!(
+                d("runs") >= frames / 64,
+                "{what}: {frames} frames in {} runs (64 a run at most)",
+                d("runs")
+            );
+            println!(
+                "INFO: {what}: {frames} frames in {} worker runs, at most {} descriptors and {} bytes a run",
+                d("runs"),
+                after["max_run_descs"],
+                after["max_run_bytes"]
+            );
+            // A reset while the worker is busy: 1000 more frames with one
+            // kick, status 0 as soon as the first run's frames are back.
+            for _ in 0..1000 {
+                net.queue_tx(&frame)?;
+            }
+            let base = net.tx.used_idx().ctx("TX used")?;
+            net.tx.publish().ctx("TX publish")?;
+            dev.notify(TXQ).ctx("kick TX")?;
+            let t0 = std::time::Instant::now();
+            while net.tx.used_idx().ctx("TX used")? == base {
+                check!(
+                    t0.elapsed() < Duration::from_secs(300),
+                    "{what}: no frame of 1000 done"
+                );
+                std::hint::spin_loop();
+            }
+            dev.set_status(0).ctx("reset while busy")?;
+            let done = net.tx.used_idx().ctx("TX used")?.wrapping_sub(base);
+            let stop_runs = inst.stat("max_stop_runs")?;
+            println!(
+                "INFO: {what}: reset after {done} of 1000 frames, served after {stop_runs} worker runs"
+            );
+            check!(
+                stop_runs <= 1,
+                "{what}: a reset waited for {stop_runs} worker runs (at most the one in progress)"
+            );
+            check!(
+                done < 1000,
+                "{what}: the reset came after all 1000 frames: no busy worker to stop"
+            );
+        }
+    }
+    let descs = inst.stat("max_run_descs")?;
+    let bytes = inst.stat("max_run_bytes")?;
+    check!(
+        descs <= max_run_descs(1024),
+        "{what}: a worker run walked {descs} descriptors (bound {})",
+        max_run_descs(1024)
+    );
+    check!(
+        bytes <= BYTE_BUDGET + FRAME_BUF,
+        "{what}: a worker run charged {bytes} bytes (bound {})",
+        BYTE_BUDGET + FRAME_BUF
+    );
+    // Well-formed traffic after a reset.
+    recover(&dev, 0x4000_0000, what)?;
+    Ok(())
+}

@@ -166,6 +166,14 @@ impl<'a> RawNet<'a> {
 
     /// Queues `frame` (with a zero header) on TX, publishes and kicks.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        self.queue_tx(frame)?;
+        self.tx.publish().ctx("TX publish")?;
+        self.dev.notify(TXQ).ctx("kick TX")?;
+        Ok(())
+    }
+
+    /// Adds `frame` (with a zero header) to TX without publishing it.
+    pub fn queue_tx(&mut self, frame: &[u8]) -> Result<(), String> {
         self.reclaim_tx()?;
         let slot = self.tx_free.pop().ok_or("TX full")?;
         let hdr = VirtioNetHdr::default().to_bytes();
@@ -179,8 +187,6 @@ impl<'a> RawNet<'a> {
             write: false,
         };
         self.tx.add(&[seg], slot as u64).ctx("TX add")?;
-        self.tx.publish().ctx("TX publish")?;
-        self.dev.notify(TXQ).ctx("kick TX")?;
         Ok(())
     }
 

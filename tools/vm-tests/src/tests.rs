@@ -306,6 +306,12 @@ pub const TESTS: &[Test] = &[
         e,
         Hostile::WritableOnTx
     )),
+    t!("hostile_worst_case_walk", true, |e| {
+        hostile::worst_case_walk(e, false)
+    }),
+    t!("hostile_worst_case_empty_chains", true, |e| {
+        hostile::worst_case_walk(e, true)
+    }),
     t!("hostile_readable_on_rx", false, |e| hostile::hostile(
         e,
         Hostile::ReadableOnRx

@@ -265,6 +265,10 @@ impl Inst {
             "kicks",
             "interrupts",
             "direct_frames",
+            "runs",
+            "max_run_descs",
+            "max_run_bytes",
+            "max_stop_runs",
         ] {
             m.insert(n.to_string(), self.stat(n)?);
         }
