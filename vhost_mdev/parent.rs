@@ -430,10 +430,10 @@ pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(
     parent: *mut bindings::vhost_mdev_parent,
 ) {
     let parent = parent.cast::<Parent>();
+    // Our reference to the device goes last: the types' and mdev devices'
+    // references keep the parent until their releases.
     // SAFETY: registered, by the type invariant; this removes every
-    // instance (their `remove` runs before it returns). Our reference to
-    // the device goes last: the types' and mdev devices' references keep
-    // the parent until their releases.
+    // instance (their `remove` runs before it returns).
     unsafe {
         let class = (*parent).class;
         bindings::mdev_unregister_parent((*parent).mdev_parent.get());

@@ -85,7 +85,7 @@ fn expect_needs_reset(
         "{what}: status {s2:#x} after writing back {s:#x}|FAILED"
     );
     bad_input(
-        &dev,
+        dev,
         &format!("{what}: NEEDS_RESET dropped"),
         libc::EINVAL,
         || dev.set_status(s2 & !VIRTIO_CONFIG_S_NEEDS_RESET),
