@@ -38,4 +38,4 @@ t0=$(date +%s)
 ring_stress type1 ""
 ring_stress iommufd "pin_cache_bytes=0"
 unload_ours && load_ours || echo "FAIL: ring stress: reloading our modules"
-echo "ring stress: ${STRESS_FRAMES:-100000} frames per configuration in $(( $(date +%s) - t0 )) s"
+echo "INFO: ring stress: ${STRESS_FRAMES:-100000} frames per configuration in $(( $(date +%s) - t0 )) s"

@@ -77,8 +77,8 @@ pub fn run(env: &Env, kind: IommuKind, queue_size: u16, size: usize) -> TestResu
         let d = stat_delta(&before, &after, name);
         check!(d == want, "stats/{name} went up by {d}, expected {want}");
     }
-    eprintln!(
-        "stress {kind} queue {queue_size} {size} B: {count} frames in {secs:.1} s ({:.0} frames/s)",
+    println!(
+        "INFO: stress {kind} queue {queue_size} {size} B: {count} frames in {secs:.1} s ({:.0} frames/s)",
         count as f64 / secs.max(1e-9)
     );
     Ok(())
