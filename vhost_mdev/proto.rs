@@ -503,6 +503,16 @@ impl Default for Model {
     }
 }
 
+/// Ring addresses not set.
+const NO_ADDR: VringAddr = VringAddr {
+    index: 0,
+    flags: 0,
+    desc: 0,
+    used: 0,
+    avail: 0,
+    log: 0,
+};
+
 /// The reply to a request, written into a caller buffer.
 pub struct Reply<'a> {
     buf: &'a mut [u8],
@@ -546,23 +556,9 @@ impl Model {
             vqs: [VqConfig {
                 num: 0,
                 addr_set: false,
-                addr: VringAddr {
-                    index: 0,
-                    flags: 0,
-                    desc: 0,
-                    used: 0,
-                    avail: 0,
-                    log: 0,
-                },
+                addr: NO_ADDR,
                 hva_set: false,
-                hva: VringAddr {
-                    index: 0,
-                    flags: 0,
-                    desc: 0,
-                    used: 0,
-                    avail: 0,
-                    log: 0,
-                },
+                hva: NO_ADDR,
                 ready: false,
                 base: 0,
             }; MAX_VQS],

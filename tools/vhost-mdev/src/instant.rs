@@ -751,14 +751,7 @@ impl State {
             }
             Request::SetVringAddr(a) => {
                 let i = self.vq(req, a.index)?;
-                // Split ring alignment (virtio 1.x, 2.7): desc 16, avail 2,
-                // used 4. Logging is not supported.
-                if self.running()
-                    || a.flags != 0
-                    || a.desc_user_addr % 16 != 0
-                    || a.avail_user_addr % 2 != 0
-                    || a.used_user_addr % 4 != 0
-                {
+                if self.running() || !ring_layout_ok(a) {
                     return Err(einval());
                 }
                 let q = &mut self.q[i];
@@ -771,12 +764,7 @@ impl State {
                 // Checked as the module checks it; this device reaches the
                 // rings through its own mapping of them, by IOVA.
                 self.vq(req, a.index)?;
-                if self.running()
-                    || a.flags != 0
-                    || a.desc_user_addr % 16 != 0
-                    || a.avail_user_addr % 2 != 0
-                    || a.used_user_addr % 4 != 0
-                {
+                if self.running() || !ring_layout_ok(a) {
                     return Err(einval());
                 }
                 Reply::None
@@ -1189,4 +1177,13 @@ impl VhostBackend for InstantNet {
     fn supports_notify(&self) -> bool {
         true
     }
+}
+
+/// Split ring alignment (virtio 1.x, 2.7): desc 16, avail 2, used 4;
+/// logging is not supported.
+fn ring_layout_ok(a: &VhostVringAddr) -> bool {
+    a.flags == 0
+        && a.desc_user_addr.is_multiple_of(16)
+        && a.avail_user_addr.is_multiple_of(2)
+        && a.used_user_addr.is_multiple_of(4)
 }
