@@ -129,7 +129,7 @@ pub fn hostile(env: &Env, case: Hostile) -> TestResult {
             net.send(&frame)?;
             let (_, got) = net.recv(Duration::from_secs(5)).ctx("good frame")?;
             verify_frame(&frame, &got).ctx("good frame")?;
-            net.wait_tx_done(1, Duration::from_secs(5))?;
+            net.wait_tx_done(Duration::from_secs(5))?;
         }
         drain(&net.cfg_irq);
         let size = net.tx.size();
@@ -270,7 +270,7 @@ pub fn unmap_while_running(env: &Env, kind: IommuKind, which: Unmap) -> TestResu
             net.send(&f)?;
             let (_, got) = net.recv(Duration::from_secs(5)).ctx("traffic")?;
             verify_frame(&f, &got).ctx("traffic")?;
-            net.wait_tx_done(1, Duration::from_secs(5))?;
+            net.wait_tx_done(Duration::from_secs(5))?;
         }
         drain(&net.cfg_irq);
         let (iova, len) = match which {
@@ -525,7 +525,7 @@ pub fn suspend_relocate_ring(env: &Env) -> TestResult {
         .recv(Duration::from_secs(5))
         .ctx("frame before suspend")?;
     verify_frame(&f0, &got).ctx("frame before suspend")?;
-    net.wait_tx_done(1, Duration::from_secs(5))?;
+    net.wait_tx_done(Duration::from_secs(5))?;
     dev.suspend().ctx("SUSPEND")?;
     let base = dev
         .get_vring_base(u32::from(RXQ))
@@ -576,7 +576,7 @@ pub fn suspend_relocate_ring(env: &Env) -> TestResult {
         dev.resume().ctx("RESUME")?;
         let f1 = build_frame(mac, TEST_SRC_MAC, 1, 300).ctx("frame")?;
         net.send(&f1)?;
-        net.wait_tx_done(1, Duration::from_secs(5))
+        net.wait_tx_done(Duration::from_secs(5))
             .ctx("frame after relocation")?;
         let want_head = head_at(base as u16);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -625,7 +625,7 @@ pub fn ring_hva(env: &Env) -> TestResult {
     net.send(&f)?;
     let (_, got) = net.recv(Duration::from_secs(5)).ctx("traffic")?;
     verify_frame(&f, &got).ctx("traffic")?;
-    net.wait_tx_done(1, Duration::from_secs(5))?;
+    net.wait_tx_done(Duration::from_secs(5))?;
     drain(&net.cfg_irq);
 
     // While running, the rings' user addresses cannot change.
@@ -867,8 +867,7 @@ pub fn worst_case_walk(env: &Env, empty: bool) -> TestResult {
             }
             net.tx.publish().ctx("TX publish")?;
             dev.notify(TXQ).ctx("kick TX")?;
-            net.wait_tx_done(frames as usize, Duration::from_secs(300))
-                .ctx(what)?;
+            net.wait_tx_done(Duration::from_secs(300)).ctx(what)?;
             let after = inst.stats()?;
             let d = |k: &str| stat_delta(&before, &after, k);
             check!(

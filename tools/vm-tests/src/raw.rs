@@ -217,11 +217,21 @@ impl<'a> RawNet<'a> {
         Ok(n)
     }
 
-    /// Waits until the device has returned `n` TX buffers in all.
-    pub fn wait_tx_done(&mut self, mut n: usize, timeout: Duration) -> Result<(), String> {
+    /// TX buffers handed to the device and not yet returned.
+    pub fn tx_in_flight(&self) -> usize {
+        usize::from(self.tx.size()) - self.tx_free.len()
+    }
+
+    /// Waits until the device has returned every TX buffer sent so far.
+    ///
+    /// Counts what is still out, not what comes back during the wait: a
+    /// `send` reclaims buffers too, so a count of returns since some point
+    /// would miss those it took.
+    pub fn wait_tx_done(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            n = n.saturating_sub(self.reclaim_tx()?);
+            self.reclaim_tx()?;
+            let n = self.tx_in_flight();
             if n == 0 {
                 return Ok(());
             }

@@ -201,7 +201,7 @@ fn jumbo(env: &Env, kind: IommuKind) -> TestResult {
             nbufs == want,
             "frame {i} of {len} bytes: num_buffers {nbufs}, expected {want}"
         );
-        net.wait_tx_done(1, Duration::from_secs(5))?;
+        net.wait_tx_done(Duration::from_secs(5))?;
         bytes += len as u64;
     }
     let s = dev.get_status().ctx("GET_STATUS")?;
@@ -338,7 +338,7 @@ pub fn stats_exact(env: &Env) -> TestResult {
     for (seq, len) in [(0u64, 500usize), (1, 1500), (2, cap), (3, cap + 1), (4, 60)] {
         let f = build_frame(mac, TEST_SRC_MAC, seq, len).ctx("frame")?;
         net.send(&f)?;
-        net.wait_tx_done(1, Duration::from_secs(5))
+        net.wait_tx_done(Duration::from_secs(5))
             .ctx(&format!("frame of {len} bytes"))?;
         tx += len as u64;
         if len <= cap {
@@ -360,7 +360,7 @@ pub fn stats_exact(env: &Env) -> TestResult {
     // Malformed chains: shorter than the header, longer than any frame.
     net.send_seg(8)?;
     net.send_seg(0x2_0000)?;
-    net.wait_tx_done(2, Duration::from_secs(5))
+    net.wait_tx_done(Duration::from_secs(5))
         .ctx("malformed chains must be returned")?;
     let s = dev.get_status().ctx("GET_STATUS")?;
     check!(
