@@ -62,6 +62,7 @@ uninstall:
 
 clean:
 	-$(KMAKE) clean 2>/dev/null
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean 2>/dev/null
 	rm -f rust/bindings_generated.rs rust/.bindings_generated.rs.cmd
 	-$(CARGO) clean 2>/dev/null
 

@@ -57,9 +57,9 @@ pub(crate) fn register_driver(module: &'static ThisModule) -> Result {
 /// may outlive their unregistration: parents (freed by their device's
 /// release, after the last mdev type and mdev device of the parent is
 /// released) and instances (the VFIO device's `release`). Their releases
-/// can come late: any holder of a reference delays them, and
-/// `CONFIG_DEBUG_KOBJECT_RELEASE` delays every kobject release by seconds.
-/// Module exit waits until the count is zero.
+/// can come late: any holder of a reference delays them (the VM suite's
+/// late-release test holds them with `tests/kmod/late_ref.ko`). Module exit
+/// waits until the count is zero.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts an object whose release runs code of this module.

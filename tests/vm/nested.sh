@@ -69,8 +69,8 @@ if modprobe -d "$MODROOT" mtty 2>/dev/null; then
 	else
 		fail "could not create an mtty instance"
 	fi
-	# mtty stays loaded: under CONFIG_DEBUG_KOBJECT_RELEASE (the debug
-	# kernel) its exit is not clean upstream (timer debug objects).
+	# mtty stays loaded: under timer debug objects (the debug kernel) its
+	# exit is not clean upstream.
 else
 	fail "no mtty module: the non-vfio-vhost check needs CONFIG_SAMPLE_VFIO_MDEV_MTTY=m (in scripts/kconfig/base.config)"
 fi
