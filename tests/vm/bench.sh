@@ -29,6 +29,15 @@
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 set -e
 REPS=${BENCH_REPS:-3} SECS=${BENCH_SECONDS:-3} PLACEMENT=${BENCH_PLACEMENT:-same}
+# BENCH_ONLY: the parts to run, any of batch, pingpong, pp-noyield and copy
+# (default: all of them).
+ONLY=" ${BENCH_ONLY:-batch pingpong pp-noyield copy} "
+wanted() { case $ONLY in *" $1 "*) return 0 ;; esac; return 1; }
+for part in $ONLY; do
+	case $part in batch|pingpong|pp-noyield|copy) ;; *)
+		echo "FAIL: BENCH_ONLY: unknown part '$part' (batch, pingpong, pp-noyield, copy)"; exit 1 ;;
+	esac
+done
 load_kernel_modules
 for m in vdpa vdpa_sim vdpa_sim_net vhost_vdpa; do modprobe -d "$MODROOT" $m; done
 load_ours
@@ -87,9 +96,13 @@ run() { # label size mode target [opts]
 # vdpa_sim_net copies each frame through a one-page buffer and offers no
 # MRG_RXBUF: it has no row there. The driver ceiling runs in every
 # repetition, size and mode, pinned like the others.
-n=0 total=$((REPS * 22))
+modes=() total=0
+for mode in batch pingpong; do
+	wanted $mode && modes+=($mode) && total=$((total + REPS * 11))
+done
+n=0
 for rep in $(seq "$REPS"); do
-	for mode in batch pingpong; do
+	for mode in "${modes[@]}"; do
 		for size in 64 1500 65535; do
 			run "driver ceiling" $size $mode instant; n=$((n + 1))
 			run vhost-mdev-type1 $size $mode "$uuid"; n=$((n + 1))
@@ -107,8 +120,9 @@ done
 echo "$wq_mask" >/sys/devices/virtual/workqueue/cpumask
 taskset -p -c "$all_cpus" "$simpid" >/dev/null
 pin=() saved_placement=$PLACEMENT PLACEMENT=free
-total=$((total + REPS * 3))
+wanted pp-noyield && total=$((total + REPS * 3))
 for rep in $(seq "$REPS"); do
+	wanted pp-noyield || break
 	run vhost-mdev-type1 64 pp-noyield "$uuid"; n=$((n + 1))
 	run vhost-mdev-iommufd 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
 	run vdpa_sim_net 64 pp-noyield /dev/vhost-vdpa-0; n=$((n + 1))
@@ -120,6 +134,7 @@ PLACEMENT=$saved_placement
 # (type1: vfio_dma_rw() in and out) and one memcpy() of each frame a page at
 # a time (iommufd: pinned pages, vhost_mdev_dma_copy()).
 for rep in $(seq "$REPS"); do
+	wanted copy || break
 	for cmode in user memcpy; do
 		label=copy_ceiling
 		[ $cmode = memcpy ] && label=copy_ceiling_memcpy
