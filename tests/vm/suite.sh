@@ -144,6 +144,17 @@ t "CLI: vhost-mdev bench --json prints packets/s" sh -c "
 	out=\$(vhost-mdev bench $U2 --seconds 1 --json) || exit 1
 	echo \"\$out\" | jq -e '(.pps > 0) and (.packets > 0) and (.seconds >= 1) and (.bytes > 0)' >/dev/null ||
 		{ echo \"not the expected JSON: \$out\"; exit 1; }"
+# The benchmark's peer: the same driver through vhost-vdpa on vdpa_sim_net
+# (make bench has no other check that this path works).
+t "CLI: vhost-mdev ping and bench drive vdpa_sim_net through vhost-vdpa" sh -c "
+	for m in vdpa vdpa_sim vdpa_sim_net vhost_vdpa; do modprobe -d $MODROOT \$m || exit 1; done
+	vdpa dev add mgmtdev vdpasim_net name vdpa0 mac 02:00:00:00:00:01 || exit 1
+	r=0
+	vhost-mdev ping /dev/vhost-vdpa-0 -n 20 || r=1
+	vhost-mdev bench /dev/vhost-vdpa-0 --seconds 1 --json --busy-poll --pingpong --no-yield >/dev/null || r=1
+	vdpa dev del vdpa0
+	for m in vhost_vdpa vdpa_sim_net vdpa_sim; do rmmod \$m; done
+	exit \$r"
 t "CLI: vhost-mdev remove, then mdevctl no longer lists it" sh -c "
 	vhost-mdev remove $U2 && ! test -d $D2 && ! mdevctl list | grep -q $U2"
 
