@@ -6,12 +6,14 @@
 #include <linux/device.h>
 #include <linux/err.h>
 #include <linux/highmem.h>
+#include <linux/ktime.h>
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/stat.h>
 #include <linux/uaccess.h>
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
@@ -143,4 +145,23 @@ void vm_helper_rcu_read_lock(void)
 void vm_helper_rcu_read_unlock(void)
 {
 	rcu_read_unlock();
+}
+
+void vm_helper_cpu_relax(void)
+{
+	cpu_relax();
+}
+
+u64 vm_helper_ktime_get_ns(void)
+{
+	return ktime_get_ns();
+}
+
+/*
+ * Whether a worker may go on polling: nothing else wants this CPU (as for
+ * KVM's halt polling: no other runnable task here, no reschedule asked).
+ */
+bool vm_helper_may_poll(void)
+{
+	return !need_resched() && single_task_running();
 }

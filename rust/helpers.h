@@ -38,5 +38,8 @@ bool vm_helper_need_resched(void);
 void vm_helper_set_current_running(void);
 void vm_helper_rcu_read_lock(void);
 void vm_helper_rcu_read_unlock(void);
+void vm_helper_cpu_relax(void);
+u64 vm_helper_ktime_get_ns(void);
+bool vm_helper_may_poll(void);
 
 #endif

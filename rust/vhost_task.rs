@@ -21,7 +21,7 @@
 
 use crate::bindings;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::str::CStr;
@@ -54,6 +54,10 @@ pub struct TaskSlot {
     task: AtomicPtr<bindings::vhost_task>,
     /// Woken since the worker last looked.
     pending: AtomicBool,
+    /// How long the worker polls for a wake-up after a run (0: never).
+    poll_ns: AtomicU64,
+    /// When the worker's last run ended (`ktime_get_ns()`).
+    ran_at: AtomicU64,
 }
 
 // SAFETY: the slot is used through atomics, RCU and the `vhost_task`
@@ -74,7 +78,16 @@ impl TaskSlot {
         Self {
             task: AtomicPtr::new(ptr::null_mut()),
             pending: AtomicBool::new(false),
+            poll_ns: AtomicU64::new(0),
+            ran_at: AtomicU64::new(0),
         }
+    }
+
+    /// Makes the worker poll for up to `ns` nanoseconds for the next
+    /// wake-up after each run before it sleeps (0, the default: it sleeps
+    /// at once). Takes effect at the next run; any context.
+    pub fn set_poll_ns(&self, ns: u64) {
+        self.poll_ns.store(ns, Ordering::Relaxed);
     }
 
     /// Whether a worker was started and not stopped (it may have been
@@ -184,12 +197,39 @@ unsafe extern "C" fn task_fn<T: TaskHandler>(data: *mut c_void) -> bool {
     // after it finds us runnable again (the state was set before we were
     // called), so none is lost.
     if !slot.pending.swap(false, Ordering::AcqRel) {
-        return false;
+        let poll = slot.poll_ns.load(Ordering::Relaxed);
+        if poll == 0 {
+            return false;
+        }
+        // SAFETY: reads the clock, the CPU's run queue length and a flag
+        // of the current task.
+        let (now, may_poll) = unsafe {
+            (
+                bindings::vm_helper_ktime_get_ns(),
+                bindings::vm_helper_may_poll(),
+            )
+        };
+        if !may_poll || now.wrapping_sub(slot.ran_at.load(Ordering::Relaxed)) >= poll {
+            return false;
+        }
+        // Polling: stay runnable (a waker then finds us running, and
+        // `vhost_task_fn()` calls us again without sleeping).
+        // SAFETY: the current task is this worker; `cpu_relax()` is a pause.
+        unsafe {
+            bindings::vm_helper_set_current_running();
+            bindings::vm_helper_cpu_relax();
+        }
+        return true;
     }
     // SAFETY: the current task is this worker; it may sleep from now on.
     unsafe { bindings::vm_helper_set_current_running() };
     if h.run() {
         slot.pending.store(true, Ordering::Release);
+    }
+    if slot.poll_ns.load(Ordering::Relaxed) != 0 {
+        // SAFETY: reads the clock.
+        let now = unsafe { bindings::vm_helper_ktime_get_ns() };
+        slot.ran_at.store(now, Ordering::Relaxed);
     }
     // `vhost_task_fn()` does not yield between runs: on a kernel without
     // preemption we must.

@@ -13,6 +13,7 @@
 //! descriptor ([`virtq`]); a ring the driver corrupted puts the device into
 //! DEVICE_NEEDS_RESET. See `Documentation/sample-net.rst`.
 
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::ffi::{c_char, c_uint};
 use kernel::prelude::*;
@@ -46,6 +47,9 @@ module! {
 extern "C" {
     /// The `max_instances` module parameter (defined in `shim.c`).
     static vhost_mdev_net_max_instances: c_uint;
+    /// The `poll_us` module parameter (defined in `shim.c`; 0-1000, may
+    /// change at any time).
+    static vhost_mdev_net_poll_us: c_uint;
 }
 
 const VIRTIO_ID_NET: u32 = 1;
@@ -212,6 +216,11 @@ impl NetDev {
     /// Starts the worker, a thread of the calling process.
     fn start_worker(&self) -> Result {
         self.running.store(true, Ordering::Release);
+        // SAFETY: a module parameter that root may write at any time: one
+        // volatile load of an aligned `c_uint` (READ_ONCE()); its setter
+        // keeps it within 0-1000.
+        let poll_us = unsafe { ptr::read_volatile(ptr::addr_of!(vhost_mdev_net_poll_us)) };
+        self.task.set_poll_ns(u64::from(poll_us.min(1000)) * 1000);
         // SAFETY: `self` is pinned in its box for its whole life and stops
         // the worker (`quiesce`) in `reset`, `suspend` and on drop; the core
         // serialises start, resume, suspend and reset.

@@ -25,7 +25,9 @@
 # Then the "pp-noyield" rows: 64-byte ping-pong with a driver that
 # busy-polls without ever yielding (--no-yield), nothing pinned (as a new
 # user runs it): the device's worker must run on the other CPU, not wait
-# behind the spinning driver.
+# behind the spinning driver. The sample runs with its default poll_us
+# (its worker polls 50 us for the next kick) and, in the "-nopoll" rows,
+# with poll_us=0.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 set -e
 REPS=${BENCH_REPS:-3} SECS=${BENCH_SECONDS:-3} PLACEMENT=${BENCH_PLACEMENT:-same}
@@ -120,12 +122,20 @@ done
 echo "$wq_mask" >/sys/devices/virtual/workqueue/cpumask
 taskset -p -c "$all_cpus" "$simpid" >/dev/null
 pin=() saved_placement=$PLACEMENT PLACEMENT=free
-wanted pp-noyield && total=$((total + REPS * 3))
+# The "-nopoll" rows: the sample's worker sleeps right after each run
+# (poll_us=0) instead of polling for the next kick for 50 us (the default).
+poll=/sys/module/vhost_mdev_net/parameters/poll_us
+poll_default=$(cat $poll)
+wanted pp-noyield && total=$((total + REPS * 5))
 for rep in $(seq "$REPS"); do
 	wanted pp-noyield || break
 	run vhost-mdev-type1 64 pp-noyield "$uuid"; n=$((n + 1))
 	run vhost-mdev-iommufd 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
 	run vdpa_sim_net 64 pp-noyield /dev/vhost-vdpa-0; n=$((n + 1))
+	echo 0 >$poll
+	run vhost-mdev-type1-nopoll 64 pp-noyield "$uuid"; n=$((n + 1))
+	run vhost-mdev-iommufd-nopoll 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
+	echo "$poll_default" >$poll
 	echo "INFO: progress $n/$total runs"
 done
 PLACEMENT=$saved_placement

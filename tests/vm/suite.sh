@@ -144,6 +144,13 @@ t "CLI: vhost-mdev bench --json prints packets/s" sh -c "
 	out=\$(vhost-mdev bench $U2 --seconds 1 --json) || exit 1
 	echo \"\$out\" | jq -e '(.pps > 0) and (.packets > 0) and (.seconds >= 1) and (.bytes > 0)' >/dev/null ||
 		{ echo \"not the expected JSON: \$out\"; exit 1; }"
+t "poll_us: 0-1000 at run time, bad writes refused; traffic with polling off" sh -c "
+	. $TOP/tests/vm/lib.sh
+	P=/sys/module/vhost_mdev_net/parameters/poll_us
+	eq \"\$(cat \$P)\" 50 || exit 1
+	! echo 1001 >\$P && ! echo -1 >\$P && ! echo x >\$P && eq \"\$(cat \$P)\" 50 || exit 1
+	echo 0 >\$P && vhost-mdev ping $U2 -n 20 --iommufd && vhost-mdev ping $U2 -n 20 || exit 1
+	echo 1000 >\$P && vhost-mdev ping $U2 -n 20 && echo 50 >\$P"
 # The benchmark's peer: the same driver through vhost-vdpa on vdpa_sim_net
 # (make bench has no other check that this path works).
 t "CLI: vhost-mdev ping and bench drive vdpa_sim_net through vhost-vdpa" sh -c "
