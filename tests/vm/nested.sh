@@ -55,6 +55,20 @@ expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
 		fail "$name: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
 	fi
 }
+# The build guard: a target with virtio but without VFIO (m68k-softmmu,
+# built next to x86_64) has -netdev vhost-vfio as a stub that says so.
+M68K=$(dirname "$QEMU")/qemu-system-m68k
+if [ -x "$M68K" ]; then
+	out=$(timeout 60 "$M68K" -M none -nodefaults -display none \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" </dev/null 2>&1); rc=$?
+	if [ $rc != 0 ] && echo "$out" | grep -q "not available in this QEMU binary"; then
+		pass "m68k (virtio, no VFIO) builds and refuses vhost-vfio: $(echo "$out" | head -n1 | cut -c1-160)"
+	else
+		fail "qemu-system-m68k: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+else
+	fail "no $M68K: build-qemu.sh builds m68k-softmmu (virtio without VFIO) for the build guard"
+fi
 expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
 expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
