@@ -33,15 +33,22 @@ load_kernel_modules || { echo "FAIL: loading VFIO/mdev modules"; exit 1; }
 load_ours || { echo "FAIL: loading vhost_mdev modules"; exit 1; }
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || { echo "FAIL: create instance"; exit 1; }
 dev=/sys/bus/mdev/devices/$uuid
-mac=$(vhost-mdev info "$uuid" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
-info "instance $uuid, MAC $mac"
+devinfo=$(vhost-mdev info "$uuid")
+mac=$(echo "$devinfo" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
+dev_mtu=$(echo "$devinfo" | sed -n 's/^mtu: *//p')
+dev_features=$(echo "$devinfo" | sed -n 's/^features: *//p')
+info "instance $uuid, MAC $mac, MTU $dev_mtu, features $dev_features"
 [ -n "$mac" ] || fail "no MAC in 'vhost-mdev info $uuid'"
+[ -n "$dev_mtu" ] && [ -n "$dev_features" ] || fail "no MTU or features in 'vhost-mdev info $uuid'"
+# The feature bits the vhost-vfio client implements (VHOST_VFIO_NET_FEATURES
+# in net/vhost-vfio.c): a guest may only see those the device also offers.
+CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 63"
 
 # QEMU arguments for L2 (the netdev comes last).
 L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
 	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
 	-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
-	-device virtio-net-pci,netdev=n0,romfile=
+	-device virtio-net-pci,netdev=n0,romfile=,speed=1000,duplex=full
 	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
@@ -110,6 +117,24 @@ fi
 if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
 	fail "the L2 guest's kernel log has reports"
 	excerpt "$l2log" 40
+fi
+# The guest may only see features the device offers and the client
+# implements, whatever the virtio-net model offers (speed=/duplex= make it
+# offer SPEED_DUPLEX, which this device lacks).
+gf=$(tr -d '\r' <"$l2log" | sed -n 's/^L2: eth0 is .*features \([01]*\).*/\1/p' | head -n1)
+allowed=0
+for b in $CLIENT_FEATURE_BITS; do allowed=$(( allowed | (1 << b) )); done
+allowed=$(( allowed & dev_features ))
+extra=
+for ((i = 0; i < ${#gf}; i++)); do
+	[ "${gf:i:1}" = 1 ] && ! (( (allowed >> i) & 1 )) && extra+=" $i"
+done
+if [ -z "$gf" ]; then
+	fail "no feature line from L2"
+elif [ -z "$extra" ]; then
+	pass "L2's negotiated features are the device's and the client's ($gf)"
+else
+	fail "L2 negotiated feature bits the device or the client lacks:$extra ($gf; device $dev_features)"
 fi
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
