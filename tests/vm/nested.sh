@@ -44,10 +44,34 @@ info "instance $uuid, MAC $mac, MTU $dev_mtu, features $dev_features"
 # in net/vhost-vfio.c): a guest may only see those the device also offers.
 CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 63"
 
-# QEMU arguments for L2 (the netdev comes last).
+# QMP: qmp SOCKET COMMAND-JSON... prints each reply (and events) as JSON.
+qmp() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+reply()
+def cmd(c):
+    f.write(c + "\n")
+    f.flush()
+    return reply()
+cmd('{"execute": "qmp_capabilities"}')
+for c in sys.argv[2:]:
+    print(json.dumps(cmd(c)))
+PY
+}
+
+# QEMU arguments for L2 (the netdev comes last), its kernel command line.
+L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
 L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
 	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
-	-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
 	-device virtio-net-pci,netdev=n0,romfile=,speed=1000,duplex=full
 	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 
@@ -100,16 +124,52 @@ fi
 rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
 tx0=$(cat "$dev/stats/tx_packets" 2>/dev/null || echo 0)
 l2log=/tmp/l2-console.log
+qmpsock=/tmp/l2-qmp.sock
+l2in=/tmp/l2-console.in
+rm -f "$qmpsock" "$l2in"
+mkfifo "$l2in"
+exec 7<>"$l2in"     # L2's console input: a line lets it go on (l2.wait)
 t0=$(date +%s)
-timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" </dev/null >"$l2log" 2>&1
+timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" \
+	-append "$L2APPEND l2.wait=dirty-logging" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+qpid=$!
+# Dirty logging switched on and off on the running device (QEMU calls
+# set_features and set_vring_addr again, as migration would): the device
+# must keep running (L2 exchanges frames after it).
+waited=0
+while kill -0 $qpid 2>/dev/null; do
+	tr -d '\r' <"$l2log" | grep -aq '^L2: WAIT dirty-logging' && { waited=1; break; }
+	sleep 1
+done
+if [ $waited = 1 ]; then
+	out=$(qmp "$qmpsock" '{"execute": "calc-dirty-rate", "arguments": {"calc-time": 1, "mode": "dirty-bitmap"}}' 2>&1)
+	measured=0
+	for _ in $(seq 1 30); do
+		st=$(qmp "$qmpsock" '{"execute": "query-dirty-rate"}' 2>&1)
+		echo "$st" | grep -q '"status": "measured"' && { measured=1; break; }
+		kill -0 $qpid 2>/dev/null || break
+		sleep 1
+	done
+	if [ $measured = 1 ]; then
+		info "dirty logging on and off on the running device (calc-dirty-rate, dirty-bitmap): $(echo "$st" | cut -c1-160)"
+	else
+		fail "calc-dirty-rate (dirty logging on the running device) did not complete: $(echo "$out $st" | tr '\n' ' ' | cut -c1-200)"
+	fi
+	echo go >&7
+else
+	fail "L2 never reached its dirty-logging step"
+fi
+wait $qpid
 qrc=$?
+exec 7>&-
+rm -f "$l2in" "$qmpsock"
 dt=$(( $(date +%s) - t0 ))
 tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: /'
 if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
 	excerpt "$l2log" 30
 elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
-	pass "L2 guest: link up, MAC $mac, 1000 mixed-size frames intact, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	pass "L2 guest: link up, MAC $mac, 1000 mixed-size frames intact, frames after dirty logging on the running device, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
 else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
@@ -155,7 +215,7 @@ t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
-"$QEMU" "${L2ARGS[@]}" -S </dev/null >"$qlog" 2>&1 &
+"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S </dev/null >"$qlog" 2>&1 &
 qpid=$!
 held=0
 for _ in $(seq 1 120); do
