@@ -86,6 +86,22 @@ expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
 		fail "$name: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
 	fi
 }
+# QEMU must refuse a configuration at realize (with -S and no monitor, a
+# QEMU that accepts it waits until the timeout: rc 124).
+expect_realize_error() {  # NAME PATTERN QEMU-ARGS...
+	local name=$1 pat=$2; shift 2
+	local out rc
+	out=$(timeout 60 "$QEMU" -accel tcg -nodefaults -display none -S "$@" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" </dev/null 2>&1); rc=$?
+	if [ $rc != 0 ] && [ $rc != 124 ] && echo "$out" | grep -qiE "$pat"; then
+		pass "$name: $(echo "$out" | grep -iE "$pat" | head -n1 | cut -c1-200)"
+	else
+		fail "$name: rc $rc$([ $rc = 124 ] && echo ' (QEMU started: not refused)'), output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+}
+expect_realize_error "vIOMMU (intel-iommu, iommu_platform=on) refused" "vIOMMU" \
+	-M q35 -device intel-iommu \
+	-device virtio-net-pci,netdev=n0,romfile=,iommu_platform=on
 # The build guard: a target with virtio but without VFIO (m68k-softmmu,
 # built next to x86_64) has -netdev vhost-vfio as a stub that says so.
 M68K=$(dirname "$QEMU")/qemu-system-m68k
