@@ -72,7 +72,7 @@ PY
 L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
 L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
 	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
-	-device virtio-net-pci,netdev=n0,romfile=,speed=1000,duplex=full
+	-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,speed=1000,duplex=full"
 	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
@@ -102,6 +102,9 @@ expect_realize_error() {  # NAME PATTERN QEMU-ARGS...
 expect_realize_error "vIOMMU (intel-iommu, iommu_platform=on) refused" "vIOMMU" \
 	-M q35 -device intel-iommu \
 	-device virtio-net-pci,netdev=n0,romfile=,iommu_platform=on
+bad_mac=52:54:00:12:34:56; [ "$mac" = $bad_mac ] && bad_mac=52:54:00:12:34:57
+expect_realize_error "mac=$bad_mac (device MAC $mac) refused" "differs from the device's MAC" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,mac=$bad_mac
 # The build guard: a target with virtio but without VFIO (m68k-softmmu,
 # built next to x86_64) has -netdev vhost-vfio as a stub that says so.
 M68K=$(dirname "$QEMU")/qemu-system-m68k
@@ -185,7 +188,7 @@ if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
 	excerpt "$l2log" 30
 elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
-	pass "L2 guest: link up, MAC $mac, 1000 mixed-size frames intact, frames after dirty logging on the running device, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
 else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
