@@ -102,6 +102,11 @@ expect_realize_error() {  # NAME PATTERN QEMU-ARGS...
 expect_realize_error "vIOMMU (intel-iommu, iommu_platform=on) refused" "vIOMMU" \
 	-M q35 -device intel-iommu \
 	-device virtio-net-pci,netdev=n0,romfile=,iommu_platform=on
+expect_realize_error "legacy-only device (disable-modern=on) refused" "virtio 1.x only" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,disable-modern=on
+bad_mtu=9000; [ "$dev_mtu" = 9000 ] && bad_mtu=1400
+expect_realize_error "host_mtu=$bad_mtu (device MTU $dev_mtu) refused" "host_mtu=$bad_mtu differs" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,host_mtu=$bad_mtu
 bad_mac=52:54:00:12:34:56; [ "$mac" = $bad_mac ] && bad_mac=52:54:00:12:34:57
 expect_realize_error "mac=$bad_mac (device MAC $mac) refused" "differs from the device's MAC" \
 	-M pc -device virtio-net-pci,netdev=n0,romfile=,mac=$bad_mac
