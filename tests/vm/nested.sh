@@ -155,17 +155,21 @@ mkfifo "$l2in"
 exec 7<>"$l2in"     # L2's console input: a line lets it go on (l2.wait)
 t0=$(date +%s)
 timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" \
-	-append "$L2APPEND l2.wait=dirty-logging" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+	-append "$L2APPEND l2.wait=dirty-logging,link-down-paused,link-up" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
 qpid=$!
+# L2 waits at each step of l2.wait while L1 acts on the running VM.
+l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
+	while kill -0 $qpid 2>/dev/null; do
+		tr -d '\r' <"$l2log" | grep -aq "^L2: WAIT $1\$" && return 0
+		sleep 1
+	done
+	fail "L2 never reached its $1 step"
+	return 1
+}
 # Dirty logging switched on and off on the running device (QEMU calls
 # set_features and set_vring_addr again, as migration would): the device
 # must keep running (L2 exchanges frames after it).
-waited=0
-while kill -0 $qpid 2>/dev/null; do
-	tr -d '\r' <"$l2log" | grep -aq '^L2: WAIT dirty-logging' && { waited=1; break; }
-	sleep 1
-done
-if [ $waited = 1 ]; then
+if l2_step dirty-logging; then
 	out=$(qmp "$qmpsock" '{"execute": "calc-dirty-rate", "arguments": {"calc-time": 1, "mode": "dirty-bitmap"}}' 2>&1)
 	measured=0
 	for _ in $(seq 1 30); do
@@ -180,11 +184,23 @@ if [ $waited = 1 ]; then
 		fail "calc-dirty-rate (dirty logging on the running device) did not complete: $(echo "$out $st" | tr '\n' ' ' | cut -c1-200)"
 	fi
 	echo go >&7
-else
-	fail "L2 never reached its dirty-logging step"
+fi
+# The link goes down while the VM is paused (vhost stopped): the guest
+# must see it after cont. Then up again, while running.
+if l2_step link-down-paused; then
+	qmp "$qmpsock" '{"execute": "stop"}' >/dev/null
+	echo 0 >"$dev/link"
+	sleep 1
+	qmp "$qmpsock" '{"execute": "cont"}' >/dev/null
+	echo go >&7
+fi
+if l2_step link-up; then
+	echo 1 >"$dev/link"
+	echo go >&7
 fi
 wait $qpid
 qrc=$?
+echo 1 >"$dev/link"     # whatever happened above
 exec 7>&-
 rm -f "$l2in" "$qmpsock"
 dt=$(( $(date +%s) - t0 ))
@@ -193,7 +209,7 @@ if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
 	excerpt "$l2log" 30
 elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
-	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device, link down while paused seen after cont, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
 else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
