@@ -68,6 +68,48 @@ for c in sys.argv[2:]:
 PY
 }
 
+# qmp_watch SOCKET EVENT TIMEOUT COMMAND-JSON...: prints READY once
+# connected, then "EVENT <json>" (or "EVENT none" after TIMEOUT seconds),
+# then "REPLY <json>" for each command, run after the event.
+qmp_watch() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+sock, event, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sock)
+f = s.makefile("rw")
+seen = None
+def reply():
+    global seen
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+        if m["event"] == event:
+            seen = m
+json.loads(f.readline())
+f.write('{"execute": "qmp_capabilities"}\n')
+f.flush()
+reply()
+print("READY", flush=True)
+s.settimeout(timeout)
+try:
+    while seen is None:
+        m = json.loads(f.readline())
+        if m.get("event") == event:
+            seen = m
+except (OSError, ValueError):
+    pass
+print("EVENT " + (json.dumps(seen) if seen else "none"), flush=True)
+s.settimeout(30)
+for c in sys.argv[4:]:
+    f.write(c + "\n")
+    f.flush()
+    print("REPLY " + json.dumps(reply()), flush=True)
+PY
+}
+
 # QEMU arguments for L2 (the netdev comes last), its kernel command line.
 L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
 L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
@@ -255,7 +297,11 @@ t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
-"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S </dev/null >"$qlog" 2>&1 &
+hsock=/tmp/qemu-held.sock
+wlog=/tmp/qemu-held.qmp
+rm -f "$hsock"
+"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S \
+	-qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
 qpid=$!
 held=0
 for _ in $(seq 1 120); do
@@ -266,6 +312,11 @@ done
 if [ $held = 1 ]; then
 	expect_qemu_error "instance already open" "already open" \
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev"
+	# After the release: a QMP event, and set_link up refused.
+	qmp_watch "$hsock" VHOST_VFIO_RELEASED 60 \
+		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' >"$wlog" 2>&1 &
+	wpid=$!
+	for _ in $(seq 1 60); do grep -q READY "$wlog" && break; sleep 0.5; done
 	t0=$(date +%s)
 	( echo 1 >"$dev/remove" ) &
 	rpid=$!
@@ -280,6 +331,19 @@ if [ $held = 1 ]; then
 	else
 		fail "removing the instance while QEMU holds it did not complete"
 		excerpt "$qlog" 10
+	fi
+	wait $wpid
+	ev=$(sed -n 's/^EVENT //p' "$wlog")
+	if echo "$ev" | grep -q '"VHOST_VFIO_RELEASED"' && echo "$ev" | grep -q '"netdev-id": "n0"'; then
+		pass "QMP event after the release: $(echo "$ev" | cut -c1-160)"
+	else
+		fail "no VHOST_VFIO_RELEASED event after the release: $(head -c 300 "$wlog" | tr '\n' ' ')"
+	fi
+	rep=$(sed -n 's/^REPLY //p' "$wlog")
+	if echo "$rep" | grep -q '"error"' && echo "$rep" | grep -q "cannot come up"; then
+		pass "set_link n0 up after the release refused: $(echo "$rep" | cut -c1-200)"
+	else
+		fail "set_link n0 up after the release was not refused: $(echo "$rep" | cut -c1-200)"
 	fi
 	# QEMU keeps running with the link down; quit it.
 	kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
