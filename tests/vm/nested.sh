@@ -143,7 +143,7 @@ expect_realize_error() {  # NAME PATTERN QEMU-ARGS...
 }
 expect_realize_error "vIOMMU (intel-iommu, iommu_platform=on) refused" "vIOMMU" \
 	-M q35 -device intel-iommu \
-	-device virtio-net-pci,netdev=n0,romfile=,iommu_platform=on
+	-device virtio-net-pci,netdev=n0,romfile=,disable-legacy=on,iommu_platform=on
 expect_realize_error "legacy-only device (disable-modern=on) refused" "virtio 1.x only" \
 	-M pc -device virtio-net-pci,netdev=n0,romfile=,disable-modern=on
 bad_mtu=9000; [ "$dev_mtu" = 9000 ] && bad_mtu=1400
