@@ -12,7 +12,7 @@
 # The cache as the host sees it (the guest sees it at the same path).
 CACHE=${VHOST_MDEV_CACHE:-${KDIR%/kbuild/*}}
 export VHOST_MDEV_CACHE=$CACHE
-L2_TIMEOUT=${L2_TIMEOUT:-240}
+L2_TIMEOUT=${L2_TIMEOUT:-480}
 fails=0
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
