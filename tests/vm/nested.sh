@@ -12,7 +12,7 @@
 # The cache as the host sees it (the guest sees it at the same path).
 CACHE=${VHOST_MDEV_CACHE:-${KDIR%/kbuild/*}}
 export VHOST_MDEV_CACHE=$CACHE
-L2_TIMEOUT=${L2_TIMEOUT:-240}
+L2_TIMEOUT=${L2_TIMEOUT:-480}
 fails=0
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -33,15 +33,88 @@ load_kernel_modules || { echo "FAIL: loading VFIO/mdev modules"; exit 1; }
 load_ours || { echo "FAIL: loading vhost_mdev modules"; exit 1; }
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || { echo "FAIL: create instance"; exit 1; }
 dev=/sys/bus/mdev/devices/$uuid
-mac=$(vhost-mdev info "$uuid" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
-info "instance $uuid, MAC $mac"
+devinfo=$(vhost-mdev info "$uuid")
+mac=$(echo "$devinfo" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
+dev_mtu=$(echo "$devinfo" | sed -n 's/^mtu: *//p')
+dev_features=$(echo "$devinfo" | sed -n 's/^features: *//p')
+info "instance $uuid, MAC $mac, MTU $dev_mtu, features $dev_features"
 [ -n "$mac" ] || fail "no MAC in 'vhost-mdev info $uuid'"
+[ -n "$dev_mtu" ] && [ -n "$dev_features" ] || fail "no MTU or features in 'vhost-mdev info $uuid'"
+# The feature bits the vhost-vfio client implements (VHOST_VFIO_NET_FEATURES
+# in net/vhost-vfio.c): a guest may only see those the device also offers.
+CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 63"
 
-# QEMU arguments for L2 (the netdev comes last).
+# QMP: qmp SOCKET COMMAND-JSON... prints each reply (and events) as JSON.
+qmp() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+reply()
+def cmd(c):
+    f.write(c + "\n")
+    f.flush()
+    return reply()
+cmd('{"execute": "qmp_capabilities"}')
+for c in sys.argv[2:]:
+    print(json.dumps(cmd(c)))
+PY
+}
+
+# qmp_watch SOCKET EVENT TIMEOUT COMMAND-JSON...: prints READY once
+# connected, then "EVENT <json>" (or "EVENT none" after TIMEOUT seconds),
+# then "REPLY <json>" for each command, run after the event.
+qmp_watch() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+sock, event, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sock)
+f = s.makefile("rw")
+seen = None
+def reply():
+    global seen
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+        if m["event"] == event:
+            seen = m
+json.loads(f.readline())
+f.write('{"execute": "qmp_capabilities"}\n')
+f.flush()
+reply()
+print("READY", flush=True)
+s.settimeout(timeout)
+try:
+    while seen is None:
+        m = json.loads(f.readline())
+        if m.get("event") == event:
+            seen = m
+except (OSError, ValueError):
+    pass
+print("EVENT " + (json.dumps(seen) if seen else "none"), flush=True)
+s.settimeout(30)
+for c in sys.argv[4:]:
+    f.write(c + "\n")
+    f.flush()
+    print("REPLY " + json.dumps(reply()), flush=True)
+PY
+}
+
+# QEMU arguments for L2 (the netdev comes last), its kernel command line.
+L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
 L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
 	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
-	-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
-	-device virtio-net-pci,netdev=n0,romfile=
+	-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,speed=1000,duplex=full"
 	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
@@ -55,6 +128,44 @@ expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
 		fail "$name: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
 	fi
 }
+# QEMU must refuse a configuration at realize (with -S and no monitor, a
+# QEMU that accepts it waits until the timeout: rc 124).
+expect_realize_error() {  # NAME PATTERN QEMU-ARGS...
+	local name=$1 pat=$2; shift 2
+	local out rc
+	out=$(timeout 60 "$QEMU" -accel tcg -nodefaults -display none -S "$@" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" </dev/null 2>&1); rc=$?
+	if [ $rc != 0 ] && [ $rc != 124 ] && echo "$out" | grep -qiE "$pat"; then
+		pass "$name: $(echo "$out" | grep -iE "$pat" | head -n1 | cut -c1-200)"
+	else
+		fail "$name: rc $rc$([ $rc = 124 ] && echo ' (QEMU started: not refused)'), output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+}
+expect_realize_error "vIOMMU (intel-iommu, iommu_platform=on) refused" "vIOMMU" \
+	-M q35 -device intel-iommu \
+	-device virtio-net-pci,netdev=n0,romfile=,disable-legacy=on,iommu_platform=on
+expect_realize_error "legacy-only device (disable-modern=on) refused" "virtio 1.x only" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,disable-modern=on
+bad_mtu=9000; [ "$dev_mtu" = 9000 ] && bad_mtu=1400
+expect_realize_error "host_mtu=$bad_mtu (device MTU $dev_mtu) refused" "host_mtu=$bad_mtu differs" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,host_mtu=$bad_mtu
+bad_mac=52:54:00:12:34:56; [ "$mac" = $bad_mac ] && bad_mac=52:54:00:12:34:57
+expect_realize_error "mac=$bad_mac (device MAC $mac) refused" "differs from the device's MAC" \
+	-M pc -device virtio-net-pci,netdev=n0,romfile=,mac=$bad_mac
+# The build guard: a target with virtio but without VFIO (m68k-softmmu,
+# built next to x86_64) has -netdev vhost-vfio as a stub that says so.
+M68K=$(dirname "$QEMU")/qemu-system-m68k
+if [ -x "$M68K" ]; then
+	out=$(timeout 60 "$M68K" -M none -nodefaults -display none \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" </dev/null 2>&1); rc=$?
+	if [ $rc != 0 ] && echo "$out" | grep -q "not available in this QEMU binary"; then
+		pass "m68k (virtio, no VFIO) builds and refuses vhost-vfio: $(echo "$out" | head -n1 | cut -c1-160)"
+	else
+		fail "qemu-system-m68k: rc $rc, output: $(echo "$out" | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+else
+	fail "no $M68K: build-qemu.sh builds m68k-softmmu (virtio without VFIO) for the build guard"
+fi
 expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
 expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
@@ -79,16 +190,68 @@ fi
 rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
 tx0=$(cat "$dev/stats/tx_packets" 2>/dev/null || echo 0)
 l2log=/tmp/l2-console.log
+qmpsock=/tmp/l2-qmp.sock
+l2in=/tmp/l2-console.in
+rm -f "$qmpsock" "$l2in"
+mkfifo "$l2in"
+exec 7<>"$l2in"     # L2's console input: a line lets it go on (l2.wait)
 t0=$(date +%s)
-timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" </dev/null >"$l2log" 2>&1
+timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" \
+	-append "$L2APPEND l2.wait=dirty-logging,link-down-paused,link-up" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+qpid=$!
+# L2 waits at each step of l2.wait while L1 acts on the running VM.
+l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
+	while kill -0 $qpid 2>/dev/null; do
+		tr -d '\r' <"$l2log" | grep -aq "^L2: WAIT $1\$" && return 0
+		sleep 1
+	done
+	fail "L2 never reached its $1 step"
+	return 1
+}
+# Dirty logging switched on and off on the running device (QEMU calls
+# set_features and set_vring_addr again, as migration would): the device
+# must keep running (L2 exchanges frames after it).
+if l2_step dirty-logging; then
+	out=$(qmp "$qmpsock" '{"execute": "calc-dirty-rate", "arguments": {"calc-time": 1, "mode": "dirty-bitmap"}}' 2>&1)
+	measured=0
+	for _ in $(seq 1 30); do
+		st=$(qmp "$qmpsock" '{"execute": "query-dirty-rate"}' 2>&1)
+		echo "$st" | grep -q '"status": "measured"' && { measured=1; break; }
+		kill -0 $qpid 2>/dev/null || break
+		sleep 1
+	done
+	if [ $measured = 1 ]; then
+		info "dirty logging on and off on the running device (calc-dirty-rate, dirty-bitmap): $(echo "$st" | cut -c1-160)"
+	else
+		fail "calc-dirty-rate (dirty logging on the running device) did not complete: $(echo "$out $st" | tr '\n' ' ' | cut -c1-200)"
+	fi
+	echo go >&7
+fi
+# The link goes down while the VM is paused (vhost stopped): the guest
+# must see it after cont. Then up again, while running.
+if l2_step link-down-paused; then
+	qmp "$qmpsock" '{"execute": "stop"}' >/dev/null
+	echo 0 >"$dev/link"
+	sleep 1
+	qmp "$qmpsock" '{"execute": "cont"}' >/dev/null
+	echo go >&7
+fi
+if l2_step link-up; then
+	echo 1 >"$dev/link"
+	echo go >&7
+fi
+wait $qpid
 qrc=$?
+echo 1 >"$dev/link"     # whatever happened above
+exec 7>&-
+rm -f "$l2in" "$qmpsock"
 dt=$(( $(date +%s) - t0 ))
 tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: /'
 if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
 	excerpt "$l2log" 30
 elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
-	pass "L2 guest: link up, MAC $mac, 1000 mixed-size frames intact, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device, link down while paused seen after cont, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
 else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
@@ -96,6 +259,24 @@ fi
 if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
 	fail "the L2 guest's kernel log has reports"
 	excerpt "$l2log" 40
+fi
+# The guest may only see features the device offers and the client
+# implements, whatever the virtio-net model offers (speed=/duplex= make it
+# offer SPEED_DUPLEX, which this device lacks).
+gf=$(tr -d '\r' <"$l2log" | sed -n 's/^L2: eth0 is .*features \([01]*\).*/\1/p' | head -n1)
+allowed=0
+for b in $CLIENT_FEATURE_BITS; do allowed=$(( allowed | (1 << b) )); done
+allowed=$(( allowed & dev_features ))
+extra=
+for ((i = 0; i < ${#gf}; i++)); do
+	[ "${gf:i:1}" = 1 ] && ! (( (allowed >> i) & 1 )) && extra+=" $i"
+done
+if [ -z "$gf" ]; then
+	fail "no feature line from L2"
+elif [ -z "$extra" ]; then
+	pass "L2's negotiated features are the device's and the client's ($gf)"
+else
+	fail "L2 negotiated feature bits the device or the client lacks:$extra ($gf; device $dev_features)"
 fi
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
@@ -116,7 +297,11 @@ t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
-"$QEMU" "${L2ARGS[@]}" -S </dev/null >"$qlog" 2>&1 &
+hsock=/tmp/qemu-held.sock
+wlog=/tmp/qemu-held.qmp
+rm -f "$hsock"
+"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S \
+	-qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
 qpid=$!
 held=0
 for _ in $(seq 1 120); do
@@ -127,6 +312,11 @@ done
 if [ $held = 1 ]; then
 	expect_qemu_error "instance already open" "already open" \
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev"
+	# After the release: a QMP event, and set_link up refused.
+	qmp_watch "$hsock" VHOST_VFIO_RELEASED 60 \
+		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' >"$wlog" 2>&1 &
+	wpid=$!
+	for _ in $(seq 1 60); do grep -q READY "$wlog" && break; sleep 0.5; done
 	t0=$(date +%s)
 	( echo 1 >"$dev/remove" ) &
 	rpid=$!
@@ -141,6 +331,19 @@ if [ $held = 1 ]; then
 	else
 		fail "removing the instance while QEMU holds it did not complete"
 		excerpt "$qlog" 10
+	fi
+	wait $wpid
+	ev=$(sed -n 's/^EVENT //p' "$wlog")
+	if echo "$ev" | grep -q '"VHOST_VFIO_RELEASED"' && echo "$ev" | grep -q '"netdev-id": "n0"'; then
+		pass "QMP event after the release: $(echo "$ev" | cut -c1-160)"
+	else
+		fail "no VHOST_VFIO_RELEASED event after the release: $(head -c 300 "$wlog" | tr '\n' ' ')"
+	fi
+	rep=$(sed -n 's/^REPLY //p' "$wlog")
+	if echo "$rep" | grep -q '"error"' && echo "$rep" | grep -q "cannot come up"; then
+		pass "set_link n0 up after the release refused: $(echo "$rep" | cut -c1-200)"
+	else
+		fail "set_link n0 up after the release was not refused: $(echo "$rep" | cut -c1-200)"
 	fi
 	# QEMU keeps running with the link down; quit it.
 	kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null

@@ -1,50 +1,43 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Maintainer tool: regenerates tools/qemu/patches/ from a QEMU work tree
-# (a git repository whose first commit is the pristine Debian source, with
-# the vhost-vfio changes on top, committed or not).
+# Maintainer tool: regenerates tools/qemu/patches/ from a QEMU work tree:
+# a git repository whose first commit is the pristine Debian source and
+# whose later commits are the series, one commit per patch (make one with
+# the series applied by `git am`, see tools/qemu/README.md).
 #
 #   tools/qemu/mkpatches.sh [WORKTREE]   (default $CACHE/qemu-work)
+#
+# Writes mbox-format patches (From, Date, Subject, the commit message, the
+# diff) with `git format-patch`, and patches/series in commit order;
+# tools/qemu/build-qemu.sh applies them with `git am`. Refuses a work tree
+# with uncommitted changes to tracked files (they would be left out).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 wt=${1:-$CACHE/qemu-work}
+die() { echo "error: $*" >&2; exit 1; }
+git -C "$wt" rev-parse --git-dir >/dev/null 2>&1 || die "$wt is not a git work tree"
+dirty=$(git -C "$wt" status --porcelain --untracked-files=no)
+[ -z "$dirty" ] || die "uncommitted changes in $wt (commit them into their patch first):
+$dirty"
+untracked=$(git -C "$wt" status --porcelain | sed -n 's/^?? //p')
+[ -z "$untracked" ] || echo "warning: untracked files in $wt are not in the series:" $untracked >&2
 base=$(git -C "$wt" rev-list --max-parents=0 HEAD)
+[ "$(echo "$base" | wc -l)" = 1 ] || die "$wt has more than one root commit"
+n=$(git -C "$wt" rev-list --count "$base..HEAD")
+[ "$n" -gt 0 ] || die "$wt has no commits after the pristine one"
+[ -z "$(git -C "$wt" rev-list --merges "$base..HEAD")" ] || die "$wt has merge commits: a series is linear"
 out=$here/patches
-mkdir -p "$out"
+tmp=$(mktemp -d "$here/.patches.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# --zero-commit: the From line does not depend on the work tree's hashes;
+# --no-signature: nor on the git version.
+git -C "$wt" format-patch -q --zero-commit --no-signature --stat=72 \
+	-o "$tmp" "$base..HEAD"
 rm -f "$out"/*.patch
-mk() {  # NAME SUBJECT FILES...
-	local name=$1 subject=$2; shift 2
-	{
-		echo "Subject: $subject"
-		echo
-		cat "$here/patches/descriptions/$name.txt" 2>/dev/null || true
-		echo "---"
-		git -C "$wt" diff --stat "$base" -- "$@" | sed 's/^/ /'
-		echo
-		git -C "$wt" diff --no-color --src-prefix=a/ --dst-prefix=b/ "$base" -- "$@"
-	} >"$out/$name.patch"
-	echo "$name.patch" >>"$out/series.new"
-}
-: >"$out/series.new"
-mk 0001-net-add-the-vhost-vfio-netdev-type \
-	"qapi, net: add the vhost-vfio netdev type and vhost backend type" \
-	qapi/net.json net/clients.h net/net.c include/hw/virtio/vhost-backend.h \
-	include/hw/virtio/vhost.h hw/virtio/vhost.c
-mk 0002-vhost-vfio-vhost-backend-over-vfio-mdev \
-	"vhost-vfio: a vhost backend on a VFIO mediated device (vhost-mdev)" \
-	include/hw/virtio/vhost-vfio.h hw/virtio/vhost-vfio.c hw/virtio/meson.build
-mk 0003-net-vhost-vfio-net-client \
-	"net/vhost-vfio: the -netdev vhost-vfio net client" \
-	include/net/vhost-vfio.h net/vhost-vfio.c net/vhost-vfio-stub.c net/meson.build \
-	hw/net/vhost_net.c
-mk 0004-virtio-net-mac-mtu-from-vhost-vfio \
-	"virtio-net: take config, MAC and MTU from a vhost-vfio backend" \
-	hw/net/virtio-net.c
-mv "$out/series.new" "$out/series"
-# Everything changed must be in some patch.
-all=$(git -C "$wt" diff --name-only "$base" | sort)
-inc=$(cat "$out"/*.patch | sed -n 's|^+++ b/||p' | sort -u)
-[ "$all" = "$inc" ] || { echo "error: changed files missing from the series:"; comm -23 <(echo "$all") <(echo "$inc"); exit 1; }
-echo "wrote $(wc -l <"$out/series") patches to $out"
+mkdir -p "$out"
+(cd "$tmp" && ls -1 ./*.patch | sed 's|^\./||') >"$tmp/series"
+mv "$tmp"/*.patch "$out"/
+mv "$tmp/series" "$out/series"
+echo "wrote $n patches to $out"
