@@ -21,8 +21,15 @@ info() { echo "INFO: $*"; }
 # reacts to (they are L2's or QEMU's, not L1's kernel's).
 excerpt() { tail -n "${2:-25}" "$1" | tr -d '\r' | sed -E 's/(WARNING|BUG|Oops|KASAN|UBSAN|Call Trace|panic|lockdep)/<\1>/Ig; s/^/INFO:   | /'; }
 
-QEMU=$("$TOP/tools/qemu/build-qemu.sh" --print 2>&1) ||
-	{ echo "FAIL: no patched QEMU: $QEMU (build it on the host: tools/qemu/build-qemu.sh)"; exit 1; }
+# VM_QEMU: another patched qemu-system-x86_64 (a maintainer's work tree,
+# see tools/qemu/README.md); by default the one build-qemu.sh built.
+if [ -n "${VM_QEMU:-}" ]; then
+	QEMU=$VM_QEMU
+	[ -x "$QEMU" ] || { echo "FAIL: VM_QEMU=$QEMU is not an executable"; exit 1; }
+else
+	QEMU=$("$TOP/tools/qemu/build-qemu.sh" --print 2>&1) ||
+		{ echo "FAIL: no patched QEMU: $QEMU (build it on the host: tools/qemu/build-qemu.sh)"; exit 1; }
+fi
 l2=$("$TOP/tools/qemu/build-l2.sh" --print 2>&1) ||
 	{ echo "FAIL: no L2 guest: $l2 (build it on the host: tools/qemu/build-l2.sh)"; exit 1; }
 read -r L2_KERNEL L2_INITRD <<<"$l2"
@@ -110,12 +117,64 @@ for c in sys.argv[4:]:
 PY
 }
 
+# wait_sock SOCKET PID: until QEMU's QMP socket exists (0) or QEMU is gone.
+wait_sock() {
+	local _
+	for _ in $(seq 1 120); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
+# holds PID WHAT: how many of PID's fds are WHAT ("group": /dev/vfio/N,
+# "vfio": /dev/vfio/vfio, "iommu": /dev/iommu); PID may be that of the
+# timeout(1) that runs QEMU.
+holds() {
+	local re p
+	p=$(pgrep -P "$1" -f qemu-system 2>/dev/null | head -n1)
+	set -- "${p:-$1}" "$2"
+	case $2 in
+	group) re='-> /dev/vfio/[0-9]+$' ;;
+	vfio) re='-> /dev/vfio/vfio$' ;;
+	iommu) re='-> /dev/iommu$' ;;
+	esac
+	ls -l "/proc/$1/fd" 2>/dev/null | grep -cE -- "$re"
+}
+# balloon_inflate SOCKET: asks L2's balloon for 64 MiB of its 512 MiB and
+# waits (60 s at most) until L2's driver has given them; prints the
+# balloon's actual size in MiB (nothing when QEMU did not say).
+balloon_inflate() {
+	local target=$((448 << 20)) actual= _
+	qmp "$1" "{\"execute\": \"balloon\", \"arguments\": {\"value\": $target}}" >/dev/null
+	for _ in $(seq 1 60); do
+		actual=$(qmp "$1" '{"execute": "query-balloon"}' | sed -n 's/.*"actual": \([0-9]*\).*/\1/p')
+		[ -n "$actual" ] && [ "$actual" -le $target ] && break
+		sleep 1
+	done
+	[ -n "$actual" ] && echo $(( actual >> 20 ))
+}
+
+# discards TRACE LOG: how many balloon pages QEMU discarded, or tried to:
+# "N M", N done (ram_block_discard_range in the trace file), M refused by
+# the kernel with ENOSYS: the test kernel has no madvise()
+# (CONFIG_ADVISE_SYSCALLS is off), so in L1 every discard QEMU attempts
+# fails, which still shows that QEMU did not inhibit the balloon.
+discards() {
+	local ok no
+	ok=$(grep -c '^ram_block_discard_range' "$1" 2>/dev/null)
+	no=$(tr -d '\r' <"$2" | grep -ac 'ram_block_discard_range: Failed to discard range.*(-38)')
+	echo "${ok:-0} ${no:-0}"
+}
+
 # QEMU arguments for L2 (the netdev comes last), its kernel command line.
 L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
-L2ARGS=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
+L2BASE=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
 	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
-	-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,speed=1000,duplex=full"
-	-netdev "vhost-vfio,id=n0,sysfsdev=$dev")
+	-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,speed=1000,duplex=full")
+L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
+# The balloon steps: QEMU traces every RAM discard into a file.
+BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range)
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -186,18 +245,76 @@ else
 	fail "no mtty module: the non-vfio-vhost check needs CONFIG_SAMPLE_VFIO_MDEV_MTTY=m (in scripts/kconfig/base.config)"
 fi
 
+# --- 1b. netdev_del and device_del in either order free everything ---
+# No guest runs (-S): the NIC is hot-plugged into an empty PCIe root port
+# with native hotplug (q35's ACPI PCI hotplug off), whose slot stays
+# powered off without a guest, so device_del completes at once. Once both
+# are gone QEMU must have let go of the instance and of vhost's migration
+# blocker (the device lacks VHOST_F_LOG_ALL): a migration is not refused.
+cleanup_order() {  # ORDER: netdev-first | device-first
+	local order=$1 sock=/tmp/qemu-order.sock log=/tmp/qemu-order.log qpid out first second
+	rm -f "$sock"
+	"$QEMU" -accel tcg -M q35 -m 64M -nodefaults -display none -S \
+		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
+		-device pcie-root-port,id=rp0,chassis=1 \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" \
+		-qmp "unix:$sock,server=on,wait=off" </dev/null >"$log" 2>&1 &
+	qpid=$!
+	if ! wait_sock "$sock" $qpid; then
+		fail "cleanup order $order: QEMU did not start"; excerpt "$log" 10
+		kill $qpid 2>/dev/null; wait $qpid 2>/dev/null; return
+	fi
+	first='{"execute": "netdev_del", "arguments": {"id": "n0"}}'
+	second='{"execute": "device_del", "arguments": {"id": "nic0"}}'
+	[ "$order" = device-first ] && { out=$first; first=$second; second=$out; }
+	out=$(qmp "$sock" \
+		'{"execute": "device_add", "arguments": {"driver": "virtio-net-pci", "id": "nic0", "netdev": "n0", "bus": "rp0", "romfile": ""}}' \
+		"$first" "$second" \
+		'{"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}}' 2>&1)
+	if echo "$out" | head -n3 | grep -q '"error"'; then
+		fail "cleanup order $order: $(echo "$out" | grep '"error"' | head -n1 | cut -c1-200)"
+	elif echo "$out" | tail -n1 | grep -q '"nic0"'; then
+		fail "cleanup order $order: device_del did not remove the NIC"
+	else
+		local g=0 _
+		for _ in $(seq 1 20); do
+			g=$(holds $qpid group)
+			[ "$g" = 0 ] && break
+			sleep 0.5
+		done
+		out=$(qmp "$sock" '{"execute": "migrate", "arguments": {"uri": "exec:cat >/dev/null"}}' 2>&1)
+		if [ "$g" != 0 ]; then
+			fail "cleanup order $order: QEMU still holds the instance's VFIO group"
+		elif echo "$out" | grep -q '"error"'; then
+			fail "cleanup order $order: vhost state left behind: migration refused: $(echo "$out" | cut -c1-200)"
+		elif ! vhost-mdev ping "$uuid" -n 10 >/dev/null 2>&1; then
+			fail "cleanup order $order: the instance is not usable by another opener"
+		else
+			pass "cleanup order $order: after netdev_del and device_del QEMU has released the instance (another opener pings through it) and its migration blocker (migrate accepted)"
+		fi
+	fi
+	qmp "$sock" '{"execute": "quit"}' >/dev/null 2>&1
+	for _ in $(seq 1 20); do kill -0 $qpid 2>/dev/null || break; sleep 0.5; done
+	kill $qpid 2>/dev/null; wait $qpid 2>/dev/null
+	grep -aE 'vhost-vfio|Assertion|core dumped' "$log" | head -n3 | sed 's/^/INFO:   | /'
+}
+cleanup_order netdev-first
+cleanup_order device-first
+
 # --- 2. The L2 guest: link, MAC, 1000+ frames, reset and renegotiation ---
 rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
 tx0=$(cat "$dev/stats/tx_packets" 2>/dev/null || echo 0)
 l2log=/tmp/l2-console.log
+l2trace=/tmp/l2-trace.log
 qmpsock=/tmp/l2-qmp.sock
 l2in=/tmp/l2-console.in
 rm -f "$qmpsock" "$l2in"
 mkfifo "$l2in"
 exec 7<>"$l2in"     # L2's console input: a line lets it go on (l2.wait)
 t0=$(date +%s)
-timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" \
-	-append "$L2APPEND l2.wait=dirty-logging,link-down-paused,link-up" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+rm -f "$l2trace"
+timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" "${BALLOON[@]}" -D "$l2trace" \
+	-append "$L2APPEND l2.wait=dirty-logging,balloon,link-down-paused,link-up" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
 qpid=$!
 # L2 waits at each step of l2.wait while L1 acts on the running VM.
 l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
@@ -227,6 +344,18 @@ if l2_step dirty-logging; then
 	fi
 	echo go >&7
 fi
+# type1: the device pins nothing, so the balloon's pages are discarded
+# (QEMU traces each discard); L2 exchanges frames after it.
+if l2_step balloon; then
+	mib=$(balloon_inflate "$qmpsock")
+	read -r ok no <<<"$(discards "$l2trace" "$l2log")"
+	if [ -n "$mib" ] && [ "$mib" -le 448 ] && [ $((ok + no)) -ge 16384 ]; then
+		pass "type1: the balloon took L2 to $mib MiB and QEMU discarded, or tried to, all its 16384 pages: RAM discard allowed ($ok discarded, $no refused with ENOSYS by L1's kernel, which has no madvise)"
+	else
+		fail "type1: balloon at ${mib:-?} MiB (asked 448), $ok pages discarded and $no attempts (want 16384): RAM discard should be allowed"
+	fi
+	echo go >&7
+fi
 # The link goes down while the VM is paused (vhost stopped): the guest
 # must see it after cont. Then up again, while running.
 if l2_step link-down-paused; then
@@ -251,7 +380,7 @@ if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
 	excerpt "$l2log" 30
 elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
-	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device, link down while paused seen after cont, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	pass "L2 guest: link up, MAC $mac (mac= the device's), 1000 mixed-size frames intact, frames after dirty logging on the running device and after the balloon, link down while paused seen after cont, down/up and driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
 else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
@@ -294,6 +423,60 @@ fi
 
 # --- 4. Reusable after QEMU quit ---
 t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -n 100
+
+# --- 4b. iommufd=on: a private /dev/iommu container, through iommufd ---
+# The same L2 guest on an instance that QEMU opens through iommufd's VFIO
+# type1 compatibility: frames pass, QEMU holds /dev/iommu and no type1
+# container, and the balloon discards nothing (the pin cache pins guest
+# pages: RAM discard stays disabled).
+if [ -c /dev/iommu ]; then
+	rx0=$(cat "$dev/stats/rx_packets") tx0=$(cat "$dev/stats/tx_packets")
+	rm -f "$qmpsock" "$l2in" "$l2trace"
+	mkfifo "$l2in"
+	exec 7<>"$l2in"
+	t0=$(date +%s)
+	timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2BASE[@]}" "${BALLOON[@]}" -D "$l2trace" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on" \
+		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon" \
+		-qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+	qpid=$!
+	if l2_step balloon; then
+		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
+		if [ "$fds" = "1 0 1" ]; then
+			pass "iommufd=on: QEMU holds /dev/iommu and the group, no type1 container (/dev/vfio/vfio)"
+		else
+			fail "iommufd=on: QEMU holds /dev/iommu, /dev/vfio/vfio, groups: $fds (want 1 0 1)"
+		fi
+		mib=$(balloon_inflate "$qmpsock")
+		read -r ok no <<<"$(discards "$l2trace" "$l2log")"
+		if [ -n "$mib" ] && [ "$mib" -le 448 ] && [ $((ok + no)) = 0 ]; then
+			pass "iommufd=on: the balloon took L2 to $mib MiB and QEMU discarded nothing, nor tried: RAM discard disabled"
+		else
+			fail "iommufd=on: balloon at ${mib:-?} MiB (asked 448), $ok pages discarded and $no attempts: RAM discard must stay disabled"
+		fi
+		echo go >&7
+	fi
+	wait $qpid
+	qrc=$?
+	exec 7>&-
+	rm -f "$l2in" "$qmpsock"
+	dt=$(( $(date +%s) - t0 ))
+	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: iommufd /'
+	rx=$(( $(cat "$dev/stats/rx_packets") - rx0 ))
+	tx=$(( $(cat "$dev/stats/tx_packets") - tx0 ))
+	if tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed' && [ "$rx" -ge 200 ] && [ "$tx" -ge 200 ]; then
+		pass "iommufd=on: L2 guest: link up, 200 mixed-size frames intact, frames after the balloon, driver reset; instance counters $rx rx, $tx tx (QEMU exit $qrc, ${dt}s)"
+	else
+		fail "iommufd=on: L2 guest did not pass (QEMU exit $qrc, ${dt}s; counters $rx rx, $tx tx)"
+		excerpt "$l2log" 30
+	fi
+	if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
+		fail "iommufd=on: the L2 guest's kernel log has reports"
+		excerpt "$l2log" 40
+	fi
+else
+	fail "no /dev/iommu in L1 (iommufd module): iommufd=on cannot be tested"
+fi
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
