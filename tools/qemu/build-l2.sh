@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the L2 guest of the nested test: a small gcc-built kernel
-# (tinyconfig + kvm_guest.config + l2/l2.config; no Rust, no modules) from
-# the project's Linux source, and a busybox initramfs with l2/init and the
-# static l2/netloop.c.
-#
-#   tools/qemu/build-l2.sh [--print]   prints "KERNEL INITRD" as its last line
-#
-# --print only prints the paths of an already built pair (fails otherwise).
-#
-# Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and KRECIPE);
-# the initramfs is rebuilt when init or netloop.c change.
+# Builds the nested test's L2 guest: usage() says what it does
+# and how to run it (--help prints it).
 set -euo pipefail
+usage() {
+	cat <<'EOT'
+Build the L2 guest of the nested test: a small gcc-built kernel
+(tinyconfig + kvm_guest.config + l2/l2.config; no Rust, no modules) from
+the project's Linux source, and a busybox initramfs with l2/init and the
+static l2/netloop.c.
+
+  tools/qemu/build-l2.sh [--print]   prints "KERNEL INITRD" as its last line
+
+--print only prints the paths of an already built pair (fails otherwise).
+
+Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and KRECIPE);
+the initramfs is rebuilt when init or netloop.c change.
+EOT
+}
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 KSRC=${KSRC:-$CACHE/linux-6.12}

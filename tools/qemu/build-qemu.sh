@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build Debian 12's QEMU 7.2 with the vhost-vfio patch series applied.
-#
-#   tools/qemu/build-qemu.sh [--deps-only|--fetch-only|--print]
-#
-# --print only prints the path of an already built binary (fails when it
-# is not built); it needs no network and no root (used inside the test VM).
-#
-# - adds a deb-src entry for bookworm (idempotent) and installs build deps;
-# - fetches the source once into $CACHE/qemu-src (kept; pinned version
-#   QEMU_VERSION, falling back loudly to the current one when it is gone);
-# - copies it to $CACHE/qemu-<hash>/src, commits it there as a git tree's
-#   first commit and applies tools/qemu/patches/series with `git am`,
-#   configures and builds x86_64-softmmu into $CACHE/qemu-<hash>/build (and
-#   m68k-softmmu, virtio without VFIO: the series' build guard), where
-#   <hash> covers the series and every patch: rebuilt only when they change;
-# - prints the path of qemu-system-x86_64 as its last line.
+# Builds QEMU 7.2 with the vhost-vfio patch series: usage() says what it does
+# and how to run it (--help prints it).
 set -euo pipefail
+usage() {
+	cat <<'EOT'
+Build Debian 12's QEMU 7.2 with the vhost-vfio patch series applied.
+
+  tools/qemu/build-qemu.sh [--deps-only|--fetch-only|--print]
+
+--print only prints the path of an already built binary (fails when it
+is not built); it needs no network and no root (used inside the test VM).
+
+- adds a deb-src entry for bookworm (idempotent) and installs build deps;
+- fetches the source once into $CACHE/qemu-src (kept; pinned version
+  QEMU_VERSION, falling back loudly to the current one when it is gone);
+- copies it to $CACHE/qemu-<hash>/src, commits it there as a git tree's
+  first commit and applies tools/qemu/patches/series with `git am`,
+  configures and builds x86_64-softmmu into $CACHE/qemu-<hash>/build (and
+  m68k-softmmu, virtio without VFIO: the series' build guard), where
+  <hash> covers the series and every patch: rebuilt only when they change;
+- prints the path of qemu-system-x86_64 as its last line.
+EOT
+}
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 QEMU_VERSION=${QEMU_VERSION:-1:7.2+dfsg-7+deb12u18}

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Maintainer tool: regenerates tools/qemu/patches/ from a QEMU work tree:
-# a git repository whose first commit is the pristine Debian source and
-# whose later commits are the series, one commit per patch (make one with
-# the series applied by `git am`, see tools/qemu/README.md).
-#
-#   tools/qemu/mkpatches.sh [WORKTREE]   (default $CACHE/qemu-work)
-#
-# Writes mbox-format patches (From, Date, Subject, the commit message, the
-# diff) with `git format-patch`, and patches/series in commit order;
-# tools/qemu/build-qemu.sh applies them with `git am`. Refuses a work tree
-# with uncommitted changes to tracked files (they would be left out).
+# Maintainer tool: regenerates tools/qemu/patches/: usage() says what it does
+# and how to run it (--help prints it).
 set -euo pipefail
+usage() {
+	cat <<'EOT'
+Maintainer tool: regenerates tools/qemu/patches/ from a QEMU work tree:
+a git repository whose first commit is the pristine Debian source and
+whose later commits are the series, one commit per patch (make one with
+the series applied by `git am`, see tools/qemu/README.md).
+
+  tools/qemu/mkpatches.sh [WORKTREE]   (default $CACHE/qemu-work)
+
+Writes mbox-format patches (From, Date, Subject, the commit message, the
+diff) with `git format-patch`, and patches/series in commit order;
+tools/qemu/build-qemu.sh applies them with `git am`. Refuses a work tree
+with uncommitted changes to tracked files (they would be left out).
+EOT
+}
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 wt=${1:-$CACHE/qemu-work}
