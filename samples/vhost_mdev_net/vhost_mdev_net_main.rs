@@ -31,6 +31,10 @@ pub mod vhost_mdev;
 pub mod vhost_task;
 #[allow(dead_code)]
 pub mod virtq;
+// The split-ring walker of the `vhost-mdev-proto` crate.
+#[allow(dead_code)]
+#[path = "../../tools/vhost-mdev-proto/src/vring.rs"]
+pub mod vring;
 
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
 use vhost_task::{TaskHandler, TaskSlot};
