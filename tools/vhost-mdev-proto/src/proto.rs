@@ -251,8 +251,22 @@ impl Request<'_> {
         }
     }
 
-    /// Writes the payload (the ioctl argument layout) into `out`, which
-    /// holds exactly [`Request::payload_len`] bytes.
+    /// Writes the payload (the ioctl argument layout) into the first
+    /// [`Request::payload_len`] bytes of `out` and returns that length
+    /// (`EINVAL` if `out` is shorter, or SET_CONFIG data longer than a
+    /// `u32` counts). Unlike [`Request::encode`], this does not limit the
+    /// payload to the message region: the ioctl transport has no region.
+    pub fn encode_payload(&self, out: &mut [u8]) -> Result<usize, Errno> {
+        if let Request::SetConfig { data, .. } = self {
+            u32::try_from(data.len()).map_err(|_| EINVAL)?;
+        }
+        let len = self.payload_len();
+        self.put_payload(out.get_mut(..len).ok_or(EINVAL)?);
+        Ok(len)
+    }
+
+    /// Writes the payload into `out`, which holds exactly
+    /// [`Request::payload_len`] bytes (and SET_CONFIG data fits a `u32`).
     fn put_payload(&self, out: &mut [u8]) {
         let state = |out: &mut [u8], index: u32, num: u32| {
             out[0..4].copy_from_slice(&index.to_ne_bytes());
@@ -263,7 +277,7 @@ impl Request<'_> {
             Request::SetStatus(s) => out[0] = s,
             Request::GetConfig { off, len } => state(out, off, len),
             Request::SetConfig { off, data } => {
-                // The length fits: `encode` checked the message size.
+                // The length fits: the callers checked it.
                 state(out, off, data.len() as u32);
                 out[CONFIG_HDR_SIZE..].copy_from_slice(data);
             }
@@ -309,7 +323,7 @@ impl Request<'_> {
             size: plen as u32,
         };
         out[..HDR_SIZE].copy_from_slice(&hdr.encode());
-        self.put_payload(&mut out[HDR_SIZE..]);
+        self.encode_payload(&mut out[HDR_SIZE..])?;
         Ok(len)
     }
 
@@ -317,15 +331,28 @@ impl Request<'_> {
     /// reply).
     pub fn reply_len(&self) -> usize {
         match *self {
-            Request::GetFeatures => 8,
-            Request::GetDeviceId | Request::GetConfigSize | Request::GetVqsCount => 4,
-            Request::GetStatus => 1,
-            Request::GetVringNum => 2,
-            Request::GetVringBase { .. } => VRING_STATE_SIZE,
             Request::GetConfig { len, .. } => CONFIG_HDR_SIZE.saturating_add(len as usize),
-            _ => 0,
+            r => reply_size(r.code(), &[]).unwrap_or(0),
         }
     }
+}
+
+/// Payload bytes of the reply to request `code` with `payload`, or `None`
+/// if it has no reply (or is unknown). A GET_CONFIG payload too short to
+/// hold its length counts as asking for none.
+pub fn reply_size(code: u32, payload: &[u8]) -> Option<usize> {
+    Some(match code {
+        req::GET_FEATURES => 8,
+        req::GET_DEVICE_ID | req::GET_CONFIG_SIZE | req::GET_VQS_COUNT => 4,
+        req::GET_STATUS => 1,
+        req::GET_VRING_NUM => 2,
+        req::GET_VRING_BASE => VRING_STATE_SIZE,
+        req::GET_CONFIG => {
+            let len = payload.get(4..8).map_or(0, |_| rd_u32(payload, 4));
+            CONFIG_HDR_SIZE.saturating_add(len as usize)
+        }
+        _ => return None,
+    })
 }
 
 /// The C name of a request code of the message table.
