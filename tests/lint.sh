@@ -13,7 +13,8 @@ t() {
 	if out=$("$@" 2>&1); then echo "PASS: $name"; else echo "FAIL: $name: $(echo "$out" | head -n 8 | tr '\n' ' ')"; fi
 }
 
-kernel_rs=$(git ls-files 'vhost_mdev/*.rs' 'rust/*.rs' 'samples/*.rs')
+# The vhost-mdev-proto crate's sources are compiled into the modules too.
+kernel_rs=$(git ls-files 'vhost_mdev/*.rs' 'rust/*.rs' 'samples/*.rs' 'tools/vhost-mdev-proto/src/*.rs')
 t "rustfmt (kernel settings) on the module code" rustfmt --edition 2021 --config-path .rustfmt.toml --check $kernel_rs
 t "cargo fmt on the userspace crates" cargo fmt --all --check
 t "cargo clippy -D warnings on the userspace crates" cargo clippy -q --release --workspace --all-targets -- -D warnings

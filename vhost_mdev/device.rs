@@ -28,14 +28,15 @@ use kernel::uaccess::UserSlice;
 use kernel::{c_str, new_mutex, new_spinlock};
 
 use kernel::page::PAGE_SIZE;
-const REGION_SHIFT: u32 = 40;
-const REGION_MSG: u64 = 0;
-const REGION_NOTIFY: u64 = 1;
-const NUM_REGIONS: u32 = 2;
-const IRQ_VQ: u32 = 0;
-const IRQ_CONFIG: u32 = 1;
-const IRQ_REQ: u32 = 2;
-const NUM_IRQS: u32 = 3;
+// The uAPI layout, checked against the header in `proto.rs`.
+const REGION_SHIFT: u32 = proto::uapi::REGION_SHIFT;
+const REGION_MSG: u64 = proto::uapi::REGION_MSG as u64;
+const REGION_NOTIFY: u64 = proto::uapi::REGION_NOTIFY as u64;
+const NUM_REGIONS: u32 = proto::uapi::NUM_REGIONS;
+const IRQ_VQ: u32 = proto::uapi::IRQ_VQ;
+const IRQ_CONFIG: u32 = proto::uapi::IRQ_CONFIG;
+const IRQ_REQ: u32 = proto::uapi::IRQ_REQ;
+const NUM_IRQS: u32 = proto::uapi::NUM_IRQS;
 
 /// Converts a protocol errno into a kernel error.
 fn err(e: proto::Errno) -> Error {

@@ -24,6 +24,7 @@ use kernel::{c_str, fmt, new_mutex};
 #[path = "../../rust/bindings.rs"]
 pub mod bindings;
 mod copy_ceiling;
+mod features;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 // Shared with the host-side tests, which use all of it.
@@ -31,6 +32,10 @@ pub mod vhost_mdev;
 pub mod vhost_task;
 #[allow(dead_code)]
 pub mod virtq;
+// The split-ring walker of the `vhost-mdev-proto` crate.
+#[allow(dead_code)]
+#[path = "../../tools/vhost-mdev-proto/src/vring.rs"]
+pub mod vring;
 
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
 use vhost_task::{TaskHandler, TaskSlot};

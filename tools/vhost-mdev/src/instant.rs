@@ -5,10 +5,12 @@
 //! [`InstantNet`] is a [`VhostBackend`] and a [`DmaMapper`] with no kernel
 //! behind it. It answers the vhost requests of [`crate::driver::NetDriver`]
 //! (features, the status state machine, a config space with a MAC, ring
-//! size, addresses, bases and enables) with the rules of the vhost-mdev core
-//! (`vhost_mdev/proto.rs`), reaches the driver's memory through the DMA
-//! mappings it was given (IOVA -> the driver's own pages), and serves the
-//! split rings with the small device-side walker below.
+//! size, addresses, bases and enables) with the vhost-mdev core's own
+//! device model (`vhost_mdev_proto::proto::Model`, the code the module
+//! runs), for which it is the parent's device ops
+//! ([`vhost_mdev_proto::proto::Backend`]); it reaches the driver's memory
+//! through the DMA mappings it was given (IOVA -> the driver's own pages),
+//! and serves the split rings with the small device-side walker below.
 //!
 //! A kick ([`VhostBackend::notify`], on either queue) loops every available
 //! TX frame to RX in the caller's thread, before `notify` returns: the TX
@@ -67,6 +69,7 @@ use crate::virtq::{
     vring_need_event, DESC_SIZE, MAX_QUEUE_SIZE, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
+use vhost_mdev_proto::proto::{self, Backend, Model, MAX_PAYLOAD};
 
 /// The features offered by default: those of the vhost-mdev sample parent
 /// (`samples/vhost_mdev_net`).
@@ -606,8 +609,15 @@ fn write_segs(iommu: &Iommu, segs: &[Seg], off: u64, data: &[u8]) -> Result<()> 
 
 struct State {
     opts: InstantOptions,
-    status: u8,
+    /// The virtio device model of the vhost-mdev core (the same code): it
+    /// checks every request and calls this device as the [`Backend`] the
+    /// module calls a parent through.
+    model: Model,
+    /// Features the driver set (at FEATURES_OK).
     features: u64,
+    /// Started by DRIVER_OK.
+    started: bool,
+    /// Suspended by `VHOST_VDPA_SUSPEND`.
     suspended: bool,
     /// A device error was found: NEEDS_RESET is set, rings are left alone.
     broken: Option<String>,
@@ -632,12 +642,6 @@ pub struct InstantNet {
     st: RefCell<State>,
 }
 
-/// The config bytes `off..off + len`, if inside the config space.
-fn config_range(off: u32, len: u32) -> Option<std::ops::Range<usize>> {
-    let end = off.checked_add(len)?;
-    (end as usize <= NET_CONFIG_LEN).then_some(off as usize..end as usize)
-}
-
 impl State {
     fn new(opts: InstantOptions) -> Self {
         let mut config = [0u8; NET_CONFIG_LEN];
@@ -647,8 +651,9 @@ impl State {
         config[10..12].copy_from_slice(&opts.mtu.to_le_bytes());
         let mut st = State {
             opts,
-            status: 0,
+            model: Model::new(),
             features: 0,
+            started: false,
             suspended: false,
             broken: None,
             config,
@@ -666,7 +671,7 @@ impl State {
     }
 
     fn running(&self) -> bool {
-        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && !self.suspended
+        self.started && !self.suspended
     }
 
     fn has(&self, bit: u32) -> bool {
@@ -677,8 +682,8 @@ impl State {
         for q in &mut self.q {
             q.reset(self.opts.queue_max);
         }
-        self.status = 0;
         self.features = 0;
+        self.started = false;
         self.suspended = false;
         self.broken = None;
         self.rx_kick = false;
@@ -690,157 +695,23 @@ impl State {
         }
     }
 
-    fn vq(&self, req: &Request, index: u32) -> Result<usize> {
-        if index as usize >= NUM_QUEUES {
-            return Err(req_err(req, libc::ENOBUFS));
-        }
-        Ok(index as usize)
-    }
-
+    /// Runs a request through the core's device model, which calls this
+    /// device as its [`Backend`].
     fn request(&mut self, req: &Request) -> Result<Reply> {
-        let einval = || req_err(req, libc::EINVAL);
-        Ok(match req {
-            Request::GetFeatures => Reply::U64(self.opts.features),
-            Request::SetFeatures(f) => {
-                if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-                    return Err(req_err(req, libc::EBUSY));
-                }
-                if f & !self.opts.features != 0 {
-                    return Err(einval());
-                }
-                self.features = *f;
-                Reply::None
-            }
-            Request::SetOwner => Reply::None,
-            Request::GetDeviceId => Reply::U32(VIRTIO_ID_NET),
-            Request::GetStatus => Reply::U8(self.status),
-            Request::SetStatus(s) => {
-                self.set_status(req, *s)?;
-                Reply::None
-            }
-            Request::GetConfigSize => Reply::U32(NET_CONFIG_LEN as u32),
-            Request::GetConfig { off, len } => {
-                let range = config_range(*off, *len).ok_or_else(einval)?;
-                Reply::Config {
-                    off: *off,
-                    data: self.config[range].to_vec(),
-                }
-            }
-            Request::SetConfig { off, data } => {
-                let len = u32::try_from(data.len()).map_err(|_| einval())?;
-                let range = config_range(*off, len).ok_or_else(einval)?;
-                self.config[range].copy_from_slice(data);
-                Reply::None
-            }
-            Request::GetVringNum => Reply::U16(self.opts.queue_max),
-            Request::GetVqsCount => Reply::U32(NUM_QUEUES as u32),
-            Request::SetVringNum(s) => {
-                let i = self.vq(req, s.index)?;
-                if self.running()
-                    || s.num == 0
-                    || !s.num.is_power_of_two()
-                    || s.num > u32::from(self.opts.queue_max)
-                {
-                    return Err(einval());
-                }
-                let q = &mut self.q[i];
-                q.size = s.num as u16;
-                q.num_set = true;
-                q.refresh(&self.iommu);
-                Reply::None
-            }
-            Request::SetVringAddr(a) => {
-                let i = self.vq(req, a.index)?;
-                if self.running() || !ring_layout_ok(a) {
-                    return Err(einval());
-                }
-                let q = &mut self.q[i];
-                (q.desc, q.avail, q.used) = (a.desc_user_addr, a.avail_user_addr, a.used_user_addr);
-                q.addr_set = true;
-                q.refresh(&self.iommu);
-                Reply::None
-            }
-            Request::SetVringHva(a) => {
-                // Checked as the module checks it; this device reaches the
-                // rings through its own mapping of them, by IOVA.
-                self.vq(req, a.index)?;
-                if self.running() || !ring_layout_ok(a) {
-                    return Err(einval());
-                }
-                Reply::None
-            }
-            Request::SetVringBase(s) => {
-                let i = self.vq(req, s.index)?;
-                if self.running() {
-                    return Err(einval());
-                }
-                let base = u16::try_from(s.num).map_err(|_| einval())?;
-                let q = &mut self.q[i];
-                (q.last_avail, q.avail_shadow, q.used_idx) = (base, base, base);
-                Reply::None
-            }
-            Request::GetVringBase(index) => {
-                let i = self.vq(req, *index)?;
-                Reply::VringState(VhostVringState {
-                    index: *index,
-                    num: self.q[i].last_avail.into(),
-                })
-            }
-            Request::SetVringEnable(s) => {
-                let i = self.vq(req, s.index)?;
-                if s.num > 1 {
-                    return Err(einval());
-                }
-                let q = &mut self.q[i];
-                if s.num == 1 && self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && q.ring.is_none() {
-                    return Err(einval());
-                }
-                q.ready = s.num == 1;
-                Reply::None
-            }
-            Request::Suspend | Request::Resume => {
-                if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
-                    return Err(einval());
-                }
-                self.suspended = *req == Request::Suspend;
-                Reply::None
-            }
-        })
-    }
-
-    fn set_status(&mut self, req: &Request, new: u8) -> Result<()> {
-        let einval = || req_err(req, libc::EINVAL);
-        if new == 0 {
-            self.reset();
-            return Ok(());
-        }
-        let old = self.status;
-        // Clearing a bit other than by writing 0, or setting NEEDS_RESET,
-        // is not a transition a driver may make.
-        if old & !new != 0 || new & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
-            return Err(einval());
-        }
-        let added = new & !old;
-        let mut accepted = new;
-        if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-            let need = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM);
-            if self.features & need != need {
-                // Left clear: the driver reads the status back.
-                accepted &= !VIRTIO_CONFIG_S_FEATURES_OK;
-            }
-        }
-        if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 {
-            if accepted & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
-                return Err(einval());
-            }
-            self.start().map_err(|_| einval())?;
-        }
-        self.status = accepted;
-        Ok(())
+        let mut buf = [0u8; MAX_PAYLOAD];
+        let mut reply = proto::Reply::new(&mut buf);
+        // The model is not part of the backend it drives: take it out for
+        // the call.
+        let mut model = std::mem::take(&mut self.model);
+        let r = model.handle(self, &req.as_proto(), &mut reply);
+        self.model = model;
+        r.map_err(|e| req_err(req, e))?;
+        let len = reply.len();
+        Reply::decode(req, &buf[..len])
     }
 
     /// DRIVER_OK: checks the enabled queues and arms their notifications.
-    fn start(&mut self) -> Result<()> {
+    fn start_queues(&mut self) -> Result<()> {
         let event_idx = self.has(VIRTIO_RING_F_EVENT_IDX);
         for (i, q) in self.q.iter_mut().enumerate() {
             if q.ready && q.ring.is_none() {
@@ -875,7 +746,6 @@ impl State {
         let r = self.run();
         if let Err(e) = &r {
             // Stop as a device would: NEEDS_RESET, rings left alone.
-            self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
             self.broken = Some(e.to_string());
         }
         r
@@ -1030,6 +900,86 @@ impl State {
     }
 }
 
+/// The device as the model sees it: what a parent driver's ops do in the
+/// module. Every call comes after the model checked its input.
+impl Backend for State {
+    fn device_id(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+    fn device_features(&self) -> u64 {
+        self.opts.features
+    }
+    fn set_driver_features(&mut self, features: u64) -> bool {
+        self.features = features;
+        true
+    }
+    fn config_size(&self) -> u32 {
+        NET_CONFIG_LEN as u32
+    }
+    fn get_config(&self, off: u32, buf: &mut [u8]) {
+        let off = off as usize;
+        buf.copy_from_slice(&self.config[off..off + buf.len()]);
+    }
+    fn set_config(&mut self, off: u32, data: &[u8]) {
+        let off = off as usize;
+        self.config[off..off + data.len()].copy_from_slice(data);
+    }
+    fn vq_count(&self) -> u32 {
+        NUM_QUEUES as u32
+    }
+    fn vq_num_max(&self) -> u16 {
+        self.opts.queue_max
+    }
+    fn set_vq_num(&mut self, idx: u16, num: u32) {
+        let q = &mut self.q[usize::from(idx)];
+        // At most `queue_max`, a u16: the model checked it.
+        q.size = num as u16;
+        q.num_set = true;
+        q.refresh(&self.iommu);
+    }
+    fn set_vq_address(&mut self, idx: u16, desc: u64, driver: u64, device: u64) {
+        let q = &mut self.q[usize::from(idx)];
+        (q.desc, q.avail, q.used) = (desc, driver, device);
+        q.addr_set = true;
+        q.refresh(&self.iommu);
+    }
+    fn set_vq_ready(&mut self, idx: u16, ready: bool) {
+        self.q[usize::from(idx)].ready = ready;
+    }
+    fn set_vq_base(&mut self, idx: u16, base: u16) {
+        let q = &mut self.q[usize::from(idx)];
+        (q.last_avail, q.avail_shadow, q.used_idx) = (base, base, base);
+    }
+    fn get_vq_base(&self, idx: u16) -> u16 {
+        self.q[usize::from(idx)].last_avail
+    }
+    fn start(&mut self) -> std::result::Result<(), i32> {
+        // This device reaches the rings through its own mapping of them,
+        // by IOVA: an enabled ring outside the mappings is refused.
+        self.start_queues().map_err(|_| libc::EINVAL)?;
+        self.started = true;
+        Ok(())
+    }
+    fn reset(&mut self) {
+        State::reset(self);
+    }
+    fn suspend(&mut self) -> std::result::Result<(), i32> {
+        self.suspended = true;
+        Ok(())
+    }
+    fn resume(&mut self) -> std::result::Result<(), i32> {
+        self.suspended = false;
+        Ok(())
+    }
+    fn device_status(&self) -> u8 {
+        if self.broken.is_some() {
+            VIRTIO_CONFIG_S_NEEDS_RESET
+        } else {
+            0
+        }
+    }
+}
+
 impl InstantNet {
     /// A reset device with `opts`.
     pub fn new(opts: InstantOptions) -> Result<Self> {
@@ -1177,13 +1127,4 @@ impl VhostBackend for InstantNet {
     fn supports_notify(&self) -> bool {
         true
     }
-}
-
-/// Split ring alignment (virtio 1.x, 2.7): desc 16, avail 2, used 4;
-/// logging is not supported.
-fn ring_layout_ok(a: &VhostVringAddr) -> bool {
-    a.flags == 0
-        && a.desc_user_addr.is_multiple_of(16)
-        && a.avail_user_addr.is_multiple_of(2)
-        && a.used_user_addr.is_multiple_of(4)
 }

@@ -5,51 +5,25 @@
 //! followed by `size` payload bytes laid out as the vhost-vdpa ioctl
 //! argument; a reply has the same header with the request echoed. All
 //! values are host-endian.
+//!
+//! The wire format is that of the `vhost-mdev-proto` crate, whose source
+//! files the kernel module compiles: requests are encoded, and messages
+//! parsed and decoded, by the same code on both sides.
+
+use vhost_mdev_proto::proto::{self, VringAddr};
 
 use crate::error::{Error, Result};
 use crate::uapi::*;
 
 /// Size of the message header.
-pub const HDR_SIZE: usize = VHOST_VFIO_OP_HDR_SIZE as usize;
+pub const HDR_SIZE: usize = proto::HDR_SIZE;
 /// Largest message (header and payload).
-pub const MAX_MSG: usize = VHOST_VFIO_MSG_REGION_SIZE as usize;
+pub const MAX_MSG: usize = proto::MSG_REGION_SIZE;
 
-/// The header of a request or reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpHeader {
-    /// The vhost request code.
-    pub request: u64,
-    /// `VHOST_VFIO_NEED_REPLY` or 0.
-    pub flags: u32,
-    /// Payload bytes that follow.
-    pub size: u32,
-}
-
-impl OpHeader {
-    /// The 16 header bytes.
-    pub fn encode(&self) -> [u8; HDR_SIZE] {
-        let mut b = [0u8; HDR_SIZE];
-        b[0..8].copy_from_slice(&self.request.to_ne_bytes());
-        b[8..12].copy_from_slice(&self.flags.to_ne_bytes());
-        b[12..16].copy_from_slice(&self.size.to_ne_bytes());
-        b
-    }
-
-    /// Parses the first 16 bytes of `b`.
-    pub fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() < HDR_SIZE {
-            return Err(Error::Protocol(format!(
-                "message of {} bytes is shorter than the header",
-                b.len()
-            )));
-        }
-        Ok(OpHeader {
-            request: u64::from_ne_bytes(arr(&b[0..8])),
-            flags: u32::from_ne_bytes(arr(&b[8..12])),
-            size: u32::from_ne_bytes(arr(&b[12..16])),
-        })
-    }
-}
+/// The header of a request or reply (`struct vhost_vfio_op` without its
+/// payload): `encode` gives its 16 bytes, `decode` parses the first 16
+/// bytes of a message.
+pub type OpHeader = proto::Header;
 
 fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
@@ -74,9 +48,7 @@ pub fn encode_raw(request: u64, flags: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Serialises a `vhost_vring_state`.
 pub fn vring_state_bytes(s: &VhostVringState) -> Vec<u8> {
-    let mut v = s.index.to_ne_bytes().to_vec();
-    v.extend_from_slice(&s.num.to_ne_bytes());
-    v
+    Request::SetVringNum(*s).payload()
 }
 
 /// Parses a `vhost_vring_state`.
@@ -90,27 +62,7 @@ pub fn vring_state_from(b: &[u8]) -> Result<VhostVringState> {
 
 /// Serialises a `vhost_vring_addr`.
 pub fn vring_addr_bytes(a: &VhostVringAddr) -> Vec<u8> {
-    let mut v = Vec::with_capacity(40);
-    v.extend_from_slice(&a.index.to_ne_bytes());
-    v.extend_from_slice(&a.flags.to_ne_bytes());
-    v.extend_from_slice(&a.desc_user_addr.to_ne_bytes());
-    v.extend_from_slice(&a.used_user_addr.to_ne_bytes());
-    v.extend_from_slice(&a.avail_user_addr.to_ne_bytes());
-    v.extend_from_slice(&a.log_guest_addr.to_ne_bytes());
-    v
-}
-
-/// Parses a `vhost_vring_addr`.
-pub fn vring_addr_from(b: &[u8]) -> Result<VhostVringAddr> {
-    expect_len("vhost_vring_addr", b, 40)?;
-    Ok(VhostVringAddr {
-        index: u32::from_ne_bytes(arr(&b[0..4])),
-        flags: u32::from_ne_bytes(arr(&b[4..8])),
-        desc_user_addr: u64::from_ne_bytes(arr(&b[8..16])),
-        used_user_addr: u64::from_ne_bytes(arr(&b[16..24])),
-        avail_user_addr: u64::from_ne_bytes(arr(&b[24..32])),
-        log_guest_addr: u64::from_ne_bytes(arr(&b[32..40])),
-    })
+    Request::SetVringAddr(*a).payload()
 }
 
 fn expect_len(what: &str, b: &[u8], len: usize) -> Result<()> {
@@ -121,6 +73,28 @@ fn expect_len(what: &str, b: &[u8], len: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn to_proto_addr(a: &VhostVringAddr) -> VringAddr {
+    VringAddr {
+        index: a.index,
+        flags: a.flags,
+        desc: a.desc_user_addr,
+        used: a.used_user_addr,
+        avail: a.avail_user_addr,
+        log: a.log_guest_addr,
+    }
+}
+
+fn from_proto_addr(a: &VringAddr) -> VhostVringAddr {
+    VhostVringAddr {
+        index: a.index,
+        flags: a.flags,
+        desc_user_addr: a.desc,
+        used_user_addr: a.used,
+        avail_user_addr: a.avail,
+        log_guest_addr: a.log,
+    }
 }
 
 /// A typed vhost request of the message table.
@@ -178,70 +152,104 @@ pub enum Request {
 }
 
 impl Request {
+    /// The request as `vhost-mdev-proto` sees it (borrowing its data).
+    pub fn as_proto(&self) -> proto::Request<'_> {
+        use proto::Request as P;
+        match self {
+            Request::GetFeatures => P::GetFeatures,
+            Request::SetFeatures(f) => P::SetFeatures(*f),
+            Request::SetOwner => P::SetOwner,
+            Request::GetDeviceId => P::GetDeviceId,
+            Request::GetStatus => P::GetStatus,
+            Request::SetStatus(s) => P::SetStatus(*s),
+            Request::GetConfigSize => P::GetConfigSize,
+            Request::GetConfig { off, len } => P::GetConfig {
+                off: *off,
+                len: *len,
+            },
+            Request::SetConfig { off, data } => P::SetConfig { off: *off, data },
+            Request::GetVringNum => P::GetVringNum,
+            Request::GetVqsCount => P::GetVqsCount,
+            Request::SetVringNum(s) => P::SetVringNum {
+                index: s.index,
+                num: s.num,
+            },
+            Request::SetVringAddr(a) => P::SetVringAddr(to_proto_addr(a)),
+            Request::SetVringHva(a) => P::SetVringHva(to_proto_addr(a)),
+            Request::SetVringBase(s) => P::SetVringBase {
+                index: s.index,
+                num: s.num,
+            },
+            Request::GetVringBase(index) => P::GetVringBase { index: *index },
+            Request::SetVringEnable(s) => P::SetVringEnable {
+                index: s.index,
+                num: s.num,
+            },
+            Request::Suspend => P::Suspend,
+            Request::Resume => P::Resume,
+        }
+    }
+
+    /// The owned request of a decoded one.
+    pub fn from_proto(r: &proto::Request<'_>) -> Self {
+        use proto::Request as P;
+        let st = |index, num| VhostVringState { index, num };
+        match *r {
+            P::GetFeatures => Request::GetFeatures,
+            P::SetFeatures(f) => Request::SetFeatures(f),
+            P::SetOwner => Request::SetOwner,
+            P::GetDeviceId => Request::GetDeviceId,
+            P::GetStatus => Request::GetStatus,
+            P::SetStatus(s) => Request::SetStatus(s),
+            P::GetConfigSize => Request::GetConfigSize,
+            P::GetConfig { off, len } => Request::GetConfig { off, len },
+            P::SetConfig { off, data } => Request::SetConfig {
+                off,
+                data: data.to_vec(),
+            },
+            P::GetVringNum => Request::GetVringNum,
+            P::GetVqsCount => Request::GetVqsCount,
+            P::SetVringNum { index, num } => Request::SetVringNum(st(index, num)),
+            P::SetVringBase { index, num } => Request::SetVringBase(st(index, num)),
+            P::SetVringAddr(a) => Request::SetVringAddr(from_proto_addr(&a)),
+            P::SetVringHva(a) => Request::SetVringHva(from_proto_addr(&a)),
+            P::GetVringBase { index } => Request::GetVringBase(index),
+            P::SetVringEnable { index, num } => Request::SetVringEnable(st(index, num)),
+            P::Suspend => Request::Suspend,
+            P::Resume => Request::Resume,
+        }
+    }
+
     /// The request code (the full ioctl number of `<linux/vhost.h>`).
     pub fn code(&self) -> u64 {
-        match self {
-            Request::GetFeatures => VHOST_GET_FEATURES,
-            Request::SetFeatures(_) => VHOST_SET_FEATURES,
-            Request::SetOwner => VHOST_SET_OWNER,
-            Request::GetDeviceId => VHOST_VDPA_GET_DEVICE_ID,
-            Request::GetStatus => VHOST_VDPA_GET_STATUS,
-            Request::SetStatus(_) => VHOST_VDPA_SET_STATUS,
-            Request::GetConfigSize => VHOST_VDPA_GET_CONFIG_SIZE,
-            Request::GetConfig { .. } => VHOST_VDPA_GET_CONFIG,
-            Request::SetConfig { .. } => VHOST_VDPA_SET_CONFIG,
-            Request::GetVringNum => VHOST_VDPA_GET_VRING_NUM,
-            Request::GetVqsCount => VHOST_VDPA_GET_VQS_COUNT,
-            Request::SetVringNum(_) => VHOST_SET_VRING_NUM,
-            Request::SetVringAddr(_) => VHOST_SET_VRING_ADDR,
-            Request::SetVringHva(_) => VHOST_VFIO_SET_VRING_HVA,
-            Request::SetVringBase(_) => VHOST_SET_VRING_BASE,
-            Request::GetVringBase(_) => VHOST_GET_VRING_BASE,
-            Request::SetVringEnable(_) => VHOST_VDPA_SET_VRING_ENABLE,
-            Request::Suspend => VHOST_VDPA_SUSPEND,
-            Request::Resume => VHOST_VDPA_RESUME,
-        }
+        self.as_proto().code().into()
     }
 
     /// The request's name, e.g. `VHOST_SET_VRING_NUM`.
     pub fn name(&self) -> &'static str {
-        request_name(self.code()).unwrap_or("unknown request")
+        self.as_proto().name()
     }
 
     /// The payload bytes.
     pub fn payload(&self) -> Vec<u8> {
-        match self {
-            Request::SetFeatures(f) => f.to_ne_bytes().to_vec(),
-            Request::SetStatus(s) => vec![*s],
-            Request::GetConfig { off, len } => config_header(*off, *len),
-            Request::SetConfig { off, data } => {
-                let mut v = config_header(*off, data.len() as u32);
-                v.extend_from_slice(data);
-                v
+        let r = self.as_proto();
+        let mut v = vec![0u8; r.payload_len()];
+        // SET_CONFIG data longer than a u32 counts: its length is cut, as
+        // the device would see it.
+        if r.encode_payload(&mut v).is_err() {
+            if let Request::SetConfig { off, data } = self {
+                v[0..4].copy_from_slice(&off.to_ne_bytes());
+                v[4..8].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+                v[8..].copy_from_slice(data);
             }
-            Request::SetVringNum(s) | Request::SetVringBase(s) | Request::SetVringEnable(s) => {
-                vring_state_bytes(s)
-            }
-            Request::SetVringAddr(a) | Request::SetVringHva(a) => vring_addr_bytes(a),
-            Request::GetVringBase(index) => vring_state_bytes(&VhostVringState {
-                index: *index,
-                num: 0,
-            }),
-            Request::GetFeatures
-            | Request::SetOwner
-            | Request::GetDeviceId
-            | Request::GetStatus
-            | Request::GetConfigSize
-            | Request::GetVringNum
-            | Request::GetVqsCount
-            | Request::Suspend
-            | Request::Resume => Vec::new(),
         }
+        v
     }
 
     /// Payload size of the reply, or `None` for a request without reply.
     pub fn reply_size(&self) -> Option<usize> {
-        reply_size(self.code(), &self.payload())
+        let r = self.as_proto();
+        r.has_reply().then(|| r.reply_len())
     }
 
     /// The header flags: `VHOST_VFIO_NEED_REPLY` for requests with a reply.
@@ -253,99 +261,44 @@ impl Request {
         }
     }
 
-    /// The whole message (header and payload).
+    /// The whole message (header and payload). A message larger than the
+    /// region is encoded all the same (the device refuses it).
     pub fn encode(&self) -> Vec<u8> {
-        encode_raw(self.code(), self.flags(), &self.payload())
-    }
-
-    /// Parses a message as a device would.
-    pub fn decode(msg: &[u8]) -> Result<Self> {
-        let h = OpHeader::decode(msg)?;
-        let p = &msg[HDR_SIZE..];
-        if p.len() != h.size as usize {
-            return Err(Error::Protocol(format!(
-                "size {} but {} payload bytes",
-                h.size,
-                p.len()
-            )));
+        let r = self.as_proto();
+        let mut v = vec![0u8; HDR_SIZE + r.payload_len()];
+        match r.encode(&mut v) {
+            Ok(_) => v,
+            Err(_) => encode_raw(self.code(), self.flags(), &self.payload()),
         }
-        let none = |r: Request| -> Result<Request> {
-            expect_len(r.name(), p, 0)?;
-            Ok(r)
-        };
-        Ok(match h.request {
-            VHOST_GET_FEATURES => none(Request::GetFeatures)?,
-            VHOST_SET_FEATURES => {
-                expect_len("VHOST_SET_FEATURES", p, 8)?;
-                Request::SetFeatures(u64::from_ne_bytes(arr(p)))
-            }
-            VHOST_SET_OWNER => none(Request::SetOwner)?,
-            VHOST_VDPA_GET_DEVICE_ID => none(Request::GetDeviceId)?,
-            VHOST_VDPA_GET_STATUS => none(Request::GetStatus)?,
-            VHOST_VDPA_SET_STATUS => {
-                expect_len("VHOST_VDPA_SET_STATUS", p, 1)?;
-                Request::SetStatus(p[0])
-            }
-            VHOST_VDPA_GET_CONFIG_SIZE => none(Request::GetConfigSize)?,
-            VHOST_VDPA_GET_CONFIG => {
-                expect_len("VHOST_VDPA_GET_CONFIG", p, 8)?;
-                Request::GetConfig {
-                    off: u32::from_ne_bytes(arr(&p[0..4])),
-                    len: u32::from_ne_bytes(arr(&p[4..8])),
-                }
-            }
-            VHOST_VDPA_SET_CONFIG => {
-                if p.len() < 8 {
-                    return Err(Error::Protocol("VHOST_VDPA_SET_CONFIG: short".into()));
-                }
-                let off = u32::from_ne_bytes(arr(&p[0..4]));
-                let len = u32::from_ne_bytes(arr(&p[4..8]));
-                expect_len("VHOST_VDPA_SET_CONFIG", &p[8..], len as usize)?;
-                Request::SetConfig {
-                    off,
-                    data: p[8..].to_vec(),
-                }
-            }
-            VHOST_VDPA_GET_VRING_NUM => none(Request::GetVringNum)?,
-            VHOST_VDPA_GET_VQS_COUNT => none(Request::GetVqsCount)?,
-            VHOST_SET_VRING_NUM => Request::SetVringNum(vring_state_from(p)?),
-            VHOST_SET_VRING_ADDR => Request::SetVringAddr(vring_addr_from(p)?),
-            VHOST_VFIO_SET_VRING_HVA => Request::SetVringHva(vring_addr_from(p)?),
-            VHOST_SET_VRING_BASE => Request::SetVringBase(vring_state_from(p)?),
-            VHOST_GET_VRING_BASE => Request::GetVringBase(vring_state_from(p)?.index),
-            VHOST_VDPA_SET_VRING_ENABLE => Request::SetVringEnable(vring_state_from(p)?),
-            VHOST_VDPA_SUSPEND => none(Request::Suspend)?,
-            VHOST_VDPA_RESUME => none(Request::Resume)?,
-            other => {
-                return Err(Error::Protocol(format!("unknown request {other:#x}")));
-            }
-        })
     }
-}
 
-fn config_header(off: u32, len: u32) -> Vec<u8> {
-    let mut v = off.to_ne_bytes().to_vec();
-    v.extend_from_slice(&len.to_ne_bytes());
-    v
+    /// Parses and decodes a message as the device does.
+    pub fn decode(msg: &[u8]) -> Result<Self> {
+        let bad = |what: &str, e: i32| {
+            Error::Protocol(format!(
+                "{what} (errno {e}): {}",
+                std::io::Error::from_raw_os_error(e)
+            ))
+        };
+        let (h, p) =
+            proto::parse_message(msg).map_err(|e| bad("not a vhost_vfio_op message", e))?;
+        let r = proto::decode(h.request, p).map_err(|e| {
+            let name = request_name(h.request).unwrap_or("unknown request");
+            bad(&format!("{name} {:#x}", h.request), e)
+        })?;
+        Ok(Request::from_proto(&r))
+    }
 }
 
 /// Payload size of the reply to `request` with `payload`, or `None` if the
 /// request has no reply (or is unknown).
 pub fn reply_size(request: u64, payload: &[u8]) -> Option<usize> {
-    match request {
-        VHOST_GET_FEATURES => Some(8),
-        VHOST_VDPA_GET_DEVICE_ID | VHOST_VDPA_GET_CONFIG_SIZE | VHOST_VDPA_GET_VQS_COUNT => Some(4),
-        VHOST_VDPA_GET_STATUS => Some(1),
-        VHOST_VDPA_GET_VRING_NUM => Some(2),
-        VHOST_GET_VRING_BASE => Some(8),
-        VHOST_VDPA_GET_CONFIG => {
-            let len = payload
-                .get(4..8)
-                .map_or(0, |b| u32::from_ne_bytes(arr(b)) as usize);
-            Some(8 + len)
-        }
-        _ => None,
-    }
+    proto::reply_size(u32::try_from(request).ok()?, payload)
+}
+
+/// The 8-byte header of `struct vhost_vdpa_config`.
+fn config_header(off: u32, len: u32) -> Vec<u8> {
+    Request::GetConfig { off, len }.payload()
 }
 
 /// A decoded reply.
@@ -436,7 +389,12 @@ impl Reply {
 /// Checks a reply message against the request it answers and returns its
 /// payload.
 pub fn check_reply(request: u64, want_size: usize, msg: &[u8]) -> Result<Vec<u8>> {
-    let h = OpHeader::decode(msg)?;
+    let h = OpHeader::decode(msg).map_err(|_| {
+        Error::Protocol(format!(
+            "message of {} bytes is shorter than the header",
+            msg.len()
+        ))
+    })?;
     let name = request_name(request).unwrap_or("request");
     if h.request != request {
         return Err(Error::Protocol(format!(

@@ -11,78 +11,70 @@
 
 use std::mem::size_of;
 
+use vhost_mdev_proto::uapi as proto_uapi;
+use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE, _IOC_READ, _IOC_WRITE};
+
 /// The mdev type's `device_api` attribute.
-pub const VHOST_VFIO_DEVICE_API: &str = "vfio-vhost";
+pub const VHOST_VFIO_DEVICE_API: &str = proto_uapi::DEVICE_API;
 
 /// Region carrying vhost messages.
-pub const VHOST_VFIO_REGION_MSG: u32 = 0;
+pub const VHOST_VFIO_REGION_MSG: u32 = proto_uapi::REGION_MSG;
 /// Region carrying queue notifications.
-pub const VHOST_VFIO_REGION_NOTIFY: u32 = 1;
+pub const VHOST_VFIO_REGION_NOTIFY: u32 = proto_uapi::REGION_NOTIFY;
 /// Number of regions of a vhost-mdev device.
-pub const VHOST_VFIO_NUM_REGIONS: u32 = 2;
+pub const VHOST_VFIO_NUM_REGIONS: u32 = proto_uapi::NUM_REGIONS;
 /// Size of the message region.
-pub const VHOST_VFIO_MSG_REGION_SIZE: u32 = 4096;
+pub const VHOST_VFIO_MSG_REGION_SIZE: u32 = proto_uapi::MSG_REGION_SIZE as u32;
 /// Region offsets are `index << VHOST_VFIO_REGION_SHIFT`.
-pub const VHOST_VFIO_REGION_SHIFT: u32 = 40;
+pub const VHOST_VFIO_REGION_SHIFT: u32 = proto_uapi::REGION_SHIFT;
 
 /// IRQ index of the virtqueue interrupts (one per queue).
-pub const VHOST_VFIO_IRQ_VQ: u32 = 0;
+pub const VHOST_VFIO_IRQ_VQ: u32 = proto_uapi::IRQ_VQ;
 /// IRQ index of the config-change interrupt.
-pub const VHOST_VFIO_IRQ_CONFIG: u32 = 1;
+pub const VHOST_VFIO_IRQ_CONFIG: u32 = proto_uapi::IRQ_CONFIG;
 /// IRQ index of the request interrupt (the instance is going away).
-pub const VHOST_VFIO_IRQ_REQ: u32 = 2;
+pub const VHOST_VFIO_IRQ_REQ: u32 = proto_uapi::IRQ_REQ;
 /// Number of IRQ indexes.
-pub const VHOST_VFIO_NUM_IRQS: u32 = 3;
+pub const VHOST_VFIO_NUM_IRQS: u32 = proto_uapi::NUM_IRQS;
 
 /// `vhost_vfio_op.flags`: the request returns data.
-pub const VHOST_VFIO_NEED_REPLY: u32 = 1 << 0;
+pub const VHOST_VFIO_NEED_REPLY: u32 = proto_uapi::NEED_REPLY;
 
 /// Size of `struct vhost_vfio_op` (the header).
-pub const VHOST_VFIO_OP_HDR_SIZE: u32 = 16;
+pub const VHOST_VFIO_OP_HDR_SIZE: u32 = proto_uapi::HDR_SIZE as u32;
 /// Largest payload of a message.
-pub const VHOST_VFIO_MAX_PAYLOAD: u32 = VHOST_VFIO_MSG_REGION_SIZE - VHOST_VFIO_OP_HDR_SIZE;
+pub const VHOST_VFIO_MAX_PAYLOAD: u32 = proto_uapi::MAX_PAYLOAD as u32;
 
 /// The VFIO offset of region `index`.
 pub const fn region_offset(index: u32) -> u64 {
-    (index as u64) << VHOST_VFIO_REGION_SHIFT
+    proto_uapi::region_offset(index)
 }
 
 // ---------------------------------------------------------------------------
-// ioctl number encoding (asm-generic/ioctl.h; x86, arm64, riscv, s390).
-
-const IOC_NRBITS: u32 = 8;
-const IOC_TYPEBITS: u32 = 8;
-const IOC_SIZEBITS: u32 = 14;
-const IOC_NRSHIFT: u32 = 0;
-const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
-const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
-const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
-const IOC_NONE: u32 = 0;
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
+// ioctl numbers: vmm-sys-util's encoding (`ioctl_expr`, which its
+// `ioctl_io_nr!`/`ioctl_ior_nr!`/`ioctl_iow_nr!`/`ioctl_iowr_nr!` macros
+// expand to; those macros declare functions, and the codes here are
+// constants, used in patterns).
 
 /// `_IOC(dir, type, nr, size)`.
 pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u64 {
-    ((dir << IOC_DIRSHIFT)
-        | (ty << IOC_TYPESHIFT)
-        | (nr << IOC_NRSHIFT)
-        | ((size as u32) << IOC_SIZESHIFT)) as u64
+    ioctl_expr(dir, ty, nr, size as u32) as u64
 }
 /// `_IO(type, nr)`.
 pub const fn io(ty: u32, nr: u32) -> u64 {
-    ioc(IOC_NONE, ty, nr, 0)
+    ioc(_IOC_NONE, ty, nr, 0)
 }
 /// `_IOR(type, nr, size)`.
 pub const fn ior(ty: u32, nr: u32, size: usize) -> u64 {
-    ioc(IOC_READ, ty, nr, size)
+    ioc(_IOC_READ, ty, nr, size)
 }
 /// `_IOW(type, nr, size)`.
 pub const fn iow(ty: u32, nr: u32, size: usize) -> u64 {
-    ioc(IOC_WRITE, ty, nr, size)
+    ioc(_IOC_WRITE, ty, nr, size)
 }
 /// `_IOWR(type, nr, size)`.
 pub const fn iowr(ty: u32, nr: u32, size: usize) -> u64 {
-    ioc(IOC_READ | IOC_WRITE, ty, nr, size)
+    ioc(_IOC_READ | _IOC_WRITE, ty, nr, size)
 }
 
 // ---------------------------------------------------------------------------
@@ -266,33 +258,37 @@ pub const IOMMU_IOAS_UNMAP: u64 = io(IOMMUFD_TYPE, iommufd_bindings::IOMMUFD_CMD
 // ---------------------------------------------------------------------------
 // virtio
 
+use virtio_bindings::{
+    virtio_config as vcfg, virtio_ids, virtio_net as vnet, virtio_ring as vring,
+};
+
 /// virtio device ID of a network device.
-pub const VIRTIO_ID_NET: u32 = 1;
+pub const VIRTIO_ID_NET: u32 = virtio_ids::VIRTIO_ID_NET;
 
-pub const VIRTIO_CONFIG_S_ACKNOWLEDGE: u8 = 1;
-pub const VIRTIO_CONFIG_S_DRIVER: u8 = 2;
-pub const VIRTIO_CONFIG_S_DRIVER_OK: u8 = 4;
-pub const VIRTIO_CONFIG_S_FEATURES_OK: u8 = 8;
-pub const VIRTIO_CONFIG_S_NEEDS_RESET: u8 = 0x40;
-pub const VIRTIO_CONFIG_S_FAILED: u8 = 0x80;
+pub const VIRTIO_CONFIG_S_ACKNOWLEDGE: u8 = vcfg::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
+pub const VIRTIO_CONFIG_S_DRIVER: u8 = vcfg::VIRTIO_CONFIG_S_DRIVER as u8;
+pub const VIRTIO_CONFIG_S_DRIVER_OK: u8 = vcfg::VIRTIO_CONFIG_S_DRIVER_OK as u8;
+pub const VIRTIO_CONFIG_S_FEATURES_OK: u8 = vcfg::VIRTIO_CONFIG_S_FEATURES_OK as u8;
+pub const VIRTIO_CONFIG_S_NEEDS_RESET: u8 = vcfg::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
+pub const VIRTIO_CONFIG_S_FAILED: u8 = vcfg::VIRTIO_CONFIG_S_FAILED as u8;
 
-pub const VIRTIO_NET_F_CSUM: u32 = 0;
-pub const VIRTIO_NET_F_GUEST_CSUM: u32 = 1;
-pub const VIRTIO_NET_F_MTU: u32 = 3;
-pub const VIRTIO_NET_F_MAC: u32 = 5;
-pub const VIRTIO_NET_F_MRG_RXBUF: u32 = 15;
-pub const VIRTIO_NET_F_STATUS: u32 = 16;
-pub const VIRTIO_NET_F_CTRL_VQ: u32 = 17;
-pub const VIRTIO_NET_F_MQ: u32 = 22;
-pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
-pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
-pub const VIRTIO_F_VERSION_1: u32 = 32;
-pub const VIRTIO_F_ACCESS_PLATFORM: u32 = 33;
-pub const VIRTIO_F_RING_PACKED: u32 = 34;
-pub const VIRTIO_F_IN_ORDER: u32 = 35;
+pub const VIRTIO_NET_F_CSUM: u32 = vnet::VIRTIO_NET_F_CSUM;
+pub const VIRTIO_NET_F_GUEST_CSUM: u32 = vnet::VIRTIO_NET_F_GUEST_CSUM;
+pub const VIRTIO_NET_F_MTU: u32 = vnet::VIRTIO_NET_F_MTU;
+pub const VIRTIO_NET_F_MAC: u32 = vnet::VIRTIO_NET_F_MAC;
+pub const VIRTIO_NET_F_MRG_RXBUF: u32 = vnet::VIRTIO_NET_F_MRG_RXBUF;
+pub const VIRTIO_NET_F_STATUS: u32 = vnet::VIRTIO_NET_F_STATUS;
+pub const VIRTIO_NET_F_CTRL_VQ: u32 = vnet::VIRTIO_NET_F_CTRL_VQ;
+pub const VIRTIO_NET_F_MQ: u32 = vnet::VIRTIO_NET_F_MQ;
+pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = vring::VIRTIO_RING_F_INDIRECT_DESC;
+pub const VIRTIO_RING_F_EVENT_IDX: u32 = vring::VIRTIO_RING_F_EVENT_IDX;
+pub const VIRTIO_F_VERSION_1: u32 = vcfg::VIRTIO_F_VERSION_1;
+pub const VIRTIO_F_ACCESS_PLATFORM: u32 = vcfg::VIRTIO_F_ACCESS_PLATFORM;
+pub const VIRTIO_F_RING_PACKED: u32 = vcfg::VIRTIO_F_RING_PACKED;
+pub const VIRTIO_F_IN_ORDER: u32 = vcfg::VIRTIO_F_IN_ORDER;
 
 /// `VIRTIO_NET_S_LINK_UP` in `virtio_net_config.status`.
-pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
+pub const VIRTIO_NET_S_LINK_UP: u16 = vnet::VIRTIO_NET_S_LINK_UP as u16;
 
 /// Names of the feature bits [`feature_names`] knows.
 const FEATURE_NAMES: &[(u32, &str)] = &[
@@ -456,6 +452,134 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, rust.len() + 1, "every Rust constant is in the header");
+    }
+
+    /// The codes as vmm-sys-util's ioctl macros declare them.
+    #[allow(non_snake_case)]
+    mod by_macro {
+        use super::super::{VhostVdpaConfig, VhostVringAddr, VhostVringFile, VhostVringState};
+        use super::super::{VFIO_BASE, VFIO_TYPE, VHOST_VIRTIO};
+        use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
+
+        ioctl_ior_nr!(VHOST_GET_FEATURES, VHOST_VIRTIO, 0x00, u64);
+        ioctl_iow_nr!(VHOST_SET_FEATURES, VHOST_VIRTIO, 0x00, u64);
+        ioctl_io_nr!(VHOST_SET_OWNER, VHOST_VIRTIO, 0x01);
+        ioctl_iow_nr!(VHOST_SET_VRING_NUM, VHOST_VIRTIO, 0x10, VhostVringState);
+        ioctl_iow_nr!(VHOST_SET_VRING_ADDR, VHOST_VIRTIO, 0x11, VhostVringAddr);
+        ioctl_iow_nr!(VHOST_SET_VRING_BASE, VHOST_VIRTIO, 0x12, VhostVringState);
+        ioctl_iowr_nr!(VHOST_GET_VRING_BASE, VHOST_VIRTIO, 0x12, VhostVringState);
+        ioctl_iow_nr!(VHOST_SET_VRING_KICK, VHOST_VIRTIO, 0x20, VhostVringFile);
+        ioctl_iow_nr!(VHOST_SET_VRING_CALL, VHOST_VIRTIO, 0x21, VhostVringFile);
+        ioctl_iow_nr!(VHOST_SET_BACKEND_FEATURES, VHOST_VIRTIO, 0x25, u64);
+        ioctl_ior_nr!(VHOST_GET_BACKEND_FEATURES, VHOST_VIRTIO, 0x26, u64);
+        ioctl_ior_nr!(VHOST_VDPA_GET_DEVICE_ID, VHOST_VIRTIO, 0x70, u32);
+        ioctl_ior_nr!(VHOST_VDPA_GET_STATUS, VHOST_VIRTIO, 0x71, u8);
+        ioctl_iow_nr!(VHOST_VDPA_SET_STATUS, VHOST_VIRTIO, 0x72, u8);
+        ioctl_ior_nr!(VHOST_VDPA_GET_CONFIG, VHOST_VIRTIO, 0x73, VhostVdpaConfig);
+        ioctl_iow_nr!(VHOST_VDPA_SET_CONFIG, VHOST_VIRTIO, 0x74, VhostVdpaConfig);
+        ioctl_iow_nr!(
+            VHOST_VDPA_SET_VRING_ENABLE,
+            VHOST_VIRTIO,
+            0x75,
+            VhostVringState
+        );
+        ioctl_ior_nr!(VHOST_VDPA_GET_VRING_NUM, VHOST_VIRTIO, 0x76, u16);
+        ioctl_iow_nr!(VHOST_VDPA_SET_CONFIG_CALL, VHOST_VIRTIO, 0x77, i32);
+        ioctl_ior_nr!(VHOST_VDPA_GET_CONFIG_SIZE, VHOST_VIRTIO, 0x79, u32);
+        ioctl_io_nr!(VHOST_VDPA_SUSPEND, VHOST_VIRTIO, 0x7D);
+        ioctl_io_nr!(VHOST_VDPA_RESUME, VHOST_VIRTIO, 0x7E);
+        ioctl_ior_nr!(VHOST_VDPA_GET_VQS_COUNT, VHOST_VIRTIO, 0x80, u32);
+        ioctl_iow_nr!(VHOST_VFIO_SET_VRING_HVA, VHOST_VIRTIO, 0xE0, VhostVringAddr);
+        ioctl_io_nr!(VFIO_GROUP_GET_DEVICE_FD, VFIO_TYPE, VFIO_BASE + 6);
+        ioctl_io_nr!(VFIO_DEVICE_BIND_IOMMUFD, VFIO_TYPE, VFIO_BASE + 18);
+    }
+
+    #[test]
+    fn codes_are_what_the_ioctl_macros_declare() {
+        use by_macro as m;
+        let pairs: [(u64, u64); 26] = [
+            (VHOST_GET_FEATURES, m::VHOST_GET_FEATURES()),
+            (VHOST_SET_FEATURES, m::VHOST_SET_FEATURES()),
+            (VHOST_SET_OWNER, m::VHOST_SET_OWNER()),
+            (VHOST_SET_VRING_NUM, m::VHOST_SET_VRING_NUM()),
+            (VHOST_SET_VRING_ADDR, m::VHOST_SET_VRING_ADDR()),
+            (VHOST_SET_VRING_BASE, m::VHOST_SET_VRING_BASE()),
+            (VHOST_GET_VRING_BASE, m::VHOST_GET_VRING_BASE()),
+            (VHOST_SET_VRING_KICK, m::VHOST_SET_VRING_KICK()),
+            (VHOST_SET_VRING_CALL, m::VHOST_SET_VRING_CALL()),
+            (VHOST_SET_BACKEND_FEATURES, m::VHOST_SET_BACKEND_FEATURES()),
+            (VHOST_GET_BACKEND_FEATURES, m::VHOST_GET_BACKEND_FEATURES()),
+            (VHOST_VDPA_GET_DEVICE_ID, m::VHOST_VDPA_GET_DEVICE_ID()),
+            (VHOST_VDPA_GET_STATUS, m::VHOST_VDPA_GET_STATUS()),
+            (VHOST_VDPA_SET_STATUS, m::VHOST_VDPA_SET_STATUS()),
+            (VHOST_VDPA_GET_CONFIG, m::VHOST_VDPA_GET_CONFIG()),
+            (VHOST_VDPA_SET_CONFIG, m::VHOST_VDPA_SET_CONFIG()),
+            (
+                VHOST_VDPA_SET_VRING_ENABLE,
+                m::VHOST_VDPA_SET_VRING_ENABLE(),
+            ),
+            (VHOST_VDPA_GET_VRING_NUM, m::VHOST_VDPA_GET_VRING_NUM()),
+            (VHOST_VDPA_SET_CONFIG_CALL, m::VHOST_VDPA_SET_CONFIG_CALL()),
+            (VHOST_VDPA_GET_CONFIG_SIZE, m::VHOST_VDPA_GET_CONFIG_SIZE()),
+            (VHOST_VDPA_SUSPEND, m::VHOST_VDPA_SUSPEND()),
+            (VHOST_VDPA_RESUME, m::VHOST_VDPA_RESUME()),
+            (VHOST_VDPA_GET_VQS_COUNT, m::VHOST_VDPA_GET_VQS_COUNT()),
+            (VHOST_VFIO_SET_VRING_HVA, m::VHOST_VFIO_SET_VRING_HVA()),
+            (VFIO_GROUP_GET_DEVICE_FD, m::VFIO_GROUP_GET_DEVICE_FD()),
+            (VFIO_DEVICE_BIND_IOMMUFD, m::VFIO_DEVICE_BIND_IOMMUFD()),
+        ];
+        for (i, (ours, macro_)) in pairs.into_iter().enumerate() {
+            assert_eq!(ours, macro_, "code {i}");
+        }
+    }
+
+    /// The request codes of this crate and those of `vhost-mdev-proto`,
+    /// which the kernel module checks against its headers, are the same,
+    /// name for name.
+    #[test]
+    fn codes_are_the_protocol_crate_s() {
+        assert_eq!(VHOST_REQUESTS.len(), vhost_mdev_proto::uapi::req::ALL.len());
+        for (code, name) in vhost_mdev_proto::uapi::req::ALL {
+            let ours = VHOST_REQUESTS.iter().find(|(_, n)| *n == name);
+            assert_eq!(ours.map(|(c, _)| *c), Some(u64::from(code)), "{name}");
+        }
+    }
+
+    #[test]
+    fn virtio_constants_keep_their_values() {
+        // virtio-bindings gives them; their values are virtio's.
+        assert_eq!(VIRTIO_ID_NET, 1);
+        assert_eq!(
+            [
+                VIRTIO_CONFIG_S_ACKNOWLEDGE,
+                VIRTIO_CONFIG_S_DRIVER,
+                VIRTIO_CONFIG_S_DRIVER_OK,
+                VIRTIO_CONFIG_S_FEATURES_OK,
+                VIRTIO_CONFIG_S_NEEDS_RESET,
+                VIRTIO_CONFIG_S_FAILED
+            ],
+            [1, 2, 4, 8, 0x40, 0x80]
+        );
+        assert_eq!(
+            [
+                VIRTIO_NET_F_CSUM,
+                VIRTIO_NET_F_GUEST_CSUM,
+                VIRTIO_NET_F_MTU,
+                VIRTIO_NET_F_MAC,
+                VIRTIO_NET_F_MRG_RXBUF,
+                VIRTIO_NET_F_STATUS,
+                VIRTIO_NET_F_CTRL_VQ,
+                VIRTIO_NET_F_MQ,
+                VIRTIO_RING_F_INDIRECT_DESC,
+                VIRTIO_RING_F_EVENT_IDX,
+                VIRTIO_F_VERSION_1,
+                VIRTIO_F_ACCESS_PLATFORM,
+                VIRTIO_F_RING_PACKED,
+                VIRTIO_F_IN_ORDER
+            ],
+            [0, 1, 3, 5, 15, 16, 17, 22, 28, 29, 32, 33, 34, 35]
+        );
+        assert_eq!(VIRTIO_NET_S_LINK_UP, 1);
     }
 
     #[test]

@@ -14,18 +14,20 @@ use crate::error::{Error, Result};
 use crate::mem::DmaMemory;
 use crate::uapi::VhostVringAddr;
 
+use virtio_bindings::virtio_ring as vring;
+
 /// Descriptor continues in `next`.
-pub const VRING_DESC_F_NEXT: u16 = 1;
+pub const VRING_DESC_F_NEXT: u16 = vring::VRING_DESC_F_NEXT as u16;
 /// Buffer is device-writable.
-pub const VRING_DESC_F_WRITE: u16 = 2;
+pub const VRING_DESC_F_WRITE: u16 = vring::VRING_DESC_F_WRITE as u16;
 /// Buffer holds an indirect descriptor table.
-pub const VRING_DESC_F_INDIRECT: u16 = 4;
+pub const VRING_DESC_F_INDIRECT: u16 = vring::VRING_DESC_F_INDIRECT as u16;
 /// `avail.flags`: do not interrupt (without EVENT_IDX).
-pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = vring::VRING_AVAIL_F_NO_INTERRUPT as u16;
 /// `used.flags`: do not kick (without EVENT_IDX).
-pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
+pub const VRING_USED_F_NO_NOTIFY: u16 = vring::VRING_USED_F_NO_NOTIFY as u16;
 /// Size of a descriptor.
-pub const DESC_SIZE: usize = 16;
+pub const DESC_SIZE: usize = std::mem::size_of::<vring::vring_desc>();
 /// Largest split queue size.
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 

@@ -419,6 +419,8 @@ fn manual_setup(dev: &InstantNet) -> (Virtq, Virtq) {
         unsafe { q.memory().map(dev, q.iova()).unwrap() };
         dev.set_vring_num(i, 8).unwrap();
         dev.set_vring_addr(&q.vring_addr(i)).unwrap();
+        // Required before DRIVER_OK, by the core's model as by the module.
+        dev.set_vring_hva(&q.vring_hva(i)).unwrap();
         dev.set_vring_enable(i, true).unwrap();
     }
     dev.set_status(
@@ -584,4 +586,60 @@ fn malformed_rings_are_device_errors() {
         assert!(!rx.has_used().unwrap(), "{what}: nothing completed");
         manual_teardown(&dev, (rx, tx));
     }
+}
+
+/// The in-process device answers as the module does (it runs the core's
+/// model): SUSPEND and RESUME before DRIVER_OK do nothing and succeed, a
+/// queue enabled after DRIVER_OK needs everything the module needs
+/// (`SET_VRING_HVA` included), and a driver may write NEEDS_RESET back.
+#[test]
+fn requests_are_answered_as_the_module_answers_them() {
+    let dev = device(HEAD_COPY, INSTANT_FEATURES);
+    dev.suspend().unwrap();
+    dev.resume().unwrap();
+    let (rx, mut tx) = manual_setup(&dev);
+    // Suspended and resumed while running; a configured queue disabled
+    // and enabled again.
+    dev.suspend().unwrap();
+    dev.resume().unwrap();
+    dev.set_vring_enable(0, false).unwrap();
+    dev.set_vring_enable(0, true).unwrap();
+    // A queue without SET_VRING_HVA cannot be enabled once the device
+    // runs (nor its HVA set then).
+    let fresh = InstantNet::new(InstantOptions {
+        copy_limit: HEAD_COPY,
+        ..Default::default()
+    })
+    .unwrap();
+    negotiate(&fresh, wanted_features(&cfg(1514))).unwrap();
+    // SAFETY: unmapped below, before the queues drop.
+    unsafe { rx.memory().map(&fresh, rx.iova()).unwrap() };
+    fresh.set_vring_num(0, 8).unwrap();
+    fresh.set_vring_addr(&rx.vring_addr(0)).unwrap();
+    let all = VIRTIO_CONFIG_S_ACKNOWLEDGE
+        | VIRTIO_CONFIG_S_DRIVER
+        | VIRTIO_CONFIG_S_FEATURES_OK
+        | VIRTIO_CONFIG_S_DRIVER_OK;
+    fresh.set_status(all).unwrap();
+    let e = fresh.set_vring_enable(0, true).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::EINVAL), "{e}");
+    fresh.set_vring_hva(&rx.vring_hva(0)).unwrap_err();
+    fresh.reset().unwrap();
+    fresh
+        .unmap_dma(rx.iova(), rx.memory().len() as u64)
+        .unwrap();
+    // A broken device: the driver reads NEEDS_RESET and may write it back.
+    let seg = Seg {
+        addr: tx.buf_iova(0).unwrap(),
+        len: 4,
+        write: false,
+    };
+    tx.add(&[seg], 0).unwrap();
+    tx.publish().unwrap();
+    dev.notify(1).unwrap_err();
+    let st = dev.get_status().unwrap();
+    assert_eq!(st, all | VIRTIO_CONFIG_S_NEEDS_RESET);
+    dev.set_status(st).unwrap();
+    assert_eq!(dev.get_status().unwrap(), st);
+    manual_teardown(&dev, (rx, tx));
 }

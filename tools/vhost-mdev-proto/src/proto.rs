@@ -1,0 +1,857 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The vhost-mdev protocol: message encoding and parsing, request decoding
+//! and the virtio 1.x device model that the core enforces for every parent.
+//!
+//! This file has no kernel dependencies and no allocation: `vhost_mdev.ko`
+//! includes it (`vhost_mdev/proto.rs`), and the `vhost-mdev-proto` crate is
+//! what userspace (the `vhost-mdev` library and its in-process device) and
+//! the host tests use, where property tests feed it arbitrary input. Everything a user sends passes through here
+//! before a parent driver sees it; a parent only ever gets requests that this
+//! model has checked (queue index in range, ring size valid, config range
+//! inside the config space, a status transition virtio allows).
+//!
+//! Errors are positive errno values (`Errno`), converted by the caller.
+
+/// A positive errno value.
+pub type Errno = i32;
+
+/// Errno values used by the protocol (asm-generic numbers, as on x86).
+pub mod errno {
+    /// Bad address.
+    pub const EFAULT: i32 = 14;
+    /// Device or resource busy.
+    pub const EBUSY: i32 = 16;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// Inappropriate ioctl for device.
+    pub const ENOTTY: i32 = 25;
+    /// No data available.
+    pub const ENODATA: i32 = 61;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i32 = 95;
+    /// No buffer space available.
+    pub const ENOBUFS: i32 = 105;
+}
+use errno::*;
+
+pub use super::uapi::{
+    req, status, CONFIG_HDR_SIZE, HDR_SIZE, MAX_PAYLOAD, MSG_REGION_SIZE, NEED_REPLY,
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE, VRING_STATE_SIZE,
+};
+
+/// Most virtqueues a parent may have.
+pub const MAX_VQS: usize = 32;
+
+/// The header of a message (`struct vhost_vfio_op`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The request code.
+    pub request: u64,
+    /// `VHOST_VFIO_NEED_REPLY` or 0.
+    pub flags: u32,
+    /// Payload bytes after the header.
+    pub size: u32,
+}
+
+impl Header {
+    /// Encodes the header into its 16 bytes.
+    pub fn encode(&self) -> [u8; HDR_SIZE] {
+        let mut b = [0u8; HDR_SIZE];
+        b[0..8].copy_from_slice(&self.request.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.flags.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.size.to_ne_bytes());
+        b
+    }
+
+    /// Decodes the first 16 bytes of `buf` (`EINVAL` if shorter); the
+    /// fields are not checked (see [`parse_message`]).
+    pub fn decode(buf: &[u8]) -> Result<Self, Errno> {
+        if buf.len() < HDR_SIZE {
+            return Err(EINVAL);
+        }
+        Ok(Header {
+            request: rd_u64(buf, 0),
+            flags: rd_u32(buf, 8),
+            size: rd_u32(buf, 12),
+        })
+    }
+}
+
+fn rd_u32(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    u32::from_ne_bytes(v)
+}
+
+fn rd_u64(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(v)
+}
+
+/// Parses a message written to region 0: exactly `16 + size` bytes.
+///
+/// Returns the header and the payload. Unknown flags, a size that does not
+/// match the byte count, or a message larger than the region are `EINVAL`.
+pub fn parse_message(buf: &[u8]) -> Result<(Header, &[u8]), Errno> {
+    if buf.len() > MSG_REGION_SIZE {
+        return Err(EINVAL);
+    }
+    let hdr = Header::decode(buf)?;
+    if hdr.flags & !NEED_REPLY != 0 || hdr.size as usize != buf.len() - HDR_SIZE {
+        return Err(EINVAL);
+    }
+    Ok((hdr, &buf[HDR_SIZE..]))
+}
+
+/// `struct vhost_vring_addr`, with the addresses as IOVAs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VringAddr {
+    /// Queue index.
+    pub index: u32,
+    /// Flags (logging is not supported: must be 0).
+    pub flags: u32,
+    /// Descriptor table.
+    pub desc: u64,
+    /// Used ring (device area).
+    pub used: u64,
+    /// Available ring (driver area).
+    pub avail: u64,
+    /// Log address (ignored).
+    pub log: u64,
+}
+
+/// A decoded request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `VHOST_GET_FEATURES`
+    GetFeatures,
+    /// `VHOST_SET_FEATURES`
+    SetFeatures(u64),
+    /// `VHOST_SET_OWNER`
+    SetOwner,
+    /// `VHOST_VDPA_GET_DEVICE_ID`
+    GetDeviceId,
+    /// `VHOST_VDPA_GET_STATUS`
+    GetStatus,
+    /// `VHOST_VDPA_SET_STATUS`
+    SetStatus(u8),
+    /// `VHOST_VDPA_GET_CONFIG_SIZE`
+    GetConfigSize,
+    /// `VHOST_VDPA_GET_CONFIG`
+    GetConfig {
+        /// Offset in the config space.
+        off: u32,
+        /// Bytes to read.
+        len: u32,
+    },
+    /// `VHOST_VDPA_SET_CONFIG`
+    SetConfig {
+        /// Offset in the config space.
+        off: u32,
+        /// Bytes to write.
+        data: &'a [u8],
+    },
+    /// `VHOST_VDPA_GET_VRING_NUM`
+    GetVringNum,
+    /// `VHOST_VDPA_GET_VQS_COUNT`
+    GetVqsCount,
+    /// `VHOST_SET_VRING_NUM`
+    SetVringNum {
+        /// Queue index.
+        index: u32,
+        /// Ring size.
+        num: u32,
+    },
+    /// `VHOST_SET_VRING_BASE`
+    SetVringBase {
+        /// Queue index.
+        index: u32,
+        /// Next available index.
+        num: u32,
+    },
+    /// `VHOST_SET_VRING_ADDR`
+    SetVringAddr(VringAddr),
+    /// `VHOST_VFIO_SET_VRING_HVA`: the same layout, with the addresses at
+    /// which the sending process sees the rings.
+    SetVringHva(VringAddr),
+    /// `VHOST_GET_VRING_BASE`
+    GetVringBase {
+        /// Queue index.
+        index: u32,
+    },
+    /// `VHOST_VDPA_SET_VRING_ENABLE`
+    SetVringEnable {
+        /// Queue index.
+        index: u32,
+        /// 1 to enable, 0 to disable.
+        num: u32,
+    },
+    /// `VHOST_VDPA_SUSPEND`
+    Suspend,
+    /// `VHOST_VDPA_RESUME`
+    Resume,
+}
+
+impl Request<'_> {
+    /// Whether the request returns data (and so needs `NEED_REPLY`).
+    pub fn has_reply(&self) -> bool {
+        matches!(
+            self,
+            Request::GetFeatures
+                | Request::GetDeviceId
+                | Request::GetStatus
+                | Request::GetConfigSize
+                | Request::GetConfig { .. }
+                | Request::GetVringNum
+                | Request::GetVqsCount
+                | Request::GetVringBase { .. }
+        )
+    }
+}
+
+impl Request<'_> {
+    /// The request code.
+    pub fn code(&self) -> u32 {
+        match self {
+            Request::GetFeatures => req::GET_FEATURES,
+            Request::SetFeatures(_) => req::SET_FEATURES,
+            Request::SetOwner => req::SET_OWNER,
+            Request::GetDeviceId => req::GET_DEVICE_ID,
+            Request::GetStatus => req::GET_STATUS,
+            Request::SetStatus(_) => req::SET_STATUS,
+            Request::GetConfigSize => req::GET_CONFIG_SIZE,
+            Request::GetConfig { .. } => req::GET_CONFIG,
+            Request::SetConfig { .. } => req::SET_CONFIG,
+            Request::GetVringNum => req::GET_VRING_NUM,
+            Request::GetVqsCount => req::GET_VQS_COUNT,
+            Request::SetVringNum { .. } => req::SET_VRING_NUM,
+            Request::SetVringBase { .. } => req::SET_VRING_BASE,
+            Request::SetVringAddr(_) => req::SET_VRING_ADDR,
+            Request::SetVringHva(_) => req::SET_VRING_HVA,
+            Request::GetVringBase { .. } => req::GET_VRING_BASE,
+            Request::SetVringEnable { .. } => req::SET_VRING_ENABLE,
+            Request::Suspend => req::SUSPEND,
+            Request::Resume => req::RESUME,
+        }
+    }
+
+    /// The C name of the request, e.g. `VHOST_SET_VRING_NUM`.
+    pub fn name(&self) -> &'static str {
+        request_name(self.code()).unwrap_or("unknown request")
+    }
+
+    /// Bytes of payload the request takes on the wire.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Request::SetConfig { data, .. } => CONFIG_HDR_SIZE + data.len(),
+            // Every other code has a fixed payload.
+            r => fixed_payload_size(r.code()).unwrap_or(0),
+        }
+    }
+
+    /// Writes the payload (the ioctl argument layout) into the first
+    /// [`Request::payload_len`] bytes of `out` and returns that length
+    /// (`EINVAL` if `out` is shorter, or SET_CONFIG data longer than a
+    /// `u32` counts). Unlike [`Request::encode`], this does not limit the
+    /// payload to the message region: the ioctl transport has no region.
+    pub fn encode_payload(&self, out: &mut [u8]) -> Result<usize, Errno> {
+        if let Request::SetConfig { data, .. } = self {
+            u32::try_from(data.len()).map_err(|_| EINVAL)?;
+        }
+        let len = self.payload_len();
+        self.put_payload(out.get_mut(..len).ok_or(EINVAL)?);
+        Ok(len)
+    }
+
+    /// Writes the payload into `out`, which holds exactly
+    /// [`Request::payload_len`] bytes (and SET_CONFIG data fits a `u32`).
+    fn put_payload(&self, out: &mut [u8]) {
+        let state = |out: &mut [u8], index: u32, num: u32| {
+            out[0..4].copy_from_slice(&index.to_ne_bytes());
+            out[4..8].copy_from_slice(&num.to_ne_bytes());
+        };
+        match *self {
+            Request::SetFeatures(f) => out.copy_from_slice(&f.to_ne_bytes()),
+            Request::SetStatus(s) => out[0] = s,
+            Request::GetConfig { off, len } => state(out, off, len),
+            Request::SetConfig { off, data } => {
+                // The length fits: the callers checked it.
+                state(out, off, data.len() as u32);
+                out[CONFIG_HDR_SIZE..].copy_from_slice(data);
+            }
+            Request::SetVringNum { index, num }
+            | Request::SetVringBase { index, num }
+            | Request::SetVringEnable { index, num } => state(out, index, num),
+            Request::GetVringBase { index } => state(out, index, 0),
+            Request::SetVringAddr(a) | Request::SetVringHva(a) => {
+                out[0..4].copy_from_slice(&a.index.to_ne_bytes());
+                out[4..8].copy_from_slice(&a.flags.to_ne_bytes());
+                out[8..16].copy_from_slice(&a.desc.to_ne_bytes());
+                out[16..24].copy_from_slice(&a.used.to_ne_bytes());
+                out[24..32].copy_from_slice(&a.avail.to_ne_bytes());
+                out[32..40].copy_from_slice(&a.log.to_ne_bytes());
+            }
+            Request::GetFeatures
+            | Request::SetOwner
+            | Request::GetDeviceId
+            | Request::GetStatus
+            | Request::GetConfigSize
+            | Request::GetVringNum
+            | Request::GetVqsCount
+            | Request::Suspend
+            | Request::Resume => {}
+        }
+    }
+
+    /// Encodes the request as a region-0 message (header, with
+    /// `NEED_REPLY` for requests that return data, then the payload) into
+    /// `buf`; returns the message length. A message larger than the
+    /// region, or than `buf`, is `EINVAL`.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let plen = self.payload_len();
+        let len = HDR_SIZE + plen;
+        if len > MSG_REGION_SIZE {
+            return Err(EINVAL);
+        }
+        let out = buf.get_mut(..len).ok_or(EINVAL)?;
+        let hdr = Header {
+            request: u64::from(self.code()),
+            flags: if self.has_reply() { NEED_REPLY } else { 0 },
+            // At most `MAX_PAYLOAD`, checked above.
+            size: plen as u32,
+        };
+        out[..HDR_SIZE].copy_from_slice(&hdr.encode());
+        self.encode_payload(&mut out[HDR_SIZE..])?;
+        Ok(len)
+    }
+
+    /// Payload bytes of the reply to this request (0 for requests without
+    /// reply).
+    pub fn reply_len(&self) -> usize {
+        match *self {
+            Request::GetConfig { len, .. } => CONFIG_HDR_SIZE.saturating_add(len as usize),
+            r => reply_size(r.code(), &[]).unwrap_or(0),
+        }
+    }
+}
+
+/// Payload bytes of the reply to request `code` with `payload`, or `None`
+/// if it has no reply (or is unknown). A GET_CONFIG payload too short to
+/// hold its length counts as asking for none.
+pub fn reply_size(code: u32, payload: &[u8]) -> Option<usize> {
+    Some(match code {
+        req::GET_FEATURES => 8,
+        req::GET_DEVICE_ID | req::GET_CONFIG_SIZE | req::GET_VQS_COUNT => 4,
+        req::GET_STATUS => 1,
+        req::GET_VRING_NUM => 2,
+        req::GET_VRING_BASE => VRING_STATE_SIZE,
+        req::GET_CONFIG => {
+            let len = payload.get(4..8).map_or(0, |_| rd_u32(payload, 4));
+            CONFIG_HDR_SIZE.saturating_add(len as usize)
+        }
+        _ => return None,
+    })
+}
+
+/// The C name of a request code of the message table.
+pub fn request_name(code: u32) -> Option<&'static str> {
+    req::ALL.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+}
+
+/// The payload size a request code takes, if it is a fixed one.
+///
+/// `None` for unknown codes. Config requests have a variable payload (the
+/// 8-byte header, plus data for SET_CONFIG).
+pub fn fixed_payload_size(code: u32) -> Option<usize> {
+    Some(match code {
+        req::GET_FEATURES | req::SET_OWNER | req::GET_DEVICE_ID | req::GET_STATUS => 0,
+        req::GET_CONFIG_SIZE | req::GET_VRING_NUM | req::GET_VQS_COUNT => 0,
+        req::SUSPEND | req::RESUME => 0,
+        req::SET_FEATURES => 8,
+        req::SET_STATUS => 1,
+        req::SET_VRING_NUM | req::SET_VRING_BASE | req::GET_VRING_BASE => VRING_STATE_SIZE,
+        req::SET_VRING_ENABLE => VRING_STATE_SIZE,
+        req::SET_VRING_ADDR | req::SET_VRING_HVA => VRING_ADDR_SIZE,
+        req::GET_CONFIG => CONFIG_HDR_SIZE,
+        req::SET_CONFIG => CONFIG_HDR_SIZE,
+        _ => return None,
+    })
+}
+
+/// Decodes a request from its code and payload (message transport layout,
+/// which is also the ioctl argument layout).
+///
+/// Unknown codes are `ENOTTY`; a payload of the wrong size is `EINVAL`.
+pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
+    let code = u32::try_from(request).map_err(|_| ENOTTY)?;
+    let fixed = fixed_payload_size(code).ok_or(ENOTTY)?;
+    let p = payload;
+    let exact = |n: usize| if p.len() == n { Ok(()) } else { Err(EINVAL) };
+    Ok(match code {
+        req::SET_CONFIG => {
+            if p.len() < CONFIG_HDR_SIZE {
+                return Err(EINVAL);
+            }
+            let off = rd_u32(p, 0);
+            let len = rd_u32(p, 4);
+            if len as usize != p.len() - CONFIG_HDR_SIZE {
+                return Err(EINVAL);
+            }
+            Request::SetConfig {
+                off,
+                data: &p[CONFIG_HDR_SIZE..],
+            }
+        }
+        _ => {
+            exact(fixed)?;
+            match code {
+                req::GET_FEATURES => Request::GetFeatures,
+                req::SET_FEATURES => Request::SetFeatures(rd_u64(p, 0)),
+                req::SET_OWNER => Request::SetOwner,
+                req::GET_DEVICE_ID => Request::GetDeviceId,
+                req::GET_STATUS => Request::GetStatus,
+                req::SET_STATUS => Request::SetStatus(p[0]),
+                req::GET_CONFIG_SIZE => Request::GetConfigSize,
+                req::GET_CONFIG => Request::GetConfig {
+                    off: rd_u32(p, 0),
+                    len: rd_u32(p, 4),
+                },
+                req::GET_VRING_NUM => Request::GetVringNum,
+                req::GET_VQS_COUNT => Request::GetVqsCount,
+                req::SET_VRING_NUM => Request::SetVringNum {
+                    index: rd_u32(p, 0),
+                    num: rd_u32(p, 4),
+                },
+                req::SET_VRING_BASE => Request::SetVringBase {
+                    index: rd_u32(p, 0),
+                    num: rd_u32(p, 4),
+                },
+                req::GET_VRING_BASE => Request::GetVringBase {
+                    index: rd_u32(p, 0),
+                },
+                req::SET_VRING_ENABLE => Request::SetVringEnable {
+                    index: rd_u32(p, 0),
+                    num: rd_u32(p, 4),
+                },
+                req::SET_VRING_ADDR => Request::SetVringAddr(vring_addr(p)),
+                req::SET_VRING_HVA => Request::SetVringHva(vring_addr(p)),
+                req::SUSPEND => Request::Suspend,
+                req::RESUME => Request::Resume,
+                _ => return Err(ENOTTY),
+            }
+        }
+    })
+}
+
+/// `struct vhost_vring_addr` from its 40 bytes.
+fn vring_addr(p: &[u8]) -> VringAddr {
+    VringAddr {
+        index: rd_u32(p, 0),
+        flags: rd_u32(p, 4),
+        desc: rd_u64(p, 8),
+        used: rd_u64(p, 16),
+        avail: rd_u64(p, 24),
+        log: rd_u64(p, 32),
+    }
+}
+
+/// Checks a config access of `len` bytes at `off` against a config space
+/// of `size` bytes (`off + len` overflow included).
+pub fn check_config_range(off: u32, len: u32, size: u32) -> Result<(), Errno> {
+    match off.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// What the device behind the model does: the parent's ops, as the core
+/// calls them. Every call is made only after the model checked its input.
+pub trait Backend {
+    /// Virtio device id.
+    fn device_id(&self) -> u32;
+    /// Features the device offers.
+    fn device_features(&self) -> u64;
+    /// The driver's features, when it sets FEATURES_OK. `false` rejects them.
+    fn set_driver_features(&mut self, features: u64) -> bool;
+    /// Size of the config space.
+    fn config_size(&self) -> u32;
+    /// Reads the config space (range checked).
+    fn get_config(&self, off: u32, buf: &mut [u8]);
+    /// Writes the config space (range checked).
+    fn set_config(&mut self, off: u32, data: &[u8]);
+    /// Number of virtqueues (at most `MAX_VQS`).
+    fn vq_count(&self) -> u32;
+    /// Largest ring size.
+    fn vq_num_max(&self) -> u16;
+    /// Sets a ring size.
+    fn set_vq_num(&mut self, idx: u16, num: u32);
+    /// Sets ring addresses.
+    fn set_vq_address(&mut self, idx: u16, desc: u64, driver: u64, device: u64);
+    /// Enables or disables a queue.
+    fn set_vq_ready(&mut self, idx: u16, ready: bool);
+    /// Sets the next available index of a queue.
+    fn set_vq_base(&mut self, idx: u16, base: u16);
+    /// Reads where a queue is.
+    fn get_vq_base(&self, idx: u16) -> u16;
+    /// DRIVER_OK: starts the device.
+    fn start(&mut self) -> Result<(), Errno>;
+    /// Stops and resets the device; it is quiet on return.
+    fn reset(&mut self);
+    /// Stops queue processing; quiet on return.
+    fn suspend(&mut self) -> Result<(), Errno>;
+    /// Continues after `suspend`.
+    fn resume(&mut self) -> Result<(), Errno>;
+    /// Device-set status bits (NEEDS_RESET) since the last reset.
+    fn device_status(&self) -> u8;
+}
+
+/// The state of one virtqueue as the driver configured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VqConfig {
+    /// Ring size (0: not set).
+    pub num: u32,
+    /// Whether `SET_VRING_ADDR` was done.
+    pub addr_set: bool,
+    /// Ring addresses.
+    pub addr: VringAddr,
+    /// Whether `SET_VRING_HVA` was done.
+    pub hva_set: bool,
+    /// Where the VMM sees the rings (see [`Request::SetVringHva`]).
+    pub hva: VringAddr,
+    /// Enabled.
+    pub ready: bool,
+    /// Base set by the driver.
+    pub base: u16,
+}
+
+impl VqConfig {
+    /// Whether the queue has everything it needs to run: a size, its ring
+    /// addresses and where the VMM sees them.
+    pub fn configured(&self) -> bool {
+        self.num != 0 && self.addr_set && self.hva_set
+    }
+
+    /// The rings of this queue as `(iova, hva, len)` ranges (descriptor
+    /// table, driver area with `used_event`, device area with
+    /// `avail_event`), once it is configured.
+    pub fn ring_ranges(&self) -> Option<[(u64, u64, u64); 3]> {
+        if !self.configured() {
+            return None;
+        }
+        let n = u64::from(self.num);
+        Some([
+            (self.addr.desc, self.hva.desc, 16 * n),
+            (self.addr.avail, self.hva.avail, 6 + 2 * n),
+            (self.addr.used, self.hva.used, 6 + 8 * n),
+        ])
+    }
+}
+
+/// Checks a split ring layout (virtio 1.x, 2.7): descriptor table aligned
+/// to 16, driver area to 2, device area to 4. Logging is not supported
+/// (flags must be 0; the log address is ignored).
+fn check_ring_layout(a: &VringAddr) -> Result<(), Errno> {
+    if a.flags != 0 || a.desc & 15 != 0 || a.avail & 1 != 0 || a.used & 3 != 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The virtio device model of one instance: status, features and queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    /// The driver-visible status (without device-set bits).
+    pub status: u8,
+    /// Features the driver set.
+    pub features: u64,
+    /// Suspended by `VHOST_VDPA_SUSPEND`.
+    pub suspended: bool,
+    /// Per-queue configuration.
+    pub vqs: [VqConfig; MAX_VQS],
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Ring addresses not set.
+const NO_ADDR: VringAddr = VringAddr {
+    index: 0,
+    flags: 0,
+    desc: 0,
+    used: 0,
+    avail: 0,
+    log: 0,
+};
+
+/// The reply to a request, written into a caller buffer.
+pub struct Reply<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply into `buf` (at least `MAX_PAYLOAD` bytes).
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Bytes of reply written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        let end = self.len.checked_add(bytes.len()).ok_or(EINVAL)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(EINVAL)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Model {
+    /// A reset device.
+    pub const fn new() -> Self {
+        Self {
+            status: 0,
+            features: 0,
+            suspended: false,
+            vqs: [VqConfig {
+                num: 0,
+                addr_set: false,
+                addr: NO_ADDR,
+                hva_set: false,
+                hva: NO_ADDR,
+                ready: false,
+                base: 0,
+            }; MAX_VQS],
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.status & status::DRIVER_OK != 0 && !self.suspended
+    }
+
+    fn vq_index(&self, dev: &dyn Backend, index: u32) -> Result<u16, Errno> {
+        if index >= dev.vq_count() || index as usize >= MAX_VQS {
+            return Err(ENOBUFS);
+        }
+        Ok(index as u16)
+    }
+
+    /// Resets the model and the device (status 0, close, removal).
+    pub fn reset(&mut self, dev: &mut dyn Backend) {
+        dev.reset();
+        *self = Self::new();
+    }
+
+    /// Runs one request against the device. On error nothing changed.
+    ///
+    /// `reply` receives the reply payload of GET requests (vhost-vdpa
+    /// layouts; GET_CONFIG replies with its 8-byte header then the data).
+    pub fn handle(
+        &mut self,
+        dev: &mut dyn Backend,
+        request: &Request<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Errno> {
+        match *request {
+            Request::GetFeatures => reply.put(&dev.device_features().to_ne_bytes()),
+            Request::SetFeatures(f) => {
+                if self.status & status::FEATURES_OK != 0 {
+                    return Err(EBUSY);
+                }
+                if f & !dev.device_features() != 0 {
+                    return Err(EINVAL);
+                }
+                self.features = f;
+                Ok(())
+            }
+            Request::SetOwner => Ok(()),
+            Request::GetDeviceId => reply.put(&dev.device_id().to_ne_bytes()),
+            Request::GetStatus => reply.put(&[self.status | dev.device_status()]),
+            Request::SetStatus(s) => self.set_status(dev, s),
+            Request::GetConfigSize => reply.put(&dev.config_size().to_ne_bytes()),
+            Request::GetConfig { off, len } => {
+                check_config_range(off, len, dev.config_size())?;
+                if len as usize > MAX_PAYLOAD - CONFIG_HDR_SIZE {
+                    return Err(EINVAL);
+                }
+                reply.put(&off.to_ne_bytes())?;
+                reply.put(&len.to_ne_bytes())?;
+                let start = reply.len;
+                let end = start + len as usize;
+                let out = reply.buf.get_mut(start..end).ok_or(EINVAL)?;
+                // The buffer is shared by every request (and every opener):
+                // a parent that fills less than `len` bytes must not return
+                // what an earlier reply left there.
+                out.fill(0);
+                dev.get_config(off, out);
+                reply.len = end;
+                Ok(())
+            }
+            Request::SetConfig { off, data } => {
+                let len = u32::try_from(data.len()).map_err(|_| EINVAL)?;
+                check_config_range(off, len, dev.config_size())?;
+                dev.set_config(off, data);
+                Ok(())
+            }
+            Request::GetVringNum => reply.put(&dev.vq_num_max().to_ne_bytes()),
+            Request::GetVqsCount => reply.put(&dev.vq_count().to_ne_bytes()),
+            Request::SetVringNum { index, num } => {
+                let idx = self.vq_index(dev, index)?;
+                if self.running() {
+                    return Err(EINVAL);
+                }
+                if num == 0 || !num.is_power_of_two() || num > u32::from(dev.vq_num_max()) {
+                    return Err(EINVAL);
+                }
+                dev.set_vq_num(idx, num);
+                self.vqs[idx as usize].num = num;
+                Ok(())
+            }
+            Request::SetVringBase { index, num } => {
+                let idx = self.vq_index(dev, index)?;
+                if self.running() {
+                    return Err(EINVAL);
+                }
+                let base = u16::try_from(num).map_err(|_| EINVAL)?;
+                dev.set_vq_base(idx, base);
+                self.vqs[idx as usize].base = base;
+                Ok(())
+            }
+            Request::SetVringAddr(a) => {
+                let idx = self.vq_index(dev, a.index)?;
+                if self.running() {
+                    return Err(EINVAL);
+                }
+                check_ring_layout(&a)?;
+                dev.set_vq_address(idx, a.desc, a.avail, a.used);
+                let vq = &mut self.vqs[idx as usize];
+                vq.addr = a;
+                vq.addr_set = true;
+                Ok(())
+            }
+            Request::SetVringHva(a) => {
+                let idx = self.vq_index(dev, a.index)?;
+                if self.running() {
+                    return Err(EINVAL);
+                }
+                // The same layout in the VMM's address space: the core reads
+                // and writes the ring indexes there as single accesses.
+                check_ring_layout(&a)?;
+                let vq = &mut self.vqs[idx as usize];
+                vq.hva = a;
+                vq.hva_set = true;
+                Ok(())
+            }
+            Request::GetVringBase { index } => {
+                let idx = self.vq_index(dev, index)?;
+                let base = if self.status & status::DRIVER_OK != 0 {
+                    dev.get_vq_base(idx)
+                } else {
+                    self.vqs[idx as usize].base
+                };
+                reply.put(&index.to_ne_bytes())?;
+                reply.put(&u32::from(base).to_ne_bytes())
+            }
+            Request::SetVringEnable { index, num } => {
+                let idx = self.vq_index(dev, index)?;
+                if num > 1 {
+                    return Err(EINVAL);
+                }
+                // DRIVER_OK checked every enabled queue; a queue enabled
+                // later gets the same check.
+                let vq = &self.vqs[idx as usize];
+                if num == 1 && self.status & status::DRIVER_OK != 0 && !vq.configured() {
+                    return Err(EINVAL);
+                }
+                dev.set_vq_ready(idx, num == 1);
+                self.vqs[idx as usize].ready = num == 1;
+                Ok(())
+            }
+            // Before DRIVER_OK there is nothing to stop or continue:
+            // SUSPEND and RESUME succeed and do nothing, as on vhost-vdpa
+            // (`vhost_vdpa_suspend()`/`vhost_vdpa_resume()` of 6.12).
+            Request::Suspend => {
+                if self.status & status::DRIVER_OK == 0 {
+                    return Ok(());
+                }
+                if !self.suspended {
+                    dev.suspend()?;
+                    self.suspended = true;
+                }
+                Ok(())
+            }
+            Request::Resume => {
+                if self.status & status::DRIVER_OK == 0 {
+                    return Ok(());
+                }
+                if self.suspended {
+                    dev.resume()?;
+                    self.suspended = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn set_status(&mut self, dev: &mut dyn Backend, new: u8) -> Result<(), Errno> {
+        use status::*;
+        if new == 0 {
+            self.reset(dev);
+            return Ok(());
+        }
+        // As on vhost-vdpa (`vhost_vdpa_set_status()` of 6.12), the status
+        // written is compared with the one GET_STATUS reports, the device's
+        // NEEDS_RESET included: drivers read it, OR in a bit and write it
+        // back. Clearing a bit other than by writing 0 (NEEDS_RESET too) is
+        // not a transition a driver may make. NEEDS_RESET is the device's
+        // bit: written, it is accepted and not stored; only a reset clears
+        // it.
+        if (self.status | dev.device_status()) & !new != 0 {
+            return Err(EINVAL);
+        }
+        let new = new & !NEEDS_RESET;
+        let old = self.status;
+        let added = new & !old;
+        if added & DRIVER_OK != 0 {
+            if new & FEATURES_OK == 0 {
+                return Err(EINVAL);
+            }
+            let n = (dev.vq_count() as usize).min(MAX_VQS);
+            if self.vqs[..n].iter().any(|vq| vq.ready && !vq.configured()) {
+                return Err(EINVAL);
+            }
+        }
+        let mut accepted = new;
+        if added & FEATURES_OK != 0 {
+            let need = VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM;
+            // A FEATURES_OK the device cannot accept leaves the bit clear
+            // (virtio 1.x, 3.1.1): the driver reads the status back.
+            if self.features & need != need || !dev.set_driver_features(self.features) {
+                accepted &= !FEATURES_OK;
+                if added & DRIVER_OK != 0 {
+                    return Err(EINVAL);
+                }
+            }
+        }
+        if accepted & !old & DRIVER_OK != 0 {
+            dev.start()?;
+        }
+        self.status = accepted;
+        Ok(())
+    }
+}
