@@ -237,9 +237,7 @@ pub trait Device: Sized + Send + Sync {
 }
 
 /// `EOPNOTSUPP`, which the 6.12 `kernel` crate does not name.
-pub fn eopnotsupp() -> kernel::error::Error {
-    kernel::error::Error::from_errno(-(bindings::EOPNOTSUPP as i32))
-}
+pub use crate::errno::eopnotsupp;
 
 /// A parent driver: creates instances of its types.
 pub trait Parent {

@@ -24,6 +24,8 @@ use kernel::{c_str, fmt, new_mutex};
 #[path = "../../rust/bindings.rs"]
 pub mod bindings;
 mod copy_ceiling;
+#[path = "../../rust/errno.rs"]
+pub mod errno;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 // Shared with the host-side tests, which use all of it.
