@@ -33,13 +33,17 @@
 
 #include "helpers.h"
 
-/* Constants bindgen cannot see through macros (ioctl numbers). */
-const size_t VM_PAGE_SIZE = PAGE_SIZE;
-const int VM_IOMMU_READ = IOMMU_READ;
-const int VM_IOMMU_WRITE = IOMMU_WRITE;
-const unsigned int VM_VFIO_DEVICE_GET_INFO = VFIO_DEVICE_GET_INFO;
-const unsigned int VM_VFIO_DEVICE_GET_REGION_INFO = VFIO_DEVICE_GET_REGION_INFO;
-const unsigned int VM_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_INFO;
-const unsigned int VM_VFIO_DEVICE_SET_IRQS = VFIO_DEVICE_SET_IRQS;
-const unsigned int VM_VFIO_DEVICE_RESET = VFIO_DEVICE_RESET;
-const unsigned int VM_VFIO_DEVICE_IOEVENTFD = VFIO_DEVICE_IOEVENTFD;
+/*
+ * Constants bindgen cannot see through macros (ioctl numbers). Kbuild strips
+ * the prefix from the generated Rust, as the kernel does with
+ * RUST_CONST_HELPER_: these are bindings::PAGE_SIZE and so on.
+ */
+const size_t VHOST_MDEV_CONST_PAGE_SIZE = PAGE_SIZE;
+const int VHOST_MDEV_CONST_IOMMU_READ = IOMMU_READ;
+const int VHOST_MDEV_CONST_IOMMU_WRITE = IOMMU_WRITE;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_GET_INFO = VFIO_DEVICE_GET_INFO;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_GET_REGION_INFO = VFIO_DEVICE_GET_REGION_INFO;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_INFO;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_SET_IRQS = VFIO_DEVICE_SET_IRQS;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_RESET = VFIO_DEVICE_RESET;
+const unsigned int VHOST_MDEV_CONST_VFIO_DEVICE_IOEVENTFD = VFIO_DEVICE_IOEVENTFD;

@@ -44,7 +44,7 @@ impl EventFd {
     /// WARNs on such nesting): callers in that context queue work instead.
     pub fn signal(&self) {
         // SAFETY: by the type invariant `ctx` is a valid, referenced context.
-        unsafe { bindings::vm_helper_eventfd_signal(self.ctx.as_ptr()) };
+        unsafe { bindings::vhost_mdev_helper_eventfd_signal(self.ctx.as_ptr()) };
     }
 }
 

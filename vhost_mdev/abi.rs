@@ -214,15 +214,15 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_begin(
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { Instance::from_handle(vdev) };
     // SAFETY: inspecting the current task.
-    if !unsafe { bindings::vm_helper_current_is_kthread() }
-        || !unsafe { bindings::vm_helper_current_mm() }.is_null()
+    if !unsafe { bindings::vhost_mdev_helper_current_is_kthread() }
+        || !unsafe { bindings::vhost_mdev_helper_current_mm() }.is_null()
     {
         return EINVAL.to_errno();
     }
     let mm = this.mm.load(Ordering::Acquire);
     // SAFETY: `mm` holds an `mmgrab` reference while the device is open,
     // and the worker only runs while it is open.
-    if mm.is_null() || !unsafe { bindings::vm_helper_mmget_not_zero(mm) } {
+    if mm.is_null() || !unsafe { bindings::vhost_mdev_helper_mmget_not_zero(mm) } {
         return ESRCH.to_errno();
     }
     // SAFETY: a kthread with no mm of its own; `mm` has a user reference
@@ -241,7 +241,7 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_end(_vdev: *mut bindings::vhost_m
     // SAFETY: the caller adopted an mm with `vhost_mdev_dma_begin`, which
     // holds a user reference on it.
     unsafe {
-        let mm = bindings::vm_helper_current_mm();
+        let mm = bindings::vhost_mdev_helper_current_mm();
         bindings::kthread_unuse_mm(mm);
         bindings::mmput(mm);
     }
@@ -280,7 +280,7 @@ pub(crate) unsafe extern "C" fn vhost_mdev_uuid(
     // this works from the parent's `create` too).
     unsafe {
         let dev = (*vdev.cast::<bindings::vfio_device>()).dev;
-        ptr::addr_of!((*bindings::vm_helper_to_mdev_device(dev)).uuid).cast()
+        ptr::addr_of!((*bindings::vhost_mdev_helper_to_mdev_device(dev)).uuid).cast()
     }
 }
 

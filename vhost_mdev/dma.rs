@@ -76,7 +76,7 @@ pub(crate) fn set_limit(bytes: u64) -> Result {
     Ok(())
 }
 
-const PAGE_SHIFT: u32 = bindings::VM_PAGE_SIZE.trailing_zeros();
+const PAGE_SHIFT: u32 = bindings::PAGE_SIZE.trailing_zeros();
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 /// One cached page.
@@ -293,9 +293,9 @@ impl PinCache {
         // tried for writing first (iommufd refuses IOMMU_WRITE on it).
         let write = access == Access::Write;
         let prot = if write {
-            bindings::VM_IOMMU_READ | bindings::VM_IOMMU_WRITE
+            bindings::IOMMU_READ | bindings::IOMMU_WRITE
         } else {
-            bindings::VM_IOMMU_READ
+            bindings::IOMMU_READ
         };
         // SAFETY: `dev` is open (the cache is enabled only between `open`
         // and `close`, and the data path runs only then); `page` has room
@@ -367,12 +367,12 @@ impl PinCache {
             for (a, &p) in addrs.iter_mut().zip(&pages) {
                 // SAFETY: `p` is pinned while it is in the table, and the
                 // table is locked until the mappings are undone below.
-                *a = unsafe { bindings::vm_helper_kmap_local_page(p) }.cast::<u8>();
+                *a = unsafe { bindings::vhost_mdev_helper_kmap_local_page(p) }.cast::<u8>();
             }
             let r = f(addrs);
             for &a in addrs.iter().rev() {
                 // SAFETY: mapped above, unmapped in reverse order.
-                unsafe { bindings::vm_helper_kunmap_local(a.cast()) };
+                unsafe { bindings::vhost_mdev_helper_kunmap_local(a.cast()) };
             }
             return Some(r);
         }

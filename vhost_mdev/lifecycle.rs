@@ -68,8 +68,9 @@ pub(crate) unsafe fn create(
     let dev = unsafe { ptr::addr_of_mut!((*mdev).dev) };
     // SAFETY: `VFIO_OPS` is static; the size covers the `vfio_device` at
     // offset 0 of `Instance`.
-    let vdev =
-        unsafe { bindings::vm_helper_vfio_alloc_device(size_of::<Instance>(), dev, &VFIO_OPS.0) };
+    let vdev = unsafe {
+        bindings::vhost_mdev_helper_vfio_alloc_device(size_of::<Instance>(), dev, &VFIO_OPS.0)
+    };
     let vdev = from_err_ptr(vdev)?;
     // VFIO calls our `release` when the last reference goes, however
     // late: module exit waits for it.
@@ -80,7 +81,7 @@ pub(crate) unsafe fn create(
     let put = ScopeGuard::new(|| {
         // SAFETY: our reference from `_vfio_alloc_device`, not
         // registered with VFIO (or unregistered again).
-        unsafe { bindings::vm_helper_vfio_put_device(vdev) }
+        unsafe { bindings::vhost_mdev_helper_vfio_put_device(vdev) }
     });
 
     let channel = Channel::new()?;
@@ -138,7 +139,7 @@ pub(crate) unsafe fn create(
     to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(vdev) })?;
     // SAFETY: `mdev` is live; the instance is found from it in `destroy`
     // and by `vhost_mdev_priv_from_dev()`.
-    unsafe { bindings::vm_helper_dev_set_drvdata(dev, this.cast()) };
+    unsafe { bindings::vhost_mdev_helper_dev_set_drvdata(dev, this.cast()) };
 
     let groups = parent.info.dev_groups;
     if !groups.is_null() {
@@ -149,7 +150,7 @@ pub(crate) unsafe fn create(
             // SAFETY: registered above; unregistering waits for a user
             // that opened it meanwhile to close it.
             unsafe {
-                bindings::vm_helper_dev_set_drvdata(dev, ptr::null_mut());
+                bindings::vhost_mdev_helper_dev_set_drvdata(dev, ptr::null_mut());
                 bindings::vfio_unregister_group_dev(vdev);
             }
             return Err(Error::from_errno(r));
@@ -168,7 +169,7 @@ pub(crate) unsafe fn create(
 pub(crate) unsafe fn of_dev(dev: *mut bindings::device) -> *mut Instance {
     // SAFETY: the caller guarantees `dev`; its drvdata is ours, set to a
     // live instance from `create` until `destroy`.
-    unsafe { bindings::vm_helper_dev_get_drvdata(dev) }.cast::<Instance>()
+    unsafe { bindings::vhost_mdev_helper_dev_get_drvdata(dev) }.cast::<Instance>()
 }
 
 /// Removes the instance of `mdev`: waits until its user lets go (the
@@ -199,9 +200,9 @@ pub(crate) unsafe fn destroy(mdev: *mut bindings::mdev_device) {
         unsafe { f(state.priv_()) };
     }
     // SAFETY: `dev` is live.
-    unsafe { bindings::vm_helper_dev_set_drvdata(dev, ptr::null_mut()) };
+    unsafe { bindings::vhost_mdev_helper_dev_set_drvdata(dev, ptr::null_mut()) };
     // SAFETY: drops our reference; `release` runs and VFIO frees.
-    unsafe { bindings::vm_helper_vfio_put_device(vdev) };
+    unsafe { bindings::vhost_mdev_helper_vfio_put_device(vdev) };
 }
 
 /// `vfio_device_ops.release`: drops the Rust part of the instance.
@@ -235,11 +236,11 @@ unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
     let this = unsafe { Instance::from_vdev(vdev) };
     let _guard = this.channel.lock();
     // SAFETY: reading `current->mm` of the opening task.
-    let mm = unsafe { bindings::vm_helper_current_mm() };
+    let mm = unsafe { bindings::vhost_mdev_helper_current_mm() };
     if !mm.is_null() {
         // SAFETY: `mm` is the live mm of the current task; the reference
         // is dropped in `close_device`.
-        unsafe { bindings::vm_helper_mmgrab(mm) };
+        unsafe { bindings::vhost_mdev_helper_mmgrab(mm) };
     }
     this.mm.store(mm, Ordering::Release);
     // SAFETY: `vdev` is being opened; `close_device` closes the cache.
@@ -276,6 +277,6 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
     if !mm.is_null() {
         // SAFETY: the reference taken in `open_device`.
-        unsafe { bindings::vm_helper_mmdrop(mm) };
+        unsafe { bindings::vhost_mdev_helper_mmdrop(mm) };
     }
 }

@@ -82,17 +82,17 @@ pub(crate) unsafe extern "C" fn ioctl(
     let this = unsafe { Instance::from_vdev(vdev) };
     let arg = arg as usize;
     let r = match cmd {
-        bindings::VM_VFIO_DEVICE_GET_INFO => transport::get_info(arg),
-        bindings::VM_VFIO_DEVICE_GET_REGION_INFO => transport::get_region_info(arg, this.nvqs()),
-        bindings::VM_VFIO_DEVICE_GET_IRQ_INFO => this.irqs.get_irq_info(arg, this.nvqs()),
-        bindings::VM_VFIO_DEVICE_SET_IRQS => this.irqs.set_irqs(arg, this.nvqs()),
-        bindings::VM_VFIO_DEVICE_RESET => {
+        bindings::VFIO_DEVICE_GET_INFO => transport::get_info(arg),
+        bindings::VFIO_DEVICE_GET_REGION_INFO => transport::get_region_info(arg, this.nvqs()),
+        bindings::VFIO_DEVICE_GET_IRQ_INFO => this.irqs.get_irq_info(arg, this.nvqs()),
+        bindings::VFIO_DEVICE_SET_IRQS => this.irqs.set_irqs(arg, this.nvqs()),
+        bindings::VFIO_DEVICE_RESET => {
             let mut ch = this.channel.lock();
             ch.reset(&mut this.backend());
             this.rings.clear();
             Ok(0)
         }
-        bindings::VM_VFIO_DEVICE_IOEVENTFD => {
+        bindings::VFIO_DEVICE_IOEVENTFD => {
             let _guard = this.channel.lock();
             // SAFETY: under the state mutex; `this` lives until
             // `close_device`, which unbinds every ioeventfd.

@@ -100,7 +100,7 @@ impl kernel::Module for VhostMdev {
             pr_err!(
                 "pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
                 pin_bytes,
-                bindings::VM_PAGE_SIZE,
+                bindings::PAGE_SIZE,
                 dma::MAX_BYTES
             );
             return Err(errno::EINVAL);

@@ -256,7 +256,7 @@ impl TaskHandler for NetDev {
         let NetState { lb, frame, .. } = &mut *st;
         let r = lb.process_yielding(&mut dma, frame, BUDGET, || {
             // SAFETY: reads a flag of the current task.
-            unsafe { bindings::vm_helper_need_resched() }
+            unsafe { bindings::vhost_mdev_helper_need_resched() }
         });
         if self.stopping.load(Ordering::Acquire) {
             self.stop_runs.fetch_add(1, Ordering::Relaxed);
