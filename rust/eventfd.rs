@@ -5,8 +5,9 @@
 //! C header: [`include/linux/eventfd.h`](srctree/include/linux/eventfd.h)
 
 use crate::bindings;
+use crate::errno::EBADF;
 use core::ptr::NonNull;
-use kernel::error::{code::EBADF, from_err_ptr, Result};
+use kernel::error::{from_err_ptr, Result};
 
 /// A reference to an eventfd context, taken from a file descriptor.
 ///

@@ -11,10 +11,11 @@
 //! core).
 
 use crate::bindings;
+use crate::errno::*;
 use crate::sysfs;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use kernel::error::{code::*, from_err_ptr, Result};
+use kernel::error::{from_err_ptr, Result};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::str::CStr;
