@@ -10,7 +10,7 @@ use crate::driver;
 use crate::errno::{eopnotsupp, EINVAL, ESRCH};
 use crate::instance::Instance;
 use crate::lifecycle;
-use crate::parent::Parent;
+use crate::mdev;
 use crate::proto;
 use crate::uapi::{IRQ_CONFIG, IRQ_VQ};
 use core::ptr;
@@ -30,17 +30,16 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
     if info.is_null() {
         return EINVAL.to_ptr();
     }
-    // SAFETY: the caller guarantees `info`; the core's driver is registered
-    // while the module is loaded, and module exit waits for the parent's
-    // last release.
-    match unsafe { Parent::register(&*info, driver::as_raw()) } {
-        Ok(p) => p.cast(),
+    // SAFETY: the caller guarantees `info` and the lifetimes.
+    match unsafe { driver::register_parent(&*info) } {
+        Ok(p) => p.into_raw().cast(),
         Err(e) => e.to_ptr(),
     }
 }
 
-/// `vhost_mdev_unregister_parent()`: removes every instance and the parent
-/// (see [`Parent::unregister`]).
+/// `vhost_mdev_unregister_parent()`: removes every instance (waiting for
+/// their users to close them, after signalling the request IRQ) and the
+/// parent. Nothing of the parent driver is used after this returns.
 ///
 /// # Safety
 ///
@@ -50,8 +49,9 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
 pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(
     parent: *mut bindings::vhost_mdev_parent,
 ) {
-    // SAFETY: the caller guarantees `parent` came from `register`.
-    unsafe { Parent::unregister(parent.cast()) };
+    // SAFETY: the caller guarantees `parent` came from
+    // `vhost_mdev_register_parent()`, not unregistered yet.
+    drop(unsafe { mdev::Parent::<driver::Core>::from_raw(parent.cast()) });
 }
 
 /// `vhost_mdev_vq_interrupt()`: signals the eventfd of queue `idx`.

@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Objects that outlive their unregistration and run this module's code
-//! when they are released.
-//!
-//! Parents (freed by their device's release, after the last mdev type and
-//! mdev device of the parent is released; the mdev core's
-//! `mdev_device_release()` also reads the core's mdev driver) and instances
-//! (the VFIO device's `release`). Their releases can come late: any holder
-//! of a reference delays them (the VM suite's late-release test holds them
-//! with `tests/kmod/late_ref.ko`). Module exit waits until the count is
-//! zero ([`wait_idle`]).
+//! Instances outlive their removal: the VFIO device's `release`, code of
+//! this module, runs when the last reference goes, and any holder of a
+//! reference delays it (the VM suite's late-release test holds them with
+//! `tests/kmod/late_ref.ko`). Module exit waits until the count is zero
+//! ([`wait_idle`]). (Parents are counted by their driver's registration,
+//! see `rust/mdev.rs`.)
 
 use crate::bindings;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +35,7 @@ pub(crate) fn wait_idle() {
     let mut waited = 0u32;
     while LIVE.load(Ordering::Acquire) != 0 {
         if waited == 100 {
-            pr_info!("waiting for released instances and parents to be freed\n");
+            pr_info!("waiting for released instances to be freed\n");
         }
         // SAFETY: module exit runs in process context.
         unsafe { bindings::msleep(10) };

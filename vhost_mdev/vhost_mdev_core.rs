@@ -12,10 +12,11 @@
 //!
 //! # Files
 //!
-//! - [`driver`]: the core's mdev driver (probe and remove);
-//! - [`parent`]: parents and their registration; [`types`]: their mdev
-//!   types and instance accounting; [`live`]: objects released after
-//!   their unregistration, which module exit waits for;
+//! - [`driver`]: the core's mdev driver (probe and remove, parent
+//!   registration) on [`mdev`]; [`parent`]: what a parent driver
+//!   registered; [`types`]: the instance accounting of its mdev types;
+//!   [`live`]: instances released after their removal, which module exit
+//!   waits for;
 //! - [`instance`]: an instance's state; [`lifecycle`]: its creation,
 //!   open, close, destruction and release;
 //! - [`vfio`]: the VFIO device ops; [`transport`]: vhost requests on
@@ -66,6 +67,8 @@ mod instance;
 mod irq;
 mod lifecycle;
 mod live;
+#[path = "../rust/mdev.rs"]
+pub mod mdev;
 mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]
@@ -113,6 +116,7 @@ impl kernel::Module for VhostMdev {
 
 impl Drop for VhostMdev {
     fn drop(&mut self) {
+        live::wait_idle();
         driver::unregister();
     }
 }
