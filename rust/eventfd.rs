@@ -5,8 +5,9 @@
 //! C header: [`include/linux/eventfd.h`](srctree/include/linux/eventfd.h)
 
 use crate::bindings;
+use crate::errno::EBADF;
 use core::ptr::NonNull;
-use kernel::error::{code::EBADF, from_err_ptr, Result};
+use kernel::error::{from_err_ptr, Result};
 
 /// A reference to an eventfd context, taken from a file descriptor.
 ///
@@ -44,7 +45,7 @@ impl EventFd {
     /// WARNs on such nesting): callers in that context queue work instead.
     pub fn signal(&self) {
         // SAFETY: by the type invariant `ctx` is a valid, referenced context.
-        unsafe { bindings::vm_helper_eventfd_signal(self.ctx.as_ptr()) };
+        unsafe { bindings::vhost_mdev_helper_eventfd_signal(self.ctx.as_ptr()) };
     }
 }
 

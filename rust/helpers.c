@@ -20,93 +20,93 @@
 
 #include "helpers.h"
 
-struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
+struct vfio_device *vhost_mdev_helper_vfio_alloc_device(size_t size, struct device *dev,
 						const struct vfio_device_ops *ops)
 {
 	return _vfio_alloc_device(size, dev, ops);
 }
 
-void vm_helper_vfio_put_device(struct vfio_device *vdev)
+void vhost_mdev_helper_vfio_put_device(struct vfio_device *vdev)
 {
 	vfio_put_device(vdev);
 }
 
-void vm_helper_eventfd_signal(struct eventfd_ctx *ctx)
+void vhost_mdev_helper_eventfd_signal(struct eventfd_ctx *ctx)
 {
 	eventfd_signal(ctx);
 }
 
-void *vm_helper_err_ptr(long err)
+void *vhost_mdev_helper_err_ptr(long err)
 {
 	return ERR_PTR(err);
 }
 
-bool vm_helper_is_err(const void *ptr)
+bool vhost_mdev_helper_is_err(const void *ptr)
 {
 	return IS_ERR(ptr);
 }
 
-long vm_helper_ptr_err(const void *ptr)
+long vhost_mdev_helper_ptr_err(const void *ptr)
 {
 	return PTR_ERR(ptr);
 }
 
-struct mdev_device *vm_helper_to_mdev_device(struct device *dev)
+struct mdev_device *vhost_mdev_helper_to_mdev_device(struct device *dev)
 {
 	return to_mdev_device(dev);
 }
 
-void *vm_helper_dev_get_drvdata(const struct device *dev)
+void *vhost_mdev_helper_dev_get_drvdata(const struct device *dev)
 {
 	return dev_get_drvdata(dev);
 }
 
-void vm_helper_dev_set_drvdata(struct device *dev, void *data)
+void vhost_mdev_helper_dev_set_drvdata(struct device *dev, void *data)
 {
 	dev_set_drvdata(dev, data);
 }
 
-struct module *vm_helper_this_module(void)
+struct module *vhost_mdev_helper_this_module(void)
 {
 	return THIS_MODULE;
 }
 
-struct mm_struct *vm_helper_current_mm(void)
+struct mm_struct *vhost_mdev_helper_current_mm(void)
 {
 	return current->mm;
 }
 
-void vm_helper_mmgrab(struct mm_struct *mm)
+void vhost_mdev_helper_mmgrab(struct mm_struct *mm)
 {
 	mmgrab(mm);
 }
 
-void vm_helper_mmdrop(struct mm_struct *mm)
+void vhost_mdev_helper_mmdrop(struct mm_struct *mm)
 {
 	mmdrop(mm);
 }
 
-bool vm_helper_mmget_not_zero(struct mm_struct *mm)
+bool vhost_mdev_helper_mmget_not_zero(struct mm_struct *mm)
 {
 	return mmget_not_zero(mm);
 }
 
-bool vm_helper_current_is_kthread(void)
+bool vhost_mdev_helper_current_is_kthread(void)
 {
 	return current->flags & PF_KTHREAD;
 }
 
-void *vm_helper_kmap_local_page(struct page *page)
+void *vhost_mdev_helper_kmap_local_page(struct page *page)
 {
 	return kmap_local_page(page);
 }
 
-void vm_helper_kunmap_local(const void *addr)
+void vhost_mdev_helper_kunmap_local(const void *addr)
 {
 	kunmap_local(addr);
 }
 
-void vm_helper_cond_resched(void)
+void vhost_mdev_helper_cond_resched(void)
 {
 	cond_resched();
 }
@@ -117,42 +117,42 @@ void vm_helper_cond_resched(void)
  * single-copy atomic), unlike copy_{from,to}_user(), which may copy a byte
  * at a time.
  */
-int vm_helper_get_user_u16(u16 *val, u64 uaddr)
+int vhost_mdev_helper_get_user_u16(u16 *val, u64 uaddr)
 {
 	return get_user(*val, (u16 __user *)(uintptr_t)uaddr);
 }
 
-int vm_helper_put_user_u16(u16 val, u64 uaddr)
+int vhost_mdev_helper_put_user_u16(u16 val, u64 uaddr)
 {
 	return put_user(val, (u16 __user *)(uintptr_t)uaddr);
 }
 
-bool vm_helper_need_resched(void)
+bool vhost_mdev_helper_need_resched(void)
 {
 	return need_resched();
 }
 
-void vm_helper_set_current_running(void)
+void vhost_mdev_helper_set_current_running(void)
 {
 	__set_current_state(TASK_RUNNING);
 }
 
-void vm_helper_rcu_read_lock(void)
+void vhost_mdev_helper_rcu_read_lock(void)
 {
 	rcu_read_lock();
 }
 
-void vm_helper_rcu_read_unlock(void)
+void vhost_mdev_helper_rcu_read_unlock(void)
 {
 	rcu_read_unlock();
 }
 
-void vm_helper_cpu_relax(void)
+void vhost_mdev_helper_cpu_relax(void)
 {
 	cpu_relax();
 }
 
-u64 vm_helper_ktime_get_ns(void)
+u64 vhost_mdev_helper_ktime_get_ns(void)
 {
 	return ktime_get_ns();
 }
@@ -161,7 +161,7 @@ u64 vm_helper_ktime_get_ns(void)
  * Whether a worker may go on polling: nothing else wants this CPU (as for
  * KVM's halt polling: no other runnable task here, no reschedule asked).
  */
-bool vm_helper_may_poll(void)
+bool vhost_mdev_helper_may_poll(void)
 {
 	return !need_resched() && single_task_running();
 }

@@ -13,33 +13,33 @@
 
 struct page;
 
-struct vfio_device *vm_helper_vfio_alloc_device(size_t size, struct device *dev,
+struct vfio_device *vhost_mdev_helper_vfio_alloc_device(size_t size, struct device *dev,
 						const struct vfio_device_ops *ops);
-void vm_helper_vfio_put_device(struct vfio_device *vdev);
-void vm_helper_eventfd_signal(struct eventfd_ctx *ctx);
-void *vm_helper_err_ptr(long err);
-bool vm_helper_is_err(const void *ptr);
-long vm_helper_ptr_err(const void *ptr);
-struct mdev_device *vm_helper_to_mdev_device(struct device *dev);
-void *vm_helper_dev_get_drvdata(const struct device *dev);
-void vm_helper_dev_set_drvdata(struct device *dev, void *data);
-struct module *vm_helper_this_module(void);
-struct mm_struct *vm_helper_current_mm(void);
-void vm_helper_mmgrab(struct mm_struct *mm);
-void vm_helper_mmdrop(struct mm_struct *mm);
-bool vm_helper_mmget_not_zero(struct mm_struct *mm);
-bool vm_helper_current_is_kthread(void);
-void *vm_helper_kmap_local_page(struct page *page);
-void vm_helper_kunmap_local(const void *addr);
-void vm_helper_cond_resched(void);
-int vm_helper_get_user_u16(u16 *val, u64 uaddr);
-int vm_helper_put_user_u16(u16 val, u64 uaddr);
-bool vm_helper_need_resched(void);
-void vm_helper_set_current_running(void);
-void vm_helper_rcu_read_lock(void);
-void vm_helper_rcu_read_unlock(void);
-void vm_helper_cpu_relax(void);
-u64 vm_helper_ktime_get_ns(void);
-bool vm_helper_may_poll(void);
+void vhost_mdev_helper_vfio_put_device(struct vfio_device *vdev);
+void vhost_mdev_helper_eventfd_signal(struct eventfd_ctx *ctx);
+void *vhost_mdev_helper_err_ptr(long err);
+bool vhost_mdev_helper_is_err(const void *ptr);
+long vhost_mdev_helper_ptr_err(const void *ptr);
+struct mdev_device *vhost_mdev_helper_to_mdev_device(struct device *dev);
+void *vhost_mdev_helper_dev_get_drvdata(const struct device *dev);
+void vhost_mdev_helper_dev_set_drvdata(struct device *dev, void *data);
+struct module *vhost_mdev_helper_this_module(void);
+struct mm_struct *vhost_mdev_helper_current_mm(void);
+void vhost_mdev_helper_mmgrab(struct mm_struct *mm);
+void vhost_mdev_helper_mmdrop(struct mm_struct *mm);
+bool vhost_mdev_helper_mmget_not_zero(struct mm_struct *mm);
+bool vhost_mdev_helper_current_is_kthread(void);
+void *vhost_mdev_helper_kmap_local_page(struct page *page);
+void vhost_mdev_helper_kunmap_local(const void *addr);
+void vhost_mdev_helper_cond_resched(void);
+int vhost_mdev_helper_get_user_u16(u16 *val, u64 uaddr);
+int vhost_mdev_helper_put_user_u16(u16 val, u64 uaddr);
+bool vhost_mdev_helper_need_resched(void);
+void vhost_mdev_helper_set_current_running(void);
+void vhost_mdev_helper_rcu_read_lock(void);
+void vhost_mdev_helper_rcu_read_unlock(void);
+void vhost_mdev_helper_cpu_relax(void);
+u64 vhost_mdev_helper_ktime_get_ns(void);
+bool vhost_mdev_helper_may_poll(void);
 
 #endif

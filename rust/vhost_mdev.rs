@@ -11,9 +11,11 @@
 //! core).
 
 use crate::bindings;
+use crate::errno::*;
+use crate::sysfs;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use kernel::error::{code::*, from_err_ptr, Result};
+use kernel::error::{from_err_ptr, Result};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::str::CStr;
@@ -237,9 +239,7 @@ pub trait Device: Sized + Send + Sync {
 }
 
 /// `EOPNOTSUPP`, which the 6.12 `kernel` crate does not name.
-pub fn eopnotsupp() -> kernel::error::Error {
-    kernel::error::Error::from_errno(-(bindings::EOPNOTSUPP as i32))
-}
+pub use crate::errno::eopnotsupp;
 
 /// A parent driver: creates instances of its types.
 pub trait Parent {
@@ -586,19 +586,18 @@ unsafe impl<P: Parent> Send for Registration<P> {}
 unsafe impl<P: Parent> Sync for Registration<P> {}
 
 impl<P: Parent> Registration<P> {
-    /// Registers a parent named `name` with `types`.
-    ///
-    /// # Safety
-    ///
-    /// `groups` must be null or a NULL-terminated array of valid per-instance
-    /// attribute groups that lives as long as the registration, whose
-    /// callbacks only access instances of `P`.
-    pub unsafe fn new(
+    /// Registers a parent named `name` with `types`, and `groups` of sysfs
+    /// attributes on each instance (`None::<&sysfs::Groups<P, 1>>` for
+    /// none).
+    pub fn new<const G: usize>(
         name: &'static CStr,
         module: &'static ThisModule,
         types: &[TypeInfo],
-        groups: *const *const bindings::attribute_group,
-    ) -> Result<Self> {
+        groups: Option<&'static sysfs::Groups<P, G>>,
+    ) -> Result<Self>
+    where
+        P: 'static,
+    {
         let mut tv = KVec::with_capacity(types.len(), GFP_KERNEL)?;
         for t in types {
             tv.push(
@@ -618,15 +617,15 @@ impl<P: Parent> Registration<P> {
                 owner: module.as_ptr().cast(),
                 types: tv.as_ptr(),
                 ntypes: u32::try_from(tv.len()).map_err(|_| EINVAL)?,
-                dev_groups: groups.cast_mut(),
+                dev_groups: groups.map_or(core::ptr::null_mut(), |g| g.as_raw().cast_mut()),
                 create: Some(Adapter::<P>::create),
                 ops: &*ops,
                 priv_: core::ptr::null_mut(),
             },
             GFP_KERNEL,
         )?;
-        // SAFETY: `info` and everything it points to are owned by the new
-        // registration and outlive it (dropped after unregistering).
+        // SAFETY: `info` and what it points to outlive the registration
+        // (owned by it, or `'static` groups whose callbacks expect `P`).
         let parent = from_err_ptr(unsafe { bindings::vhost_mdev_register_parent(&*info) })?;
         Ok(Self {
             parent,
@@ -645,20 +644,23 @@ impl<P: Parent> Drop for Registration<P> {
     }
 }
 
-/// The parent's instance behind a per-instance sysfs attribute's device.
-///
-/// # Safety
-///
-/// `dev` must be the device of a live instance of parent `P` (as sysfs
-/// passes to the `show`/`store` of a group registered with `P`).
-pub unsafe fn device_from_dev<'a, P: Parent>(
-    device: *mut bindings::device,
-) -> Option<&'a P::Device> {
-    // SAFETY: the caller guarantees `device` is one of `P`'s instances.
-    let p = unsafe { bindings::vhost_mdev_priv_from_dev(device) };
-    if p.is_null() {
-        return None;
+/// The instances of a parent own its per-instance attribute groups: sysfs
+/// attributes of `P` find the instance behind the mdev device they are
+/// shown on.
+impl<P: Parent + 'static> sysfs::Owner for P {
+    type Data = P::Device;
+
+    /// # Safety
+    ///
+    /// `dev` must be the device of a live instance of parent `P` (as sysfs
+    /// passes to the `show`/`store` of a group registered with `P`).
+    unsafe fn from_device<'a>(device: *mut bindings::device) -> Option<&'a P::Device> {
+        // SAFETY: the caller guarantees `device` is one of `P`'s instances.
+        let p = unsafe { bindings::vhost_mdev_priv_from_dev(device) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: the core returns the pointer `create` returned.
+        Some(unsafe { dev::<P>(p) })
     }
-    // SAFETY: the core returns the pointer `create` returned.
-    Some(unsafe { dev::<P>(p) })
 }

@@ -113,8 +113,8 @@ impl TaskSlot {
             return Ok(());
         }
         // SAFETY: inspecting the current task.
-        if unsafe { bindings::vm_helper_current_is_kthread() }
-            || unsafe { bindings::vm_helper_current_mm() }.is_null()
+        if unsafe { bindings::vhost_mdev_helper_current_is_kthread() }
+            || unsafe { bindings::vhost_mdev_helper_current_mm() }.is_null()
         {
             return Err(EINVAL);
         }
@@ -131,9 +131,9 @@ impl TaskSlot {
             )
         };
         // SAFETY: `t` is a pointer or an `ERR_PTR`.
-        if unsafe { bindings::vm_helper_is_err(t.cast()) } {
+        if unsafe { bindings::vhost_mdev_helper_is_err(t.cast()) } {
             // SAFETY: as above.
-            let e = unsafe { bindings::vm_helper_ptr_err(t.cast()) };
+            let e = unsafe { bindings::vhost_mdev_helper_ptr_err(t.cast()) };
             return Err(Error::from_errno(e as i32));
         }
         self.pending.store(true, Ordering::Release);
@@ -149,7 +149,7 @@ impl TaskSlot {
     pub fn wake(&self) {
         self.pending.store(true, Ordering::Release);
         // SAFETY: an RCU read-side section, ended below.
-        unsafe { bindings::vm_helper_rcu_read_lock() };
+        unsafe { bindings::vhost_mdev_helper_rcu_read_lock() };
         let t = self.task.load(Ordering::Acquire);
         if !t.is_null() {
             // The `pending` store above is ordered before the wake-up,
@@ -159,7 +159,7 @@ impl TaskSlot {
             unsafe { bindings::vhost_task_wake(t) };
         }
         // SAFETY: ends the section begun above.
-        unsafe { bindings::vm_helper_rcu_read_unlock() };
+        unsafe { bindings::vhost_mdev_helper_rcu_read_unlock() };
     }
 
     /// Stops the worker, waiting until a run in progress has returned and
@@ -205,8 +205,8 @@ unsafe extern "C" fn task_fn<T: TaskHandler>(data: *mut c_void) -> bool {
         // of the current task.
         let (now, may_poll) = unsafe {
             (
-                bindings::vm_helper_ktime_get_ns(),
-                bindings::vm_helper_may_poll(),
+                bindings::vhost_mdev_helper_ktime_get_ns(),
+                bindings::vhost_mdev_helper_may_poll(),
             )
         };
         if !may_poll || now.wrapping_sub(slot.ran_at.load(Ordering::Relaxed)) >= poll {
@@ -216,25 +216,25 @@ unsafe extern "C" fn task_fn<T: TaskHandler>(data: *mut c_void) -> bool {
         // `vhost_task_fn()` calls us again without sleeping).
         // SAFETY: the current task is this worker; `cpu_relax()` is a pause.
         unsafe {
-            bindings::vm_helper_set_current_running();
-            bindings::vm_helper_cpu_relax();
+            bindings::vhost_mdev_helper_set_current_running();
+            bindings::vhost_mdev_helper_cpu_relax();
         }
         return true;
     }
     // SAFETY: the current task is this worker; it may sleep from now on.
-    unsafe { bindings::vm_helper_set_current_running() };
+    unsafe { bindings::vhost_mdev_helper_set_current_running() };
     if h.run() {
         slot.pending.store(true, Ordering::Release);
     }
     if slot.poll_ns.load(Ordering::Relaxed) != 0 {
         // SAFETY: reads the clock.
-        let now = unsafe { bindings::vm_helper_ktime_get_ns() };
+        let now = unsafe { bindings::vhost_mdev_helper_ktime_get_ns() };
         slot.ran_at.store(now, Ordering::Relaxed);
     }
     // `vhost_task_fn()` does not yield between runs: on a kernel without
     // preemption we must.
     // SAFETY: process context, no lock held.
-    unsafe { bindings::vm_helper_cond_resched() };
+    unsafe { bindings::vhost_mdev_helper_cond_resched() };
     true
 }
 

@@ -52,6 +52,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
 
+mod access;
+
 /// The largest `pin_cache_bytes`: 1 GiB.
 pub(crate) const MAX_BYTES: u64 = 1 << 30;
 
@@ -74,7 +76,7 @@ pub(crate) fn set_limit(bytes: u64) -> Result {
     Ok(())
 }
 
-const PAGE_SHIFT: u32 = bindings::VM_PAGE_SIZE.trailing_zeros();
+const PAGE_SHIFT: u32 = bindings::PAGE_SIZE.trailing_zeros();
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 /// One cached page.
@@ -291,9 +293,9 @@ impl PinCache {
         // tried for writing first (iommufd refuses IOMMU_WRITE on it).
         let write = access == Access::Write;
         let prot = if write {
-            bindings::VM_IOMMU_READ | bindings::VM_IOMMU_WRITE
+            bindings::IOMMU_READ | bindings::IOMMU_WRITE
         } else {
-            bindings::VM_IOMMU_READ
+            bindings::IOMMU_READ
         };
         // SAFETY: `dev` is open (the cache is enabled only between `open`
         // and `close`, and the data path runs only then); `page` has room
@@ -365,137 +367,15 @@ impl PinCache {
             for (a, &p) in addrs.iter_mut().zip(&pages) {
                 // SAFETY: `p` is pinned while it is in the table, and the
                 // table is locked until the mappings are undone below.
-                *a = unsafe { bindings::vm_helper_kmap_local_page(p) }.cast::<u8>();
+                *a = unsafe { bindings::vhost_mdev_helper_kmap_local_page(p) }.cast::<u8>();
             }
             let r = f(addrs);
             for &a in addrs.iter().rev() {
                 // SAFETY: mapped above, unmapped in reverse order.
-                unsafe { bindings::vm_helper_kunmap_local(a.cast()) };
+                unsafe { bindings::vhost_mdev_helper_kunmap_local(a.cast()) };
             }
             return Some(r);
         }
         None
-    }
-
-    /// Copies between `buf` and guest memory at `iova` through the cache.
-    /// Returns false when the cache cannot serve it (nothing or part was
-    /// copied: the caller redoes the whole access another way).
-    ///
-    /// A naturally aligned access of 2, 4 or 8 bytes (a ring index, a used
-    /// element's half, an event index) is one load or store, as vhost does
-    /// it: the driver updates those while the device reads them, and a
-    /// byte-wise copy could see half of an update.
-    ///
-    /// # Safety
-    ///
-    /// `buf` must be valid for `len` bytes (for writes of guest memory, for
-    /// reads; for reads of guest memory, for writes) and must not be guest
-    /// memory itself.
-    pub(crate) unsafe fn rw(&self, iova: u64, buf: *mut u8, len: usize, write: bool) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let access = if write { Access::Write } else { Access::Read };
-        if matches!(len, 2 | 4 | 8) && iova % len as u64 == 0 {
-            let off = (iova & (PAGE_SIZE - 1)) as usize;
-            let ok = self.with_pages([(iova >> PAGE_SHIFT, access)], |[page]| {
-                // SAFETY: `page + off` is aligned for `len` (the IOVA is, and
-                // the page is page-aligned) and the access stays in the page;
-                // the caller guarantees `buf` for `len` bytes.
-                unsafe {
-                    let g = page.add(off);
-                    macro_rules! once {
-                        ($t:ty) => {
-                            if write {
-                                let v = ptr::read_unaligned(buf.cast::<$t>());
-                                ptr::write_volatile(g.cast::<$t>(), v);
-                            } else {
-                                let v = ptr::read_volatile(g.cast::<$t>());
-                                ptr::write_unaligned(buf.cast::<$t>(), v);
-                            }
-                        };
-                    }
-                    match len {
-                        2 => once!(u16),
-                        4 => once!(u32),
-                        _ => once!(u64),
-                    }
-                }
-            });
-            return ok.is_some();
-        }
-        let mut done = 0usize;
-        while done < len {
-            let Some(at) = iova.checked_add(done as u64) else {
-                return false;
-            };
-            let off = (at & (PAGE_SIZE - 1)) as usize;
-            let n = (len - done).min(PAGE_SIZE as usize - off);
-            let ok = self.with_pages([(at >> PAGE_SHIFT, access)], |[page]| {
-                // SAFETY: `page` maps a whole page and `off + n` is within
-                // it; the caller guarantees `buf[done..done + n]`. The two
-                // never overlap: `buf` is the caller's kernel buffer.
-                unsafe {
-                    let b = buf.add(done);
-                    if write {
-                        ptr::copy_nonoverlapping(b, page.add(off), n);
-                    } else {
-                        ptr::copy_nonoverlapping(page.add(off), b, n);
-                    }
-                }
-            });
-            if ok.is_none() {
-                return false;
-            }
-            done += n;
-        }
-        true
-    }
-
-    /// Copies `len` bytes of guest memory from `src` to `dst`, page to page.
-    /// Returns false when the cache cannot serve it (the caller redoes the
-    /// whole copy another way).
-    pub(crate) fn copy(&self, dst: u64, src: u64, len: usize) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let mut done = 0usize;
-        while done < len {
-            let (Some(d), Some(s)) = (dst.checked_add(done as u64), src.checked_add(done as u64))
-            else {
-                return false;
-            };
-            let doff = (d & (PAGE_SIZE - 1)) as usize;
-            let soff = (s & (PAGE_SIZE - 1)) as usize;
-            let n = (len - done)
-                .min(PAGE_SIZE as usize - doff)
-                .min(PAGE_SIZE as usize - soff);
-            let pfns = [
-                (s >> PAGE_SHIFT, Access::Read),
-                (d >> PAGE_SHIFT, Access::Write),
-            ];
-            let ok = self.with_pages(pfns, |[sp, dp]| {
-                // SAFETY: both map whole pages and the offsets plus `n` stay
-                // within them.
-                let (from, to) = unsafe { (sp.add(soff), dp.add(doff)) };
-                let (f, t) = (from as usize, to as usize);
-                if f + n <= t || t + n <= f {
-                    // SAFETY: valid for `n` bytes (above), not overlapping.
-                    // `memcpy()`, not `memmove()`: the latter is `rep movsb`
-                    // on ERMS CPUs, the former a move loop without FSRM.
-                    unsafe { ptr::copy_nonoverlapping(from, to, n) };
-                } else {
-                    // SAFETY: valid for `n` bytes (above). The driver made
-                    // its TX and RX buffers overlap: `memmove()` is defined
-                    // for that.
-                    unsafe { ptr::copy(from, to, n) };
-                }
-            });
-            if ok.is_none() {
-                return false;
-            }
-            done += n;
-        }
-        true
     }
 }

@@ -49,23 +49,24 @@ const _: () = assert!(status::FAILED as u32 == b::VIRTIO_CONFIG_S_FAILED);
 const _: () = assert!(uapi::VIRTIO_F_VERSION_1_BIT == b::VIRTIO_F_VERSION_1);
 const _: () = assert!(uapi::VIRTIO_F_ACCESS_PLATFORM_BIT == b::VIRTIO_F_ACCESS_PLATFORM);
 
-// The request codes, which bindgen sees through `VM_*` constants.
-const _: () = assert!(req::GET_FEATURES == b::VM_VHOST_GET_FEATURES);
-const _: () = assert!(req::SET_FEATURES == b::VM_VHOST_SET_FEATURES);
-const _: () = assert!(req::SET_OWNER == b::VM_VHOST_SET_OWNER);
-const _: () = assert!(req::SET_VRING_NUM == b::VM_VHOST_SET_VRING_NUM);
-const _: () = assert!(req::SET_VRING_ADDR == b::VM_VHOST_SET_VRING_ADDR);
-const _: () = assert!(req::SET_VRING_BASE == b::VM_VHOST_SET_VRING_BASE);
-const _: () = assert!(req::GET_VRING_BASE == b::VM_VHOST_GET_VRING_BASE);
-const _: () = assert!(req::GET_DEVICE_ID == b::VM_VHOST_VDPA_GET_DEVICE_ID);
-const _: () = assert!(req::GET_STATUS == b::VM_VHOST_VDPA_GET_STATUS);
-const _: () = assert!(req::SET_STATUS == b::VM_VHOST_VDPA_SET_STATUS);
-const _: () = assert!(req::GET_CONFIG == b::VM_VHOST_VDPA_GET_CONFIG);
-const _: () = assert!(req::SET_CONFIG == b::VM_VHOST_VDPA_SET_CONFIG);
-const _: () = assert!(req::SET_VRING_ENABLE == b::VM_VHOST_VDPA_SET_VRING_ENABLE);
-const _: () = assert!(req::GET_VRING_NUM == b::VM_VHOST_VDPA_GET_VRING_NUM);
-const _: () = assert!(req::GET_CONFIG_SIZE == b::VM_VHOST_VDPA_GET_CONFIG_SIZE);
-const _: () = assert!(req::GET_VQS_COUNT == b::VM_VHOST_VDPA_GET_VQS_COUNT);
-const _: () = assert!(req::SUSPEND == b::VM_VHOST_VDPA_SUSPEND);
-const _: () = assert!(req::RESUME == b::VM_VHOST_VDPA_RESUME);
-const _: () = assert!(req::SET_VRING_HVA == b::VM_VHOST_VFIO_SET_VRING_HVA);
+// The request codes, which bindgen sees through `VHOST_MDEV_CONST_*`
+// constants (Kbuild strips the prefix).
+const _: () = assert!(req::GET_FEATURES == b::VHOST_GET_FEATURES);
+const _: () = assert!(req::SET_FEATURES == b::VHOST_SET_FEATURES);
+const _: () = assert!(req::SET_OWNER == b::VHOST_SET_OWNER);
+const _: () = assert!(req::SET_VRING_NUM == b::VHOST_SET_VRING_NUM);
+const _: () = assert!(req::SET_VRING_ADDR == b::VHOST_SET_VRING_ADDR);
+const _: () = assert!(req::SET_VRING_BASE == b::VHOST_SET_VRING_BASE);
+const _: () = assert!(req::GET_VRING_BASE == b::VHOST_GET_VRING_BASE);
+const _: () = assert!(req::GET_DEVICE_ID == b::VHOST_VDPA_GET_DEVICE_ID);
+const _: () = assert!(req::GET_STATUS == b::VHOST_VDPA_GET_STATUS);
+const _: () = assert!(req::SET_STATUS == b::VHOST_VDPA_SET_STATUS);
+const _: () = assert!(req::GET_CONFIG == b::VHOST_VDPA_GET_CONFIG);
+const _: () = assert!(req::SET_CONFIG == b::VHOST_VDPA_SET_CONFIG);
+const _: () = assert!(req::SET_VRING_ENABLE == b::VHOST_VDPA_SET_VRING_ENABLE);
+const _: () = assert!(req::GET_VRING_NUM == b::VHOST_VDPA_GET_VRING_NUM);
+const _: () = assert!(req::GET_CONFIG_SIZE == b::VHOST_VDPA_GET_CONFIG_SIZE);
+const _: () = assert!(req::GET_VQS_COUNT == b::VHOST_VDPA_GET_VQS_COUNT);
+const _: () = assert!(req::SUSPEND == b::VHOST_VDPA_SUSPEND);
+const _: () = assert!(req::RESUME == b::VHOST_VDPA_RESUME);
+const _: () = assert!(req::SET_VRING_HVA == b::VHOST_VFIO_SET_VRING_HVA);

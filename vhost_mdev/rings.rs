@@ -87,7 +87,7 @@ impl RingMap {
     /// Called under the instance's state mutex.
     pub(crate) fn check_sender(&self) -> Result {
         // SAFETY: reading `current->mm` of the calling task.
-        let cur = unsafe { bindings::vm_helper_current_mm() };
+        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
         let mm = self.mm.load(Ordering::Acquire);
         if cur.is_null() || (!mm.is_null() && mm != cur) {
             return Err(EPERM);
@@ -105,11 +105,11 @@ impl RingMap {
             return;
         }
         // SAFETY: reading `current->mm` of the calling task.
-        let cur = unsafe { bindings::vm_helper_current_mm() };
+        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
         if !cur.is_null() {
             // SAFETY: `cur` is the live mm of the current task; the
             // reference is dropped in `clear` (type invariant).
-            unsafe { bindings::vm_helper_mmgrab(cur) };
+            unsafe { bindings::vhost_mdev_helper_mmgrab(cur) };
             self.mm.store(cur, Ordering::Release);
         }
     }
@@ -140,7 +140,7 @@ impl RingMap {
         if !mm.is_null() {
             // SAFETY: the reference taken in `adopt_sender` (type
             // invariant); the worker, the only other user, is quiet.
-            unsafe { bindings::vm_helper_mmdrop(mm) };
+            unsafe { bindings::vhost_mdev_helper_mmdrop(mm) };
         }
     }
 
@@ -170,7 +170,7 @@ impl RingMap {
             return EFAULT.to_errno();
         }
         // SAFETY: inspecting the current task.
-        let cur = unsafe { bindings::vm_helper_current_mm() };
+        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
         // A worker that runs in the VMM's address space (a DMA session, a
         // thread of the VMM) accesses it directly; a kthread enters it for
         // the access (and leaves the address space it had, if any).
@@ -179,7 +179,8 @@ impl RingMap {
             // SAFETY: inspecting the current task; `mm` has an `mmgrab()`
             // reference (type invariant), so it may be `mmget_not_zero`ed.
             let ok = unsafe {
-                bindings::vm_helper_current_is_kthread() && bindings::vm_helper_mmget_not_zero(mm)
+                bindings::vhost_mdev_helper_current_is_kthread()
+                    && bindings::vhost_mdev_helper_mmget_not_zero(mm)
             };
             if !ok {
                 return EFAULT.to_errno();
@@ -198,11 +199,11 @@ impl RingMap {
             let v = unsafe { ptr::read_unaligned(buf.cast::<u16>()) };
             // SAFETY: a user address of the current mm; `put_user()` checks
             // it and faults safely.
-            unsafe { bindings::vm_helper_put_user_u16(v, hva) }
+            unsafe { bindings::vhost_mdev_helper_put_user_u16(v, hva) }
         } else {
             let mut v = 0u16;
             // SAFETY: as above, with `get_user()`.
-            let r = unsafe { bindings::vm_helper_get_user_u16(&mut v, hva) };
+            let r = unsafe { bindings::vhost_mdev_helper_get_user_u16(&mut v, hva) };
             // SAFETY: the caller guarantees `buf` for 2 bytes.
             unsafe { ptr::write_unaligned(buf.cast::<u16>(), v) };
             r

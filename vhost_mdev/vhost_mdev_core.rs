@@ -10,42 +10,75 @@
 //! eventfds. Requests are checked by the device model of [`proto`] and then
 //! mapped onto the parent's device ops.
 //!
+//! # Files
+//!
+//! - [`driver`]: the core's mdev driver (probe and remove, parent
+//!   registration) on [`mdev`]; [`parent`]: what a parent driver
+//!   registered; [`types`]: the instance accounting of its mdev types;
+//!   [`live`]: instances released after their removal, which module exit
+//!   waits for;
+//! - [`instance`]: an instance's state; [`lifecycle`]: its creation,
+//!   open, close, destruction and release;
+//! - [`vfio`]: the VFIO device ops; [`transport`]: vhost requests on
+//!   region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ eventfds and
+//!   ioeventfds; [`uapi`]: the region and IRQ layout; [`uarg`]: VFIO ioctl
+//!   argument structs;
+//! - [`backend`]: the parent's device ops as the model's backend;
+//! - [`abi`]: the exported C ABI for parent drivers;
+//! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
+//!
 //! # Locking
 //!
 //! Per instance, outermost first:
 //!
-//! 1. `Instance::state` (a mutex): every request, VFIO ioctl, open and close.
-//!    Parent ops other than `kick_vq` run under it. It is never taken by the
-//!    `dma_unmap` path, by interrupt upcalls or by kicks, so a parent's worker
-//!    may call `vhost_mdev_dma_rw()` (which takes VFIO's and iommufd's locks)
-//!    while `reset()` waits for it under this mutex.
+//! 1. `InstanceState::channel` (a mutex): every request, VFIO ioctl, open
+//!    and close. Parent ops other than `kick_vq` run under it. It is never
+//!    taken by the `dma_unmap` path, by interrupt upcalls or by kicks, so a
+//!    parent's worker may call `vhost_mdev_dma_rw()` (which takes VFIO's
+//!    and iommufd's locks) while `reset()` waits for it under this mutex.
 //! 2. `PinCache::table` (a mutex, `dma.rs`): the pinned-page cache of an
 //!    iommufd-bound instance; taken by the data path per page access and by
 //!    `dma_unmap` and close, which unpin under it (so it comes before
 //!    iommufd's `ioas_lock` and `iova_rwsem`); never held across a pin.
-//! 3. `Instance::irqs` (a spinlock, not BH- or IRQ-safe): the IRQ eventfds;
-//!    held only to swap or signal them, always in process context (the
-//!    signalling upcalls are process context only). Innermost: nothing is
-//!    called under it but `eventfd_signal()`.
+//! 3. `Irqs::fds` (a spinlock, not BH- or IRQ-safe, `irq.rs`): the IRQ
+//!    eventfds; held only to swap or signal them, always in process context
+//!    (the signalling upcalls are process context only). Innermost: nothing
+//!    is called under it but `eventfd_signal()`.
 //! 4. `RingMap::ranges` (a spinlock, `rings.rs`): the rings' user
 //!    addresses; held only to copy them (never across a user access).
 //!
-//! Kicks (notify region writes and ioeventfds) read `Instance::kicks_on` and
-//! call the parent's `kick_vq`, in atomic context for ioeventfds.
+//! Kicks (notify region writes and ioeventfds) read
+//! `InstanceState::kicks_on` and call the parent's `kick_vq`, in atomic
+//! context for ioeventfds.
 
 use kernel::prelude::*;
 
+mod abi;
+mod backend;
 #[path = "../rust/bindings.rs"]
 pub mod bindings;
-mod device;
 mod dma;
+mod driver;
+#[path = "../rust/errno.rs"]
+pub mod errno;
 #[path = "../rust/eventfd.rs"]
 pub mod eventfd;
+mod instance;
+mod irq;
+mod lifecycle;
+mod live;
+#[path = "../rust/mdev.rs"]
+pub mod mdev;
 mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]
 pub mod proto;
 mod rings;
+mod transport;
+mod types;
+mod uapi;
+mod uarg;
+mod vfio;
 
 module! {
     type: VhostMdev,
@@ -68,21 +101,22 @@ impl kernel::Module for VhostMdev {
         let pin_bytes = unsafe { vhost_mdev_pin_cache_bytes } as u64;
         if dma::set_limit(pin_bytes).is_err() {
             pr_err!(
-                "vhost-mdev: pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
+                "pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
                 pin_bytes,
-                bindings::VM_PAGE_SIZE,
+                bindings::PAGE_SIZE,
                 dma::MAX_BYTES
             );
-            return Err(EINVAL);
+            return Err(errno::EINVAL);
         }
-        parent::register_driver(module)?;
-        pr_info!("vhost-mdev: mdev driver registered (device_api vfio-vhost)\n");
+        driver::register(module)?;
+        pr_info!("mdev driver registered (device_api vfio-vhost)\n");
         Ok(VhostMdev)
     }
 }
 
 impl Drop for VhostMdev {
     fn drop(&mut self) {
-        parent::unregister_driver();
+        live::wait_idle();
+        driver::unregister();
     }
 }

@@ -42,7 +42,7 @@ use kernel::{c_str, fmt};
 
 const MAX_SIZE: u64 = 65549;
 const MAX_ITERATIONS: u64 = 10_000_000;
-const PAGE: usize = bindings::VM_PAGE_SIZE;
+const PAGE: usize = bindings::PAGE_SIZE;
 
 /// `MEMCPY << 63 | SIZE << 32 | ITERATIONS` of the last write (0: none
 /// yet).
@@ -158,7 +158,7 @@ unsafe extern "C" fn write(
 /// measurement with EINTR when the reader has a signal pending.
 fn stop_if_signalled() -> Result {
     // SAFETY: process context (a `read`), no lock held.
-    unsafe { bindings::vm_helper_cond_resched() };
+    unsafe { bindings::vhost_mdev_helper_cond_resched() };
     if kernel::current!().signal_pending() {
         return Err(EINTR);
     }

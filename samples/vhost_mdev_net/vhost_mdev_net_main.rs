@@ -15,7 +15,7 @@
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kernel::ffi::{c_char, c_uint};
+use kernel::ffi::c_uint;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::Mutex;
@@ -24,7 +24,11 @@ use kernel::{c_str, fmt, new_mutex};
 #[path = "../../rust/bindings.rs"]
 pub mod bindings;
 mod copy_ceiling;
+#[path = "../../rust/errno.rs"]
+pub mod errno;
 mod features;
+#[path = "../../rust/sysfs.rs"]
+pub mod sysfs;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 // Shared with the host-side tests, which use all of it.
@@ -257,7 +261,7 @@ impl TaskHandler for NetDev {
         let NetState { lb, frame, .. } = &mut *st;
         let r = lb.process_yielding(&mut dma, frame, BUDGET, || {
             // SAFETY: reads a flag of the current task.
-            unsafe { bindings::vm_helper_need_resched() }
+            unsafe { bindings::vhost_mdev_helper_need_resched() }
         });
         if self.stopping.load(Ordering::Acquire) {
             self.stop_runs.fetch_add(1, Ordering::Relaxed);
@@ -480,140 +484,6 @@ impl vhost_mdev::Parent for NetParent {
 // ---------------------------------------------------------------------------
 // Per-instance sysfs attributes: mac, mtu, link, and stats/*.
 
-/// A static sysfs attribute.
-#[repr(transparent)]
-struct Attr(bindings::device_attribute);
-// SAFETY: the attribute is immutable; sysfs only reads it.
-unsafe impl Sync for Attr {}
-
-/// A static NULL-terminated array of attribute pointers.
-#[repr(transparent)]
-struct Attrs<const N: usize>([*const bindings::attribute; N]);
-// SAFETY: immutable pointers to immutable statics.
-unsafe impl<const N: usize> Sync for Attrs<N> {}
-
-#[repr(transparent)]
-struct Group(bindings::attribute_group);
-// SAFETY: immutable.
-unsafe impl Sync for Group {}
-
-#[repr(transparent)]
-struct Groups<const N: usize>([*const bindings::attribute_group; N]);
-// SAFETY: immutable pointers to immutable statics.
-unsafe impl<const N: usize> Sync for Groups<N> {}
-
-type ShowFn = unsafe extern "C" fn(
-    *mut bindings::device,
-    *mut bindings::device_attribute,
-    *mut c_char,
-) -> isize;
-type StoreFn = unsafe extern "C" fn(
-    *mut bindings::device,
-    *mut bindings::device_attribute,
-    *const c_char,
-    usize,
-) -> isize;
-
-const fn attr(name: &'static CStr, mode: u16, show: ShowFn, store: Option<StoreFn>) -> Attr {
-    // SAFETY: all-zeroes is a valid `device_attribute` (null pointers,
-    // `None` callbacks, zeroed lockdep keys of a static attribute).
-    let mut a: bindings::device_attribute = unsafe { core::mem::zeroed() };
-    a.attr.name = name.as_char_ptr();
-    a.attr.mode = mode;
-    a.show = Some(show);
-    a.store = store;
-    Attr(a)
-}
-
-/// Emits `s` into a sysfs page.
-///
-/// # Safety
-///
-/// `buf` must be a sysfs page (as passed to a `show` callback).
-unsafe fn emit(buf: *mut c_char, s: &CStr) -> isize {
-    // SAFETY: `buf` is a sysfs page; "%s" consumes one string.
-    unsafe { bindings::sysfs_emit(buf, c_str!("%s").as_char_ptr(), s.as_char_ptr()) as isize }
-}
-
-/// Runs `f` on the instance behind an attribute's device.
-///
-/// # Safety
-///
-/// `dev` must be the device sysfs passed to one of this module's attribute
-/// callbacks.
-unsafe fn with_dev<R>(
-    dev: *mut bindings::device,
-    f: impl FnOnce(&NetDev) -> Result<R>,
-) -> Result<R> {
-    // SAFETY: our attribute groups are registered only on our instances.
-    let d = unsafe { vhost_mdev::device_from_dev::<NetParent>(dev) }.ok_or(ENODEV)?;
-    f(d)
-}
-
-fn result_isize(r: Result<isize>) -> isize {
-    r.unwrap_or_else(|e| e.to_errno() as isize)
-}
-
-/// Reads a store buffer as trimmed text.
-///
-/// # Safety
-///
-/// `buf` must be valid for `count` bytes.
-unsafe fn input<'a>(buf: *const c_char, count: usize) -> Result<&'a str> {
-    // SAFETY: sysfs passes `count` readable bytes.
-    let b = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
-    core::str::from_utf8(b)
-        .map(|s| s.trim())
-        .map_err(|_| EINVAL)
-}
-
-/// A text attribute of an instance: what its `show` prints and what its
-/// `store` accepts. [`show_attr`] and [`store_attr`] are the sysfs
-/// callbacks for any of them.
-trait TextAttr {
-    /// The value, newline included.
-    fn show(d: &NetDev) -> Result<CString>;
-    /// Parses `text` (trimmed) and applies it.
-    fn store(_d: &NetDev, _text: &str) -> Result {
-        Err(EPERM)
-    }
-}
-
-/// sysfs `show` of the attribute `A`.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and a page.
-unsafe extern "C" fn show_attr<A: TextAttr>(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances, with a page.
-    result_isize(unsafe { with_dev(dev, |d| Ok(emit(buf, &A::show(d)?))) })
-}
-
-/// sysfs `store` of the attribute `A`.
-///
-/// # Safety
-///
-/// Called by sysfs with the device of one of our instances and `count`
-/// readable bytes.
-unsafe extern "C" fn store_attr<A: TextAttr>(
-    dev: *mut bindings::device,
-    _a: *mut bindings::device_attribute,
-    buf: *const c_char,
-    count: usize,
-) -> isize {
-    // SAFETY: called by sysfs for one of our instances with `count` bytes.
-    result_isize(unsafe {
-        with_dev(dev, |d| {
-            A::store(d, input(buf, count)?)?;
-            Ok(count as isize)
-        })
-    })
-}
-
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut n = 0;
@@ -634,7 +504,10 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
 /// `mac`: settable while the device is not open.
 struct Mac;
 
-impl TextAttr for Mac {
+#[vtable]
+impl sysfs::Attribute<NetParent> for Mac {
+    const NAME: &'static CStr = c_str!("mac");
+
     fn show(d: &NetDev) -> Result<CString> {
         let m = d.state.lock().mac;
         CString::try_from_fmt(fmt!(
@@ -661,7 +534,10 @@ impl TextAttr for Mac {
 /// `mtu`: 68-65535, settable while the device is not open.
 struct Mtu;
 
-impl TextAttr for Mtu {
+#[vtable]
+impl sysfs::Attribute<NetParent> for Mtu {
+    const NAME: &'static CStr = c_str!("mtu");
+
     fn show(d: &NetDev) -> Result<CString> {
         CString::try_from_fmt(fmt!("{}\n", d.state.lock().mtu))
     }
@@ -682,7 +558,10 @@ impl TextAttr for Mtu {
 /// `link`: `1`/`up` or `0`/`down`; a change fires the config interrupt.
 struct Link;
 
-impl TextAttr for Link {
+#[vtable]
+impl sysfs::Attribute<NetParent> for Link {
+    const NAME: &'static CStr = c_str!("link");
+
     fn show(d: &NetDev) -> Result<CString> {
         let up = d.state.lock().link_up;
         CString::try_from_fmt(fmt!("{}\n", u8::from(up)))
@@ -707,7 +586,25 @@ impl TextAttr for Link {
     }
 }
 
-/// The counters under `stats/`, in the order of [`STAT_ATTRS`].
+/// The counters under `stats/`: their names, in the order of [`stat`].
+const STAT_NAMES: [&CStr; 14] = [
+    c_str!("tx_packets"),
+    c_str!("tx_bytes"),
+    c_str!("rx_packets"),
+    c_str!("rx_bytes"),
+    c_str!("drop_oversize"),
+    c_str!("drop_malformed"),
+    c_str!("ring_errors"),
+    c_str!("kicks"),
+    c_str!("interrupts"),
+    c_str!("direct_frames"),
+    c_str!("runs"),
+    c_str!("max_run_descs"),
+    c_str!("max_run_bytes"),
+    c_str!("max_stop_runs"),
+];
+
+/// Counter `i` of [`STAT_NAMES`].
 fn stat(d: &NetDev, i: usize) -> u64 {
     let s = d.state.lock().lb.stats;
     match i {
@@ -731,87 +628,27 @@ fn stat(d: &NetDev, i: usize) -> u64 {
 /// Counter `I` of [`stat`] (read-only).
 struct Stat<const I: usize>;
 
-impl<const I: usize> TextAttr for Stat<I> {
+#[vtable]
+impl<const I: usize> sysfs::Attribute<NetParent> for Stat<I> {
+    const NAME: &'static CStr = STAT_NAMES[I];
+
     fn show(d: &NetDev) -> Result<CString> {
         CString::try_from_fmt(fmt!("{}\n", stat(d, I)))
     }
 }
 
-static STAT_ATTRS: [Attr; 14] = [
-    attr(c_str!("tx_packets"), 0o444, show_attr::<Stat<0>>, None),
-    attr(c_str!("tx_bytes"), 0o444, show_attr::<Stat<1>>, None),
-    attr(c_str!("rx_packets"), 0o444, show_attr::<Stat<2>>, None),
-    attr(c_str!("rx_bytes"), 0o444, show_attr::<Stat<3>>, None),
-    attr(c_str!("drop_oversize"), 0o444, show_attr::<Stat<4>>, None),
-    attr(c_str!("drop_malformed"), 0o444, show_attr::<Stat<5>>, None),
-    attr(c_str!("ring_errors"), 0o444, show_attr::<Stat<6>>, None),
-    attr(c_str!("kicks"), 0o444, show_attr::<Stat<7>>, None),
-    attr(c_str!("interrupts"), 0o444, show_attr::<Stat<8>>, None),
-    attr(c_str!("direct_frames"), 0o444, show_attr::<Stat<9>>, None),
-    attr(c_str!("runs"), 0o444, show_attr::<Stat<10>>, None),
-    attr(c_str!("max_run_descs"), 0o444, show_attr::<Stat<11>>, None),
-    attr(c_str!("max_run_bytes"), 0o444, show_attr::<Stat<12>>, None),
-    attr(c_str!("max_stop_runs"), 0o444, show_attr::<Stat<13>>, None),
-];
-
-static MAC_ATTR: Attr = attr(
-    c_str!("mac"),
-    0o644,
-    show_attr::<Mac>,
-    Some(store_attr::<Mac>),
-);
-static MTU_ATTR: Attr = attr(
-    c_str!("mtu"),
-    0o644,
-    show_attr::<Mtu>,
-    Some(store_attr::<Mtu>),
-);
-static LINK_ATTR: Attr = attr(
-    c_str!("link"),
-    0o644,
-    show_attr::<Link>,
-    Some(store_attr::<Link>),
-);
-
-static NET_ATTRS: Attrs<4> = Attrs([
-    &MAC_ATTR.0.attr,
-    &MTU_ATTR.0.attr,
-    &LINK_ATTR.0.attr,
-    core::ptr::null(),
-]);
-
-static STATS_ATTRS: Attrs<15> = Attrs([
-    &STAT_ATTRS[0].0.attr,
-    &STAT_ATTRS[1].0.attr,
-    &STAT_ATTRS[2].0.attr,
-    &STAT_ATTRS[3].0.attr,
-    &STAT_ATTRS[4].0.attr,
-    &STAT_ATTRS[5].0.attr,
-    &STAT_ATTRS[6].0.attr,
-    &STAT_ATTRS[7].0.attr,
-    &STAT_ATTRS[8].0.attr,
-    &STAT_ATTRS[9].0.attr,
-    &STAT_ATTRS[10].0.attr,
-    &STAT_ATTRS[11].0.attr,
-    &STAT_ATTRS[12].0.attr,
-    &STAT_ATTRS[13].0.attr,
-    core::ptr::null(),
-]);
-
-const fn group(name: Option<&'static CStr>, attrs: *const *const bindings::attribute) -> Group {
-    // SAFETY: all-zeroes is a valid `attribute_group` (no callbacks).
-    let mut g: bindings::attribute_group = unsafe { core::mem::zeroed() };
-    g.name = match name {
-        Some(n) => n.as_char_ptr(),
-        None => core::ptr::null(),
-    };
-    g.attrs = attrs.cast_mut().cast();
-    Group(g)
+sysfs::attribute_groups! {
+    static GROUPS: NetParent = [
+        (None, [Mac, Mtu, Link]),
+        (
+            Some(c_str!("stats")),
+            [
+                Stat<0>, Stat<1>, Stat<2>, Stat<3>, Stat<4>, Stat<5>, Stat<6>,
+                Stat<7>, Stat<8>, Stat<9>, Stat<10>, Stat<11>, Stat<12>, Stat<13>,
+            ]
+        ),
+    ];
 }
-
-static NET_GROUP: Group = group(None, NET_ATTRS.0.as_ptr());
-static STATS_GROUP: Group = group(Some(c_str!("stats")), STATS_ATTRS.0.as_ptr());
-static GROUPS: Groups<3> = Groups([&NET_GROUP.0, &STATS_GROUP.0, core::ptr::null()]);
 
 // ---------------------------------------------------------------------------
 
@@ -825,10 +662,7 @@ impl kernel::Module for VhostMdevNet {
         // SAFETY: a module parameter, written only while loading.
         let max = unsafe { vhost_mdev_net_max_instances };
         if !(1..=1024).contains(&max) {
-            pr_err!(
-                "vhost_mdev_net: max_instances={} is out of range 1-1024\n",
-                max
-            );
+            pr_err!("max_instances={} is out of range 1-1024\n", max);
             return Err(EINVAL);
         }
         let types = [TypeInfo {
@@ -837,15 +671,8 @@ impl kernel::Module for VhostMdevNet {
             description: c_str!("virtio-net device that loops TX back to RX (vhost-mdev sample)"),
             max_instances: max,
         }];
-        // SAFETY: `GROUPS` is a static NULL-terminated array whose
-        // callbacks only access `NetParent` instances (`with_dev`).
-        let reg = unsafe {
-            Registration::new(c_str!("vhost_mdev_net"), module, &types, GROUPS.0.as_ptr())?
-        };
-        pr_info!(
-            "vhost_mdev_net: type vhost_mdev_net-loopback, {} instances\n",
-            max
-        );
+        let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, Some(&GROUPS))?;
+        pr_info!("type vhost_mdev_net-loopback, {} instances\n", max);
         Ok(VhostMdevNet {
             _reg: reg,
             _copy_ceiling: copy_ceiling::CopyCeiling::new(module)?,

@@ -83,6 +83,8 @@ t "link toggles and rejects other values" sh -c "
 	eq \"\$(cat $D/link)\" 1 && ! echo maybe >$D/link"
 t "stats start at zero" sh -c "
 	. $TOP/tests/vm/lib.sh; for f in $D/stats/*; do eq \"\$(cat \$f)\" 0 || exit 1; done"
+t "attribute names, modes, output bytes and write errors are the shipped ones" \
+	sample_attrs $D
 t "remove frees the instances" sh -c "
 	. $TOP/tests/vm/lib.sh
 	for i in 1 2 3 4; do echo 1 >/sys/bus/mdev/devices/11111111-2222-3333-4444-00000000000\$i/remove || exit 1; done

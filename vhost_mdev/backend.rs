@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The parent's device ops, as the protocol model's [`Backend`].
+//!
+//! C header: [`include/linux/vhost_mdev.h`](../include/linux/vhost_mdev.h).
+
+use crate::bindings;
+use crate::proto::{self, Backend};
+use core::sync::atomic::{AtomicU8, Ordering};
+use kernel::ffi::c_void;
+
+/// A parent's instance behind its ops table.
+///
+/// # Invariants
+///
+/// `priv_` is a live instance of the parent whose ops table is `ops`, for
+/// `'a`; registration checked that every op the core requires is present.
+pub(crate) struct ParentBackend<'a> {
+    ops: &'a bindings::vhost_mdev_device_ops,
+    priv_: *mut c_void,
+    nvqs: u32,
+    /// Status bits set by the device (NEEDS_RESET), cleared by a reset.
+    status: &'a AtomicU8,
+}
+
+impl<'a> ParentBackend<'a> {
+    /// The backend of the parent's instance `priv_`, with `nvqs` queues.
+    ///
+    /// # Safety
+    ///
+    /// `priv_` must be a live instance of the parent whose ops table is
+    /// `ops`, for `'a`, and `ops` must have passed the registration check.
+    pub(crate) unsafe fn new(
+        ops: &'a bindings::vhost_mdev_device_ops,
+        priv_: *mut c_void,
+        nvqs: u32,
+        status: &'a AtomicU8,
+    ) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self {
+            ops,
+            priv_,
+            nvqs,
+            status,
+        }
+    }
+}
+
+/// Calls a parent op that registration checked to be present.
+macro_rules! call {
+    ($self:expr, $op:ident $(, $arg:expr)*) => {{
+        match $self.ops.$op {
+            // SAFETY: `priv_` is the parent's live instance (type invariant);
+            // the model checked every argument against the parent's limits,
+            // as the C ABI promises.
+            Some(f) => unsafe { f($self.priv_ $(, $arg)*) },
+            None => Default::default(),
+        }
+    }};
+}
+
+/// Converts a parent op's return value (0 or a negative errno).
+fn status(r: i32) -> Result<(), proto::Errno> {
+    if r < 0 {
+        Err(-r)
+    } else {
+        Ok(())
+    }
+}
+
+impl Backend for ParentBackend<'_> {
+    fn device_id(&self) -> u32 {
+        call!(self, get_device_id)
+    }
+    fn device_features(&self) -> u64 {
+        call!(self, get_device_features)
+    }
+    fn set_driver_features(&mut self, features: u64) -> bool {
+        let r: i32 = call!(self, set_driver_features, features);
+        r == 0
+    }
+    fn config_size(&self) -> u32 {
+        call!(self, get_config_size)
+    }
+    fn get_config(&self, off: u32, buf: &mut [u8]) {
+        let len = buf.len() as u32;
+        call!(self, get_config, off, buf.as_mut_ptr().cast(), len)
+    }
+    fn set_config(&mut self, off: u32, data: &[u8]) {
+        let len = data.len() as u32;
+        call!(self, set_config, off, data.as_ptr().cast(), len)
+    }
+    fn vq_count(&self) -> u32 {
+        self.nvqs
+    }
+    fn vq_num_max(&self) -> u16 {
+        call!(self, get_vq_num_max)
+    }
+    fn set_vq_num(&mut self, idx: u16, num: u32) {
+        call!(self, set_vq_num, idx, num)
+    }
+    fn set_vq_address(&mut self, idx: u16, desc: u64, driver: u64, device: u64) {
+        call!(self, set_vq_address, idx, desc, driver, device)
+    }
+    fn set_vq_ready(&mut self, idx: u16, ready: bool) {
+        call!(self, set_vq_ready, idx, ready)
+    }
+    fn set_vq_base(&mut self, idx: u16, base: u16) {
+        call!(self, set_vq_base, idx, base)
+    }
+    fn get_vq_base(&self, idx: u16) -> u16 {
+        call!(self, get_vq_base, idx)
+    }
+    fn start(&mut self) -> Result<(), proto::Errno> {
+        status(call!(self, start))
+    }
+    fn reset(&mut self) {
+        call!(self, reset);
+        self.status.store(0, Ordering::Release);
+    }
+    fn suspend(&mut self) -> Result<(), proto::Errno> {
+        if self.ops.suspend.is_none() {
+            return Err(proto::errno::EOPNOTSUPP);
+        }
+        status(call!(self, suspend))
+    }
+    fn resume(&mut self) -> Result<(), proto::Errno> {
+        if self.ops.resume.is_none() {
+            return Err(proto::errno::EOPNOTSUPP);
+        }
+        status(call!(self, resume))
+    }
+    fn device_status(&self) -> u8 {
+        self.status.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! IRQs (virtqueue, config and request eventfds) and the ioeventfds bound
+//! to the notify region.
+//!
+//! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
+
+use crate::bindings;
+use crate::errno::{EBADF, EINVAL};
+use crate::eventfd::EventFd;
+use crate::proto;
+use crate::uapi::{
+    region_offset, IRQ_CONFIG, IRQ_REQ, IRQ_VQ, NUM_IRQS, REGION_NOTIFY, REGION_SHIFT,
+};
+use crate::uarg::{read_struct, write_struct};
+use core::mem::offset_of;
+use core::ptr;
+use kernel::error::to_result;
+use kernel::ffi::{c_long, c_void};
+use kernel::new_spinlock;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::sync::SpinLock;
+use kernel::types::Opaque;
+use kernel::uaccess::UserSlice;
+
+const NONE: Option<EventFd> = None;
+
+/// The IRQ eventfds, swapped by `SET_IRQS` and signalled by the device.
+struct Slots {
+    vq: [Option<EventFd>; proto::MAX_VQS],
+    config: Option<EventFd>,
+    req: Option<EventFd>,
+}
+
+impl Slots {
+    fn slot(&mut self, index: u32, i: usize) -> &mut Option<EventFd> {
+        match index {
+            IRQ_VQ => &mut self.vq[i],
+            IRQ_CONFIG => &mut self.config,
+            _ => &mut self.req,
+        }
+    }
+}
+
+/// What a bound ioeventfd kicks.
+pub(crate) trait Kick: Sync {
+    /// Kicks queue `idx` (checked `< nvqs`), in atomic context.
+    fn kick(&self, idx: u16);
+}
+
+/// An instance's IRQs and ioeventfds.
+#[pin_data]
+pub(crate) struct Irqs {
+    #[pin]
+    fds: SpinLock<Slots>,
+    /// Ioeventfds bound to the notify region, per queue. VFIO's virqfd code
+    /// owns these slots (it writes them under its own lock, also from its
+    /// wake-up handler): Rust never reads them, it only passes their
+    /// addresses to `vfio_virqfd_enable()`/`vfio_virqfd_disable()`, under
+    /// the instance's state mutex.
+    ioeventfds: [Opaque<*mut bindings::virqfd>; proto::MAX_VQS],
+}
+
+/// Number of IRQs of `index` for `nvqs` queues.
+fn irq_count(index: u32, nvqs: u32) -> u32 {
+    match index {
+        IRQ_VQ => nvqs,
+        IRQ_CONFIG | IRQ_REQ => 1,
+        _ => 0,
+    }
+}
+
+impl Irqs {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Irqs {
+            fds <- new_spinlock!(Slots {
+                vq: [NONE; proto::MAX_VQS],
+                config: None,
+                req: None,
+            }, "vhost_mdev_irqs"),
+            ioeventfds: [const { Opaque::new(ptr::null_mut()) }; proto::MAX_VQS],
+        })
+    }
+
+    /// Signals IRQ `i` of `index`, if an eventfd is attached.
+    pub(crate) fn signal(&self, index: u32, i: usize) {
+        let mut fds = self.fds.lock();
+        if let Some(e) = fds.slot(index, i) {
+            e.signal();
+        }
+    }
+
+    /// `VFIO_DEVICE_GET_IRQ_INFO`.
+    pub(crate) fn get_irq_info(&self, arg: usize, nvqs: u32) -> Result<c_long> {
+        let minsz = offset_of!(bindings::vfio_irq_info, count) + 4;
+        let mut info = bindings::vfio_irq_info::default();
+        read_struct(arg, &mut info, minsz)?;
+        if (info.argsz as usize) < minsz || info.index >= NUM_IRQS {
+            return Err(EINVAL);
+        }
+        info.flags = bindings::VFIO_IRQ_INFO_EVENTFD;
+        info.count = irq_count(info.index, nvqs);
+        write_struct(arg, &info, minsz)
+    }
+
+    /// `VFIO_DEVICE_SET_IRQS`: attach, detach or fire eventfds.
+    pub(crate) fn set_irqs(&self, arg: usize, nvqs: u32) -> Result<c_long> {
+        let minsz = offset_of!(bindings::vfio_irq_set, count) + 4;
+        let mut hdr = bindings::vfio_irq_set::default();
+        read_struct(arg, &mut hdr, minsz)?;
+        let mut data_size: usize = 0;
+        // SAFETY: `hdr` is a valid, initialised header on our stack.
+        let r = unsafe {
+            bindings::vfio_set_irqs_validate_and_prepare(
+                &mut hdr,
+                irq_count(hdr.index, nvqs) as i32,
+                NUM_IRQS as i32,
+                &mut data_size,
+            )
+        };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        let action = hdr.flags & bindings::VFIO_IRQ_SET_ACTION_TYPE_MASK;
+        if action != bindings::VFIO_IRQ_SET_ACTION_TRIGGER {
+            return Err(EINVAL);
+        }
+        let (index, start, count) = (hdr.index, hdr.start as usize, hdr.count as usize);
+        let dtype = hdr.flags & bindings::VFIO_IRQ_SET_DATA_TYPE_MASK;
+        // `validate_and_prepare` checked start + count <= the IRQ count
+        // (at most MAX_VQS), so `data_size <= 4 * MAX_VQS`.
+        let mut data = [0u8; 4 * proto::MAX_VQS];
+        if data_size > data.len() {
+            return Err(EINVAL);
+        }
+        UserSlice::new(arg.wrapping_add(minsz), data_size)
+            .reader()
+            .read_slice(&mut data[..data_size])?;
+
+        if dtype == bindings::VFIO_IRQ_SET_DATA_NONE && count == 0 {
+            // Detach every eventfd of the index.
+            let mut old = [NONE; proto::MAX_VQS + 1];
+            let n = irq_count(index, nvqs) as usize;
+            let mut fds = self.fds.lock();
+            for (i, o) in old.iter_mut().enumerate().take(n) {
+                *o = fds.slot(index, i).take();
+            }
+            drop(fds);
+            drop(old);
+            return Ok(0);
+        }
+        if dtype == bindings::VFIO_IRQ_SET_DATA_NONE || dtype == bindings::VFIO_IRQ_SET_DATA_BOOL {
+            for i in 0..count {
+                if dtype == bindings::VFIO_IRQ_SET_DATA_NONE || data[i] != 0 {
+                    self.signal(index, start + i);
+                }
+            }
+            return Ok(0);
+        }
+        // DATA_EVENTFD: take every new eventfd first, so that a bad fd
+        // changes nothing.
+        let mut new = [NONE; proto::MAX_VQS];
+        let mut detach = [false; proto::MAX_VQS];
+        for i in 0..count {
+            let fd = i32::from_ne_bytes([
+                data[4 * i],
+                data[4 * i + 1],
+                data[4 * i + 2],
+                data[4 * i + 3],
+            ]);
+            if fd == -1 {
+                detach[i] = true;
+            } else if fd < 0 {
+                return Err(EBADF);
+            } else {
+                new[i] = Some(EventFd::from_fd(fd)?);
+            }
+        }
+        let mut old = [NONE; proto::MAX_VQS];
+        let mut fds = self.fds.lock();
+        for i in 0..count {
+            if detach[i] || new[i].is_some() {
+                let slot = fds.slot(index, start + i);
+                old[i] = core::mem::replace(slot, new[i].take());
+            }
+        }
+        drop(fds);
+        // The old contexts are put outside the spinlock; the signaller holds
+        // the lock while it signals, so none is in use any more.
+        drop(old);
+        Ok(0)
+    }
+
+    /// `VFIO_DEVICE_IOEVENTFD`: binds (or with fd -1 unbinds) an eventfd to
+    /// a queue's notify offset; its signals kick `target`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the instance's state mutex; `target` lives until
+    /// [`Self::unbind_all`] returned.
+    pub(crate) unsafe fn ioeventfd<K: Kick>(
+        &self,
+        arg: usize,
+        nvqs: u32,
+        target: &K,
+    ) -> Result<c_long> {
+        let minsz = offset_of!(bindings::vfio_device_ioeventfd, fd) + 4;
+        let mut ie = bindings::vfio_device_ioeventfd::default();
+        read_struct(arg, &mut ie, minsz)?;
+        if (ie.argsz as usize) < minsz || ie.flags != bindings::VFIO_DEVICE_IOEVENTFD_16 {
+            return Err(EINVAL);
+        }
+        let region = ie.offset >> REGION_SHIFT;
+        let off = region_offset(ie.offset);
+        if region != REGION_NOTIFY || off % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        let idx = off / PAGE_SIZE as u64;
+        if idx >= u64::from(nvqs) || ie.data != idx {
+            return Err(EINVAL);
+        }
+        let slot = self.ioeventfds[idx as usize].get();
+        if ie.fd == -1 {
+            // SAFETY: `slot` is ours, handed only to the virqfd functions;
+            // disabling an unbound slot is a no-op.
+            unsafe { bindings::vfio_virqfd_disable(slot) };
+            return Ok(0);
+        }
+        // A bound slot is refused with EBUSY by VFIO itself, under its lock.
+        // SAFETY: `opaque` (`target`) lives until `unbind_all`, which
+        // disables every slot and flushes VFIO's cleanup work (the caller
+        // guarantees); the handler only kicks.
+        let r = unsafe {
+            bindings::vfio_virqfd_enable(
+                ptr::from_ref(target).cast_mut().cast(),
+                Some(ioeventfd_handler::<K>),
+                None,
+                idx as usize as *mut c_void,
+                slot,
+                ie.fd,
+            )
+        };
+        to_result(r)?;
+        Ok(0)
+    }
+
+    /// Unbinds every ioeventfd. Every slot, bound or not: a virqfd whose
+    /// eventfd was closed clears its slot itself and only queues its
+    /// shutdown, which `vfio_virqfd_disable()` waits for in any case.
+    pub(crate) fn unbind_all(&self) {
+        for slot in self.ioeventfds.iter() {
+            // SAFETY: the slot is only ever handed to the virqfd functions.
+            unsafe { bindings::vfio_virqfd_disable(slot.get()) };
+        }
+    }
+
+    /// Releases every IRQ eventfd.
+    pub(crate) fn detach_all(&self) {
+        let mut old_vq = [NONE; proto::MAX_VQS];
+        let mut fds = self.fds.lock();
+        for (o, s) in old_vq.iter_mut().zip(fds.vq.iter_mut()) {
+            *o = s.take();
+        }
+        let old_cfg = fds.config.take();
+        let old_req = fds.req.take();
+        drop(fds);
+        drop((old_vq, old_cfg, old_req));
+    }
+}
+
+/// The virqfd wake-up handler of a bound ioeventfd: kicks the queue.
+///
+/// # Safety
+///
+/// Called by VFIO's virqfd code in atomic context with the `opaque` and
+/// `data` given to `vfio_virqfd_enable()`: a live `K` and a queue index.
+unsafe extern "C" fn ioeventfd_handler<K: Kick>(opaque: *mut c_void, data: *mut c_void) -> i32 {
+    // SAFETY: `opaque` is the `K` given to `vfio_virqfd_enable`, live until
+    // the virqfd is disabled.
+    let target = unsafe { &*opaque.cast::<K>() };
+    target.kick(data as usize as u16);
+    0
+}

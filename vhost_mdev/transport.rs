@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The transports of vhost requests: messages on region 0 (one `pwrite`
+//! per request, `pread` for the reply) and ioctls on the device fd; kicks on
+//! region 1; the VFIO ioctls that describe the regions.
+//!
+//! Every request is checked by the device model of [`proto`] and then
+//! mapped onto the parent's device ops ([`ParentBackend`]).
+
+use crate::backend::ParentBackend;
+use crate::bindings;
+use crate::errno::{enodata, EINVAL, ENOTTY};
+use crate::proto::{self, Model, Reply};
+use crate::rings::RingMap;
+use crate::uapi::{NUM_IRQS, NUM_REGIONS, REGION_MSG, REGION_NOTIFY, REGION_SHIFT};
+use crate::uarg::{read_struct, write_struct};
+use core::mem::offset_of;
+use kernel::ffi::c_long;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::sync::Mutex;
+use kernel::uaccess::UserSlice;
+
+/// Converts a protocol errno into a kernel error.
+fn err(e: proto::Errno) -> Error {
+    Error::from_errno(-e)
+}
+
+/// A staged reply of the message transport.
+struct Staged {
+    request: u64,
+    len: usize,
+}
+
+/// Which transport a request came on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Message { need_reply: bool },
+    Ioctl,
+}
+
+/// The device model and the transports' buffers, serialised by the
+/// instance's state mutex.
+pub(crate) struct Channel {
+    model: Model,
+    /// The reply slot (region 0 reads).
+    staged: Option<Staged>,
+    /// Bytes of the staged reply (`MAX_PAYLOAD` bytes).
+    reply: KVec<u8>,
+    /// The reply of an ioctl, copied out before the ioctl returns
+    /// (`MAX_PAYLOAD` bytes). Apart from `reply`, so that an ioctl between
+    /// a region-0 request and its `pread` leaves the staged reply alone.
+    ioctl_reply: KVec<u8>,
+    /// The message being written, copied from userspace (`MSG_REGION_SIZE`
+    /// bytes).
+    msg: KVec<u8>,
+}
+
+impl Channel {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Channel {
+            model: Model::new(),
+            staged: None,
+            reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
+            ioctl_reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
+            msg: KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?,
+        })
+    }
+
+    /// Drops an unread reply.
+    pub(crate) fn discard_reply(&mut self) {
+        self.staged = None;
+    }
+
+    /// Resets the device (the parent's worker is quiet on return) and drops
+    /// an unread reply.
+    pub(crate) fn reset(&mut self, ops: &mut ParentBackend<'_>) {
+        self.discard_reply();
+        self.model.reset(ops);
+    }
+
+    /// Runs one decoded request; returns the reply length (in `reply` for
+    /// the message transport, `ioctl_reply` for ioctls).
+    fn dispatch(
+        &mut self,
+        rings: &RingMap,
+        ops: &mut ParentBackend<'_>,
+        request: u64,
+        payload_len: usize,
+        via: Via,
+    ) -> Result<usize> {
+        // The payload is in `msg` after the header.
+        let reply_buf = match via {
+            Via::Message { .. } => &mut self.reply,
+            Via::Ioctl => &mut self.ioctl_reply,
+        };
+        let (model, msg) = (&mut self.model, &self.msg);
+        let payload = &msg[proto::HDR_SIZE..proto::HDR_SIZE + payload_len];
+        let req = proto::decode(request, payload).map_err(err)?;
+        if let Via::Message { need_reply } = via {
+            if need_reply != req.has_reply() {
+                return Err(EINVAL);
+            }
+        }
+        let hva = matches!(req, proto::Request::SetVringHva(_));
+        if hva {
+            rings.check_sender()?;
+        }
+        let mut reply = Reply::new(&mut reply_buf[..]);
+        model.handle(ops, &req, &mut reply).map_err(err)?;
+        let len = reply.len();
+        if hva {
+            rings.adopt_sender();
+        }
+        if req == proto::Request::SetStatus(0) {
+            // A reset discards an unread reply, on either transport, and
+            // the rings (the worker is quiet).
+            self.staged = None;
+            rings.clear();
+        } else if !req.has_reply() {
+            use proto::Backend;
+            rings.update(&self.model, ops.vq_count());
+        }
+        Ok(len)
+    }
+}
+
+/// `pwrite` of a message on region 0.
+pub(crate) fn msg_write(
+    channel: &Mutex<Channel>,
+    rings: &RingMap,
+    ops: &mut ParentBackend<'_>,
+    buf: UserSlice,
+    count: usize,
+) -> Result<isize> {
+    if !(proto::HDR_SIZE..=proto::MSG_REGION_SIZE).contains(&count) {
+        return Err(EINVAL);
+    }
+    let mut ch = channel.lock();
+    // Any new write discards an unread reply.
+    ch.discard_reply();
+    buf.reader().read_slice(&mut ch.msg[..count])?;
+    let (hdr, _) = proto::parse_message(&ch.msg[..count]).map_err(err)?;
+    let need_reply = hdr.flags & proto::NEED_REPLY != 0;
+    let len = ch.dispatch(
+        rings,
+        ops,
+        hdr.request,
+        hdr.size as usize,
+        Via::Message { need_reply },
+    )?;
+    if need_reply {
+        ch.staged = Some(Staged {
+            request: hdr.request,
+            len,
+        });
+    }
+    Ok(count as isize)
+}
+
+/// `pread` of the staged reply on region 0.
+pub(crate) fn msg_read(channel: &Mutex<Channel>, buf: UserSlice, count: usize) -> Result<isize> {
+    let mut ch = channel.lock();
+    let staged = ch.staged.as_ref().ok_or_else(enodata)?;
+    let (request, len) = (staged.request, staged.len);
+    if count != proto::HDR_SIZE + len {
+        return Err(EINVAL);
+    }
+    let hdr = proto::Header {
+        request,
+        flags: 0,
+        size: len as u32,
+    };
+    let mut w = buf.writer();
+    w.write_slice(&hdr.encode())?;
+    w.write_slice(&ch.reply[..len])?;
+    ch.staged = None;
+    Ok(count as isize)
+}
+
+/// A 2-byte write of the queue index at `index * PAGE_SIZE` of region 1:
+/// returns the queue to kick.
+pub(crate) fn notify_index(buf: UserSlice, count: usize, off: u64, nvqs: u32) -> Result<u16> {
+    if count != 2 || off % PAGE_SIZE as u64 != 0 {
+        return Err(EINVAL);
+    }
+    let idx = off / PAGE_SIZE as u64;
+    if idx >= u64::from(nvqs) {
+        return Err(EINVAL);
+    }
+    let mut v = [0u8; 2];
+    buf.reader().read_slice(&mut v)?;
+    if u64::from(u16::from_ne_bytes(v)) != idx {
+        return Err(EINVAL);
+    }
+    Ok(idx as u16)
+}
+
+/// A vhost request issued as an ioctl on the device fd.
+pub(crate) fn vhost_ioctl(
+    channel: &Mutex<Channel>,
+    rings: &RingMap,
+    ops: &mut ParentBackend<'_>,
+    cmd: u32,
+    arg: usize,
+) -> Result<c_long> {
+    let fixed = proto::fixed_payload_size(cmd).ok_or(ENOTTY)?;
+    let mut ch = channel.lock();
+    let mut reader = UserSlice::new(arg, proto::MAX_PAYLOAD).reader();
+    let mut len = fixed;
+    reader.read_slice(&mut ch.msg[proto::HDR_SIZE..proto::HDR_SIZE + fixed])?;
+    if cmd == proto::req::SET_CONFIG {
+        // struct vhost_vdpa_config: the data follows the header.
+        let h = proto::HDR_SIZE;
+        let clen = u32::from_ne_bytes([ch.msg[h + 4], ch.msg[h + 5], ch.msg[h + 6], ch.msg[h + 7]])
+            as usize;
+        if clen > proto::MAX_PAYLOAD - proto::CONFIG_HDR_SIZE {
+            return Err(EINVAL);
+        }
+        let start = h + proto::CONFIG_HDR_SIZE;
+        reader.read_slice(&mut ch.msg[start..start + clen])?;
+        len += clen;
+    }
+    let rlen = ch.dispatch(rings, ops, u64::from(cmd), len, Via::Ioctl)?;
+    if rlen > 0 {
+        UserSlice::new(arg, rlen)
+            .writer()
+            .write_slice(&ch.ioctl_reply[..rlen])?;
+    }
+    Ok(0)
+}
+
+/// `VFIO_DEVICE_GET_INFO`.
+pub(crate) fn get_info(arg: usize) -> Result<c_long> {
+    let minsz = offset_of!(bindings::vfio_device_info, num_irqs) + 4;
+    let mut info = bindings::vfio_device_info::default();
+    read_struct(arg, &mut info, minsz)?;
+    if (info.argsz as usize) < minsz {
+        return Err(EINVAL);
+    }
+    info.flags = bindings::VFIO_DEVICE_FLAGS_RESET;
+    info.num_regions = NUM_REGIONS;
+    info.num_irqs = NUM_IRQS;
+    write_struct(arg, &info, minsz)
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO`.
+pub(crate) fn get_region_info(arg: usize, nvqs: u32) -> Result<c_long> {
+    let minsz = offset_of!(bindings::vfio_region_info, offset) + 8;
+    let mut info = bindings::vfio_region_info::default();
+    read_struct(arg, &mut info, minsz)?;
+    if (info.argsz as usize) < minsz {
+        return Err(EINVAL);
+    }
+    match u64::from(info.index) {
+        REGION_MSG => {
+            info.flags =
+                bindings::VFIO_REGION_INFO_FLAG_READ | bindings::VFIO_REGION_INFO_FLAG_WRITE;
+            info.size = proto::MSG_REGION_SIZE as u64;
+        }
+        REGION_NOTIFY => {
+            info.flags = bindings::VFIO_REGION_INFO_FLAG_WRITE;
+            info.size = u64::from(nvqs) * PAGE_SIZE as u64;
+        }
+        _ => return Err(EINVAL),
+    }
+    info.offset = u64::from(info.index) << REGION_SHIFT;
+    info.cap_offset = 0;
+    write_struct(arg, &info, minsz)
+}
