@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! The end-to-end tests, written against the normative uAPI of
+//! Documentation (design brief, "uAPI (normative)").
+
+mod irq;
+mod messages;
+mod opener;
+mod status;
+mod traffic;
+mod uapi;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::time::Duration;
+
+use libc::{EBUSY, EINVAL, ENOBUFS, ENODATA, ENOTTY};
+use vfio_bindings::bindings::vfio as vb;
+use vhost_mdev::device::page_size;
+use vhost_mdev::driver::{self, KickMode, NetDriver, NetDriverConfig, RX, TX};
+use vhost_mdev::msg::{encode_raw, HDR_SIZE};
+use vhost_mdev::net::{NetConfig, NET_CONFIG_LEN};
+use vhost_mdev::uapi::*;
+use vhost_mdev::{IommuKind, MdevDevice, Transport, VhostBackend};
+
+use crate::check;
+use crate::hostile::{self, Hostile, Unmap};
+use crate::stress;
+use crate::util::*;
+use crate::{lifecycle, sample};
+use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
+use messages::{bad_messages, bad_requests, reply_slot};
+use opener::second_opener;
+use status::{bad_status, bad_vring_while_running};
+use traffic::{reset_renegotiate, suspend_resume, traffic};
+use uapi::{device_api, irq_info, open_kind, region_info, requests, vfio_info};
+
+/// Feature bits the sample parent must offer.
+const SAMPLE_FEATURES: &[u32] = &[
+    VIRTIO_F_VERSION_1,
+    VIRTIO_F_ACCESS_PLATFORM,
+    VIRTIO_NET_F_MAC,
+    VIRTIO_NET_F_MTU,
+    VIRTIO_NET_F_STATUS,
+    VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
+    VIRTIO_NET_F_MRG_RXBUF,
+];
+
+const ACK_DRIVER: u8 = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+const FEATURES_OK: u8 = ACK_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+const DRIVER_OK: u8 = FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+
+/// A test of the suite.
+pub struct Test {
+    /// Name printed in PASS/FAIL lines and matched by filters.
+    pub name: &'static str,
+    /// Part of `--quick`.
+    pub quick: bool,
+    /// The test.
+    pub run: fn(&Env) -> TestResult,
+}
+
+macro_rules! t {
+    ($name:literal, $quick:expr, $f:expr) => {
+        Test {
+            name: $name,
+            quick: $quick,
+            run: $f,
+        }
+    };
+}
+
+/// The ring-index stress runs (`--stress`), one per configuration.
+pub const STRESS: &[Test] = &[
+    t!("ring_stress_type1_q256_64", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        64
+    )),
+    t!("ring_stress_type1_q256_1500", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        1500
+    )),
+    t!("ring_stress_type1_q256_9000", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        256,
+        9000
+    )),
+    t!("ring_stress_type1_q1024_64", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        64
+    )),
+    t!("ring_stress_type1_q1024_1500", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        1500
+    )),
+    t!("ring_stress_type1_q1024_9000", false, |e| stress::run(
+        e,
+        IommuKind::Type1,
+        1024,
+        9000
+    )),
+    t!("ring_stress_iommufd_q256_64", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        64
+    )),
+    t!("ring_stress_iommufd_q256_1500", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        1500
+    )),
+    t!("ring_stress_iommufd_q256_9000", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        256,
+        9000
+    )),
+    t!("ring_stress_iommufd_q1024_64", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        64
+    )),
+    t!("ring_stress_iommufd_q1024_1500", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        1500
+    )),
+    t!("ring_stress_iommufd_q1024_9000", false, |e| stress::run(
+        e,
+        IommuKind::Iommufd,
+        1024,
+        9000
+    )),
+];
+
+/// Every test, in run order.
+pub const TESTS: &[Test] = &[
+    t!("device_api", true, device_api),
+    t!("vfio_info_type1", true, |e| vfio_info(e, IommuKind::Type1)),
+    t!("vfio_info_iommufd", true, |e| vfio_info(
+        e,
+        IommuKind::Iommufd
+    )),
+    t!("region_info", true, region_info),
+    t!("irq_info", true, irq_info),
+    t!("requests_region_type1", true, |e| requests(
+        e,
+        Transport::Region,
+        IommuKind::Type1
+    )),
+    t!("requests_ioctl_type1", true, |e| requests(
+        e,
+        Transport::Ioctl,
+        IommuKind::Type1
+    )),
+    t!("requests_region_iommufd", false, |e| requests(
+        e,
+        Transport::Region,
+        IommuKind::Iommufd
+    )),
+    t!("requests_ioctl_iommufd", true, |e| requests(
+        e,
+        Transport::Ioctl,
+        IommuKind::Iommufd
+    )),
+    // Bad input: errno and unchanged state, over both transports.
+    t!("bad_messages", true, bad_messages),
+    t!("bad_requests_region", true, |e| bad_requests(
+        e,
+        Transport::Region
+    )),
+    t!("bad_requests_ioctl", true, |e| bad_requests(
+        e,
+        Transport::Ioctl
+    )),
+    t!("bad_status_transitions_region", true, |e| bad_status(
+        e,
+        Transport::Region
+    )),
+    t!("bad_status_transitions_ioctl", true, |e| bad_status(
+        e,
+        Transport::Ioctl
+    )),
+    t!("bad_vring_change_while_running_region", true, |e| {
+        bad_vring_while_running(e, Transport::Region)
+    }),
+    t!("bad_vring_change_while_running_ioctl", false, |e| {
+        bad_vring_while_running(e, Transport::Ioctl)
+    }),
+    t!("reply_slot", true, reply_slot),
+    t!("set_irqs_loopback", true, set_irqs_loopback),
+    t!("set_irqs_bad", true, set_irqs_bad),
+    t!("notify_bad", true, notify_bad),
+    t!("ioeventfd_bad", true, ioeventfd_bad),
+    t!("mmap_refused", true, mmap_refused),
+    // Traffic.
+    t!("traffic_type1_region_kick", true, |e| {
+        traffic(
+            e,
+            IommuKind::Type1,
+            Transport::Region,
+            KickMode::Direct,
+            false,
+            64,
+        )
+    }),
+    t!("traffic_type1_ioeventfd", false, |e| {
+        traffic(
+            e,
+            IommuKind::Type1,
+            Transport::Region,
+            KickMode::EventFd,
+            false,
+            500,
+        )
+    }),
+    t!("traffic_iommufd_ioctl", false, |e| {
+        traffic(
+            e,
+            IommuKind::Iommufd,
+            Transport::Ioctl,
+            KickMode::Direct,
+            false,
+            500,
+        )
+    }),
+    t!("traffic_indirect", false, |e| {
+        traffic(
+            e,
+            IommuKind::Type1,
+            Transport::Region,
+            KickMode::Direct,
+            true,
+            500,
+        )
+    }),
+    t!("traffic_iommufd_indirect_ioeventfd", false, |e| {
+        traffic(
+            e,
+            IommuKind::Iommufd,
+            Transport::Region,
+            KickMode::EventFd,
+            true,
+            500,
+        )
+    }),
+    t!(
+        "mixed_10000_in_order_exact_stats",
+        true,
+        sample::mixed_10000
+    ),
+    t!(
+        "mixed_10000_iommufd_direct_copies",
+        true,
+        sample::mixed_10000_iommufd
+    ),
+    t!("jumbo_9000_mrg_rxbuf", true, sample::jumbo_mrg),
+    t!(
+        "jumbo_9000_mrg_rxbuf_iommufd",
+        true,
+        sample::jumbo_mrg_iommufd
+    ),
+    t!(
+        "eight_instances_concurrent_distinct_macs",
+        true,
+        sample::eight_concurrent
+    ),
+    t!("stats_exact_with_drops", true, sample::stats_exact),
+    t!("link_toggle_fires_config_irq", true, sample::link_toggle),
+    t!("reset_renegotiate", true, reset_renegotiate),
+    t!("suspend_resume", false, suspend_resume),
+    t!(
+        "suspend_relocate_rx_ring_resume",
+        true,
+        hostile::suspend_relocate_ring
+    ),
+    // Hostile drivers: NEEDS_RESET, config IRQ, ring_errors, recovery.
+    t!("hostile_loop_chain", true, |e| hostile::hostile(
+        e,
+        Hostile::LoopChain
+    )),
+    t!("hostile_head_out_of_range", false, |e| hostile::hostile(
+        e,
+        Hostile::HeadOutOfRange
+    )),
+    t!("hostile_next_out_of_range", true, |e| hostile::hostile(
+        e,
+        Hostile::NextOutOfRange
+    )),
+    t!("hostile_avail_idx_ahead", true, |e| hostile::hostile(
+        e,
+        Hostile::AvailIdxAhead
+    )),
+    t!("hostile_indirect_outside_memory", true, |e| {
+        hostile::hostile(e, Hostile::IndirectOutside)
+    }),
+    t!("hostile_indirect_too_long", false, |e| hostile::hostile(
+        e,
+        Hostile::IndirectTooLong
+    )),
+    t!("hostile_len_past_mapping", false, |e| hostile::hostile(
+        e,
+        Hostile::LenPastMapping
+    )),
+    t!("hostile_writable_on_tx", true, |e| hostile::hostile(
+        e,
+        Hostile::WritableOnTx
+    )),
+    t!("hostile_worst_case_walk", true, |e| {
+        hostile::worst_case_walk(e, false)
+    }),
+    t!("hostile_worst_case_empty_chains", true, |e| {
+        hostile::worst_case_walk(e, true)
+    }),
+    t!("hostile_readable_on_rx", false, |e| hostile::hostile(
+        e,
+        Hostile::ReadableOnRx
+    )),
+    t!("unmapped_rings_type1", true, |e| hostile::unmapped_rings(
+        e,
+        IommuKind::Type1
+    )),
+    t!(
+        "unmapped_rings_iommufd",
+        false,
+        |e| hostile::unmapped_rings(e, IommuKind::Iommufd)
+    ),
+    t!("ring_hva_required_and_used_type1", true, hostile::ring_hva),
+    t!(
+        "ring_hva_one_address_space",
+        true,
+        hostile::ring_hva_other_process
+    ),
+    t!("unmap_while_running_needs_reset", false, |e| {
+        hostile::unmap_while_running(e, IommuKind::Type1, Unmap::Tx)
+    }),
+    t!("unmap_rx_while_running_type1", true, |e| {
+        hostile::unmap_while_running(e, IommuKind::Type1, Unmap::Rx)
+    }),
+    t!("unmap_tx_while_running_iommufd", false, |e| {
+        hostile::unmap_while_running(e, IommuKind::Iommufd, Unmap::Tx)
+    }),
+    t!("unmap_rx_while_running_iommufd", true, |e| {
+        hostile::unmap_while_running(e, IommuKind::Iommufd, Unmap::Rx)
+    }),
+    t!("iommufd_detach_ioas_while_traffic", true, |e| {
+        hostile::iommufd_ioas_change(e, false)
+    }),
+    t!("iommufd_replace_ioas_while_traffic", false, |e| {
+        hostile::iommufd_ioas_change(e, true)
+    }),
+    // Lifecycle.
+    t!("second_opener_ebusy", true, second_opener),
+    t!("remove_while_open_type1", true, |e| {
+        lifecycle::remove_while_open(e, IommuKind::Type1)
+    }),
+    t!("remove_while_open_iommufd", true, |e| {
+        lifecycle::remove_while_open(e, IommuKind::Iommufd)
+    }),
+    t!("close_while_traffic", true, lifecycle::close_while_traffic),
+    t!("kill_while_traffic", false, lifecycle::kill_while_traffic),
+    t!(
+        "sixteen_instances_lifecycle",
+        true,
+        lifecycle::sixteen_instances
+    ),
+    t!("fds_from_live_opener_type1", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Type1, false)
+    }),
+    t!("fds_from_exited_opener_type1", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Type1, true)
+    }),
+    t!("fds_from_live_opener_iommufd", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Iommufd, false)
+    }),
+    t!("fds_from_exited_opener_iommufd", false, |e| {
+        lifecycle::fds_from_opener(e, IommuKind::Iommufd, true)
+    }),
+];
