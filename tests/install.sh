@@ -56,7 +56,10 @@ if [ -e "$src" ] || [ -e /var/lib/dkms/vhost-mdev ]; then
 	echo "FAIL: dkms: $src or /var/lib/dkms/vhost-mdev exists already; not touching it"
 else
 	mkdir -p "$src"
-	(cd "$top" && cp -a Makefile Kbuild dkms.conf include rust vhost_mdev samples scripts "$src/")
+	# What the modules' build needs: the module sources, and those of the
+	# vhost-mdev-proto crate, which they include by #[path].
+	(cd "$top" && cp -a Makefile Kbuild dkms.conf include rust vhost_mdev samples scripts "$src/" &&
+		mkdir -p "$src/tools/vhost-mdev-proto" && cp -a tools/vhost-mdev-proto/src "$src/tools/vhost-mdev-proto/")
 	rm -f "$src"/rust/bindings_generated.rs "$src"/*.ko "$src"/*.o
 	t "dkms add + build against the test kernel's build tree" sh -c "
 		dkms add vhost-mdev/0.1.0 >/dev/null &&
