@@ -308,14 +308,34 @@ l2log=/tmp/l2-console.log
 l2trace=/tmp/l2-trace.log
 qmpsock=/tmp/l2-qmp.sock
 l2in=/tmp/l2-console.in
-rm -f "$qmpsock" "$l2in"
-mkfifo "$l2in"
-exec 7<>"$l2in"     # L2's console input: a line lets it go on (l2.wait)
-t0=$(date +%s)
-rm -f "$l2trace"
-timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2ARGS[@]}" "${BALLOON[@]}" -D "$l2trace" \
-	-append "$L2APPEND l2.wait=dirty-logging,balloon,link-down-paused,link-up" -qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
-qpid=$!
+# l2_start QEMU-ARGS...: boots L2 in the background with the balloon,
+# QEMU's trace log in $l2trace, QMP at $qmpsock and its console input on
+# fd 7 (a line lets L2 go on at each l2.wait step); sets qpid and t0.
+l2_start() {
+	rm -f "$qmpsock" "$l2in" "$l2trace"
+	mkfifo "$l2in"
+	exec 7<>"$l2in"
+	t0=$(date +%s)
+	timeout -k 5 "$L2_TIMEOUT" "$QEMU" "$@" "${BALLOON[@]}" -D "$l2trace" \
+		-qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
+	qpid=$!
+}
+# l2_wait: until L2's QEMU exits; sets qrc and dt.
+l2_wait() {
+	wait $qpid
+	qrc=$?
+	exec 7>&-
+	rm -f "$l2in" "$qmpsock"
+	dt=$(( $(date +%s) - t0 ))
+}
+# l2_reports WHAT: fails when L2's kernel log has reports.
+l2_reports() {
+	if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
+		fail "$1: the L2 guest's kernel log has reports"
+		excerpt "$l2log" 40
+	fi
+}
+l2_start "${L2ARGS[@]}" -append "$L2APPEND l2.wait=dirty-logging,balloon,link-down-paused,link-up"
 # L2 waits at each step of l2.wait while L1 acts on the running VM.
 l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
 	while kill -0 $qpid 2>/dev/null; do
@@ -369,12 +389,8 @@ if l2_step link-up; then
 	echo 1 >"$dev/link"
 	echo go >&7
 fi
-wait $qpid
-qrc=$?
+l2_wait
 echo 1 >"$dev/link"     # whatever happened above
-exec 7>&-
-rm -f "$l2in" "$qmpsock"
-dt=$(( $(date +%s) - t0 ))
 tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: /'
 if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	fail "L2 guest: QEMU timed out after $L2_TIMEOUT s"
@@ -385,10 +401,7 @@ else
 	fail "L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
 	excerpt "$l2log" 30
 fi
-if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
-	fail "the L2 guest's kernel log has reports"
-	excerpt "$l2log" 40
-fi
+l2_reports "L2 guest"
 # The guest may only see features the device offers and the client
 # implements, whatever the virtio-net model offers (speed=/duplex= make it
 # offer SPEED_DUPLEX, which this device lacks).
@@ -431,15 +444,8 @@ t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -
 # pages: RAM discard stays disabled).
 if [ -c /dev/iommu ]; then
 	rx0=$(cat "$dev/stats/rx_packets") tx0=$(cat "$dev/stats/tx_packets")
-	rm -f "$qmpsock" "$l2in" "$l2trace"
-	mkfifo "$l2in"
-	exec 7<>"$l2in"
-	t0=$(date +%s)
-	timeout -k 5 "$L2_TIMEOUT" "$QEMU" "${L2BASE[@]}" "${BALLOON[@]}" -D "$l2trace" \
-		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on" \
-		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon" \
-		-qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
-	qpid=$!
+	l2_start "${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on" \
+		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon"
 	if l2_step balloon; then
 		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
 		if [ "$fds" = "1 0 1" ]; then
@@ -456,11 +462,7 @@ if [ -c /dev/iommu ]; then
 		fi
 		echo go >&7
 	fi
-	wait $qpid
-	qrc=$?
-	exec 7>&-
-	rm -f "$l2in" "$qmpsock"
-	dt=$(( $(date +%s) - t0 ))
+	l2_wait
 	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: iommufd /'
 	rx=$(( $(cat "$dev/stats/rx_packets") - rx0 ))
 	tx=$(( $(cat "$dev/stats/tx_packets") - tx0 ))
@@ -470,10 +472,7 @@ if [ -c /dev/iommu ]; then
 		fail "iommufd=on: L2 guest did not pass (QEMU exit $qrc, ${dt}s; counters $rx rx, $tx tx)"
 		excerpt "$l2log" 30
 	fi
-	if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
-		fail "iommufd=on: the L2 guest's kernel log has reports"
-		excerpt "$l2log" 40
-	fi
+	l2_reports "iommufd=on"
 else
 	fail "no /dev/iommu in L1 (iommufd module): iommufd=on cannot be tested"
 fi
