@@ -165,3 +165,16 @@ bool vhost_mdev_helper_may_poll(void)
 {
 	return !need_resched() && single_task_running();
 }
+
+unsigned long vhost_mdev_helper_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void vhost_mdev_helper_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}

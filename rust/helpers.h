@@ -41,5 +41,7 @@ void vhost_mdev_helper_rcu_read_unlock(void);
 void vhost_mdev_helper_cpu_relax(void);
 u64 vhost_mdev_helper_ktime_get_ns(void);
 bool vhost_mdev_helper_may_poll(void);
+unsigned long vhost_mdev_helper_spin_lock_irqsave(spinlock_t *lock);
+void vhost_mdev_helper_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 
 #endif

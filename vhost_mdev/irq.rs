@@ -9,6 +9,7 @@ use crate::bindings;
 use crate::errno::{EBADF, EINVAL};
 use crate::eventfd::EventFd;
 use crate::proto;
+use crate::spinlock_irq::{new_spinlock_irq, SpinLockIrq};
 use crate::uapi::{
     region_offset, IRQ_CONFIG, IRQ_REQ, IRQ_VQ, NUM_IRQS, REGION_NOTIFY, REGION_SHIFT,
 };
@@ -17,10 +18,8 @@ use core::mem::offset_of;
 use core::ptr;
 use kernel::error::to_result;
 use kernel::ffi::{c_long, c_void};
-use kernel::new_spinlock;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::SpinLock;
 use kernel::types::Opaque;
 use kernel::uaccess::UserSlice;
 
@@ -53,7 +52,7 @@ pub(crate) trait Kick: Sync {
 #[pin_data]
 pub(crate) struct Irqs {
     #[pin]
-    fds: SpinLock<Slots>,
+    fds: SpinLockIrq<Slots>,
     /// Ioeventfds bound to the notify region, per queue. VFIO's virqfd code
     /// owns these slots (it writes them under its own lock, also from its
     /// wake-up handler): Rust never reads them, it only passes their
@@ -74,7 +73,7 @@ fn irq_count(index: u32, nvqs: u32) -> u32 {
 impl Irqs {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Irqs {
-            fds <- new_spinlock!(Slots {
+            fds <- new_spinlock_irq!(Slots {
                 vq: [NONE; proto::MAX_VQS],
                 config: None,
                 req: None,

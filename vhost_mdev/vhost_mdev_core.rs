@@ -40,10 +40,10 @@
 //!    iommufd-bound instance; taken by the data path per page access and by
 //!    `dma_unmap` and close, which unpin under it (so it comes before
 //!    iommufd's `ioas_lock` and `iova_rwsem`); never held across a pin.
-//! 3. `Irqs::fds` (a spinlock, not BH- or IRQ-safe, `irq.rs`): the IRQ
-//!    eventfds; held only to swap or signal them, always in process context
-//!    (the signalling upcalls are process context only). Innermost: nothing
-//!    is called under it but `eventfd_signal()`.
+//! 3. `Irqs::fds` (an IRQ-safe spinlock, `irq.rs`): the IRQ eventfds;
+//!    held only to swap or signal them; `vhost_mdev_vq_interrupt()` takes
+//!    it in any context, hard IRQ handlers included. Innermost: nothing is
+//!    called under it but `eventfd_signal()`.
 //! 4. `RingMap::ranges` (a spinlock, `rings.rs`): the rings' user
 //!    addresses; held only to copy them (never across a user access).
 //!
@@ -74,6 +74,8 @@ mod parent;
 #[allow(dead_code)]
 pub mod proto;
 mod rings;
+#[path = "../rust/spinlock_irq.rs"]
+pub mod spinlock_irq;
 mod transport;
 mod types;
 mod uapi;
