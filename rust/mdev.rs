@@ -278,16 +278,20 @@ pub struct Parent<T: Driver> {
 }
 
 impl<T: Driver> Parent<T> {
-    /// Registers a parent named `name` with `types` and `data`.
+    /// Registers a parent named `name` with `types` and `data`; its device
+    /// is a child of `on` unless that is null.
     ///
     /// # Safety
     ///
-    /// `name` and the names in `types` must outlive the registration.
+    /// `name` and the names in `types` must outlive the registration; `on`
+    /// is null or a registered device that stays registered until the
+    /// parent is dropped (the parent's device holds a reference on it).
     pub unsafe fn register(
         driver: &'static Registration<T>,
         name: &CStr,
         types: KVec<TypeInfo<'_, T::TypeData>>,
         data: T::ParentData,
+        on: *mut bindings::device,
     ) -> Result<Self> {
         if !driver.registered.load(Ordering::Acquire) || types.is_empty() {
             return Err(EINVAL);
@@ -337,6 +341,9 @@ impl<T: Driver> Parent<T> {
             ptr::write_bytes(dev, 0, 1);
             bindings::device_initialize(dev);
             (*dev).class = class;
+            // The driver core takes a reference on the parent in
+            // `device_add()` and puts it in the child's release.
+            (*dev).parent = on;
             (*dev).release = Some(Self::release_callback);
         }
         let fail = |e: Error, added: bool| -> Result<Self> {

@@ -13,9 +13,10 @@
 use crate::bindings;
 use crate::errno::*;
 use crate::sysfs;
+use crate::vhost_mdev_ops::for_each_parent_op;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use kernel::error::{from_err_ptr, Result};
+use kernel::error::{from_err_ptr, from_result, Result};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::str::CStr;
@@ -40,8 +41,7 @@ unsafe impl Sync for DeviceHandle {}
 
 impl DeviceHandle {
     /// Signals the interrupt eventfd of queue `idx`, if the driver attached
-    /// one. From process context only (not from hard or soft IRQs, nor from
-    /// an eventfd wake-up).
+    /// one. From any context, hard IRQ handlers included.
     pub fn vq_interrupt(&self, idx: u16) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_vq_interrupt(self.ptr.as_ptr(), idx) };
@@ -154,6 +154,15 @@ impl DeviceHandle {
         u
     }
 
+    /// Marks `[iova, iova + len)` dirty in the vhost dirty log while the
+    /// driver logs, for memory the device wrote by other means than the
+    /// DMA methods of this handle (which log by themselves). Not from hard
+    /// IRQ handlers.
+    pub fn log_write(&self, iova: u64, len: u64) {
+        // SAFETY: `ptr` is valid (type invariant).
+        unsafe { bindings::vhost_mdev_log_write(self.ptr.as_ptr(), iova, len) };
+    }
+
     /// Whether a user has the device open.
     pub fn is_open(&self) -> bool {
         // SAFETY: `ptr` is valid (type invariant).
@@ -216,10 +225,13 @@ pub trait Device: Sized + Send + Sync {
     fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64);
     /// Enables or disables queue `idx`.
     fn set_vq_ready(&self, idx: u16, ready: bool);
-    /// Sets the next available index of queue `idx`.
-    fn set_vq_base(&self, idx: u16, base: u16);
-    /// Where queue `idx` is (next available index to process).
-    fn get_vq_base(&self, idx: u16) -> u16;
+    /// Sets the vring base of queue `idx`, in vhost's encoding: for a
+    /// split ring the next available index in bits 0-15 (bits 16-31 are 0);
+    /// for a packed ring `last_avail_idx | wrap << 15` in bits 0-15 and
+    /// `last_used_idx | wrap << 15` in bits 16-31.
+    fn set_vq_base(&self, idx: u16, base: u32);
+    /// Where queue `idx` is, in the encoding of [`Device::set_vq_base`].
+    fn get_vq_base(&self, idx: u16) -> u32;
     /// A kick of queue `idx`. May run in atomic context: queue work only.
     fn kick(&self, idx: u16);
     /// DRIVER_OK: start processing.
@@ -236,6 +248,38 @@ pub trait Device: Sized + Send + Sync {
     }
     /// Drop every translation of `[iova, iova + len)` before returning.
     fn dma_unmap(&self, _iova: u64, _len: u64) {}
+    /// Every non-zero status the driver writes that passed the core's
+    /// checks: after [`Device::set_driver_features`] for FEATURES_OK (an
+    /// error keeps FEATURES_OK clear), before [`Device::start`] for
+    /// DRIVER_OK (an error fails the request). For devices with a status
+    /// of their own (vDPA).
+    fn set_status(&self, _status: u8) -> Result {
+        Err(eopnotsupp())
+    }
+    /// The driver's memory table (`VHOST_SET_MEM_TABLE`), for devices
+    /// that make its pages resident themselves (ABI 2; forwarded once the
+    /// core takes the request).
+    fn set_mem_table(&self, _regions: &[MemRegion]) -> Result {
+        Err(eopnotsupp())
+    }
+    /// The doorbell of queue `idx`, which the core may map into the
+    /// opener's notify region (ABI 2).
+    fn get_vq_notification(&self, _idx: u16) -> Result<NotifyArea> {
+        Err(eopnotsupp())
+    }
+}
+
+/// One region of the driver's memory table (`struct
+/// vhost_mdev_mem_region`).
+pub type MemRegion = bindings::vhost_mdev_mem_region;
+
+/// A queue's doorbell: the physical address and length of its
+/// page-aligned area (`struct vhost_mdev_vq_notify_area`).
+pub struct NotifyArea {
+    /// Physical address of the area.
+    pub addr: bindings::phys_addr_t,
+    /// Length, a multiple of the page size.
+    pub size: u64,
 }
 
 /// `EOPNOTSUPP`, which the 6.12 `kernel` crate does not name.
@@ -276,6 +320,47 @@ unsafe fn dev<'a, P: Parent>(p: *mut c_void) -> &'a P::Device {
     unsafe { &*p.cast::<P::Device>() }
 }
 
+/// Expands the op list of [`for_each_parent_op!`] into the thunks of
+/// [`Adapter`] that call a [`Device`] method, and into its `OPS` table.
+macro_rules! adapter_ops {
+    ($(
+        $kind:ident $(($has:ident))? $op:ident =>
+            $method:ident($($arg:ident: $ty:ty),*) -> $ret:ty [$how:ident];
+    )*) => {
+        impl<P: Parent> Adapter<P> {
+            $(adapter_ops!(@thunk $how $op $method ($($arg: $ty),*) -> $ret);)*
+
+            /// The ops table of `P`'s instances (`&'static`: a constant).
+            const OPS: bindings::vhost_mdev_device_ops = bindings::vhost_mdev_device_ops {
+                $($op: adapter_ops!(@slot $kind $(($has))? Self::$op),)*
+            };
+        }
+    };
+    (@thunk custom $($rest:tt)*) => {};
+    (@thunk $how:ident $op:ident $method:ident ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[doc = concat!("`vhost_mdev_device_ops.", stringify!($op), "`.")]
+        ///
+        /// # Safety
+        ///
+        /// `p` must be a live instance pointer from `create`; the core checked
+        /// the arguments as `include/linux/vhost_mdev.h` documents.
+        unsafe extern "C" fn $op(p: *mut c_void $(, $arg: $ty)*) -> $ret {
+            // SAFETY: see the contract above.
+            let d = unsafe { dev::<P>(p) };
+            adapter_ops!(@ret $how d.$method($($arg),*))
+        }
+    };
+    (@ret value $e:expr) => { $e };
+    (@ret errno $e:expr) => { from_result(|| $e.map(|()| 0)) };
+    (@slot required $f:expr) => { Some($f) };
+    (@slot optional($has:ident) $f:expr) => {
+        if <P::Device as Device>::$has { Some($f) } else { None }
+    };
+}
+
+for_each_parent_op!(adapter_ops);
+
+/// The callbacks that convert pointers, written by hand.
 impl<P: Parent> Adapter<P> {
     /// `vhost_mdev_parent_info.create`.
     ///
@@ -310,258 +395,75 @@ impl<P: Parent> Adapter<P> {
         drop(unsafe { Pin::new_unchecked(KBox::from_raw(p.cast::<P::Device>())) });
     }
 
-    /// `vhost_mdev_device_ops.get_device_id`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_device_id(p: *mut c_void) -> u32 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.device_id()
-    }
-    /// `vhost_mdev_device_ops.get_vendor_id`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_vendor_id(p: *mut c_void) -> u32 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.vendor_id()
-    }
-    /// `vhost_mdev_device_ops.get_device_features`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_device_features(p: *mut c_void) -> u64 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.device_features()
-    }
-    /// `vhost_mdev_device_ops.set_driver_features`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn set_driver_features(p: *mut c_void, f: u64) -> i32 {
-        // SAFETY: see the contract above.
-        match unsafe { dev::<P>(p) }.set_driver_features(f) {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-    /// `vhost_mdev_device_ops.get_config_size`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_config_size(p: *mut c_void) -> u32 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.config_size()
-    }
     /// `vhost_mdev_device_ops.get_config`.
     ///
     /// # Safety
     ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
+    /// `p` must be a live instance pointer from `create`; `buf` must be
+    /// valid for writes of `len` bytes (the core checked the range).
     unsafe extern "C" fn get_config(p: *mut c_void, off: u32, buf: *mut c_void, len: u32) {
         // SAFETY: the core passes a buffer of `len` writable bytes.
         let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len as usize) };
-        // SAFETY: see the contract above.
+        // SAFETY: `p` is live (see the contract above).
         unsafe { dev::<P>(p) }.get_config(off, buf)
     }
+
     /// `vhost_mdev_device_ops.set_config`.
     ///
     /// # Safety
     ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
+    /// `p` must be a live instance pointer from `create`; `buf` must be
+    /// valid for reads of `len` bytes (the core checked the range).
     unsafe extern "C" fn set_config(p: *mut c_void, off: u32, buf: *const c_void, len: u32) {
         // SAFETY: the core passes a buffer of `len` readable bytes.
         let buf = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) };
-        // SAFETY: see the contract above.
+        // SAFETY: `p` is live (see the contract above).
         unsafe { dev::<P>(p) }.set_config(off, buf)
     }
-    /// `vhost_mdev_device_ops.get_vq_count`.
+
+    /// `vhost_mdev_device_ops.set_mem_table`.
     ///
     /// # Safety
     ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_vq_count(p: *mut c_void) -> u32 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.vq_count()
-    }
-    /// `vhost_mdev_device_ops.get_vq_num_max`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_vq_num_max(p: *mut c_void) -> u16 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.vq_num_max()
-    }
-    /// `vhost_mdev_device_ops.set_vq_num`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn set_vq_num(p: *mut c_void, idx: u16, num: u32) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.set_vq_num(idx, num)
-    }
-    /// `vhost_mdev_device_ops.set_vq_address`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn set_vq_address(p: *mut c_void, idx: u16, d: u64, drv: u64, devc: u64) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.set_vq_address(idx, d, drv, devc)
-    }
-    /// `vhost_mdev_device_ops.set_vq_ready`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn set_vq_ready(p: *mut c_void, idx: u16, ready: bool) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.set_vq_ready(idx, ready)
-    }
-    /// `vhost_mdev_device_ops.set_vq_base`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn set_vq_base(p: *mut c_void, idx: u16, base: u16) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.set_vq_base(idx, base)
-    }
-    /// `vhost_mdev_device_ops.get_vq_base`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn get_vq_base(p: *mut c_void, idx: u16) -> u16 {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.get_vq_base(idx)
-    }
-    /// `vhost_mdev_device_ops.kick_vq`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn kick_vq(p: *mut c_void, idx: u16) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.kick(idx)
-    }
-    /// `vhost_mdev_device_ops.start`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn start(p: *mut c_void) -> i32 {
-        // SAFETY: see the contract above.
-        match unsafe { dev::<P>(p) }.start() {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-    /// `vhost_mdev_device_ops.reset`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn reset(p: *mut c_void) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.reset()
-    }
-    /// `vhost_mdev_device_ops.suspend`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn suspend(p: *mut c_void) -> i32 {
-        // SAFETY: see the contract above.
-        match unsafe { dev::<P>(p) }.suspend() {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-    /// `vhost_mdev_device_ops.resume`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn resume(p: *mut c_void) -> i32 {
-        // SAFETY: see the contract above.
-        match unsafe { dev::<P>(p) }.resume() {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
-    }
-    /// `vhost_mdev_device_ops.dma_unmap`.
-    ///
-    /// # Safety
-    ///
-    /// `p` must be a live instance pointer from `create`; the core checked
-    /// the arguments as `include/linux/vhost_mdev.h` documents.
-    unsafe extern "C" fn dma_unmap(p: *mut c_void, iova: u64, len: u64) {
-        // SAFETY: see the contract above.
-        unsafe { dev::<P>(p) }.dma_unmap(iova, len)
+    /// `p` must be a live instance pointer from `create`; `regions` must
+    /// point to `n` regions, valid for the call.
+    unsafe extern "C" fn set_mem_table(
+        p: *mut c_void,
+        regions: *const bindings::vhost_mdev_mem_region,
+        n: u32,
+    ) -> i32 {
+        let regions = if n == 0 {
+            &[]
+        } else {
+            // SAFETY: the core passes `n` regions.
+            unsafe { core::slice::from_raw_parts(regions.cast::<MemRegion>(), n as usize) }
+        };
+        // SAFETY: `p` is live (see the contract above).
+        from_result(|| unsafe { dev::<P>(p) }.set_mem_table(regions).map(|()| 0))
     }
 
-    const OPS: bindings::vhost_mdev_device_ops = bindings::vhost_mdev_device_ops {
-        get_device_id: Some(Self::get_device_id),
-        get_vendor_id: Some(Self::get_vendor_id),
-        get_device_features: Some(Self::get_device_features),
-        set_driver_features: Some(Self::set_driver_features),
-        get_config_size: Some(Self::get_config_size),
-        get_config: Some(Self::get_config),
-        set_config: Some(Self::set_config),
-        get_vq_count: Some(Self::get_vq_count),
-        get_vq_num_max: Some(Self::get_vq_num_max),
-        set_vq_num: Some(Self::set_vq_num),
-        set_vq_address: Some(Self::set_vq_address),
-        set_vq_ready: Some(Self::set_vq_ready),
-        set_vq_base: Some(Self::set_vq_base),
-        get_vq_base: Some(Self::get_vq_base),
-        kick_vq: Some(Self::kick_vq),
-        start: Some(Self::start),
-        reset: Some(Self::reset),
-        suspend: if <P::Device as Device>::HAS_SUSPEND {
-            Some(Self::suspend)
-        } else {
-            None
-        },
-        resume: if <P::Device as Device>::HAS_RESUME {
-            Some(Self::resume)
-        } else {
-            None
-        },
-        dma_unmap: if <P::Device as Device>::HAS_DMA_UNMAP {
-            Some(Self::dma_unmap)
-        } else {
-            None
-        },
-        destroy: Some(Self::destroy),
-    };
+    /// `vhost_mdev_device_ops.get_vq_notification`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be a live instance pointer from `create`; `area` must be
+    /// valid for writes.
+    unsafe extern "C" fn get_vq_notification(
+        p: *mut c_void,
+        idx: u16,
+        area: *mut bindings::vhost_mdev_vq_notify_area,
+    ) -> i32 {
+        from_result(|| {
+            // SAFETY: `p` is live (see the contract above).
+            let a = unsafe { dev::<P>(p) }.get_vq_notification(idx)?;
+            // SAFETY: the core passes a writable area.
+            unsafe {
+                (*area).addr = a.addr;
+                (*area).size = a.size;
+            }
+            Ok(0)
+        })
+    }
 }
 
 /// A registered parent. Unregistering (on drop) removes every instance,
@@ -569,13 +471,13 @@ impl<P: Parent> Adapter<P> {
 ///
 /// # Invariants
 ///
-/// `parent` was returned by `vhost_mdev_register_parent()`; `info`, `types`
-/// and `ops`, which it points into, live as long as this object.
+/// `parent` was returned by `vhost_mdev_register_parent()` (or `_on()`);
+/// `info` and `types`, which it points into, live as long as this object;
+/// the ops table it points to is a `'static` constant.
 pub struct Registration<P: Parent> {
     parent: *mut bindings::vhost_mdev_parent,
     _info: KBox<bindings::vhost_mdev_parent_info>,
     _types: KVec<bindings::vhost_mdev_type_info>,
-    _ops: KBox<bindings::vhost_mdev_device_ops>,
     _p: PhantomData<P>,
 }
 
@@ -598,6 +500,35 @@ impl<P: Parent> Registration<P> {
     where
         P: 'static,
     {
+        Self::register(None, name, module, types, groups)
+    }
+
+    /// As [`Registration::new`], for a parent that serves the existing
+    /// device `dev` (a vDPA device): the parent's device becomes its child.
+    /// `dev` must stay registered until the registration is dropped.
+    pub fn new_on<const G: usize>(
+        dev: &kernel::device::Device,
+        name: &'static CStr,
+        module: &'static ThisModule,
+        types: &[TypeInfo],
+        groups: Option<&'static sysfs::Groups<P, G>>,
+    ) -> Result<Self>
+    where
+        P: 'static,
+    {
+        Self::register(Some(dev), name, module, types, groups)
+    }
+
+    fn register<const G: usize>(
+        on: Option<&kernel::device::Device>,
+        name: &'static CStr,
+        module: &'static ThisModule,
+        types: &[TypeInfo],
+        groups: Option<&'static sysfs::Groups<P, G>>,
+    ) -> Result<Self>
+    where
+        P: 'static,
+    {
         let mut tv = KVec::with_capacity(types.len(), GFP_KERNEL)?;
         for t in types {
             tv.push(
@@ -610,28 +541,37 @@ impl<P: Parent> Registration<P> {
                 GFP_KERNEL,
             )?;
         }
-        let ops = KBox::new(Adapter::<P>::OPS, GFP_KERNEL)?;
         let info = KBox::new(
             bindings::vhost_mdev_parent_info {
+                abi_version: bindings::VHOST_MDEV_ABI_VERSION,
                 name: name.as_char_ptr(),
                 owner: module.as_ptr().cast(),
                 types: tv.as_ptr(),
                 ntypes: u32::try_from(tv.len()).map_err(|_| EINVAL)?,
                 dev_groups: groups.map_or(core::ptr::null_mut(), |g| g.as_raw().cast_mut()),
                 create: Some(Adapter::<P>::create),
-                ops: &*ops,
+                ops: &Adapter::<P>::OPS,
                 priv_: core::ptr::null_mut(),
             },
             GFP_KERNEL,
         )?;
         // SAFETY: `info` and what it points to outlive the registration
         // (owned by it, or `'static` groups whose callbacks expect `P`).
-        let parent = from_err_ptr(unsafe { bindings::vhost_mdev_register_parent(&*info) })?;
+        // `kernel::device::Device` is `#[repr(transparent)]` over `struct
+        // device`; the caller keeps it registered.
+        let on = on.map(|d| core::ptr::from_ref(d).cast_mut().cast::<bindings::device>());
+        // SAFETY: as above; `on` is a live device when given.
+        let parent = from_err_ptr(unsafe {
+            match on {
+                Some(dev) => bindings::vhost_mdev_register_parent_on(dev, &*info),
+                None => bindings::vhost_mdev_register_parent(&*info),
+            }
+        })?;
+        // INVARIANT: registered; `info` and `tv` are owned, `OPS` is static.
         Ok(Self {
             parent,
             _info: info,
             _types: tv,
-            _ops: ops,
             _p: PhantomData,
         })
     }

@@ -7,7 +7,7 @@
 
 use crate::bindings;
 use crate::driver;
-use crate::errno::{eopnotsupp, EINVAL, ESRCH};
+use crate::errno::{eopnotsupp, E2BIG, EINVAL, ESRCH};
 use crate::instance::Instance;
 use crate::lifecycle;
 use crate::mdev;
@@ -31,7 +31,29 @@ pub(crate) unsafe extern "C" fn vhost_mdev_register_parent(
         return EINVAL.to_ptr();
     }
     // SAFETY: the caller guarantees `info` and the lifetimes.
-    match unsafe { driver::register_parent(&*info) } {
+    match unsafe { driver::register_parent(&*info, ptr::null_mut()) } {
+        Ok(p) => p.into_raw().cast(),
+        Err(e) => e.to_ptr(),
+    }
+}
+
+/// `vhost_mdev_register_parent_on()`: as `vhost_mdev_register_parent()`,
+/// with the parent's device a child of `dev`.
+///
+/// # Safety
+///
+/// As for `vhost_mdev_register_parent()`; `dev` must be a registered
+/// device that stays registered until the parent is unregistered.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_register_parent_on(
+    dev: *mut bindings::device,
+    info: *const bindings::vhost_mdev_parent_info,
+) -> *mut bindings::vhost_mdev_parent {
+    if info.is_null() || dev.is_null() {
+        return EINVAL.to_ptr();
+    }
+    // SAFETY: the caller guarantees `info`, `dev` and the lifetimes.
+    match unsafe { driver::register_parent(&*info, dev) } {
         Ok(p) => p.into_raw().cast(),
         Err(e) => e.to_ptr(),
     }
@@ -58,9 +80,9 @@ pub(crate) unsafe extern "C" fn vhost_mdev_unregister_parent(
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle; process context only (the IRQ
-/// lock is a plain spinlock, also taken by `SET_IRQS`: a softirq or hard
-/// IRQ caller could interrupt its holder).
+/// `vdev` must be a live instance handle. Any context: the IRQ lock
+/// disables interrupts, and `eventfd_signal()` may be called from hard IRQ
+/// handlers.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_vq_interrupt(
     vdev: *mut bindings::vhost_mdev_device,
@@ -245,6 +267,83 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_end(_vdev: *mut bindings::vhost_m
         bindings::kthread_unuse_mm(mm);
         bindings::mmput(mm);
     }
+}
+
+/// Pages one `vhost_mdev_dma_pin()` may pin (VFIO's
+/// `VFIO_PIN_PAGES_MAX_ENTRIES`).
+const PIN_MAX: i32 = 512;
+
+/// `vhost_mdev_dma_pin()`: pins `npages` pages of guest memory from the
+/// page-aligned `iova` for a device that does its own DMA.
+///
+/// Returns the number pinned, or `-EINVAL` (device not open, `iova` not
+/// page-aligned, `npages` not positive, `pages` null), `-E2BIG` (more than
+/// [`PIN_MAX`]), or VFIO's error.
+///
+/// # Safety
+///
+/// `vdev` must be a live instance handle, `pages` valid for `npages`
+/// writes; process context.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_pin(
+    vdev: *mut bindings::vhost_mdev_device,
+    iova: u64,
+    npages: i32,
+    write: bool,
+    pages: *mut *mut bindings::page,
+) -> i32 {
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { Instance::from_handle(vdev) };
+    if pages.is_null() || npages <= 0 || iova % bindings::PAGE_SIZE as u64 != 0 {
+        return EINVAL.to_errno();
+    }
+    if npages > PIN_MAX {
+        return E2BIG.to_errno();
+    }
+    // VFIO WARNs on a pin of a closed device: refuse it here.
+    if !this.kicks_on.load(Ordering::Acquire) {
+        return EINVAL.to_errno();
+    }
+    let prot = bindings::IOMMU_READ | if write { bindings::IOMMU_WRITE } else { 0 };
+    // SAFETY: the handle is the instance, whose first field is the
+    // `vfio_device` (which has `dma_unmap`); it is open; `pages` holds
+    // `npages` entries (the caller guarantees).
+    unsafe { bindings::vfio_pin_pages(vdev.cast(), iova, npages, prot, pages.cast()) }
+}
+
+/// `vhost_mdev_dma_unpin()`: unpins what `vhost_mdev_dma_pin()` pinned.
+///
+/// # Safety
+///
+/// `vdev` must be a live instance handle; `[iova, iova + npages pages)`
+/// must have been pinned by `vhost_mdev_dma_pin()` and not unpinned yet;
+/// process context.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_dma_unpin(
+    vdev: *mut bindings::vhost_mdev_device,
+    iova: u64,
+    npages: i32,
+) {
+    if npages <= 0 || npages > PIN_MAX {
+        return;
+    }
+    // SAFETY: the caller guarantees a pinned range of this open device.
+    unsafe { bindings::vfio_unpin_pages(vdev.cast(), iova, npages) }
+}
+
+/// `vhost_mdev_log_write()`: marks guest memory dirty in the vhost dirty
+/// log. The core takes no log yet (`VHOST_SET_LOG_BASE` comes with live
+/// migration), so there is nothing to mark.
+///
+/// # Safety
+///
+/// `vdev` must be a live instance handle.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_log_write(
+    _vdev: *mut bindings::vhost_mdev_device,
+    _iova: u64,
+    _len: u64,
+) {
 }
 
 /// `vhost_mdev_priv_from_dev()`: the parent's instance of an mdev device

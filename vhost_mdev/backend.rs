@@ -106,10 +106,21 @@ impl Backend for ParentBackend<'_> {
         call!(self, set_vq_ready, idx, ready)
     }
     fn set_vq_base(&mut self, idx: u16, base: u16) {
-        call!(self, set_vq_base, idx, base)
+        // Split rings: the next available index in bits 0-15 of vhost's
+        // 32-bit encoding (the packed ring's halves come with its support).
+        call!(self, set_vq_base, idx, u32::from(base))
     }
     fn get_vq_base(&self, idx: u16) -> u16 {
-        call!(self, get_vq_base, idx)
+        let base: u32 = call!(self, get_vq_base, idx);
+        // Bits 16-31 belong to packed rings, which the model does not
+        // negotiate yet.
+        base as u16
+    }
+    fn set_status(&mut self, new: u8) -> Result<(), proto::Errno> {
+        if self.ops.set_status.is_none() {
+            return Ok(());
+        }
+        status(call!(self, set_status, new))
     }
     fn start(&mut self) -> Result<(), proto::Errno> {
         status(call!(self, start))

@@ -64,13 +64,16 @@ pub(crate) fn unregister() {
 }
 
 /// Registers a parent driver's parent; see `include/linux/vhost_mdev.h`.
+/// Its device is a child of `on` unless that is null.
 ///
 /// # Safety
 ///
 /// `info` must be valid and everything it points to must outlive the
-/// registration.
+/// registration; `on` is null or a registered device that stays registered
+/// until the parent is unregistered.
 pub(crate) unsafe fn register_parent(
     info: &bindings::vhost_mdev_parent_info,
+    on: *mut bindings::device,
 ) -> Result<mdev::Parent<Core>> {
     // SAFETY: guaranteed by the caller.
     let data = unsafe { Parent::new(info) }?;
@@ -78,5 +81,5 @@ pub(crate) unsafe fn register_parent(
     // outlive the registration (the caller guarantees).
     let (types, name) = unsafe { (parent::types(info)?, CStr::from_char_ptr(info.name)) };
     // SAFETY: as above.
-    unsafe { mdev::Parent::register(&DRIVER, name, types, data) }
+    unsafe { mdev::Parent::register(&DRIVER, name, types, data, on) }
 }

@@ -8,6 +8,7 @@ use crate::bindings;
 use crate::errno::EINVAL;
 use crate::mdev::TypeInfo;
 use crate::types::MdevType;
+use crate::vhost_mdev_ops::for_each_parent_op;
 use kernel::prelude::*;
 
 /// A parent driver's registration, as the core keeps it.
@@ -25,30 +26,23 @@ pub(crate) struct Parent {
 // strings, tables and ops may be used from any thread (its contract).
 unsafe impl Sync for Parent {}
 
-/// Whether the ops table has every op the core requires.
-fn ops_complete(ops: &bindings::vhost_mdev_device_ops) -> bool {
-    let required = [
-        ops.get_device_id.is_some(),
-        ops.get_vendor_id.is_some(),
-        ops.get_device_features.is_some(),
-        ops.set_driver_features.is_some(),
-        ops.get_config_size.is_some(),
-        ops.get_config.is_some(),
-        ops.set_config.is_some(),
-        ops.get_vq_count.is_some(),
-        ops.get_vq_num_max.is_some(),
-        ops.set_vq_num.is_some(),
-        ops.set_vq_address.is_some(),
-        ops.set_vq_ready.is_some(),
-        ops.set_vq_base.is_some(),
-        ops.get_vq_base.is_some(),
-        ops.kick_vq.is_some(),
-        ops.start.is_some(),
-        ops.reset.is_some(),
-        ops.destroy.is_some(),
-    ];
-    required.iter().all(|present| *present)
+/// Expands the op list of [`for_each_parent_op!`] into the check that a
+/// table has every required op.
+macro_rules! required_ops {
+    ($(
+        $kind:ident $(($has:ident))? $op:ident =>
+            $method:ident($($arg:ident: $ty:ty),*) -> $ret:ty [$how:ident];
+    )*) => {
+        /// Whether the ops table has every op the core requires.
+        fn ops_complete(ops: &bindings::vhost_mdev_device_ops) -> bool {
+            true $(&& required_ops!(@present $kind ops.$op))*
+        }
+    };
+    (@present required $f:expr) => { $f.is_some() };
+    (@present optional $f:expr) => { true };
 }
+
+for_each_parent_op!(required_ops);
 
 impl Parent {
     /// Checks what a parent driver registers; see
@@ -59,6 +53,16 @@ impl Parent {
     /// `info` must be valid and everything it points to must outlive the
     /// registration.
     pub(crate) unsafe fn new(info: &bindings::vhost_mdev_parent_info) -> Result<Self> {
+        if info.abi_version != bindings::VHOST_MDEV_ABI_VERSION {
+            // The first member in every version (a pointer before version
+            // 2): nothing else of `info` may be read.
+            pr_err!(
+                "a parent built against another ABI (version field {:#x}) is refused: rebuild it against this core's include/linux/vhost_mdev.h (ABI {})\n",
+                info.abi_version,
+                bindings::VHOST_MDEV_ABI_VERSION
+            );
+            return Err(EINVAL);
+        }
         if info.name.is_null() || info.ops.is_null() || info.create.is_none() {
             return Err(EINVAL);
         }

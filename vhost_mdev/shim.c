@@ -12,6 +12,7 @@
 #include "../rust/helpers.c"
 
 EXPORT_SYMBOL_GPL(vhost_mdev_register_parent);
+EXPORT_SYMBOL_GPL(vhost_mdev_register_parent_on);
 EXPORT_SYMBOL_GPL(vhost_mdev_unregister_parent);
 EXPORT_SYMBOL_GPL(vhost_mdev_vq_interrupt);
 EXPORT_SYMBOL_GPL(vhost_mdev_config_changed);
@@ -21,6 +22,9 @@ EXPORT_SYMBOL_GPL(vhost_mdev_dma_copy);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_can_copy);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_begin);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_end);
+EXPORT_SYMBOL_GPL(vhost_mdev_dma_pin);
+EXPORT_SYMBOL_GPL(vhost_mdev_dma_unpin);
+EXPORT_SYMBOL_GPL(vhost_mdev_log_write);
 EXPORT_SYMBOL_GPL(vhost_mdev_priv_from_dev);
 EXPORT_SYMBOL_GPL(vhost_mdev_uuid);
 EXPORT_SYMBOL_GPL(vhost_mdev_is_open);

@@ -81,6 +81,8 @@ mod types;
 mod uapi;
 mod uarg;
 mod vfio;
+#[path = "../rust/vhost_mdev_ops.rs"]
+mod vhost_mdev_ops;
 
 module! {
     type: VhostMdev,

@@ -14,6 +14,12 @@
  *    it may only queue work, never sleep and never signal an eventfd.
  *  - reset() must quiesce the device: when it returns, no work of the
  *    instance runs and no DMA is in flight.
+ *
+ * The interface is versioned: a parent sets .abi_version of its
+ * vhost_mdev_parent_info to VHOST_MDEV_ABI_VERSION, and the core refuses a
+ * parent built against another version (MODVERSIONS covers neither a
+ * changed struct layout nor Rust parents). See the history in
+ * Documentation/parent-drivers.rst.
  */
 #ifndef _LINUX_VHOST_MDEV_H
 #define _LINUX_VHOST_MDEV_H
@@ -23,8 +29,41 @@
 struct device;
 struct module;
 struct attribute_group;
+struct page;
 struct vhost_mdev_parent;
 struct vhost_mdev_device;
+
+/*
+ * 1: the first interface (no version field).
+ * 2: .abi_version; a 32-bit vring base; the set_status, set_mem_table and
+ *    get_vq_notification ops; vq_interrupt from any context;
+ *    vhost_mdev_register_parent_on(); vhost_mdev_dma_pin()/_unpin();
+ *    vhost_mdev_log_write().
+ */
+#define VHOST_MDEV_ABI_VERSION 2
+
+/**
+ * struct vhost_mdev_mem_region - one region of the driver's memory table
+ * @guest_phys_addr: the region's IOVA (the guest-physical address with no
+ *                   vIOMMU)
+ * @size: its length in bytes
+ * @userspace_addr: where the VMM that sent the table sees it
+ */
+struct vhost_mdev_mem_region {
+	u64 guest_phys_addr;
+	u64 size;
+	u64 userspace_addr;
+};
+
+/**
+ * struct vhost_mdev_vq_notify_area - a queue's doorbell, for mmap
+ * @addr: physical address of the doorbell's page-aligned area
+ * @size: its length, a multiple of PAGE_SIZE
+ */
+struct vhost_mdev_vq_notify_area {
+	phys_addr_t addr;
+	u64 size;
+};
 
 /**
  * struct vhost_mdev_device_ops - operations of one instance
@@ -49,8 +88,15 @@ struct vhost_mdev_device_ops {
 	void (*set_vq_address)(void *priv, u16 idx, u64 desc, u64 driver,
 			       u64 device);
 	void (*set_vq_ready)(void *priv, u16 idx, bool ready);
-	void (*set_vq_base)(void *priv, u16 idx, u16 base);
-	u16 (*get_vq_base)(void *priv, u16 idx);
+	/*
+	 * The vring base in vhost's encoding (drivers/vhost/vhost.c): split
+	 * rings use bits 0-15 (the next available index; the core passes
+	 * bits 16-31 as 0 and ignores them on get); packed rings carry
+	 * last_avail_idx | avail_wrap << 15 in bits 0-15 and
+	 * last_used_idx | used_wrap << 15 in bits 16-31.
+	 */
+	void (*set_vq_base)(void *priv, u16 idx, u32 base);
+	u32 (*get_vq_base)(void *priv, u16 idx);
 	/* May be called in atomic context: queue work only. */
 	void (*kick_vq)(void *priv, u16 idx);
 	/* DRIVER_OK: start processing the enabled queues. */
@@ -62,6 +108,28 @@ struct vhost_mdev_device_ops {
 	int (*resume)(void *priv);
 	/* Optional. Drop every translation of [iova, iova + len) before returning. */
 	void (*dma_unmap)(void *priv, u64 iova, u64 len);
+	/*
+	 * Optional (ABI 2). Told of every non-zero status the driver writes
+	 * that passed the core's checks: after set_driver_features() when it
+	 * sets FEATURES_OK (an error then keeps FEATURES_OK clear, as a
+	 * device that refuses the features does), before start() when it
+	 * sets DRIVER_OK (an error then fails the request and changes
+	 * nothing). For devices with a status of their own (vDPA).
+	 */
+	int (*set_status)(void *priv, u8 status);
+	/*
+	 * Optional (ABI 2). The driver's memory table (VHOST_SET_MEM_TABLE),
+	 * for devices that must make its pages resident themselves. Called
+	 * by the core once it forwards the request (the vDPA bridge work).
+	 */
+	int (*set_mem_table)(void *priv, const struct vhost_mdev_mem_region *regions,
+			     u32 nregions);
+	/*
+	 * Optional (ABI 2). The doorbell of queue @idx, which the core may
+	 * map into the opener's region 1 instead of trapping its writes.
+	 */
+	int (*get_vq_notification)(void *priv, u16 idx,
+				   struct vhost_mdev_vq_notify_area *area);
 	/* Called once when the instance is destroyed (after reset). */
 	void (*destroy)(void *priv);
 };
@@ -83,6 +151,8 @@ struct vhost_mdev_type_info {
 
 /**
  * struct vhost_mdev_parent_info - what a parent driver registers
+ * @abi_version: VHOST_MDEV_ABI_VERSION of the header the parent was built
+ *               with (the first member in every version)
  * @name: the parent device's name (and class name): types are named
  *        "<name>-<sysfs_name>"
  * @owner: the parent driver's module
@@ -96,6 +166,7 @@ struct vhost_mdev_type_info {
  * @priv: passed to create()
  */
 struct vhost_mdev_parent_info {
+	u32 abi_version;
 	const char *name;
 	struct module *owner;
 	const struct vhost_mdev_type_info *types;
@@ -109,13 +180,22 @@ struct vhost_mdev_parent_info {
 
 struct vhost_mdev_parent *
 vhost_mdev_register_parent(const struct vhost_mdev_parent_info *info);
+/*
+ * ABI 2: the same, for a parent that serves an existing device (a vDPA
+ * device): the parent's mdev device becomes a child of @dev, which must
+ * stay registered until vhost_mdev_unregister_parent() returns.
+ */
+struct vhost_mdev_parent *
+vhost_mdev_register_parent_on(struct device *dev,
+			      const struct vhost_mdev_parent_info *info);
 void vhost_mdev_unregister_parent(struct vhost_mdev_parent *parent);
 
 /*
  * Upcalls from a parent's instance, valid from the parent's create() until
- * its destroy(). The three signalling upcalls take a spinlock that is not
- * IRQ-safe: call them from process context (a worker), not from hard or
- * soft IRQ handlers, and not from an eventfd wake-up.
+ * its destroy(). vhost_mdev_vq_interrupt() may be called from any context,
+ * hard IRQ handlers included (ABI 2: vDPA hardware signals from its IRQ
+ * handler); config_changed() and needs_reset() from process context only
+ * (a worker), not from IRQ handlers and not from an eventfd wake-up.
  */
 void vhost_mdev_vq_interrupt(struct vhost_mdev_device *vdev, u16 idx);
 void vhost_mdev_config_changed(struct vhost_mdev_device *vdev);
@@ -165,6 +245,27 @@ bool vhost_mdev_dma_can_copy(struct vhost_mdev_device *vdev);
  */
 int vhost_mdev_dma_begin(struct vhost_mdev_device *vdev);
 void vhost_mdev_dma_end(struct vhost_mdev_device *vdev);
+/*
+ * ABI 2. Process context, while the device is open. Pins @npages pages
+ * from the page-aligned @iova for a device that does its own DMA (with
+ * type1 or iommufd, as vfio_pin_pages()); @pages receives them. Returns
+ * the number pinned or a negative errno (-EINVAL when the device is not
+ * open, -E2BIG above 512 pages). The parent's dma_unmap() op must unpin
+ * (vhost_mdev_dma_unpin()) every page of a range the VMM unmaps before it
+ * returns: a parent that pins must implement dma_unmap().
+ */
+int vhost_mdev_dma_pin(struct vhost_mdev_device *vdev, u64 iova, int npages,
+		       bool write, struct page **pages);
+void vhost_mdev_dma_unpin(struct vhost_mdev_device *vdev, u64 iova, int npages);
+/*
+ * ABI 2. Any context but hard IRQ. Marks [iova, iova + len) dirty in the
+ * vhost dirty log while the driver has logging on (VHOST_F_LOG_ALL), for a
+ * parent whose device writes guest memory by other means than
+ * vhost_mdev_dma_rw() and vhost_mdev_dma_copy() (which log by themselves).
+ * Without a log (the core does not take VHOST_SET_LOG_BASE yet: the live
+ * migration work), it does nothing.
+ */
+void vhost_mdev_log_write(struct vhost_mdev_device *vdev, u64 iova, u64 len);
 void *vhost_mdev_priv_from_dev(struct device *dev);
 const u8 *vhost_mdev_uuid(struct vhost_mdev_device *vdev);
 bool vhost_mdev_is_open(struct vhost_mdev_device *vdev);

@@ -31,6 +31,8 @@ mod features;
 pub mod sysfs;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
+#[path = "../../rust/vhost_mdev_ops.rs"]
+mod vhost_mdev_ops;
 // Shared with the host-side tests, which use all of it.
 #[path = "../../rust/vhost_task.rs"]
 pub mod vhost_task;
@@ -377,7 +379,9 @@ impl vhost_mdev::Device for NetDev {
         self.state.lock().queue(idx).ready = ready;
     }
 
-    fn set_vq_base(&self, idx: u16, base: u16) {
+    fn set_vq_base(&self, idx: u16, base: u32) {
+        // A split ring: the next available index (bits 0-15).
+        let base = base as u16;
         let mut st = self.state.lock();
         let q = st.queue(idx);
         q.last_avail = base;
@@ -386,8 +390,8 @@ impl vhost_mdev::Device for NetDev {
         q.invalidate();
     }
 
-    fn get_vq_base(&self, idx: u16) -> u16 {
-        self.state.lock().queue(idx).last_avail
+    fn get_vq_base(&self, idx: u16) -> u32 {
+        u32::from(self.state.lock().queue(idx).last_avail)
     }
 
     fn kick(&self, _idx: u16) {

@@ -495,6 +495,14 @@ pub trait Backend {
     fn set_vq_base(&mut self, idx: u16, base: u16);
     /// Reads where a queue is.
     fn get_vq_base(&self, idx: u16) -> u16;
+    /// Every non-zero status the model accepted: after
+    /// [`Backend::set_driver_features`] for FEATURES_OK (an error keeps
+    /// FEATURES_OK clear), before [`Backend::start`] for DRIVER_OK (an
+    /// error fails the request and changes nothing). For devices with a
+    /// status of their own; the default accepts every status.
+    fn set_status(&mut self, _status: u8) -> Result<(), Errno> {
+        Ok(())
+    }
     /// DRIVER_OK: starts the device.
     fn start(&mut self) -> Result<(), Errno>;
     /// Stops and resets the device; it is quiet on return.
@@ -846,6 +854,16 @@ impl Model {
                 if added & DRIVER_OK != 0 {
                     return Err(EINVAL);
                 }
+            }
+        }
+        if accepted != old {
+            if let Err(e) = dev.set_status(accepted) {
+                // A device that refuses FEATURES_OK keeps it clear, as one
+                // that refuses the features; any other refusal fails.
+                if added & FEATURES_OK == 0 || added & DRIVER_OK != 0 {
+                    return Err(e);
+                }
+                accepted &= !FEATURES_OK;
             }
         }
         if accepted & !old & DRIVER_OK != 0 {

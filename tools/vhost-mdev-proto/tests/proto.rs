@@ -22,6 +22,10 @@ struct Fake {
     sparse_config: bool,
     suspends: u32,
     resumes: u32,
+    /// Every status the model passed to `set_status`.
+    statuses: Vec<u8>,
+    /// `set_status` refuses a status with any of these bits.
+    refuse_status: u8,
 }
 
 impl Backend for Fake {
@@ -69,6 +73,13 @@ impl Backend for Fake {
     }
     fn get_vq_base(&self, idx: u16) -> u16 {
         self.bases[idx as usize]
+    }
+    fn set_status(&mut self, status: u8) -> Result<(), i32> {
+        self.statuses.push(status);
+        if status & self.refuse_status != 0 {
+            return Err(EBUSY);
+        }
+        Ok(())
     }
     fn start(&mut self) -> Result<(), i32> {
         self.started = true;
@@ -255,6 +266,60 @@ fn features_ok_needs_version_1_and_access_platform() {
         run(&mut m, &mut d, Request::SetFeatures(1 << 40)),
         Err(EINVAL)
     );
+}
+
+/// A device with a status of its own (vDPA) hears every accepted status,
+/// after the features for FEATURES_OK and before `start` for DRIVER_OK; a
+/// refused FEATURES_OK stays clear, a refused DRIVER_OK fails and changes
+/// nothing.
+#[test]
+fn set_status_reaches_the_device() {
+    use status::*;
+    let (mut m, mut d) = (Model::new(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(ACKNOWLEDGE)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(ACKNOWLEDGE | DRIVER)).unwrap();
+    d.refuse_status = FEATURES_OK;
+    run(
+        &mut m,
+        &mut d,
+        Request::SetStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK),
+    )
+    .unwrap();
+    assert_eq!(d.driver_features, Some(NET_FEATURES));
+    let st = run(&mut m, &mut d, Request::GetStatus).unwrap();
+    assert_eq!(
+        st,
+        vec![ACKNOWLEDGE | DRIVER],
+        "a refused FEATURES_OK stays clear"
+    );
+    d.refuse_status = 0;
+    let fok = ACKNOWLEDGE | DRIVER | FEATURES_OK;
+    run(&mut m, &mut d, Request::SetStatus(fok)).unwrap();
+    d.refuse_status = DRIVER_OK;
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetStatus(fok | DRIVER_OK)),
+        Err(EBUSY)
+    );
+    assert!(!d.started, "start after a refused DRIVER_OK");
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![fok]);
+    d.refuse_status = 0;
+    run(&mut m, &mut d, Request::SetStatus(fok | DRIVER_OK)).unwrap();
+    assert!(d.started);
+    assert_eq!(
+        d.statuses,
+        vec![
+            ACKNOWLEDGE,
+            ACKNOWLEDGE | DRIVER,
+            fok,
+            fok,
+            fok | DRIVER_OK,
+            fok | DRIVER_OK
+        ]
+    );
+    // Writing the same status again tells the device nothing new.
+    run(&mut m, &mut d, Request::SetStatus(fok | DRIVER_OK)).unwrap();
+    assert_eq!(d.statuses.len(), 6);
 }
 
 /// Brings the fake up to DRIVER_OK with queue 0 enabled and configured.

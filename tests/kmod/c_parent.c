@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * c_parent: a test-only parent driver written in C against
+ * include/linux/vhost_mdev.h, for what the Rust sample cannot show:
+ *
+ *  - abi=N registers with .abi_version = N: the core refuses any version
+ *    but its own (insmod then fails with EINVAL);
+ *  - the parent registers on a device of its own (a root device,
+ *    /sys/devices/vhost_mdev_c_parent) with vhost_mdev_register_parent_on();
+ *  - every instance calls vhost_mdev_vq_interrupt() from a hard IRQ (an
+ *    hrtimer in HRTIMER_MODE_REL_HARD) right after its creation; lockdep
+ *    reports it if the core's IRQ lock is not IRQ-safe. The instance's
+ *    "hardirq_interrupts" attribute counts the calls.
+ *
+ * Its device has two queues and moves no data. Not installed; built only
+ * for the test kernel.
+ */
+#include <linux/device.h>
+#include <linux/hrtimer.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/sysfs.h>
+#include <linux/vhost_mdev.h>
+#include <linux/virtio_config.h>
+
+static uint abi = VHOST_MDEV_ABI_VERSION;
+module_param(abi, uint, 0444);
+MODULE_PARM_DESC(abi, "ABI version to claim at registration (test only)");
+
+struct c_inst {
+	struct vhost_mdev_device *vdev;
+	struct hrtimer timer;
+	atomic_t fired;
+	u32 base[2];
+};
+
+static enum hrtimer_restart c_timer(struct hrtimer *t)
+{
+	struct c_inst *c = container_of(t, struct c_inst, timer);
+
+	vhost_mdev_vq_interrupt(c->vdev, 0);
+	atomic_inc(&c->fired);
+	return HRTIMER_NORESTART;
+}
+
+static u32 c_device_id(void *p) { return 1; }
+static u32 c_vendor_id(void *p) { return 0; }
+static u64 c_features(void *p)
+{
+	return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_F_ACCESS_PLATFORM);
+}
+static int c_set_features(void *p, u64 f) { return 0; }
+static u32 c_config_size(void *p) { return 0; }
+static void c_get_config(void *p, u32 off, void *buf, u32 len) { }
+static void c_set_config(void *p, u32 off, const void *buf, u32 len) { }
+static u32 c_vq_count(void *p) { return 2; }
+static u16 c_vq_num_max(void *p) { return 256; }
+static void c_set_vq_num(void *p, u16 idx, u32 num) { }
+static void c_set_vq_address(void *p, u16 idx, u64 d, u64 drv, u64 dev) { }
+static void c_set_vq_ready(void *p, u16 idx, bool ready) { }
+static void c_set_vq_base(void *p, u16 idx, u32 base)
+{
+	((struct c_inst *)p)->base[idx] = base;
+}
+static u32 c_get_vq_base(void *p, u16 idx)
+{
+	return ((struct c_inst *)p)->base[idx];
+}
+static void c_kick(void *p, u16 idx) { }
+static int c_start(void *p) { return 0; }
+static void c_reset(void *p)
+{
+	struct c_inst *c = p;
+
+	c->base[0] = c->base[1] = 0;
+}
+
+static void c_destroy(void *p)
+{
+	struct c_inst *c = p;
+
+	hrtimer_cancel(&c->timer);
+	kfree(c);
+}
+
+static const struct vhost_mdev_device_ops c_ops = {
+	.get_device_id = c_device_id,
+	.get_vendor_id = c_vendor_id,
+	.get_device_features = c_features,
+	.set_driver_features = c_set_features,
+	.get_config_size = c_config_size,
+	.get_config = c_get_config,
+	.set_config = c_set_config,
+	.get_vq_count = c_vq_count,
+	.get_vq_num_max = c_vq_num_max,
+	.set_vq_num = c_set_vq_num,
+	.set_vq_address = c_set_vq_address,
+	.set_vq_ready = c_set_vq_ready,
+	.set_vq_base = c_set_vq_base,
+	.get_vq_base = c_get_vq_base,
+	.kick_vq = c_kick,
+	.start = c_start,
+	.reset = c_reset,
+	.destroy = c_destroy,
+};
+
+static void *c_create(void *parent_priv, struct vhost_mdev_device *vdev,
+		      unsigned int type_index)
+{
+	struct c_inst *c = kzalloc(sizeof(*c), GFP_KERNEL);
+
+	if (!c)
+		return ERR_PTR(-ENOMEM);
+	c->vdev = vdev;
+	hrtimer_init(&c->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	c->timer.function = c_timer;
+	hrtimer_start(&c->timer, ms_to_ktime(1), HRTIMER_MODE_REL_HARD);
+	return c;
+}
+
+static ssize_t hardirq_interrupts_show(struct device *dev,
+				       struct device_attribute *attr, char *buf)
+{
+	struct c_inst *c = vhost_mdev_priv_from_dev(dev);
+
+	if (!c)
+		return -ENODEV;
+	return sysfs_emit(buf, "%d\n", atomic_read(&c->fired));
+}
+static DEVICE_ATTR_RO(hardirq_interrupts);
+
+static struct attribute *c_attrs[] = {
+	&dev_attr_hardirq_interrupts.attr,
+	NULL,
+};
+static const struct attribute_group c_group = { .attrs = c_attrs };
+static const struct attribute_group *c_groups[] = { &c_group, NULL };
+
+static const struct vhost_mdev_type_info c_types[] = {
+	{
+		.sysfs_name = "test",
+		.pretty_name = "C parent (test)",
+		.description = "test-only C parent of the vhost-mdev suites",
+		.max_instances = 2,
+	},
+};
+
+static struct device *c_root;
+static struct vhost_mdev_parent *c_parent;
+
+static int __init c_parent_init(void)
+{
+	struct vhost_mdev_parent_info info = {
+		.abi_version = abi,
+		.name = "vhost_mdev_c_parent",
+		.owner = THIS_MODULE,
+		.types = c_types,
+		.ntypes = ARRAY_SIZE(c_types),
+		.dev_groups = c_groups,
+		.create = c_create,
+		.ops = &c_ops,
+	};
+	static struct vhost_mdev_parent_info c_info;
+
+	c_root = root_device_register("vhost_mdev_c_parent_root");
+	if (IS_ERR(c_root))
+		return PTR_ERR(c_root);
+	c_info = info;
+	c_parent = vhost_mdev_register_parent_on(c_root, &c_info);
+	if (IS_ERR(c_parent)) {
+		root_device_unregister(c_root);
+		return PTR_ERR(c_parent);
+	}
+	return 0;
+}
+
+static void __exit c_parent_exit(void)
+{
+	vhost_mdev_unregister_parent(c_parent);
+	root_device_unregister(c_root);
+}
+
+module_init(c_parent_init);
+module_exit(c_parent_exit);
+MODULE_DESCRIPTION("vhost-mdev test: a parent driver in C");
+MODULE_LICENSE("GPL");
