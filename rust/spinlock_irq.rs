@@ -40,6 +40,10 @@ unsafe impl Backend for SpinLockIrqBackend {
     type State = kernel::bindings::spinlock_t;
     type GuardState = c_ulong;
 
+    /// # Safety
+    ///
+    /// As [`Backend::init`]: `ptr` valid for writes, `name` and `key`
+    /// valid for reads indefinitely.
     unsafe fn init(
         ptr: *mut Self::State,
         name: *const c_char,
@@ -50,12 +54,18 @@ unsafe impl Backend for SpinLockIrqBackend {
         unsafe { kernel::bindings::__spin_lock_init(ptr, name, key) }
     }
 
+    /// # Safety
+    ///
+    /// As [`Backend::lock`]: the lock was initialised.
     unsafe fn lock(ptr: *mut Self::State) -> Self::GuardState {
         // SAFETY: the caller guarantees an initialised lock; the two
         // bindings name the same C type.
         unsafe { bindings::vhost_mdev_helper_spin_lock_irqsave(ptr.cast()) }
     }
 
+    /// # Safety
+    ///
+    /// As [`Backend::unlock`]: the caller owns the lock.
     unsafe fn unlock(ptr: *mut Self::State, flags: &Self::GuardState) {
         // SAFETY: the caller owns the lock; `flags` is what its `lock`
         // saved.
