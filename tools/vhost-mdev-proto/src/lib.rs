@@ -9,7 +9,9 @@
 //!   decoding) and the virtio device model that the core enforces for every
 //!   parent;
 //! - [`vring`]: the device side of a split virtqueue, over a guest-memory
-//!   accessor trait.
+//!   accessor trait;
+//! - [`packed`]: the device side of a packed virtqueue (virtio 1.1), over
+//!   the same trait.
 //!
 //! The crate is `no_std` and allocates nothing. The kernel modules build
 //! its source files as modules of their own crates (`#[path]` includes in
@@ -19,6 +21,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod packed;
 pub mod proto;
 pub mod uapi;
 pub mod vring;

@@ -29,10 +29,21 @@ pub enum RingError {
     /// A readable descriptor after a writable one, or the wrong direction
     /// for the queue.
     BadDirection,
-    /// The driver made more buffers available than the ring holds.
+    /// The driver made more buffers available than the ring holds (packed
+    /// rings: made available a slot the device owns, with both wrap bits
+    /// of the current lap, or changed a chain the device had found).
     BadAvailIdx,
     /// A chain whose first [`MAX_EMPTY_DESCS`] buffers hold no byte.
     EmptyChain,
+    /// Packed rings: a buffer id beyond the ring, or made available again
+    /// while in flight.
+    BadId,
+    /// Packed rings: reserved event suppression flags, `DESC` without
+    /// EVENT_IDX, or an event offset beyond the ring.
+    BadEvent,
+    /// Packed rings: a buffer or table that ends beyond 2^64, or a chain
+    /// of 2^32 bytes or more (the used length is 32-bit).
+    Overflow,
 }
 
 impl From<Fault> for RingError {
@@ -62,6 +73,18 @@ pub trait GuestMemory {
     /// loads after it (`smp_mb()`, as vhost has when it publishes and then
     /// reads the driver's event index or flags).
     fn fence(&mut self) {}
+    /// A read barrier (`smp_rmb()`, acquire) between a load that found a
+    /// packed descriptor or event area published and the loads of what it
+    /// publishes. Defaults to [`GuestMemory::fence`].
+    fn read_fence(&mut self) {
+        self.fence()
+    }
+    /// A write barrier (`smp_wmb()`, release) between the stores of a
+    /// packed used descriptor or event offset and the `flags` store that
+    /// publishes them. Defaults to [`GuestMemory::fence`].
+    fn write_fence(&mut self) {
+        self.fence()
+    }
     /// Whether [`GuestMemory::copy`] may work: then the loopback copies a
     /// frame's data from its TX buffers straight into RX buffers, once,
     /// instead of reading it into the device's buffer and writing it out.

@@ -4,7 +4,7 @@
 //! from the Linux uAPI headers). The kernel modules check the same values
 //! against their own bindgen output at compile time.
 
-use vhost_mdev_proto::{uapi, vring};
+use vhost_mdev_proto::{packed, uapi, vring};
 use virtio_bindings::{virtio_config as cfg, virtio_ring as ring};
 
 #[test]
@@ -23,6 +23,35 @@ fn ring_constants_are_virtio_s() {
         ring::VRING_AVAIL_F_NO_INTERRUPT
     );
     assert_eq!(std::mem::size_of::<ring::vring_desc>(), 16);
+}
+
+#[test]
+fn packed_ring_constants_are_virtio_s() {
+    use packed::*;
+    for (ours, theirs) in [
+        (PACKED_DESC_F_NEXT, ring::VRING_DESC_F_NEXT),
+        (PACKED_DESC_F_WRITE, ring::VRING_DESC_F_WRITE),
+        (PACKED_DESC_F_INDIRECT, ring::VRING_DESC_F_INDIRECT),
+        (PACKED_DESC_F_AVAIL, 1 << ring::VRING_PACKED_DESC_F_AVAIL),
+        (PACKED_DESC_F_USED, 1 << ring::VRING_PACKED_DESC_F_USED),
+        (
+            PACKED_EVENT_FLAG_ENABLE,
+            ring::VRING_PACKED_EVENT_FLAG_ENABLE,
+        ),
+        (
+            PACKED_EVENT_FLAG_DISABLE,
+            ring::VRING_PACKED_EVENT_FLAG_DISABLE,
+        ),
+        (PACKED_EVENT_FLAG_DESC, ring::VRING_PACKED_EVENT_FLAG_DESC),
+        (PACKED_EVENT_F_WRAP_CTR, ring::VRING_PACKED_EVENT_F_WRAP_CTR),
+    ] {
+        assert_eq!(u32::from(ours), theirs);
+    }
+    assert_eq!(std::mem::size_of::<ring::vring_packed_desc>(), 16);
+    assert_eq!(std::mem::offset_of!(ring::vring_packed_desc, len), 8);
+    assert_eq!(std::mem::offset_of!(ring::vring_packed_desc, id), 12);
+    assert_eq!(std::mem::offset_of!(ring::vring_packed_desc, flags), 14);
+    assert_eq!(std::mem::size_of::<ring::vring_packed_desc_event>(), 4);
 }
 
 #[test]
