@@ -26,13 +26,14 @@ mod copy_ceiling;
 pub mod datapath;
 #[path = "../../rust/errno.rs"]
 pub mod errno;
-mod features;
 #[path = "../../rust/sysfs.rs"]
 pub mod sysfs;
 #[path = "../../rust/vhost_mdev.rs"]
 pub mod vhost_mdev;
 #[path = "../../rust/vhost_task.rs"]
 pub mod vhost_task;
+#[path = "../../rust/virtio.rs"]
+pub mod virtio;
 #[allow(dead_code)]
 pub mod virtq;
 // The split-ring walker of the `vhost-mdev-proto` crate.
@@ -42,6 +43,11 @@ pub mod vring;
 
 use datapath::{Datapath, Memory, Outcome, Work};
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
+use virtio::{
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_ID_NET, VIRTIO_NET_F_MAC,
+    VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_HDR_V1_LEN,
+    VIRTIO_NET_S_LINK_UP, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+};
 use virtq::{Budget, Loopback, RingError};
 
 module! {
@@ -60,15 +66,6 @@ extern "C" {
     static vhost_mdev_net_poll_us: c_uint;
 }
 
-const VIRTIO_ID_NET: u32 = 1;
-const VIRTIO_NET_F_MTU: u64 = 1 << 3;
-const VIRTIO_NET_F_MAC: u64 = 1 << 5;
-const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
-const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
-const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
-const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
 const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_F_ACCESS_PLATFORM
     | VIRTIO_NET_F_MAC
@@ -77,7 +74,7 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_NET_F_MRG_RXBUF;
-const VIRTIO_NET_S_LINK_UP: u16 = 1;
+const _: () = assert!(virtq::NET_HDR_LEN == VIRTIO_NET_HDR_V1_LEN);
 /// `struct virtio_net_config` up to and including `mtu`.
 const CONFIG_SIZE: u32 = 12;
 const NUM_QUEUES: u32 = 2;
