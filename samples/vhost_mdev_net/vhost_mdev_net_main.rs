@@ -13,8 +13,6 @@
 //! descriptor ([`virtq`]); a ring the driver corrupted puts the device into
 //! DEVICE_NEEDS_RESET. See `Documentation/sample-net.rst`.
 
-use core::ptr;
-use kernel::ffi::c_uint;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::{c_str, fmt};
@@ -26,6 +24,8 @@ mod copy_ceiling;
 pub mod datapath;
 #[path = "../../rust/errno.rs"]
 pub mod errno;
+#[path = "../../rust/params.rs"]
+pub mod params;
 #[path = "../../rust/sysfs.rs"]
 pub mod sysfs;
 #[path = "../../rust/vhost_mdev.rs"]
@@ -58,12 +58,16 @@ module! {
     license: "GPL",
 }
 
-extern "C" {
-    /// The `max_instances` module parameter (defined in `shim.c`).
-    static vhost_mdev_net_max_instances: c_uint;
+params::c_uint! {
+    /// The `max_instances` module parameter (defined in `shim.c`; 1-1024,
+    /// read at load).
+    fn max_instances = vhost_mdev_net_max_instances;
+}
+
+params::c_uint! {
     /// The `poll_us` module parameter (defined in `shim.c`; 0-1000, may
-    /// change at any time).
-    static vhost_mdev_net_poll_us: c_uint;
+    /// change at any time): read when a device starts or resumes.
+    fn poll_us = vhost_mdev_net_poll_us;
 }
 
 const FEATURES: u64 = VIRTIO_F_VERSION_1
@@ -143,14 +147,6 @@ impl Work for NetState {
 struct NetDev {
     #[pin]
     dp: Datapath<NetState>,
-}
-
-/// `poll_us`, read when the device starts or resumes.
-fn poll_us() -> u32 {
-    // SAFETY: a module parameter that root may write at any time: one
-    // volatile load of an aligned `c_uint` (READ_ONCE()); its setter
-    // keeps it within 0-1000.
-    unsafe { ptr::read_volatile(ptr::addr_of!(vhost_mdev_net_poll_us)) }
 }
 
 #[vtable]
@@ -462,8 +458,7 @@ struct VhostMdevNet {
 
 impl kernel::Module for VhostMdevNet {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: a module parameter, written only while loading.
-        let max = unsafe { vhost_mdev_net_max_instances };
+        let max = max_instances();
         if !(1..=1024).contains(&max) {
             pr_err!("max_instances={} is out of range 1-1024\n", max);
             return Err(EINVAL);
