@@ -19,7 +19,6 @@ use kernel::{c_str, fmt};
 
 #[path = "../../rust/bindings.rs"]
 pub mod bindings;
-mod copy_ceiling;
 #[path = "../../rust/datapath.rs"]
 pub mod datapath;
 #[path = "../../rust/errno.rs"]
@@ -453,7 +452,6 @@ sysfs::attribute_groups! {
 
 struct VhostMdevNet {
     _reg: Registration<NetParent>,
-    _copy_ceiling: copy_ceiling::CopyCeiling,
 }
 
 impl kernel::Module for VhostMdevNet {
@@ -471,9 +469,6 @@ impl kernel::Module for VhostMdevNet {
         }];
         let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, Some(&GROUPS))?;
         pr_info!("type vhost_mdev_net-loopback, {} instances\n", max);
-        Ok(VhostMdevNet {
-            _reg: reg,
-            _copy_ceiling: copy_ceiling::CopyCeiling::new(module)?,
-        })
+        Ok(VhostMdevNet { _reg: reg })
     }
 }
