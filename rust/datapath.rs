@@ -28,16 +28,23 @@
 //! - the counters every parent has: kicks, interrupts sent, failed runs
 //!   (ring errors), and the most worker runs a stop waited for.
 //!
-//! A parent embeds the datapath in its instance and forwards the lifecycle
-//! ops of [`crate::vhost_mdev::Device`] to it:
+//! A parent embeds the datapath in its instance and forwards the queue and
+//! lifecycle ops of [`crate::vhost_mdev::Device`] to it (the sample parent,
+//! `samples/vhost_mdev_net`, is the complete example):
 //!
 //! ```ignore
-//! struct MyState { /* queues, config, counters */ }
+//! struct MyState { vq: SplitQueue, /* config, counters */ }
 //!
 //! impl datapath::Work for MyState {
+//!     const QUEUES: u16 = 1;
+//!
 //!     fn run(&mut self, mem: &mut datapath::Memory<'_>) -> Result<Outcome, RingError> {
-//!         // Serve the queues within a budget, through `mem`.
+//!         // Serve the queue within a budget, through `mem`.
 //!         Ok(Outcome::new().interrupt_if(0, used_some).more(work_left))
+//!     }
+//!
+//!     fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
+//!         &mut self.vq
 //!     }
 //! }
 //!
@@ -47,24 +54,26 @@
 //!     dp: Datapath<MyState>,
 //! }
 //!
+//! #[vtable]
 //! impl vhost_mdev::Device for MyDev {
 //!     fn set_vq_ready(&self, idx: u16, ready: bool) {
-//!         self.dp.with(|s| s.queue(idx).ready = ready);
+//!         self.dp.set_vq_ready(idx, ready)
 //!     }
 //!     fn kick(&self, _idx: u16) {
-//!         self.dp.kick();
+//!         self.dp.kick()
 //!     }
 //!     fn start(&self) -> Result {
 //!         self.dp.start(0)
 //!     }
 //!     fn reset(&self) {
-//!         self.dp.reset(|s| *s = MyState::default());
+//!         self.dp.reset(|s| s.vq = SplitQueue::default())
 //!     }
 //!     // ...
 //! }
 //!
 //! // In `Parent::create`:
-//! KBox::pin_init(pin_init!(MyDev { dp <- Datapath::new(handle, c_str!("my-dev"), state) }), GFP_KERNEL)
+//! let dp = Datapath::new(handle, c_str!("my-dev"), state);
+//! KBox::pin_init(pin_init!(MyDev { dp <- dp }), GFP_KERNEL)
 //! ```
 //!
 //! The one duty the parent keeps: its [`crate::vhost_mdev::Device::reset`]
@@ -327,8 +336,8 @@ impl<W: Work> Datapath<W> {
     }
 
     /// Runs `f` on the parent's state, with the lock held (no run is in
-    /// progress meanwhile). May sleep: process context only, and not from
-    /// [`Work::run`].
+    /// progress meanwhile). May sleep: process context only. `f` must not
+    /// call the datapath (its lock is held: that would deadlock).
     pub fn with<R>(&self, f: impl FnOnce(&mut W) -> R) -> R {
         f(&mut self.state.lock().work)
     }
@@ -423,8 +432,8 @@ impl<W: Work> Datapath<W> {
 
     /// Reset (`Device::reset`): stops the worker and waits until it is
     /// gone, then lets `f` forget the parent's queue state (and whatever
-    /// else a reset clears), with the lock held. The counters of the
-    /// datapath survive.
+    /// else a reset clears), with the lock held (`f` must not call the
+    /// datapath). The counters of the datapath survive.
     pub fn reset(&self, f: impl FnOnce(&mut W)) {
         let _ops = self.ops.lock();
         self.quiesce();
