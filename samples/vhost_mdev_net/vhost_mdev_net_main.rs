@@ -3,49 +3,25 @@
 //! vhost-mdev sample parent: a virtio-net device that loops every frame its
 //! driver transmits back into its own receive queue.
 //!
-//! The reference parent driver for vhost-mdev: one parent
-//! (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`. Queue 0
-//! is RX, queue 1 is TX. Kicks only wake the instance's worker, a thread of
-//! the VMM that started the device ([`vhost_task`]), which moves frames
-//! through guest memory within a [`BUDGET`] of frames, descriptors and bytes
-//! per run (`vhost_mdev_dma_rw()`; with iommufd, frame data is copied once,
-//! TX buffer to RX buffer, with `vhost_mdev_dma_copy()`), checking every
-//! descriptor ([`virtq`]); a ring the driver corrupted puts the device into
-//! DEVICE_NEEDS_RESET. See `Documentation/sample-net.rst`.
+//! The reference parent driver for vhost-mdev, written to be copied: one
+//! parent (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`.
+//! Queue 0 is RX, queue 1 is TX. The [`datapath`] owns the worker and the
+//! lifecycle; each run moves frames within a [`BUDGET`] through the
+//! loopback of [`virtq`], which checks every descriptor. See
+//! `Documentation/sample-net.rst` and `Documentation/parent-drivers.rst`.
 
-use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kernel::ffi::c_uint;
 use kernel::prelude::*;
 use kernel::str::CString;
-use kernel::sync::Mutex;
-use kernel::{c_str, fmt, new_mutex};
+use kernel::{c_str, fmt};
 
-#[path = "../../rust/bindings.rs"]
-pub mod bindings;
-mod copy_ceiling;
-#[path = "../../rust/errno.rs"]
-pub mod errno;
-mod features;
-#[path = "../../rust/sysfs.rs"]
-pub mod sysfs;
-#[path = "../../rust/vhost_mdev.rs"]
-pub mod vhost_mdev;
-#[path = "../../rust/vhost_mdev_ops.rs"]
-mod vhost_mdev_ops;
-// Shared with the host-side tests, which use all of it.
-#[path = "../../rust/vhost_task.rs"]
-pub mod vhost_task;
+include!("../../rust/parent_modules.rs");
 #[allow(dead_code)]
 pub mod virtq;
-// The split-ring walker of the `vhost-mdev-proto` crate.
-#[allow(dead_code)]
-#[path = "../../tools/vhost-mdev-proto/src/vring.rs"]
-pub mod vring;
 
+use datapath::{Datapath, Memory, Outcome, Work};
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
-use vhost_task::{TaskHandler, TaskSlot};
-use virtq::{Budget, GuestMemory, Loopback};
+use virtio::*;
+use virtq::{Budget, Loopback, RingError, SplitQueue};
 
 module! {
     type: VhostMdevNet,
@@ -55,23 +31,15 @@ module! {
     license: "GPL",
 }
 
-extern "C" {
-    /// The `max_instances` module parameter (defined in `shim.c`).
-    static vhost_mdev_net_max_instances: c_uint;
+params::c_uint! {
+    /// The `max_instances` module parameter (defined in `shim.c`; 1-1024,
+    /// read at load).
+    fn max_instances = vhost_mdev_net_max_instances;
     /// The `poll_us` module parameter (defined in `shim.c`; 0-1000, may
-    /// change at any time).
-    static vhost_mdev_net_poll_us: c_uint;
+    /// change at any time): read when a device starts or resumes.
+    fn poll_us = vhost_mdev_net_poll_us;
 }
 
-const VIRTIO_ID_NET: u32 = 1;
-const VIRTIO_NET_F_MTU: u64 = 1 << 3;
-const VIRTIO_NET_F_MAC: u64 = 1 << 5;
-const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
-const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
-const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
-const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
 const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_F_ACCESS_PLATFORM
     | VIRTIO_NET_F_MAC
@@ -80,10 +48,9 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_NET_F_MRG_RXBUF;
-const VIRTIO_NET_S_LINK_UP: u16 = 1;
+const _: () = assert!(virtq::NET_HDR_LEN == VIRTIO_NET_HDR_V1_LEN);
 /// `struct virtio_net_config` up to and including `mtu`.
 const CONFIG_SIZE: u32 = 12;
-const NUM_QUEUES: u32 = 2;
 const QUEUE_MAX: u16 = 1024;
 const RX: u16 = 0;
 const TX: u16 = 1;
@@ -92,65 +59,9 @@ const TX: u16 = 1;
 const BUDGET: Budget = Budget::frames(64);
 const MTU_MIN: u16 = 68;
 
-/// Guest memory through the core's DMA upcall.
-///
-/// The worker is a thread of the process that started the device (the
-/// VMM): with a type1 container, `vfio_dma_rw()` reaches the memory that
-/// process mapped through its own address space; with iommufd, any mapping
-/// (the pinned-page cache first).
-struct Dma<'a> {
-    handle: &'a DeviceHandle,
-    /// The core copies guest memory to guest memory for us (iommufd).
-    direct: bool,
-}
-
-impl<'a> Dma<'a> {
-    fn new(handle: &'a DeviceHandle) -> Self {
-        let direct = handle.dma_can_copy();
-        Self { handle, direct }
-    }
-}
-
-impl GuestMemory for Dma<'_> {
-    fn fence(&mut self) {
-        // smp_mb(): order our ring stores before the loads that follow.
-        core::sync::atomic::fence(Ordering::SeqCst);
-    }
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), virtq::Fault> {
-        // SAFETY: only the worker uses `Dma`, and `reset` (run before close)
-        // stops the worker and waits for it.
-        unsafe { self.handle.dma_read(addr, buf) }.map_err(|_| virtq::Fault)
-    }
-    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), virtq::Fault> {
-        // SAFETY: as in `read`.
-        unsafe { self.handle.dma_write(addr, buf) }.map_err(|_| virtq::Fault)
-    }
-    fn read_u16(&mut self, addr: u64) -> Result<u16, virtq::Fault> {
-        // An aligned 2-byte access inside a ring is one load in the core
-        // (`vhost_mdev_dma_rw()`), on every back end.
-        let mut b = [0u8; 2];
-        self.read(addr, &mut b)?;
-        Ok(u16::from_le_bytes(b))
-    }
-    fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), virtq::Fault> {
-        // One store in the core, as for `read_u16`.
-        self.write(addr, &v.to_le_bytes())
-    }
-    fn can_copy(&self) -> bool {
-        self.direct
-    }
-    fn copy(&mut self, dst: u64, src: u64, len: usize) -> bool {
-        // SAFETY: as in `read`.
-        self.direct && unsafe { self.handle.dma_copy(dst, src, len) }.is_ok()
-    }
-}
-
-/// What the driver configured, and the data path.
+/// What the driver configured, and the loopback's data path.
 struct NetState {
     lb: Loopback,
-    features: u64,
-    started: bool,
-    suspended: bool,
     mac: [u8; 6],
     mtu: u16,
     link_up: bool,
@@ -158,22 +69,22 @@ struct NetState {
     frame: KVec<u8>,
 }
 
-impl NetState {
-    fn config(&self) -> [u8; CONFIG_SIZE as usize] {
-        let mut c = [0u8; CONFIG_SIZE as usize];
-        c[..6].copy_from_slice(&self.mac);
-        let status = if self.link_up {
-            VIRTIO_NET_S_LINK_UP
-        } else {
-            0
-        };
-        c[6..8].copy_from_slice(&status.to_le_bytes());
-        c[8..10].copy_from_slice(&1u16.to_le_bytes());
-        c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
-        c
+impl Work for NetState {
+    const QUEUES: u16 = 2;
+
+    /// One run of the worker: moves frames until the budget runs out,
+    /// nothing is left, or another task wants the CPU.
+    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
+        let out = self
+            .lb
+            .process_yielding(mem, &mut self.frame, BUDGET, datapath::need_resched)?;
+        Ok(Outcome::new()
+            .interrupt_if(RX, out.irq_rx)
+            .interrupt_if(TX, out.irq_tx)
+            .more(out.more))
     }
 
-    fn queue(&mut self, idx: u16) -> &mut virtq::SplitQueue {
+    fn queue(&mut self, idx: u16) -> &mut SplitQueue {
         if idx == RX {
             &mut self.lb.rx
         } else {
@@ -182,130 +93,11 @@ impl NetState {
     }
 }
 
-/// One loopback instance.
-///
-/// # Invariants
-///
-/// The worker (`task`) is stopped in `reset`, `suspend` and on drop; it
-/// moves frames only while `running` is set, which it checks under the
-/// state lock.
-#[pin_data(PinnedDrop)]
+/// One loopback instance: its data path owns the worker and the state.
+#[pin_data]
 struct NetDev {
-    handle: DeviceHandle,
-    task: TaskSlot,
-    /// The worker may move frames (started, not suspended, not broken).
-    running: AtomicBool,
-    /// A stop (reset, suspend, drop) waits for the worker.
-    stopping: AtomicBool,
-    /// Worker runs that ended while the current stop waited.
-    stop_runs: AtomicU64,
-    /// Most worker runs a stop waited for.
-    max_stop_runs: AtomicU64,
-    kicks: AtomicU64,
-    interrupts: AtomicU64,
     #[pin]
-    state: Mutex<NetState>,
-}
-
-impl NetDev {
-    fn interrupt(&self, idx: u16) {
-        self.interrupts.fetch_add(1, Ordering::Relaxed);
-        self.handle.vq_interrupt(idx);
-    }
-
-    /// Stops the worker and waits until it is gone.
-    fn quiesce(&self) {
-        self.running.store(false, Ordering::Release);
-        self.stop_runs.store(0, Ordering::Relaxed);
-        self.stopping.store(true, Ordering::Release);
-        self.task.stop();
-        self.stopping.store(false, Ordering::Relaxed);
-        self.max_stop_runs
-            .fetch_max(self.stop_runs.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-
-    /// Starts the worker, a thread of the calling process.
-    fn start_worker(&self) -> Result {
-        self.running.store(true, Ordering::Release);
-        // SAFETY: a module parameter that root may write at any time: one
-        // volatile load of an aligned `c_uint` (READ_ONCE()); its setter
-        // keeps it within 0-1000.
-        let poll_us = unsafe { ptr::read_volatile(ptr::addr_of!(vhost_mdev_net_poll_us)) };
-        self.task.set_poll_ns(u64::from(poll_us.min(1000)) * 1000);
-        // SAFETY: `self` is pinned in its box for its whole life and stops
-        // the worker (`quiesce`) in `reset`, `suspend` and on drop; the core
-        // serialises start, resume, suspend and reset.
-        let r = unsafe { self.task.start(self, c_str!("vhost-mdev-net")) };
-        if r.is_err() {
-            self.running.store(false, Ordering::Release);
-        }
-        r?;
-        // Buffers may already be waiting.
-        self.task.wake();
-        Ok(())
-    }
-}
-
-impl TaskHandler for NetDev {
-    fn task_slot(&self) -> &TaskSlot {
-        &self.task
-    }
-
-    /// One run of the worker: moves frames until the budget runs out,
-    /// nothing is left, or another task wants the CPU; then drops the state
-    /// lock. Returns whether to run again.
-    fn run(&self) -> bool {
-        let mut st = self.state.lock();
-        if !self.running.load(Ordering::Acquire) || !st.started || st.suspended {
-            return false;
-        }
-        let mut dma = Dma::new(&self.handle);
-        let NetState { lb, frame, .. } = &mut *st;
-        let r = lb.process_yielding(&mut dma, frame, BUDGET, || {
-            // SAFETY: reads a flag of the current task.
-            unsafe { bindings::vhost_mdev_helper_need_resched() }
-        });
-        if self.stopping.load(Ordering::Acquire) {
-            self.stop_runs.fetch_add(1, Ordering::Relaxed);
-        }
-        match r {
-            Ok(out) => {
-                drop(st);
-                if out.irq_rx {
-                    self.interrupt(RX);
-                }
-                if out.irq_tx {
-                    self.interrupt(TX);
-                }
-                out.more
-            }
-            Err(_) => {
-                st.lb.stats.ring_errors += 1;
-                st.started = false;
-                self.running.store(false, Ordering::Release);
-                drop(st);
-                // The driver broke a ring or unmapped its memory: stop and
-                // tell it; only a reset brings the device back.
-                self.handle.needs_reset();
-                false
-            }
-        }
-    }
-
-    fn killed(&self) {
-        // The VMM is going (SIGKILL), or lost its worker (exec): nothing
-        // moves frames until a reset and a new DRIVER_OK; an opener that
-        // survives learns it from the status.
-        self.running.store(false, Ordering::Release);
-        self.handle.needs_reset();
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for NetDev {
-    fn drop(self: Pin<&mut Self>) {
-        self.quiesce();
-    }
+    dp: Datapath<NetState>,
 }
 
 #[vtable]
@@ -319,18 +111,9 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
-        let mut st = self.state.lock();
-        st.features = features;
-        st.lb.mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
-        let (event_idx, indirect) = (
-            features & VIRTIO_RING_F_EVENT_IDX != 0,
-            features & VIRTIO_RING_F_INDIRECT_DESC != 0,
-        );
-        let lb = &mut st.lb;
-        for q in [&mut lb.rx, &mut lb.tx] {
-            q.event_idx = event_idx;
-            q.indirect = indirect;
-        }
+        let mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
+        self.dp.set_ring_features(features);
+        self.dp.with(|st| st.lb.mrg_rxbuf = mrg_rxbuf);
         Ok(())
     }
 
@@ -339,7 +122,15 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn get_config(&self, offset: u32, buf: &mut [u8]) {
-        let c = self.state.lock().config();
+        let mut c = [0u8; CONFIG_SIZE as usize];
+        self.dp.with(|st| {
+            let status = VIRTIO_NET_S_LINK_UP * u16::from(st.link_up);
+            c[..6].copy_from_slice(&st.mac);
+            c[6..8].copy_from_slice(&status.to_le_bytes());
+            c[10..12].copy_from_slice(&st.mtu.to_le_bytes());
+        });
+        // max_virtqueue_pairs
+        c[8..10].copy_from_slice(&1u16.to_le_bytes());
         let off = offset as usize;
         if let Some(src) = c.get(off..off + buf.len()) {
             buf.copy_from_slice(src);
@@ -352,7 +143,7 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn vq_count(&self) -> u32 {
-        NUM_QUEUES
+        NetState::QUEUES.into()
     }
 
     fn vq_num_max(&self) -> u16 {
@@ -360,90 +151,43 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn set_vq_num(&self, idx: u16, num: u32) {
-        let mut st = self.state.lock();
-        let q = st.queue(idx);
-        q.num = num as u16;
-        q.invalidate();
+        self.dp.set_vq_num(idx, num)
     }
 
     fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
-        let mut st = self.state.lock();
-        let q = st.queue(idx);
-        q.desc = desc;
-        q.avail = driver;
-        q.used = device;
-        q.invalidate();
+        self.dp.set_vq_address(idx, desc, driver, device)
     }
 
     fn set_vq_ready(&self, idx: u16, ready: bool) {
-        self.state.lock().queue(idx).ready = ready;
+        self.dp.set_vq_ready(idx, ready)
     }
 
     fn set_vq_base(&self, idx: u16, base: u32) {
-        // A split ring: the next available index (bits 0-15).
-        let base = base as u16;
-        let mut st = self.state.lock();
-        let q = st.queue(idx);
-        q.last_avail = base;
-        q.used_idx = base;
-        q.signalled_used = base;
-        q.invalidate();
+        self.dp.set_vq_base(idx, base)
     }
 
     fn get_vq_base(&self, idx: u16) -> u32 {
-        u32::from(self.state.lock().queue(idx).last_avail)
+        self.dp.get_vq_base(idx)
     }
 
     fn kick(&self, _idx: u16) {
-        self.kicks.fetch_add(1, Ordering::Relaxed);
-        if self.running.load(Ordering::Acquire) {
-            self.task.wake();
-        }
+        self.dp.kick();
     }
 
-    /// DRIVER_OK, from the VMM's ioctl or region write: the worker becomes
-    /// a thread of the VMM, accounted and scheduled with it.
     fn start(&self) -> Result {
-        {
-            let mut st = self.state.lock();
-            st.started = true;
-            st.suspended = false;
-        }
-        let r = self.start_worker();
-        if r.is_err() {
-            self.state.lock().started = false;
-        }
-        r
+        self.dp.start(poll_us())
     }
 
     fn reset(&self) {
-        self.quiesce();
-        let mut st = self.state.lock();
-        let stats = st.lb.stats;
-        st.lb = Loopback::default();
-        // Counters survive resets: they describe the instance.
-        st.lb.stats = stats;
-        st.features = 0;
-        st.started = false;
-        st.suspended = false;
+        self.dp.reset(|st| st.lb.reset());
     }
 
     fn suspend(&self) -> Result {
-        self.quiesce();
-        self.state.lock().suspended = true;
-        Ok(())
+        self.dp.suspend()
     }
 
     fn resume(&self) -> Result {
-        let started = {
-            let mut st = self.state.lock();
-            st.suspended = false;
-            st.started
-        };
-        if started {
-            self.start_worker()?;
-        }
-        Ok(())
+        self.dp.resume(poll_us())
     }
 }
 
@@ -457,52 +201,28 @@ impl vhost_mdev::Parent for NetParent {
         // A stable, locally administered unicast MAC from the UUID.
         let u = handle.uuid();
         let mac = [0x02, u[0], u[1], u[2], u[3], u[4]];
-        let frame = KVec::from_elem(0u8, virtq::FRAME_BUF, GFP_KERNEL)?;
-        let dev = KBox::pin_init(
-            pin_init!(NetDev {
-                handle,
-                task: TaskSlot::new(),
-                running: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
-                stop_runs: AtomicU64::new(0),
-                max_stop_runs: AtomicU64::new(0),
-                kicks: AtomicU64::new(0),
-                interrupts: AtomicU64::new(0),
-                state <- new_mutex!(NetState {
-                    lb: Loopback::default(),
-                    features: 0,
-                    started: false,
-                    suspended: false,
-                    mac,
-                    mtu: 1500,
-                    link_up: true,
-                    frame,
-                }, "vhost_mdev_net_state"),
-            }),
-            GFP_KERNEL,
-        )?;
-        Ok(dev)
+        let st = NetState {
+            lb: Loopback::default(),
+            mac,
+            mtu: 1500,
+            link_up: true,
+            frame: KVec::from_elem(0u8, virtq::FRAME_BUF, GFP_KERNEL)?,
+        };
+        let dp = Datapath::new(handle, c_str!("vhost-mdev-net"), st);
+        KBox::pin_init(pin_init!(NetDev { dp <- dp }), GFP_KERNEL)
     }
 }
 
-// ---------------------------------------------------------------------------
 // Per-instance sysfs attributes: mac, mtu, link, and stats/*.
 
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut n = 0;
-    for part in s.split(':') {
-        if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(EINVAL);
-        }
-        mac[n] = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
-        n += 1;
+/// Changes the config while the device is not open (a driver reads it at
+/// start).
+fn set_while_closed(d: &NetDev, f: impl FnOnce(&mut NetState)) -> Result {
+    if d.dp.handle().is_open() {
+        return Err(EBUSY);
     }
-    // A unicast address, not all zeroes.
-    if n != 6 || mac[0] & 1 != 0 || mac == [0; 6] {
-        return Err(EINVAL);
-    }
-    Ok(mac)
+    d.dp.with(f);
+    Ok(())
 }
 
 /// `mac`: settable while the device is not open.
@@ -513,25 +233,13 @@ impl sysfs::Attribute<NetParent> for Mac {
     const NAME: &'static CStr = c_str!("mac");
 
     fn show(d: &NetDev) -> Result<CString> {
-        let m = d.state.lock().mac;
-        CString::try_from_fmt(fmt!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5]
-        ))
+        let [a, b, c, e, f, g] = d.dp.with(|st| st.mac);
+        CString::try_from_fmt(fmt!("{a:02x}:{b:02x}:{c:02x}:{e:02x}:{f:02x}:{g:02x}\n"))
     }
 
     fn store(d: &NetDev, text: &str) -> Result {
-        let mac = parse_mac(text)?;
-        if d.handle.is_open() {
-            return Err(EBUSY);
-        }
-        d.state.lock().mac = mac;
-        Ok(())
+        let mac = virtq::parse_mac(text).ok_or(EINVAL)?;
+        set_while_closed(d, |st| st.mac = mac)
     }
 }
 
@@ -543,19 +251,13 @@ impl sysfs::Attribute<NetParent> for Mtu {
     const NAME: &'static CStr = c_str!("mtu");
 
     fn show(d: &NetDev) -> Result<CString> {
-        CString::try_from_fmt(fmt!("{}\n", d.state.lock().mtu))
+        CString::try_from_fmt(fmt!("{}\n", d.dp.with(|st| st.mtu)))
     }
 
     fn store(d: &NetDev, text: &str) -> Result {
-        let mtu: u16 = text.parse().map_err(|_| EINVAL)?;
-        if mtu < MTU_MIN {
-            return Err(EINVAL);
-        }
-        if d.handle.is_open() {
-            return Err(EBUSY);
-        }
-        d.state.lock().mtu = mtu;
-        Ok(())
+        let mtu = text.parse::<u16>().ok().filter(|&m| m >= MTU_MIN);
+        let mtu = mtu.ok_or(EINVAL)?;
+        set_while_closed(d, |st| st.mtu = mtu)
     }
 }
 
@@ -567,7 +269,7 @@ impl sysfs::Attribute<NetParent> for Link {
     const NAME: &'static CStr = c_str!("link");
 
     fn show(d: &NetDev) -> Result<CString> {
-        let up = d.state.lock().link_up;
+        let up = d.dp.with(|st| st.link_up);
         CString::try_from_fmt(fmt!("{}\n", u8::from(up)))
     }
 
@@ -577,67 +279,46 @@ impl sysfs::Attribute<NetParent> for Link {
             "0" | "down" => false,
             _ => return Err(EINVAL),
         };
-        let changed = {
-            let mut st = d.state.lock();
-            let changed = st.link_up != up;
-            st.link_up = up;
-            changed
-        };
-        if changed {
-            d.handle.config_changed();
+        let was = d.dp.with(|st| core::mem::replace(&mut st.link_up, up));
+        if was != up {
+            d.dp.handle().config_changed();
         }
         Ok(())
     }
 }
 
-/// The counters under `stats/`: their names, in the order of [`stat`].
-const STAT_NAMES: [&CStr; 14] = [
-    c_str!("tx_packets"),
-    c_str!("tx_bytes"),
-    c_str!("rx_packets"),
-    c_str!("rx_bytes"),
-    c_str!("drop_oversize"),
-    c_str!("drop_malformed"),
-    c_str!("ring_errors"),
-    c_str!("kicks"),
-    c_str!("interrupts"),
-    c_str!("direct_frames"),
-    c_str!("runs"),
-    c_str!("max_run_descs"),
-    c_str!("max_run_bytes"),
-    c_str!("max_stop_runs"),
-];
-
-/// Counter `i` of [`STAT_NAMES`].
-fn stat(d: &NetDev, i: usize) -> u64 {
-    let s = d.state.lock().lb.stats;
-    match i {
-        0 => s.tx_packets,
-        1 => s.tx_bytes,
-        2 => s.rx_packets,
-        3 => s.rx_bytes,
-        4 => s.drop_oversize,
-        5 => s.drop_malformed,
-        6 => s.ring_errors,
-        7 => d.kicks.load(Ordering::Relaxed),
-        8 => d.interrupts.load(Ordering::Relaxed),
-        9 => s.direct_frames,
-        10 => s.runs,
-        11 => s.max_run_descs,
-        12 => s.max_run_bytes,
-        _ => d.max_stop_runs.load(Ordering::Relaxed),
-    }
+/// The loopback's counters.
+fn stats(d: &NetDev) -> virtq::Stats {
+    d.dp.with(|st| st.lb.stats)
 }
 
-/// Counter `I` of [`stat`] (read-only).
+/// The files under `stats/`: name and value, in the order of [`GROUPS`].
+const STATS: [(&CStr, fn(&NetDev) -> u64); 14] = [
+    (c_str!("tx_packets"), |d| stats(d).tx_packets),
+    (c_str!("tx_bytes"), |d| stats(d).tx_bytes),
+    (c_str!("rx_packets"), |d| stats(d).rx_packets),
+    (c_str!("rx_bytes"), |d| stats(d).rx_bytes),
+    (c_str!("drop_oversize"), |d| stats(d).drop_oversize),
+    (c_str!("drop_malformed"), |d| stats(d).drop_malformed),
+    (c_str!("ring_errors"), |d| d.dp.ring_errors()),
+    (c_str!("kicks"), |d| d.dp.kicks()),
+    (c_str!("interrupts"), |d| d.dp.interrupts()),
+    (c_str!("direct_frames"), |d| stats(d).direct_frames),
+    (c_str!("runs"), |d| stats(d).runs),
+    (c_str!("max_run_descs"), |d| stats(d).max_run_descs),
+    (c_str!("max_run_bytes"), |d| stats(d).max_run_bytes),
+    (c_str!("max_stop_runs"), |d| d.dp.max_stop_runs()),
+];
+
+/// Counter `I` of [`STATS`] (read-only).
 struct Stat<const I: usize>;
 
 #[vtable]
 impl<const I: usize> sysfs::Attribute<NetParent> for Stat<I> {
-    const NAME: &'static CStr = STAT_NAMES[I];
+    const NAME: &'static CStr = STATS[I].0;
 
     fn show(d: &NetDev) -> Result<CString> {
-        CString::try_from_fmt(fmt!("{}\n", stat(d, I)))
+        CString::try_from_fmt(fmt!("{}\n", (STATS[I].1)(d)))
     }
 }
 
@@ -654,17 +335,13 @@ sysfs::attribute_groups! {
     ];
 }
 
-// ---------------------------------------------------------------------------
-
 struct VhostMdevNet {
     _reg: Registration<NetParent>,
-    _copy_ceiling: copy_ceiling::CopyCeiling,
 }
 
 impl kernel::Module for VhostMdevNet {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: a module parameter, written only while loading.
-        let max = unsafe { vhost_mdev_net_max_instances };
+        let max = max_instances();
         if !(1..=1024).contains(&max) {
             pr_err!("max_instances={} is out of range 1-1024\n", max);
             return Err(EINVAL);
@@ -677,9 +354,6 @@ impl kernel::Module for VhostMdevNet {
         }];
         let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, Some(&GROUPS))?;
         pr_info!("type vhost_mdev_net-loopback, {} instances\n", max);
-        Ok(VhostMdevNet {
-            _reg: reg,
-            _copy_ceiling: copy_ceiling::CopyCeiling::new(module)?,
-        })
+        Ok(VhostMdevNet { _reg: reg })
     }
 }
