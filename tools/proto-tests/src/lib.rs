@@ -18,3 +18,7 @@ pub mod bindings {
 
 #[path = "../../../samples/vhost_mdev_net/virtq.rs"]
 pub mod virtq;
+
+/// The blk sample's request logic, from the module's own file.
+#[path = "../../../samples/vhost_mdev_blk/blk.rs"]
+pub mod blk;
