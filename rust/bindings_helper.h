@@ -23,6 +23,7 @@
 #include <linux/uaccess.h>
 #include <linux/vfio.h>
 #include <linux/vhost.h>
+#include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>

@@ -46,7 +46,8 @@ t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
 	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' install &&
 	test -f '$stage/usr/local/include/linux/vhost_mdev.h' &&
 	test -x '$stage/usr/local/bin/vhost-mdev' &&
-	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
+	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
+	grep -qx 'updates/vhost_mdev_copy_ceiling.ko:' '$stage'/lib/modules/*/modules.dep"
 
 # DKMS (Debian's dkms): builds the modules against the test kernel's tree.
 # It appends CC=clang LD=ld.lld for clang-built kernels; the Makefile
@@ -90,4 +91,4 @@ JOB
 
 t "make uninstall removes what install put" sh -c "
 	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' uninstall &&
-	! test -e '$stage/usr/local/bin/vhost-mdev' && ! ls '$stage'/lib/modules/*/updates/vhost_mdev.ko 2>/dev/null"
+	! test -e '$stage/usr/local/bin/vhost-mdev' && ! ls '$stage'/lib/modules/*/updates/vhost_mdev*.ko 2>/dev/null"

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C shim of the sample parent: the module parameter (6.12's Rust `module!`
- * has no parameters) and the `static inline` wrappers.
+ * C shim of the sample parent: the module parameters (6.12's Rust `module!`
+ * has none; Rust reads them through rust/params.rs) and the `static inline`
+ * wrappers.
  */
 #include <linux/moduleparam.h>
 

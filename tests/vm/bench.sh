@@ -43,6 +43,11 @@ done
 load_kernel_modules
 for m in vdpa vdpa_sim vdpa_sim_net vhost_vdpa; do modprobe -d "$MODROOT" $m; done
 load_ours
+# The copy ceilings' timer (scripts/copy-ceiling), a module of its own.
+if wanted copy; then
+	insmod "$MODDIR/vhost_mdev_copy_ceiling.ko" ||
+		{ echo "FAIL: insmod $MODDIR/vhost_mdev_copy_ceiling.ko"; exit 1; }
+fi
 vdpa dev add mgmtdev vdpasim_net name vdpa0 mac 02:00:00:00:00:01
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
@@ -140,9 +145,10 @@ for rep in $(seq "$REPS"); do
 done
 PLACEMENT=$saved_placement
 # (c) The copy ceilings: each data path's copy routine, timed in this
-# kernel (scripts/copy-ceiling): copy_from_user + copy_to_user of each frame
-# (type1: vfio_dma_rw() in and out) and one memcpy() of each frame a page at
-# a time (iommufd: pinned pages, vhost_mdev_dma_copy()).
+# kernel (scripts/copy-ceiling, vhost_mdev_copy_ceiling.ko):
+# copy_from_user + copy_to_user of each frame (type1: vfio_dma_rw() in and
+# out) and one memcpy() of each frame a page at a time (iommufd: pinned
+# pages, vhost_mdev_dma_copy()).
 for rep in $(seq "$REPS"); do
 	wanted copy || break
 	for cmode in user memcpy; do

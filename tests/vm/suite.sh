@@ -21,8 +21,11 @@ t "pin_cache_bytes defaults to 64 MiB and is read-only" sh -c "
 t "vhost_mdev_net rejects max_instances=0" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=0
 t "vhost_mdev_net rejects max_instances=5000" expect_fail insmod "$KO/vhost_mdev_net.ko" max_instances=5000
 t "vhost_mdev_net loads with max_instances=4" insmod "$KO/vhost_mdev_net.ko" max_instances=4
+# The benchmark aid of `make bench`, a module of its own.
+CC=/sys/kernel/debug/vhost_mdev_copy_ceiling/copy_ceiling
+t "vhost_mdev_copy_ceiling loads" insmod "$KO/vhost_mdev_copy_ceiling.ko"
 t "copy_ceiling (debugfs) rejects bad input and times both copy routines" sh -c "
-	C=/sys/kernel/debug/vhost_mdev_net/copy_ceiling
+	C=$CC
 	test -e \$C &&
 	! echo '0 1' >\$C && ! echo '65550 1' >\$C && ! echo '64 0' >\$C &&
 	! echo '64 10000001' >\$C && ! echo '64 1 bogus' >\$C &&
@@ -33,21 +36,23 @@ t "copy_ceiling (debugfs) rejects bad input and times both copy routines" sh -c 
 # 10^7 iterations of 64 KiB take hours (1.4 ms each under TCG): the bounds
 # below only tell a stopped measurement from one that runs on.
 t "copy_ceiling: a signal ends a measurement; rmmod never waits for one" sh -c "
-	C=/sys/kernel/debug/vhost_mdev_net/copy_ceiling
+	C=$CC
 	echo '65536 10000000' >\$C || exit 1
 	dd if=\$C of=/dev/null bs=131072 count=1 2>/dev/null &
 	pid=\$!
 	sleep 1
 	kill -0 \$pid 2>/dev/null || { echo 'the measurement ended within 1 s'; exit 1; }
 	t0=\$(date +%s%N)
-	rmmod vhost_mdev_net 2>/dev/null && { echo 'rmmod succeeded during a measurement'; exit 1; }
+	rmmod vhost_mdev_copy_ceiling 2>/dev/null && { echo 'rmmod succeeded during a measurement'; exit 1; }
 	ms=\$(( (\$(date +%s%N) - t0) / 1000000 ))
 	[ \$ms -lt 30000 ] || { echo \"rmmod took \$ms ms\"; exit 1; }
 	kill -KILL \$pid
 	for i in \$(seq 300); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done
 	kill -0 \$pid 2>/dev/null && { echo 'the reader survived SIGKILL for 30 s'; exit 1; }
 	wait \$pid
-	grep -q '^vhost_mdev_net ' /proc/modules"
+	grep -q '^vhost_mdev_copy_ceiling ' /proc/modules"
+t "vhost_mdev_copy_ceiling unloads, and its file goes with it" sh -c "
+	rmmod vhost_mdev_copy_ceiling && ! test -e $CC"
 
 t "type attributes: device_api, name, available_instances" sh -c "
 	. $TOP/tests/vm/lib.sh

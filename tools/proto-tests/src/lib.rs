@@ -1,23 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The sample parent's virtio-net loopback, compiled for the host so that
-//! `cargo test` can feed it arbitrary input. The source is the module's own
-//! file, not a copy; the walker it runs on is the `vhost-mdev-proto` crate
+//! The sample parents' virtio-net loopback and virtio-blk request logic,
+//! compiled for the host so that `cargo test` can feed them arbitrary
+//! input. The sources are the modules' own files, not copies; the walker it runs on is the `vhost-mdev-proto` crate
 //! (whose own tests cover the protocol model).
 
 pub use vhost_mdev_proto::{proto, vring};
 
-/// What the module gets from bindgen, here from `virtio-bindings`.
-pub mod bindings {
-    pub use virtio_bindings::virtio_net::virtio_net_hdr_v1;
-    pub use virtio_bindings::virtio_ring::{
-        vring_desc, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
-        VRING_DESC_F_WRITE,
-    };
-}
-
 #[path = "../../../samples/vhost_mdev_net/virtq.rs"]
 pub mod virtq;
+
+// The constants the loopback and the walker share with virtio, checked
+// against the kernel's headers (as `virtio-bindings` reads them), as the
+// module checks them against its bindgen output (rust/virtio.rs and the
+// sample).
+use core::mem::size_of;
+use virtio_bindings::virtio_net::virtio_net_hdr_v1;
+use virtio_bindings::virtio_ring as ring;
+
+const _: () = assert!(virtq::NET_HDR_LEN == size_of::<virtio_net_hdr_v1>());
+const _: () = assert!(vring::VRING_DESC_F_NEXT as u32 == ring::VRING_DESC_F_NEXT);
+const _: () = assert!(vring::VRING_DESC_F_WRITE as u32 == ring::VRING_DESC_F_WRITE);
+const _: () = assert!(vring::VRING_DESC_F_INDIRECT as u32 == ring::VRING_DESC_F_INDIRECT);
+const _: () = assert!(vring::VRING_AVAIL_F_NO_INTERRUPT as u32 == ring::VRING_AVAIL_F_NO_INTERRUPT);
+const _: () = assert!(size_of::<ring::vring_desc>() == 16);
 
 /// The blk sample's request logic, from the module's own file.
 #[path = "../../../samples/vhost_mdev_blk/blk.rs"]

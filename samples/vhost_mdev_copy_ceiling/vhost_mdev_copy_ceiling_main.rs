@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A benchmark aid: the copy ceiling of the sample's data path.
+//! A benchmark aid: the copy ceiling of the sample parent's data path
+//! (`vhost_mdev_copy_ceiling.ko`, standalone: it needs neither the core nor
+//! a parent).
 //!
 //! With a type1 container the data path moves every frame with
 //! `vfio_dma_rw()`, which copies with `copy_from_user()` (TX) and
@@ -12,7 +14,7 @@
 //! ratio):
 //!
 //! ```text
-//! /sys/kernel/debug/vhost_mdev_net/copy_ceiling   (root only)
+//! /sys/kernel/debug/vhost_mdev_copy_ceiling/copy_ceiling   (root only)
 //!   write "SIZE ITERATIONS [user|memcpy]"
 //!                              (1 <= SIZE <= 65549, 1 <= ITERATIONS <= 10^7;
 //!                              user, the default, is the type1 path)
@@ -30,7 +32,6 @@
 //! reference on the module (`fops.owner`), so `rmmod` during a measurement
 //! fails at once with EAGAIN ("in use") and never waits for it.
 
-use crate::bindings;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::ffi::c_char;
@@ -39,6 +40,29 @@ use kernel::str::CString;
 use kernel::time::Ktime;
 use kernel::uaccess::UserSlice;
 use kernel::{c_str, fmt};
+
+#[path = "../../rust/bindings.rs"]
+mod bindings;
+
+module! {
+    type: VhostMdevCopyCeiling,
+    name: "vhost_mdev_copy_ceiling",
+    author: "The vhost-mdev developers",
+    description: "vhost-mdev benchmark aid: times the sample's copy routines",
+    license: "GPL",
+}
+
+struct VhostMdevCopyCeiling {
+    _copy_ceiling: CopyCeiling,
+}
+
+impl kernel::Module for VhostMdevCopyCeiling {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        Ok(Self {
+            _copy_ceiling: CopyCeiling::new(module)?,
+        })
+    }
+}
 
 const MAX_SIZE: u64 = 65549;
 const MAX_ITERATIONS: u64 = 10_000_000;
@@ -55,7 +79,7 @@ const MEMCPY: u64 = 1 << 63;
 ///
 /// `dir` is null or a directory from `debugfs_create_dir()` that holds a
 /// file whose `file_operations` is `*fops`.
-pub(crate) struct CopyCeiling {
+struct CopyCeiling {
     dir: *mut bindings::dentry,
     /// Kept alive for the file (the VFS holds a pointer to it).
     _fops: KBox<bindings::file_operations>,
@@ -67,9 +91,9 @@ unsafe impl Send for CopyCeiling {}
 unsafe impl Sync for CopyCeiling {}
 
 impl CopyCeiling {
-    /// Creates `/sys/kernel/debug/vhost_mdev_net/copy_ceiling`. Without
-    /// debugfs, nothing is created and this still succeeds.
-    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+    /// Creates `/sys/kernel/debug/vhost_mdev_copy_ceiling/copy_ceiling`.
+    /// Without debugfs, nothing is created and this still succeeds.
+    fn new(module: &'static ThisModule) -> Result<Self> {
         // SAFETY: all-zeroes is a valid `file_operations` (no callbacks).
         let mut fops: bindings::file_operations = unsafe { core::mem::zeroed() };
         fops.owner = module.as_ptr().cast();
@@ -78,7 +102,10 @@ impl CopyCeiling {
         let fops = KBox::new(fops, GFP_KERNEL)?;
         // SAFETY: a valid name; a null parent is the debugfs root.
         let dir = unsafe {
-            bindings::debugfs_create_dir(c_str!("vhost_mdev_net").as_char_ptr(), ptr::null_mut())
+            bindings::debugfs_create_dir(
+                c_str!("vhost_mdev_copy_ceiling").as_char_ptr(),
+                ptr::null_mut(),
+            )
         };
         let dir = match kernel::error::from_err_ptr(dir) {
             Ok(d) => d,
