@@ -24,22 +24,13 @@ pub use crate::vring::*;
 
 /// Bytes of a sector (capacity and `sector` count in these).
 pub const SECTOR_SIZE: u64 = 512;
-/// `VIRTIO_BLK_T_IN`: read sectors into the writable buffers.
-pub const VIRTIO_BLK_T_IN: u32 = 0;
-/// `VIRTIO_BLK_T_OUT`: write the readable data to the disk.
-pub const VIRTIO_BLK_T_OUT: u32 = 1;
-/// `VIRTIO_BLK_T_FLUSH`: make earlier writes durable.
-pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
-/// `VIRTIO_BLK_T_GET_ID`: the device ID string.
-pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
-/// `VIRTIO_BLK_S_OK`
-pub const VIRTIO_BLK_S_OK: u8 = 0;
-/// `VIRTIO_BLK_S_IOERR`
-pub const VIRTIO_BLK_S_IOERR: u8 = 1;
-/// `VIRTIO_BLK_S_UNSUPP`
-pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
-/// `VIRTIO_BLK_ID_BYTES`: length of the ID string.
-pub const VIRTIO_BLK_ID_BYTES: usize = 20;
+// The request types, status values and ID length are bindgen's reading
+// of <linux/virtio_blk.h> in the module (`rust/virtio.rs`), and
+// `virtio-bindings`' on the host (`tools/proto-tests`).
+pub use crate::virtio::{
+    VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+};
 /// Size of `struct virtio_blk_outhdr`.
 pub const OUTHDR_LEN: u64 = 16;
 /// Buffers of a chain the device records; a chain with more is answered
@@ -48,6 +39,35 @@ pub const MAX_SEGS: usize = 64;
 /// Data buffers of a request (`seg_max`): [`MAX_SEGS`] less the header
 /// and status buffers.
 pub const SEG_MAX: u32 = MAX_SEGS as u32 - 2;
+
+/// Bytes of the config space: `struct virtio_blk_config` up to and
+/// including `blk_size`.
+pub const CONFIG_SIZE: usize = 24;
+
+/// The config space of a disk of `capacity` sectors: `capacity`, `seg_max`
+/// ([`SEG_MAX`]) and `blk_size` (512); `size_max` and the geometry are not
+/// offered.
+pub fn config(capacity: u64) -> [u8; CONFIG_SIZE] {
+    let mut c = [0u8; CONFIG_SIZE];
+    c[..8].copy_from_slice(&capacity.to_le_bytes());
+    c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+    c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+    c
+}
+
+/// The `VIRTIO_BLK_T_GET_ID` answer of the device with this UUID (the
+/// mdev's `guid_t`): `vhost-mdev-` and the UUID's first eight hex digits
+/// as written (`guid_t` keeps that field little-endian), NUL-padded.
+pub fn serial(uuid: &[u8; 16]) -> [u8; VIRTIO_BLK_ID_BYTES] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; VIRTIO_BLK_ID_BYTES];
+    id[..11].copy_from_slice(b"vhost-mdev-");
+    for (k, b) in uuid[..4].iter().rev().enumerate() {
+        id[11 + 2 * k] = HEX[usize::from(b >> 4)];
+        id[12 + 2 * k] = HEX[usize::from(b & 15)];
+    }
+    id
+}
 
 /// The work of one run of [`BlkQueue::process`], checked between requests:
 /// the request in progress completes.

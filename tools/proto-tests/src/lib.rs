@@ -28,3 +28,19 @@ const _: () = assert!(size_of::<ring::vring_desc>() == 16);
 /// The blk sample's request logic, from the module's own file.
 #[path = "../../../samples/vhost_mdev_blk/blk.rs"]
 pub mod blk;
+
+/// The virtio constants the blk sample takes from `rust/virtio.rs`
+/// (bindgen's reading of the kernel's headers), here from
+/// `virtio-bindings` (its reading of the same headers).
+pub mod virtio {
+    use virtio_bindings::virtio_blk as vb;
+
+    pub const VIRTIO_BLK_T_IN: u32 = vb::VIRTIO_BLK_T_IN;
+    pub const VIRTIO_BLK_T_OUT: u32 = vb::VIRTIO_BLK_T_OUT;
+    pub const VIRTIO_BLK_T_FLUSH: u32 = vb::VIRTIO_BLK_T_FLUSH;
+    pub const VIRTIO_BLK_T_GET_ID: u32 = vb::VIRTIO_BLK_T_GET_ID;
+    pub const VIRTIO_BLK_S_OK: u8 = vb::VIRTIO_BLK_S_OK as u8;
+    pub const VIRTIO_BLK_S_IOERR: u8 = vb::VIRTIO_BLK_S_IOERR as u8;
+    pub const VIRTIO_BLK_S_UNSUPP: u8 = vb::VIRTIO_BLK_S_UNSUPP as u8;
+    pub const VIRTIO_BLK_ID_BYTES: usize = vb::VIRTIO_BLK_ID_BYTES as usize;
+}

@@ -487,21 +487,30 @@ fn a_run_stops_at_its_budget() {
     assert_eq!(d.d.used().len(), 40);
 }
 
+/// The config space and ID string the module serves.
 #[test]
-fn constants_are_virtios() {
+fn config_and_serial() {
     use virtio_bindings::virtio_blk as vb;
-    assert_eq!(VIRTIO_BLK_T_IN, vb::VIRTIO_BLK_T_IN);
-    assert_eq!(VIRTIO_BLK_T_OUT, vb::VIRTIO_BLK_T_OUT);
-    assert_eq!(VIRTIO_BLK_T_FLUSH, vb::VIRTIO_BLK_T_FLUSH);
-    assert_eq!(VIRTIO_BLK_T_GET_ID, vb::VIRTIO_BLK_T_GET_ID);
-    assert_eq!(u32::from(VIRTIO_BLK_S_OK), vb::VIRTIO_BLK_S_OK);
-    assert_eq!(u32::from(VIRTIO_BLK_S_IOERR), vb::VIRTIO_BLK_S_IOERR);
-    assert_eq!(u32::from(VIRTIO_BLK_S_UNSUPP), vb::VIRTIO_BLK_S_UNSUPP);
-    assert_eq!(VIRTIO_BLK_ID_BYTES as u32, vb::VIRTIO_BLK_ID_BYTES);
     assert_eq!(
         OUTHDR_LEN as usize,
         std::mem::size_of::<vb::virtio_blk_outhdr>()
     );
+    assert_eq!(
+        CONFIG_SIZE,
+        std::mem::offset_of!(vb::virtio_blk_config, blk_size) + 4
+    );
+    let c = config(0x0102_0304_0506_0708);
+    assert_eq!(&c[..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+    let at = std::mem::offset_of!(vb::virtio_blk_config, seg_max);
+    assert_eq!(&c[at..at + 4], &SEG_MAX.to_le_bytes());
+    let at = std::mem::offset_of!(vb::virtio_blk_config, blk_size);
+    assert_eq!(&c[at..at + 4], &512u32.to_le_bytes());
+    // size_max and the geometry: not offered, 0.
+    assert!(c[8..12].iter().chain(&c[16..20]).all(|&b| b == 0));
+    // The guid_t of 0abc00ff-1234-...: the first field little-endian.
+    let mut u = [0u8; 16];
+    u[..6].copy_from_slice(&[0xff, 0x00, 0xbc, 0x0a, 0x34, 0x12]);
+    assert_eq!(&serial(&u), b"vhost-mdev-0abc00ff\0");
 }
 
 /// A request of the property test.
