@@ -289,7 +289,7 @@ impl BlkQueue {
             .ok_or(RingError::Fault)?;
         let segs = &self.segs[..n.min(MAX_SEGS)];
         // Writable bytes before the status byte.
-        let room = writable - 1;
+        let room = writable.saturating_sub(1);
         let mut hdr = [0u8; OUTHDR_LEN as usize];
         let (status, data, written) = if too_many
             || readable < OUTHDR_LEN
