@@ -25,19 +25,26 @@
 //!   unmapped its memory) stops the data path and sets
 //!   DEVICE_NEEDS_RESET; so does the death of the VMM, which kills the
 //!   worker. Only a reset and a new DRIVER_OK bring the device back;
-//! - the counters every parent has: kicks, interrupts sent, and the most
-//!   worker runs a stop waited for.
+//! - the counters every parent has: kicks, interrupts sent, failed runs
+//!   (ring errors), and the most worker runs a stop waited for.
 //!
-//! A parent embeds the datapath in its instance and forwards the lifecycle
-//! ops of [`crate::vhost_mdev::Device`] to it:
+//! A parent embeds the datapath in its instance and forwards the queue and
+//! lifecycle ops of [`crate::vhost_mdev::Device`] to it (the sample parent,
+//! `samples/vhost_mdev_net`, is the complete example):
 //!
 //! ```ignore
-//! struct MyState { /* queues, config, counters */ }
+//! struct MyState { vq: SplitQueue, /* config, counters */ }
 //!
 //! impl datapath::Work for MyState {
+//!     const QUEUES: u16 = 1;
+//!
 //!     fn run(&mut self, mem: &mut datapath::Memory<'_>) -> Result<Outcome, RingError> {
-//!         // Serve the queues within a budget, through `mem`.
+//!         // Serve the queue within a budget, through `mem`.
 //!         Ok(Outcome::new().interrupt_if(0, used_some).more(work_left))
+//!     }
+//!
+//!     fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
+//!         &mut self.vq
 //!     }
 //! }
 //!
@@ -47,24 +54,26 @@
 //!     dp: Datapath<MyState>,
 //! }
 //!
+//! #[vtable]
 //! impl vhost_mdev::Device for MyDev {
 //!     fn set_vq_ready(&self, idx: u16, ready: bool) {
-//!         self.dp.with(|s| s.queue(idx).ready = ready);
+//!         self.dp.set_vq_ready(idx, ready)
 //!     }
 //!     fn kick(&self, _idx: u16) {
-//!         self.dp.kick();
+//!         self.dp.kick()
 //!     }
 //!     fn start(&self) -> Result {
 //!         self.dp.start(0)
 //!     }
 //!     fn reset(&self) {
-//!         self.dp.reset(|s| *s = MyState::default());
+//!         self.dp.reset(|s| s.vq = SplitQueue::default())
 //!     }
 //!     // ...
 //! }
 //!
 //! // In `Parent::create`:
-//! KBox::pin_init(pin_init!(MyDev { dp <- Datapath::new(handle, c_str!("my-dev"), state) }), GFP_KERNEL)
+//! let dp = Datapath::new(handle, c_str!("my-dev"), state);
+//! KBox::pin_init(pin_init!(MyDev { dp <- dp }), GFP_KERNEL)
 //! ```
 //!
 //! The one duty the parent keeps: its [`crate::vhost_mdev::Device::reset`]
@@ -74,7 +83,8 @@
 use crate::bindings;
 use crate::vhost_mdev::DeviceHandle;
 use crate::vhost_task::{TaskHandler, TaskSlot};
-use crate::vring::{Fault, GuestMemory, RingError};
+use crate::virtio::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use crate::vring::{Fault, GuestMemory, RingError, SplitQueue};
 use core::marker::PhantomData;
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use kernel::new_mutex;
@@ -91,6 +101,9 @@ pub const MAX_POLL_US: u32 = 1000;
 /// The state lives behind the datapath's lock: [`Work::run`] is called
 /// with it held, and the parent's ops reach it with [`Datapath::with`].
 pub trait Work: Send + 'static {
+    /// Number of virtqueues (the device's `vq_count()`).
+    const QUEUES: u16;
+
     /// One run of the worker: serves the queues through `mem` within a
     /// budget of its own (descriptors walked, bytes copied: a guest chooses
     /// how long its chains are), ending early when [`need_resched`] says
@@ -100,13 +113,18 @@ pub trait Work: Send + 'static {
     ///
     /// An error means the driver broke a ring or its memory cannot be
     /// reached: the datapath stops and sets DEVICE_NEEDS_RESET, and `run`
-    /// is not called again until a reset and a new start. Leave the state
-    /// as it was at the last completed request (count the error if the
-    /// parent shows such a counter).
+    /// is not called again until a reset and a new start (the datapath
+    /// counts it: [`Datapath::ring_errors`]). Leave the state as it was at
+    /// the last completed request.
     ///
     /// Runs in the worker, in process context, and may sleep; only while
     /// the device is started and not suspended.
     fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError>;
+
+    /// Split queue `idx`, for the queue ops of [`Datapath`]
+    /// ([`Datapath::set_vq_num`] and the others). `idx` is below
+    /// [`Work::QUEUES`] (the core checks it against `vq_count()` first).
+    fn queue(&mut self, idx: u16) -> &mut SplitQueue;
 }
 
 /// What one [`Work::run`] did: the queues to interrupt, and whether work
@@ -277,6 +295,8 @@ pub struct Datapath<W: Work> {
     max_stop_runs: AtomicU64,
     kicks: AtomicU64,
     interrupts: AtomicU64,
+    /// Runs that failed (each set DEVICE_NEEDS_RESET).
+    ring_errors: AtomicU64,
     /// Held across every start and stop of the worker: a start never
     /// races a stop, whoever calls them.
     #[pin]
@@ -299,6 +319,7 @@ impl<W: Work> Datapath<W> {
             max_stop_runs: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
+            ring_errors: AtomicU64::new(0),
             ops <- new_mutex!((), "vhost_mdev_datapath_ops"),
             state <- new_mutex!(State {
                 work,
@@ -315,10 +336,66 @@ impl<W: Work> Datapath<W> {
     }
 
     /// Runs `f` on the parent's state, with the lock held (no run is in
-    /// progress meanwhile). May sleep: process context only, and not from
-    /// [`Work::run`].
+    /// progress meanwhile). May sleep: process context only. `f` must not
+    /// call the datapath (its lock is held: that would deadlock).
     pub fn with<R>(&self, f: impl FnOnce(&mut W) -> R) -> R {
         f(&mut self.state.lock().work)
+    }
+
+    /// `Device::set_driver_features`: the ring features the driver
+    /// accepted (`VIRTIO_RING_F_EVENT_IDX`, `VIRTIO_RING_F_INDIRECT_DESC`),
+    /// for every queue. The parent applies its device features itself.
+    pub fn set_ring_features(&self, features: u64) {
+        self.with(|w| {
+            for idx in 0..W::QUEUES {
+                let q = w.queue(idx);
+                q.event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
+                q.indirect = features & VIRTIO_RING_F_INDIRECT_DESC != 0;
+            }
+        });
+    }
+
+    /// `Device::set_vq_num`: the size of queue `idx` (which the core
+    /// checked against the device's `vq_num_max()`).
+    pub fn set_vq_num(&self, idx: u16, num: u32) {
+        self.with(|w| {
+            let q = w.queue(idx);
+            q.num = num as u16;
+            q.invalidate();
+        });
+    }
+
+    /// `Device::set_vq_address`: the ring addresses (IOVAs) of queue `idx`.
+    pub fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
+        self.with(|w| {
+            let q = w.queue(idx);
+            q.desc = desc;
+            q.avail = driver;
+            q.used = device;
+            q.invalidate();
+        });
+    }
+
+    /// `Device::set_vq_ready`: enables or disables queue `idx`.
+    pub fn set_vq_ready(&self, idx: u16, ready: bool) {
+        self.with(|w| w.queue(idx).ready = ready);
+    }
+
+    /// `Device::set_vq_base`: where queue `idx` goes on (its next available
+    /// index; the used index and the last signalled one follow it).
+    pub fn set_vq_base(&self, idx: u16, base: u16) {
+        self.with(|w| {
+            let q = w.queue(idx);
+            q.last_avail = base;
+            q.used_idx = base;
+            q.signalled_used = base;
+            q.invalidate();
+        });
+    }
+
+    /// `Device::get_vq_base`: the next available index of queue `idx`.
+    pub fn get_vq_base(&self, idx: u16) -> u16 {
+        self.with(|w| w.queue(idx).last_avail)
     }
 
     /// A kick: counts it and wakes the worker. Any context, atomic
@@ -355,8 +432,8 @@ impl<W: Work> Datapath<W> {
 
     /// Reset (`Device::reset`): stops the worker and waits until it is
     /// gone, then lets `f` forget the parent's queue state (and whatever
-    /// else a reset clears), with the lock held. The counters of the
-    /// datapath survive.
+    /// else a reset clears), with the lock held (`f` must not call the
+    /// datapath). The counters of the datapath survive.
     pub fn reset(&self, f: impl FnOnce(&mut W)) {
         let _ops = self.ops.lock();
         self.quiesce();
@@ -398,6 +475,12 @@ impl<W: Work> Datapath<W> {
     /// Virtqueue interrupts sent.
     pub fn interrupts(&self) -> u64 {
         self.interrupts.load(Ordering::Relaxed)
+    }
+
+    /// Runs that failed ([`Work::run`] returned an error, and the device
+    /// went into DEVICE_NEEDS_RESET).
+    pub fn ring_errors(&self) -> u64 {
+        self.ring_errors.load(Ordering::Relaxed)
     }
 
     /// Most worker runs that a reset, suspend or removal waited for (at
@@ -464,6 +547,7 @@ impl<W: Work> TaskHandler for Datapath<W> {
                 out.more
             }
             Err(_) => {
+                self.ring_errors.fetch_add(1, Ordering::Relaxed);
                 st.started = false;
                 self.running.store(false, Ordering::Release);
                 drop(st);

@@ -24,24 +24,27 @@
 //! The reader is one relaxed atomic load (`READ_ONCE()`): a parameter
 //! with a writable mode may change at any time.
 
-/// Declares `fn $name() -> u32`, which reads the module parameter whose C
-/// variable is the `unsigned int` named `$sym` (defined in the module's C
-/// shim; see the module documentation).
+/// Declares, for each `fn $name = $sym;`, a `fn $name() -> u32` that reads
+/// the module parameter whose C variable is the `unsigned int` named `$sym`
+/// (defined in the module's C shim; see the module documentation).
 #[macro_export]
 macro_rules! params_c_uint {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident = $sym:ident;) => {
-        $(#[$meta])*
-        $vis fn $name() -> u32 {
-            extern "C" {
-                // An `unsigned int` in C; an atomic here, because sysfs may
-                // write it while Rust reads it (same size and alignment).
-                static $sym: ::core::sync::atomic::AtomicU32;
+    ($($(#[$meta:meta])* $vis:vis fn $name:ident = $sym:ident;)+) => {
+        $(
+            $(#[$meta])*
+            $vis fn $name() -> u32 {
+                extern "C" {
+                    // An `unsigned int` in C; an atomic here, because sysfs
+                    // may write it while Rust reads it (same size and
+                    // alignment).
+                    static $sym: ::core::sync::atomic::AtomicU32;
+                }
+                // SAFETY: `$sym` is a C `unsigned int` of this module (the
+                // macro's contract), alive while the module is; it is only
+                // read, atomically.
+                unsafe { &$sym }.load(::core::sync::atomic::Ordering::Relaxed)
             }
-            // SAFETY: `$sym` is a C `unsigned int` of this module (the
-            // macro's contract), alive while the module is; it is only
-            // read, atomically.
-            unsafe { &$sym }.load(::core::sync::atomic::Ordering::Relaxed)
-        }
+        )+
     };
 }
 pub use params_c_uint as c_uint;

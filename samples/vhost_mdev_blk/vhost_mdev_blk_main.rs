@@ -12,29 +12,11 @@ use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::{c_str, fmt};
 
-#[path = "../../rust/bindings.rs"]
-pub mod bindings;
-pub mod blk;
-#[path = "../../rust/datapath.rs"]
-pub mod datapath;
-#[path = "../../rust/errno.rs"]
-pub mod errno;
-#[path = "../../rust/params.rs"]
-pub mod params;
-#[path = "../../rust/sysfs.rs"]
-pub mod sysfs;
-#[path = "../../rust/vhost_mdev.rs"]
-pub mod vhost_mdev;
-#[path = "../../rust/vhost_task.rs"]
-pub mod vhost_task;
-#[path = "../../rust/virtio.rs"]
-pub mod virtio;
-// The split-ring walker of the `vhost-mdev-proto` crate.
-#[allow(dead_code)]
-#[path = "../../tools/vhost-mdev-proto/src/vring.rs"]
-pub mod vring;
+include!("../../rust/parent_modules.rs");
 
-use blk::{BlkQueue, Disk, RingError, SECTOR_SIZE};
+pub mod blk;
+
+use blk::{BlkQueue, Disk, RingError, SplitQueue, SECTOR_SIZE};
 use datapath::{Datapath, Memory, Outcome, Work};
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
 use virtio::*;
@@ -80,6 +62,12 @@ impl BlkState {
 }
 
 impl Work for BlkState {
+    const QUEUES: u16 = 1;
+
+    fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
+        &mut self.queue.q
+    }
+
     fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
         let mut disk = Disk {
             data: &mut self.disk,
@@ -122,10 +110,7 @@ impl vhost_mdev::Device for BlkDev {
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
-        self.dp.with(|s| {
-            s.queue.q.event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
-            s.queue.q.indirect = features & VIRTIO_RING_F_INDIRECT_DESC != 0;
-        });
+        self.dp.set_ring_features(features);
         Ok(())
     }
 
@@ -153,35 +138,24 @@ impl vhost_mdev::Device for BlkDev {
         QUEUE_MAX
     }
 
-    fn set_vq_num(&self, _idx: u16, num: u32) {
-        self.dp.with(|s| {
-            s.queue.q.num = num as u16;
-            s.queue.q.invalidate();
-        });
+    fn set_vq_num(&self, idx: u16, num: u32) {
+        self.dp.set_vq_num(idx, num)
     }
 
-    fn set_vq_address(&self, _idx: u16, desc: u64, driver: u64, device: u64) {
-        self.dp.with(|s| {
-            let q = &mut s.queue.q;
-            (q.desc, q.avail, q.used) = (desc, driver, device);
-            q.invalidate();
-        });
+    fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
+        self.dp.set_vq_address(idx, desc, driver, device)
     }
 
-    fn set_vq_ready(&self, _idx: u16, ready: bool) {
-        self.dp.with(|s| s.queue.q.ready = ready);
+    fn set_vq_ready(&self, idx: u16, ready: bool) {
+        self.dp.set_vq_ready(idx, ready)
     }
 
-    fn set_vq_base(&self, _idx: u16, base: u16) {
-        self.dp.with(|s| {
-            let q = &mut s.queue.q;
-            (q.last_avail, q.used_idx, q.signalled_used) = (base, base, base);
-            q.invalidate();
-        });
+    fn set_vq_base(&self, idx: u16, base: u16) {
+        self.dp.set_vq_base(idx, base)
     }
 
-    fn get_vq_base(&self, _idx: u16) -> u16 {
-        self.dp.with(|s| s.queue.q.last_avail)
+    fn get_vq_base(&self, idx: u16) -> u16 {
+        self.dp.get_vq_base(idx)
     }
 
     fn kick(&self, _idx: u16) {

@@ -3,51 +3,25 @@
 //! vhost-mdev sample parent: a virtio-net device that loops every frame its
 //! driver transmits back into its own receive queue.
 //!
-//! The reference parent driver for vhost-mdev: one parent
-//! (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`. Queue 0
-//! is RX, queue 1 is TX. Kicks only wake the instance's worker, a thread of
-//! the VMM that started the device ([`vhost_task`]), which moves frames
-//! through guest memory within a [`BUDGET`] of frames, descriptors and bytes
-//! per run (`vhost_mdev_dma_rw()`; with iommufd, frame data is copied once,
-//! TX buffer to RX buffer, with `vhost_mdev_dma_copy()`), checking every
-//! descriptor ([`virtq`]); a ring the driver corrupted puts the device into
-//! DEVICE_NEEDS_RESET. See `Documentation/sample-net.rst`.
+//! The reference parent driver for vhost-mdev, written to be copied: one
+//! parent (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`.
+//! Queue 0 is RX, queue 1 is TX. The [`datapath`] owns the worker and the
+//! lifecycle; each run moves frames within a [`BUDGET`] through the
+//! loopback of [`virtq`], which checks every descriptor. See
+//! `Documentation/sample-net.rst` and `Documentation/parent-drivers.rst`.
 
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::{c_str, fmt};
 
-#[path = "../../rust/bindings.rs"]
-pub mod bindings;
-#[path = "../../rust/datapath.rs"]
-pub mod datapath;
-#[path = "../../rust/errno.rs"]
-pub mod errno;
-#[path = "../../rust/params.rs"]
-pub mod params;
-#[path = "../../rust/sysfs.rs"]
-pub mod sysfs;
-#[path = "../../rust/vhost_mdev.rs"]
-pub mod vhost_mdev;
-#[path = "../../rust/vhost_task.rs"]
-pub mod vhost_task;
-#[path = "../../rust/virtio.rs"]
-pub mod virtio;
+include!("../../rust/parent_modules.rs");
 #[allow(dead_code)]
 pub mod virtq;
-// The split-ring walker of the `vhost-mdev-proto` crate.
-#[allow(dead_code)]
-#[path = "../../tools/vhost-mdev-proto/src/vring.rs"]
-pub mod vring;
 
 use datapath::{Datapath, Memory, Outcome, Work};
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
-use virtio::{
-    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_ID_NET, VIRTIO_NET_F_MAC,
-    VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_HDR_V1_LEN,
-    VIRTIO_NET_S_LINK_UP, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-};
-use virtq::{Budget, Loopback, RingError};
+use virtio::*;
+use virtq::{Budget, Loopback, RingError, SplitQueue};
 
 module! {
     type: VhostMdevNet,
@@ -61,9 +35,6 @@ params::c_uint! {
     /// The `max_instances` module parameter (defined in `shim.c`; 1-1024,
     /// read at load).
     fn max_instances = vhost_mdev_net_max_instances;
-}
-
-params::c_uint! {
     /// The `poll_us` module parameter (defined in `shim.c`; 0-1000, may
     /// change at any time): read when a device starts or resumes.
     fn poll_us = vhost_mdev_net_poll_us;
@@ -80,7 +51,6 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
 const _: () = assert!(virtq::NET_HDR_LEN == VIRTIO_NET_HDR_V1_LEN);
 /// `struct virtio_net_config` up to and including `mtu`.
 const CONFIG_SIZE: u32 = 12;
-const NUM_QUEUES: u32 = 2;
 const QUEUE_MAX: u16 = 1024;
 const RX: u16 = 0;
 const TX: u16 = 1;
@@ -99,44 +69,26 @@ struct NetState {
     frame: KVec<u8>,
 }
 
-impl NetState {
-    fn config(&self) -> [u8; CONFIG_SIZE as usize] {
-        let mut c = [0u8; CONFIG_SIZE as usize];
-        c[..6].copy_from_slice(&self.mac);
-        let status = if self.link_up {
-            VIRTIO_NET_S_LINK_UP
-        } else {
-            0
-        };
-        c[6..8].copy_from_slice(&status.to_le_bytes());
-        c[8..10].copy_from_slice(&1u16.to_le_bytes());
-        c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
-        c
+impl Work for NetState {
+    const QUEUES: u16 = 2;
+
+    /// One run of the worker: moves frames until the budget runs out,
+    /// nothing is left, or another task wants the CPU.
+    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
+        let out = self
+            .lb
+            .process_yielding(mem, &mut self.frame, BUDGET, datapath::need_resched)?;
+        Ok(Outcome::new()
+            .interrupt_if(RX, out.irq_rx)
+            .interrupt_if(TX, out.irq_tx)
+            .more(out.more))
     }
 
-    fn queue(&mut self, idx: u16) -> &mut virtq::SplitQueue {
+    fn queue(&mut self, idx: u16) -> &mut SplitQueue {
         if idx == RX {
             &mut self.lb.rx
         } else {
             &mut self.lb.tx
-        }
-    }
-}
-
-impl Work for NetState {
-    /// One run of the worker: moves frames until the budget runs out,
-    /// nothing is left, or another task wants the CPU.
-    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
-        let Self { lb, frame, .. } = self;
-        match lb.process_yielding(mem, frame, BUDGET, datapath::need_resched) {
-            Ok(out) => Ok(Outcome::new()
-                .interrupt_if(RX, out.irq_rx)
-                .interrupt_if(TX, out.irq_tx)
-                .more(out.more)),
-            Err(e) => {
-                lb.stats.ring_errors += 1;
-                Err(e)
-            }
         }
     }
 }
@@ -159,13 +111,9 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
-        self.dp.with(|st| {
-            st.lb.mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
-            for q in [&mut st.lb.rx, &mut st.lb.tx] {
-                q.event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
-                q.indirect = features & VIRTIO_RING_F_INDIRECT_DESC != 0;
-            }
-        });
+        let mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
+        self.dp.set_ring_features(features);
+        self.dp.with(|st| st.lb.mrg_rxbuf = mrg_rxbuf);
         Ok(())
     }
 
@@ -174,7 +122,15 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn get_config(&self, offset: u32, buf: &mut [u8]) {
-        let c = self.dp.with(|st| st.config());
+        let mut c = [0u8; CONFIG_SIZE as usize];
+        self.dp.with(|st| {
+            let status = VIRTIO_NET_S_LINK_UP * u16::from(st.link_up);
+            c[..6].copy_from_slice(&st.mac);
+            c[6..8].copy_from_slice(&status.to_le_bytes());
+            c[10..12].copy_from_slice(&st.mtu.to_le_bytes());
+        });
+        // max_virtqueue_pairs
+        c[8..10].copy_from_slice(&1u16.to_le_bytes());
         let off = offset as usize;
         if let Some(src) = c.get(off..off + buf.len()) {
             buf.copy_from_slice(src);
@@ -187,7 +143,7 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn vq_count(&self) -> u32 {
-        NUM_QUEUES
+        NetState::QUEUES.into()
     }
 
     fn vq_num_max(&self) -> u16 {
@@ -195,39 +151,23 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn set_vq_num(&self, idx: u16, num: u32) {
-        self.dp.with(|st| {
-            let q = st.queue(idx);
-            q.num = num as u16;
-            q.invalidate();
-        });
+        self.dp.set_vq_num(idx, num)
     }
 
     fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
-        self.dp.with(|st| {
-            let q = st.queue(idx);
-            q.desc = desc;
-            q.avail = driver;
-            q.used = device;
-            q.invalidate();
-        });
+        self.dp.set_vq_address(idx, desc, driver, device)
     }
 
     fn set_vq_ready(&self, idx: u16, ready: bool) {
-        self.dp.with(|st| st.queue(idx).ready = ready);
+        self.dp.set_vq_ready(idx, ready)
     }
 
     fn set_vq_base(&self, idx: u16, base: u16) {
-        self.dp.with(|st| {
-            let q = st.queue(idx);
-            q.last_avail = base;
-            q.used_idx = base;
-            q.signalled_used = base;
-            q.invalidate();
-        });
+        self.dp.set_vq_base(idx, base)
     }
 
     fn get_vq_base(&self, idx: u16) -> u16 {
-        self.dp.with(|st| st.queue(idx).last_avail)
+        self.dp.get_vq_base(idx)
     }
 
     fn kick(&self, _idx: u16) {
@@ -239,12 +179,7 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn reset(&self) {
-        self.dp.reset(|st| {
-            // Counters survive resets: they describe the instance.
-            let stats = st.lb.stats;
-            st.lb = Loopback::default();
-            st.lb.stats = stats;
-        });
+        self.dp.reset(|st| st.lb.reset());
     }
 
     fn suspend(&self) -> Result {
@@ -273,34 +208,21 @@ impl vhost_mdev::Parent for NetParent {
             link_up: true,
             frame: KVec::from_elem(0u8, virtq::FRAME_BUF, GFP_KERNEL)?,
         };
-        let name = c_str!("vhost-mdev-net");
-        KBox::pin_init(
-            pin_init!(NetDev {
-                dp <- Datapath::new(handle, name, st),
-            }),
-            GFP_KERNEL,
-        )
+        let dp = Datapath::new(handle, c_str!("vhost-mdev-net"), st);
+        KBox::pin_init(pin_init!(NetDev { dp <- dp }), GFP_KERNEL)
     }
 }
 
-// ---------------------------------------------------------------------------
 // Per-instance sysfs attributes: mac, mtu, link, and stats/*.
 
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut n = 0;
-    for part in s.split(':') {
-        if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(EINVAL);
-        }
-        mac[n] = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
-        n += 1;
+/// Changes the config while the device is not open (a driver reads it at
+/// start).
+fn set_while_closed(d: &NetDev, f: impl FnOnce(&mut NetState)) -> Result {
+    if d.dp.handle().is_open() {
+        return Err(EBUSY);
     }
-    // A unicast address, not all zeroes.
-    if n != 6 || mac[0] & 1 != 0 || mac == [0; 6] {
-        return Err(EINVAL);
-    }
-    Ok(mac)
+    d.dp.with(f);
+    Ok(())
 }
 
 /// `mac`: settable while the device is not open.
@@ -311,25 +233,13 @@ impl sysfs::Attribute<NetParent> for Mac {
     const NAME: &'static CStr = c_str!("mac");
 
     fn show(d: &NetDev) -> Result<CString> {
-        let m = d.dp.with(|st| st.mac);
-        CString::try_from_fmt(fmt!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5]
-        ))
+        let [a, b, c, e, f, g] = d.dp.with(|st| st.mac);
+        CString::try_from_fmt(fmt!("{a:02x}:{b:02x}:{c:02x}:{e:02x}:{f:02x}:{g:02x}\n"))
     }
 
     fn store(d: &NetDev, text: &str) -> Result {
-        let mac = parse_mac(text)?;
-        if d.dp.handle().is_open() {
-            return Err(EBUSY);
-        }
-        d.dp.with(|st| st.mac = mac);
-        Ok(())
+        let mac = virtq::parse_mac(text).ok_or(EINVAL)?;
+        set_while_closed(d, |st| st.mac = mac)
     }
 }
 
@@ -345,15 +255,9 @@ impl sysfs::Attribute<NetParent> for Mtu {
     }
 
     fn store(d: &NetDev, text: &str) -> Result {
-        let mtu: u16 = text.parse().map_err(|_| EINVAL)?;
-        if mtu < MTU_MIN {
-            return Err(EINVAL);
-        }
-        if d.dp.handle().is_open() {
-            return Err(EBUSY);
-        }
-        d.dp.with(|st| st.mtu = mtu);
-        Ok(())
+        let mtu = text.parse::<u16>().ok().filter(|&m| m >= MTU_MIN);
+        let mtu = mtu.ok_or(EINVAL)?;
+        set_while_closed(d, |st| st.mtu = mtu)
     }
 }
 
@@ -375,63 +279,46 @@ impl sysfs::Attribute<NetParent> for Link {
             "0" | "down" => false,
             _ => return Err(EINVAL),
         };
-        let changed =
-            d.dp.with(|st| core::mem::replace(&mut st.link_up, up) != up);
-        if changed {
+        let was = d.dp.with(|st| core::mem::replace(&mut st.link_up, up));
+        if was != up {
             d.dp.handle().config_changed();
         }
         Ok(())
     }
 }
 
-/// The counters under `stats/`: their names, in the order of [`stat`].
-const STAT_NAMES: [&CStr; 14] = [
-    c_str!("tx_packets"),
-    c_str!("tx_bytes"),
-    c_str!("rx_packets"),
-    c_str!("rx_bytes"),
-    c_str!("drop_oversize"),
-    c_str!("drop_malformed"),
-    c_str!("ring_errors"),
-    c_str!("kicks"),
-    c_str!("interrupts"),
-    c_str!("direct_frames"),
-    c_str!("runs"),
-    c_str!("max_run_descs"),
-    c_str!("max_run_bytes"),
-    c_str!("max_stop_runs"),
-];
-
-/// Counter `i` of [`STAT_NAMES`].
-fn stat(d: &NetDev, i: usize) -> u64 {
-    let s = d.dp.with(|st| st.lb.stats);
-    match i {
-        0 => s.tx_packets,
-        1 => s.tx_bytes,
-        2 => s.rx_packets,
-        3 => s.rx_bytes,
-        4 => s.drop_oversize,
-        5 => s.drop_malformed,
-        6 => s.ring_errors,
-        7 => d.dp.kicks(),
-        8 => d.dp.interrupts(),
-        9 => s.direct_frames,
-        10 => s.runs,
-        11 => s.max_run_descs,
-        12 => s.max_run_bytes,
-        _ => d.dp.max_stop_runs(),
-    }
+/// The loopback's counters.
+fn stats(d: &NetDev) -> virtq::Stats {
+    d.dp.with(|st| st.lb.stats)
 }
 
-/// Counter `I` of [`stat`] (read-only).
+/// The files under `stats/`: name and value, in the order of [`GROUPS`].
+const STATS: [(&CStr, fn(&NetDev) -> u64); 14] = [
+    (c_str!("tx_packets"), |d| stats(d).tx_packets),
+    (c_str!("tx_bytes"), |d| stats(d).tx_bytes),
+    (c_str!("rx_packets"), |d| stats(d).rx_packets),
+    (c_str!("rx_bytes"), |d| stats(d).rx_bytes),
+    (c_str!("drop_oversize"), |d| stats(d).drop_oversize),
+    (c_str!("drop_malformed"), |d| stats(d).drop_malformed),
+    (c_str!("ring_errors"), |d| d.dp.ring_errors()),
+    (c_str!("kicks"), |d| d.dp.kicks()),
+    (c_str!("interrupts"), |d| d.dp.interrupts()),
+    (c_str!("direct_frames"), |d| stats(d).direct_frames),
+    (c_str!("runs"), |d| stats(d).runs),
+    (c_str!("max_run_descs"), |d| stats(d).max_run_descs),
+    (c_str!("max_run_bytes"), |d| stats(d).max_run_bytes),
+    (c_str!("max_stop_runs"), |d| d.dp.max_stop_runs()),
+];
+
+/// Counter `I` of [`STATS`] (read-only).
 struct Stat<const I: usize>;
 
 #[vtable]
 impl<const I: usize> sysfs::Attribute<NetParent> for Stat<I> {
-    const NAME: &'static CStr = STAT_NAMES[I];
+    const NAME: &'static CStr = STATS[I].0;
 
     fn show(d: &NetDev) -> Result<CString> {
-        CString::try_from_fmt(fmt!("{}\n", stat(d, I)))
+        CString::try_from_fmt(fmt!("{}\n", (STATS[I].1)(d)))
     }
 }
 
@@ -447,8 +334,6 @@ sysfs::attribute_groups! {
         ),
     ];
 }
-
-// ---------------------------------------------------------------------------
 
 struct VhostMdevNet {
     _reg: Registration<NetParent>,

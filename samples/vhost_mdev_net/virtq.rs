@@ -86,7 +86,8 @@ impl From<u32> for Budget {
     }
 }
 
-/// Counters of a loopback, as shown in sysfs.
+/// Counters of a loopback, as shown in sysfs (beside those of the device's
+/// data path: kicks, interrupts, ring errors).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Frames taken from TX.
@@ -102,12 +103,6 @@ pub struct Stats {
     /// Frames dropped: malformed (shorter than the header, or larger than
     /// the largest frame).
     pub drop_malformed: u64,
-    /// Kicks received.
-    pub kicks: u64,
-    /// Interrupts sent.
-    pub interrupts: u64,
-    /// Ring errors (each put the device into NEEDS_RESET).
-    pub ring_errors: u64,
     /// Frames delivered whose data went from TX to RX buffers by direct
     /// copies only ([`GuestMemory::copy`]), without the device's buffer.
     pub direct_frames: u64,
@@ -211,6 +206,15 @@ impl RxScratch {
 }
 
 impl Loopback {
+    /// Forgets the queues and what the driver negotiated (a device reset);
+    /// the counters, which describe the instance, stay.
+    pub fn reset(&mut self) {
+        *self = Self {
+            stats: self.stats,
+            ..Default::default()
+        };
+    }
+
     /// A loopback over two configured queues.
     pub fn new(rx: SplitQueue, tx: SplitQueue, mrg_rxbuf: bool) -> Self {
         Self {
@@ -565,4 +569,20 @@ fn emit<M: GuestMemory>(
         )?;
     }
     Ok(direct)
+}
+
+/// Parses a MAC address written as six two-digit hex bytes separated by
+/// colons (`02:aa:bb:cc:dd:ee`); `None` unless it is a unicast address
+/// other than all zeroes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut n = 0;
+    for part in s.split(':') {
+        if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        mac[n] = u8::from_str_radix(part, 16).ok()?;
+        n += 1;
+    }
+    (n == 6 && mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
 }
