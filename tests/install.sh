@@ -47,7 +47,8 @@ t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
 	test -f '$stage/usr/local/include/linux/vhost_mdev.h' &&
 	test -x '$stage/usr/local/bin/vhost-mdev' &&
 	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
-	grep -qx 'updates/vhost_mdev_copy_ceiling.ko:' '$stage'/lib/modules/*/modules.dep"
+	grep -qx 'updates/vhost_mdev_copy_ceiling.ko:' '$stage'/lib/modules/*/modules.dep &&
+	grep -q '^updates/vhost_mdev_blk.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
 
 # DKMS (Debian's dkms): builds the modules against the test kernel's tree.
 # It appends CC=clang LD=ld.lld for clang-built kernels; the Makefile
@@ -65,7 +66,8 @@ else
 	t "dkms add + build against the test kernel's build tree" sh -c "
 		dkms add vhost-mdev/0.1.0 >/dev/null &&
 		dkms build vhost-mdev/0.1.0 -k \$(cat '$kdir/include/config/kernel.release') --kernelsourcedir '$kdir' &&
-		ls /var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_net.ko"
+		ls /var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_net.ko \
+			/var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_blk.ko"
 	dkms remove vhost-mdev/0.1.0 --all >/dev/null 2>&1
 	rm -rf "$src"
 fi

@@ -39,6 +39,7 @@ load_ours() {
 }
 
 unload_ours() {
+	rmmod vhost_mdev_blk 2>/dev/null
 	rmmod vhost_mdev_net 2>/dev/null
 	rmmod vhost_mdev
 }

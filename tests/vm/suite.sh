@@ -172,6 +172,32 @@ t "CLI: vhost-mdev ping and bench drive vdpa_sim_net through vhost-vdpa" sh -c "
 t "CLI: vhost-mdev remove, then mdevctl no longer lists it" sh -c "
 	vhost-mdev remove $U2 && ! test -d $D2 && ! mdevctl list | grep -q $U2"
 
+# The second sample parent, a virtio-blk RAM disk: the blk_ tests of
+# vhost-mdev-tests drive it (the others pick the loopback's type).
+BLKTYPE=/sys/class/mdev_bus/vhost_mdev_blk/mdev_supported_types/vhost_mdev_blk-ramdisk
+t "vhost_mdev_blk rejects max_instances=0" expect_fail insmod "$KO/vhost_mdev_blk.ko" max_instances=0
+t "vhost_mdev_blk loads with max_instances=4" sh -c "
+	. $TOP/tests/vm/lib.sh
+	insmod $KO/vhost_mdev_blk.ko max_instances=4 &&
+	eq \"\$(cat $BLKTYPE/device_api)\" vfio-vhost &&
+	eq \"\$(cat $BLKTYPE/name)\" 'virtio-blk RAM disk' &&
+	eq \"\$(cat $BLKTYPE/available_instances)\" 4"
+UB=66666666-0000-0000-0000-000000000001
+t "CLI: vhost-mdev info, blk check and blk id on the blk sample" sh -c "
+	. $TOP/tests/vm/lib.sh
+	echo $UB >$BLKTYPE/create || exit 1
+	out=\$(vhost-mdev info $UB) || exit 1
+	echo \"\$out\" | grep -qx 'virtio device id: 2 (block)' &&
+	echo \"\$out\" | grep -qx 'capacity: 2048 sectors' &&
+	echo \"\$out\" | grep -qx 'read-only: 0' || { echo \"\$out\"; exit 1; }
+	vhost-mdev blk $UB check -n 8 --sectors 4 || exit 1
+	vhost-mdev blk $UB --iommufd --ioctl --ioeventfd --indirect check -n 8 --sector 2040 || exit 1
+	eq \"\$(vhost-mdev blk $UB id)\" vhost-mdev-66666666 || exit 1
+	head -c 1024 /dev/urandom >/tmp/blk.in && vhost-mdev blk $UB write 5 </tmp/blk.in &&
+	vhost-mdev blk $UB read 5 2 | cmp - /tmp/blk.in || exit 1
+	! vhost-mdev blk $UB read 2048 2>/dev/null || { echo 'a read beyond the capacity succeeded'; exit 1; }
+	echo 1 >/sys/bus/mdev/devices/$UB/remove"
+
 if command -v vhost-mdev-tests >/dev/null; then
 	if [ "$SUITE" = full ]; then
 		vhost-mdev-tests
@@ -181,6 +207,7 @@ if command -v vhost-mdev-tests >/dev/null; then
 else
 	echo "FAIL: vhost-mdev-tests: binary not found in $PATH"
 fi
+t "vhost_mdev_blk unloads" rmmod vhost_mdev_blk
 
 # A parent written in C (tests/kmod/c_parent.c) on the C ABI: the version
 # check, a parent on an existing device, per-instance attributes, and

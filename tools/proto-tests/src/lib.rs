@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The sample parent's virtio-net loopback, compiled for the host so that
-//! `cargo test` can feed it arbitrary input. The source is the module's own
-//! file, not a copy; the walker it runs on is the `vhost-mdev-proto` crate
+//! The sample parents' virtio-net loopback and virtio-blk request logic,
+//! compiled for the host so that `cargo test` can feed them arbitrary
+//! input. The sources are the modules' own files, not copies; the walker it runs on is the `vhost-mdev-proto` crate
 //! (whose own tests cover the protocol model).
 
 pub use vhost_mdev_proto::{proto, vring};
@@ -24,3 +24,23 @@ const _: () = assert!(vring::VRING_DESC_F_WRITE as u32 == ring::VRING_DESC_F_WRI
 const _: () = assert!(vring::VRING_DESC_F_INDIRECT as u32 == ring::VRING_DESC_F_INDIRECT);
 const _: () = assert!(vring::VRING_AVAIL_F_NO_INTERRUPT as u32 == ring::VRING_AVAIL_F_NO_INTERRUPT);
 const _: () = assert!(size_of::<ring::vring_desc>() == 16);
+
+/// The blk sample's request logic, from the module's own file.
+#[path = "../../../samples/vhost_mdev_blk/blk.rs"]
+pub mod blk;
+
+/// The virtio constants the blk sample takes from `rust/virtio.rs`
+/// (bindgen's reading of the kernel's headers), here from
+/// `virtio-bindings` (its reading of the same headers).
+pub mod virtio {
+    use virtio_bindings::virtio_blk as vb;
+
+    pub const VIRTIO_BLK_T_IN: u32 = vb::VIRTIO_BLK_T_IN;
+    pub const VIRTIO_BLK_T_OUT: u32 = vb::VIRTIO_BLK_T_OUT;
+    pub const VIRTIO_BLK_T_FLUSH: u32 = vb::VIRTIO_BLK_T_FLUSH;
+    pub const VIRTIO_BLK_T_GET_ID: u32 = vb::VIRTIO_BLK_T_GET_ID;
+    pub const VIRTIO_BLK_S_OK: u8 = vb::VIRTIO_BLK_S_OK as u8;
+    pub const VIRTIO_BLK_S_IOERR: u8 = vb::VIRTIO_BLK_S_IOERR as u8;
+    pub const VIRTIO_BLK_S_UNSUPP: u8 = vb::VIRTIO_BLK_S_UNSUPP as u8;
+    pub const VIRTIO_BLK_ID_BYTES: usize = vb::VIRTIO_BLK_ID_BYTES as usize;
+}

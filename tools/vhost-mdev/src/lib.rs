@@ -14,10 +14,12 @@
 //!   driver's own ceiling).
 //! - [`mem`], [`virtq`], [`net`], [`driver`]: DMA memory, a split
 //!   virtqueue, virtio-net helpers and a loopback test driver.
+//! - [`blk`]: a virtio-blk request driver (for the RAM disk sample).
 
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod blk;
 pub mod device;
 pub mod driver;
 pub mod error;

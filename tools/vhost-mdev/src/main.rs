@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
+use vhost_mdev::blk::{self, BlkConfig, BlkDriver, BlkDriverConfig, VIRTIO_ID_BLOCK};
 use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
 use vhost_mdev::instant::{InstantOptions, HEAD_COPY};
 use vhost_mdev::net::{NetConfig, FRAME_MAX, NET_CONFIG_LEN};
@@ -98,6 +99,49 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Send requests to a virtio-blk device (the vhost_mdev_blk RAM disk
+    /// sample): check, read, write, flush, id.
+    Blk {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        #[command(subcommand)]
+        op: BlkOp,
+    },
+}
+
+/// A virtio-blk operation.
+#[derive(Subcommand, Debug)]
+enum BlkOp {
+    /// Write a pattern over sectors and read it back, checking every byte;
+    /// the data in several buffers, as a driver splits it.
+    Check {
+        /// First sector.
+        #[arg(long, default_value_t = 0)]
+        sector: u64,
+        /// Sectors per request.
+        #[arg(long, default_value_t = 8)]
+        sectors: u64,
+        /// Requests (each at the next sectors, wrapping at the capacity).
+        #[arg(short = 'n', long, default_value_t = 16)]
+        count: u64,
+    },
+    /// Read sectors and write their bytes to stdout.
+    Read {
+        /// First sector.
+        sector: u64,
+        /// Number of sectors.
+        #[arg(default_value_t = 1)]
+        count: u64,
+    },
+    /// Write stdin (a whole number of 512-byte sectors) at a sector.
+    Write {
+        /// First sector.
+        sector: u64,
+    },
+    /// Send a flush.
+    Flush,
+    /// Print the device ID string (VIRTIO_BLK_T_GET_ID).
+    Id,
 }
 
 /// Which device to open and how.
@@ -264,14 +308,21 @@ fn info(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
         );
     }
     let id = b.get_device_id()?;
-    let idname = if id == VIRTIO_ID_NET { " (net)" } else { "" };
+    let idname = match id {
+        VIRTIO_ID_NET => " (net)",
+        VIRTIO_ID_BLOCK => " (block)",
+        _ => "",
+    };
     println!("virtio device id: {id}{idname}");
     let st = b.get_status()?;
     println!("status: {st:#x} [{}]", status_names(st).join("|"));
     let f = b.get_features()?;
     println!("features: {f:#x}");
-    for n in feature_names(f) {
-        println!("  {n}");
+    if id != VIRTIO_ID_BLOCK {
+        // The names of the device-specific bits are virtio-net's.
+        for n in feature_names(f) {
+            println!("  {n}");
+        }
     }
     println!("queues: {}", b.get_vqs_count()?);
     println!("max queue size: {}", b.get_vring_num()?);
@@ -288,7 +339,147 @@ fn info(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
         );
         println!("max virtqueue pairs: {}", c.max_virtqueue_pairs);
     }
+    if id == VIRTIO_ID_BLOCK && size as usize >= blk::CONFIG_LEN {
+        let c = BlkConfig::parse(&b.get_config(0, blk::CONFIG_LEN as u32)?)?;
+        println!("capacity: {} sectors", c.capacity);
+        println!("read-only: {}", u8::from(f & (1 << blk::F_RO) != 0));
+        println!("seg_max: {}", c.seg_max);
+        println!("blk_size: {}", c.blk_size);
+    }
     Ok(())
+}
+
+/// A pattern that differs in every byte of a sector and from sector to
+/// sector.
+fn blk_pattern(sector: u64, len: usize, seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let s = sector + (i / blk::SECTOR_SIZE) as u64;
+            (i as u64 ^ s.wrapping_mul(131) ^ seed.wrapping_mul(7)) as u8
+        })
+        .collect()
+}
+
+fn blk_status(what: &str, s: u8) -> Result<()> {
+    if s == blk::S_OK {
+        return Ok(());
+    }
+    let name = match s {
+        blk::S_IOERR => "VIRTIO_BLK_S_IOERR",
+        blk::S_UNSUPP => "VIRTIO_BLK_S_UNSUPP",
+        _ => "an unknown status",
+    };
+    Err(Error::Protocol(format!(
+        "{what}: the device answered {name} ({s})"
+    )))
+}
+
+fn blk_cmd(sysfs: &Sysfs, a: &DeviceArgs, op: &BlkOp) -> Result<()> {
+    let t = open(sysfs, a, usize::MAX)?;
+    let mut drv = BlkDriver::start(
+        t.backend(),
+        BlkDriverConfig {
+            queue_size: a.queue_size,
+            eventfd_kick: a.ioeventfd,
+            indirect: a.indirect,
+            ..Default::default()
+        },
+    )?;
+    let cap = drv.config().capacity;
+    match *op {
+        BlkOp::Check {
+            sector,
+            sectors,
+            count,
+        } => {
+            if sectors == 0 || sectors > cap || sectors * blk::SECTOR_SIZE as u64 > 1 << 19 {
+                return Err(Error::InvalidArgument(format!(
+                    "--sectors {sectors}: 1 to {} (the capacity, and 512 KiB)",
+                    cap.min(1024)
+                )));
+            }
+            let len = (sectors as usize) * blk::SECTOR_SIZE;
+            let mut at = sector;
+            for i in 0..count {
+                if at + sectors > cap {
+                    at = 0;
+                }
+                let data = blk_pattern(at, len, i);
+                // 1 to 4 data buffers.
+                let bufs = 1 + (i % 4) as usize;
+                if drv.read_only() {
+                    let s = drv.write(at, &data, bufs)?;
+                    if s != blk::S_IOERR {
+                        return Err(Error::Protocol(format!(
+                            "a write to the read-only disk got status {s}, not IOERR"
+                        )));
+                    }
+                } else {
+                    blk_status(
+                        &format!("write at sector {at}"),
+                        drv.write(at, &data, bufs)?,
+                    )?;
+                    let (s, got) = drv.read(at, len, 5 - bufs)?;
+                    blk_status(&format!("read at sector {at}"), s)?;
+                    if let Some(k) = (0..len).find(|&k| got[k] != data[k]) {
+                        return Err(Error::Protocol(format!(
+                            "request {i}: byte {k} of sector {} read back {:#04x}, written {:#04x}",
+                            at + (k / blk::SECTOR_SIZE) as u64,
+                            got[k],
+                            data[k]
+                        )));
+                    }
+                }
+                at += sectors;
+            }
+            let (s, _) = drv.request(blk::T_FLUSH, 0, 0)?;
+            blk_status("flush", s)?;
+            println!(
+                "{}: {count} requests of {sectors} sectors {}; capacity {cap} sectors",
+                t.backend().describe(),
+                if drv.read_only() {
+                    "refused (read-only disk)"
+                } else {
+                    "written and read back byte-identical"
+                }
+            );
+        }
+        BlkOp::Read { sector, count } => {
+            let len = usize::try_from(count)
+                .ok()
+                .and_then(|c| c.checked_mul(blk::SECTOR_SIZE))
+                .filter(|&l| l <= 1 << 19)
+                .ok_or_else(|| Error::InvalidArgument(format!("{count} sectors (max 1024)")))?;
+            let (s, data) = drv.read(sector, len, 1)?;
+            blk_status(&format!("read at sector {sector}"), s)?;
+            std::io::stdout()
+                .write_all(&data)
+                .map_err(|e| Error::io("stdout", &e))?;
+        }
+        BlkOp::Write { sector } => {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+                .map_err(|e| Error::io("stdin", &e))?;
+            if data.is_empty() || data.len() % blk::SECTOR_SIZE != 0 || data.len() > 1 << 19 {
+                return Err(Error::InvalidArgument(format!(
+                    "{} bytes on stdin: a whole number of 512-byte sectors, 1 to 1024",
+                    data.len()
+                )));
+            }
+            blk_status(
+                &format!("write at sector {sector}"),
+                drv.write(sector, &data, 1)?,
+            )?;
+        }
+        BlkOp::Flush => blk_status("flush", drv.request(blk::T_FLUSH, 0, 0)?.0)?,
+        BlkOp::Id => {
+            let (s, id) = drv.request(blk::T_GET_ID, 0, blk::ID_BYTES)?;
+            blk_status("get-id", s)?;
+            let end = id.iter().position(|&b| b == 0).unwrap_or(id.len());
+            println!("{}", String::from_utf8_lossy(&id[..end]));
+        }
+    }
+    drv.stop()
 }
 
 fn ping(sysfs: &Sysfs, a: &DeviceArgs, count: u64, size: usize) -> Result<()> {
@@ -403,6 +594,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Info(a) => info(&sysfs, &a),
         Cmd::Ping { dev, count, size } => ping(&sysfs, &dev, count, size),
         Cmd::Stats { uuid } => stats(&sysfs, &uuid),
+        Cmd::Blk { dev, op } => blk_cmd(&sysfs, &dev, &op),
         Cmd::Bench {
             dev,
             size,
@@ -483,6 +675,26 @@ mod tests {
         let c =
             Cli::try_parse_from(["vhost-mdev", "ping", "/dev/vhost-vdpa-0", "-n", "3"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Ping { count: 3, .. }));
+        let c = Cli::try_parse_from([
+            "vhost-mdev",
+            "blk",
+            "7d6c2f6e-0f0a-4a4e-9d0e-3f1b2c3d4e5f",
+            "--iommufd",
+            "check",
+            "--sectors",
+            "4",
+            "-n",
+            "2",
+        ])
+        .unwrap();
+        match c.cmd {
+            Cmd::Blk {
+                dev,
+                op: BlkOp::Check { sectors, count, .. },
+            } => assert!(dev.iommufd && sectors == 4 && count == 2),
+            _ => panic!("not blk check"),
+        }
+        assert!(Cli::try_parse_from(["vhost-mdev", "blk", "x", "read"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `vhost-mdev-tests`: the in-guest end-to-end suite of vhost-mdev.
 //!
 //! Run as root in a VM with `vhost_mdev` and a `vfio-vhost` parent (the
-//! virtio-net loopback sample) loaded:
+//! virtio-net loopback sample) loaded, and for the `blk_` tests the
+//! virtio-blk RAM disk sample (`vhost_mdev_blk`):
 //!
 //! ```text
 //! vhost-mdev-tests [--list] [--quick] [FILTER...]
@@ -11,6 +12,7 @@
 //! Prints one `PASS: <name> (<secs>s)` or `FAIL: <name>: <reason>` line per
 //! test, then `N passed, N failed`, and exits non-zero on any failure.
 
+mod blk;
 mod hostile;
 mod lifecycle;
 mod raw;

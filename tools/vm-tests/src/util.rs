@@ -70,15 +70,21 @@ pub struct Env {
     pub ty: MdevType,
 }
 
+/// The parent of the virtio-blk sample, which the blk tests use and the
+/// others do not (they drive a virtio-net loopback).
+pub const BLK_PARENT: &str = "vhost_mdev_blk";
+
 impl Env {
-    /// Finds the first type whose device_api is `vfio-vhost`.
+    /// Finds the first type whose device_api is `vfio-vhost`, other than
+    /// the blk sample's.
     pub fn discover() -> Result<Self, String> {
         let sysfs = Sysfs::system();
         let types = sysfs.vhost_types().map_err(|e| e.to_string())?;
-        Ok(Env {
-            ty: types[0].clone(),
-            sysfs,
-        })
+        let ty = types
+            .into_iter()
+            .find(|t| t.parent != BLK_PARENT)
+            .ok_or("no vfio-vhost type other than the blk sample's (load vhost_mdev_net)")?;
+        Ok(Env { ty, sysfs })
     }
 }
 
@@ -95,7 +101,12 @@ impl Inst {
     /// Creates an instance of the type under test and waits until the
     /// vfio-vhost driver has bound it.
     pub fn create(env: &Env) -> Result<Self, String> {
-        let uuid = env.sysfs.create(&env.ty, None).ctx("create instance")?;
+        Self::create_of(env, &env.ty)
+    }
+
+    /// Creates an instance of type `ty`, as [`Inst::create`].
+    pub fn create_of(env: &Env, ty: &MdevType) -> Result<Self, String> {
+        let uuid = env.sysfs.create(ty, None).ctx("create instance")?;
         let inst = Inst {
             sysfs: env.sysfs.clone(),
             uuid,

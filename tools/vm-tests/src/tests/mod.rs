@@ -26,7 +26,7 @@ use crate::check;
 use crate::hostile::{self, Hostile, Unmap};
 use crate::stress;
 use crate::util::*;
-use crate::{lifecycle, sample};
+use crate::{blk, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -280,6 +280,16 @@ pub const TESTS: &[Test] = &[
     ),
     t!("stats_exact_with_drops", true, sample::stats_exact),
     t!("link_toggle_fires_config_irq", true, sample::link_toggle),
+    // The second sample: a virtio-blk RAM disk on the same transport.
+    t!("blk_attributes", true, blk::attributes),
+    t!("blk_requests_type1", true, blk::requests_type1),
+    t!("blk_requests_iommufd", false, blk::requests_iommufd),
+    t!("blk_read_only", true, blk::read_only),
+    t!(
+        "blk_malformed_chains_need_reset",
+        true,
+        blk::malformed_chains
+    ),
     t!("reset_renegotiate", true, reset_renegotiate),
     t!("suspend_resume", false, suspend_resume),
     t!(
