@@ -30,6 +30,24 @@ pub(crate) fn put() {
     LIVE.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// One count of [`get`], ended by [`put`] when it is dropped: the last
+/// field of an object whose release drops it.
+pub(crate) struct Token(());
+
+impl Token {
+    /// Counts an object.
+    pub(crate) fn new() -> Self {
+        get();
+        Token(())
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        put();
+    }
+}
+
 /// Waits until every counted object was released (module exit).
 pub(crate) fn wait_idle() {
     let mut waited = 0u32;

@@ -19,10 +19,9 @@
 //!   waits for;
 //! - [`instance`]: an instance's state; [`lifecycle`]: its creation,
 //!   open, close, destruction and release;
-//! - [`vfio`]: the VFIO device ops; [`transport`]: vhost requests on
-//!   region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ eventfds and
-//!   ioeventfds; [`uapi`]: the region and IRQ layout; [`uarg`]: VFIO ioctl
-//!   argument structs;
+//! - [`vfio_ops`]: the VFIO device ops (on [`vfio`]); [`transport`]: vhost
+//!   requests on region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ
+//!   eventfds and ioeventfds; [`uapi`]: the region and IRQ layout;
 //! - [`backend`]: the parent's device ops as the model's backend;
 //! - [`abi`]: the exported C ABI for parent drivers;
 //! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
@@ -77,8 +76,9 @@ mod rings;
 mod transport;
 mod types;
 mod uapi;
-mod uarg;
-mod vfio;
+#[path = "../rust/vfio.rs"]
+pub mod vfio;
+mod vfio_ops;
 
 module! {
     type: VhostMdev,
