@@ -13,6 +13,7 @@ use crate::instance::{Instance, InstanceState, Vdev};
 use crate::irq::Irqs;
 use crate::live;
 use crate::mdev;
+use crate::mm::MmGrab;
 use crate::parent::Parent;
 use crate::proto;
 use crate::rings::RingMap;
@@ -152,13 +153,8 @@ pub(crate) unsafe fn destroy(mdev: &mdev::Device) {
 pub(crate) fn open(dev: &Vdev) {
     let this = dev.data();
     let _guard = this.channel.lock();
-    // SAFETY: reading `current->mm` of the opening task.
-    let mm = unsafe { bindings::vhost_mdev_helper_current_mm() };
-    if !mm.is_null() {
-        // SAFETY: `mm` is the live mm of the current task; the reference
-        // is dropped in `close`.
-        unsafe { bindings::vhost_mdev_helper_mmgrab(mm) };
-    }
+    // The opener's address space; the reference is dropped in `close`.
+    let mm = MmGrab::current().map_or(ptr::null_mut(), MmGrab::into_raw);
     this.mm.store(mm, Ordering::Release);
     this.pins.open(dev.dma(), dev.iommufd_bound());
     this.device_status.store(0, Ordering::Release);
@@ -185,8 +181,6 @@ pub(crate) fn close(dev: &Vdev) {
     this.irqs.detach_all();
     // The worker is quiet: nothing uses the opener's mm any more.
     let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
-    if !mm.is_null() {
-        // SAFETY: the reference taken in `open`.
-        unsafe { bindings::vhost_mdev_helper_mmdrop(mm) };
-    }
+    // SAFETY: null or the reference `open` handed over.
+    drop(unsafe { MmGrab::from_raw(mm) });
 }

@@ -68,6 +68,8 @@ mod lifecycle;
 mod live;
 #[path = "../rust/mdev.rs"]
 pub mod mdev;
+#[path = "../rust/mm.rs"]
+pub mod mm;
 mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]
