@@ -21,7 +21,8 @@
 //!   open, close, destruction and release;
 //! - [`vfio_ops`]: the VFIO device ops (on [`vfio`]); [`transport`]: vhost
 //!   requests on region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ
-//!   eventfds and ioeventfds; [`uapi`]: the region and IRQ layout;
+//!   eventfds and ioeventfds; [`uapi`]: the region and IRQ layout (from
+//!   [`uapi_h`]);
 //! - [`backend`]: the parent's device ops as the model's backend;
 //! - [`abi`]: the exported C ABI for parent drivers;
 //! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
@@ -78,6 +79,8 @@ mod rings;
 mod transport;
 mod types;
 mod uapi;
+#[path = "../rust/uapi.rs"]
+pub mod uapi_h;
 #[path = "../rust/vfio.rs"]
 pub mod vfio;
 mod vfio_ops;
@@ -105,7 +108,7 @@ impl kernel::Module for VhostMdev {
             pr_err!(
                 "pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
                 pin_bytes,
-                bindings::PAGE_SIZE,
+                kernel::page::PAGE_SIZE,
                 dma::MAX_BYTES
             );
             return Err(errno::EINVAL);
