@@ -7,7 +7,7 @@
 //! ([`wait_idle`]). (Parents are counted by their driver's registration,
 //! see `rust/mdev.rs`.)
 
-use crate::bindings;
+use crate::delay;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 
@@ -55,8 +55,8 @@ pub(crate) fn wait_idle() {
         if waited == 100 {
             pr_info!("waiting for released instances to be freed\n");
         }
-        // SAFETY: module exit runs in process context.
-        unsafe { bindings::msleep(10) };
+        // Module exit runs in process context.
+        delay::msleep(10);
         waited = waited.saturating_add(1);
     }
 }

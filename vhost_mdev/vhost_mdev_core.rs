@@ -57,6 +57,8 @@ mod abi;
 mod backend;
 #[path = "../rust/bindings.rs"]
 pub mod bindings;
+#[path = "../rust/delay.rs"]
+pub mod delay;
 mod dma;
 mod driver;
 #[path = "../rust/errno.rs"]
