@@ -43,6 +43,49 @@ impl Device {
     pub fn as_raw(&self) -> *mut bindings::mdev_device {
         self.0.get()
     }
+
+    /// The mdev's `struct device`.
+    pub fn as_dev(&self) -> *mut bindings::device {
+        // SAFETY: `self` is a live mdev; only the field's address is taken.
+        unsafe { ptr::addr_of_mut!((*self.as_raw()).dev) }
+    }
+
+    /// Sets the driver data of the mdev's device.
+    pub fn set_drvdata(&self, data: *mut c_void) {
+        // SAFETY: the device is live; its driver data is the driver's.
+        unsafe { bindings::vhost_mdev_helper_dev_set_drvdata(self.as_dev(), data) };
+    }
+
+    /// Adds the sysfs attribute groups `groups` to the mdev's device.
+    ///
+    /// # Safety
+    ///
+    /// `groups` must be a NULL-terminated array of groups that outlives
+    /// their removal with [`Device::remove_groups`].
+    pub unsafe fn add_groups(&self, groups: *mut *const bindings::attribute_group) -> Result {
+        // SAFETY: the device is live; the caller guarantees `groups`.
+        to_result(unsafe { bindings::sysfs_create_groups(&mut (*self.as_dev()).kobj, groups) })
+    }
+
+    /// Removes the groups that [`Device::add_groups`] added.
+    ///
+    /// # Safety
+    ///
+    /// `groups` must have been added with [`Device::add_groups`].
+    pub unsafe fn remove_groups(&self, groups: *mut *const bindings::attribute_group) {
+        // SAFETY: the device is live; the caller guarantees `groups`.
+        unsafe { bindings::sysfs_remove_groups(&mut (*self.as_dev()).kobj, groups) };
+    }
+}
+
+/// The driver data of the device of an mdev of this module's driver.
+///
+/// # Safety
+///
+/// `dev` must be the live device of an mdev.
+pub unsafe fn drvdata_of(dev: *mut bindings::device) -> *mut c_void {
+    // SAFETY: the caller guarantees `dev`.
+    unsafe { bindings::vhost_mdev_helper_dev_get_drvdata(dev) }
 }
 
 /// An mdev driver.

@@ -28,3 +28,38 @@ t "every unsafe fn in the module code has a # Safety section" sh -c '
 	out=$(for f in '"$(echo $kernel_rs)"'; do
 		awk -v f="$f" "BEGIN {s=-100} /# Safety/ {s=NR} /unsafe (extern \"C\" )?fn / { if (NR-s>12) print f\":\"NR }" "$f"
 	done); [ -z "$out" ] || { echo "$out"; exit 1; }'
+
+# rust/ is the only place that names the C bindings (bindgen's `bindings`
+# module, or the kernel crate's): the rest of the module code goes through
+# its abstractions. An exception is a file, the extended regex its uses
+# must match, and why (" :: " between them); its `use crate::bindings;`
+# line comes with it.
+bindings_exceptions='
+vhost_mdev/abi.rs :: bindings:: :: the core side of the C ABI of include/linux/vhost_mdev.h: the exported functions, whose signatures are the C types of the header
+vhost_mdev/backend.rs :: bindings::vhost_mdev_device_ops\b :: the calls of a parent ops table of the C ABI
+vhost_mdev/parent.rs :: bindings::(vhost_mdev_(parent_info|device_ops|type_info)|VHOST_MDEV_ABI_VERSION)\b :: the parent info, ops table, type table and ABI version of the C ABI, checked at registration
+vhost_mdev/driver.rs :: bindings::(vhost_mdev_parent_info|device)\b :: the C ABI parent info, and the device a parent registers on, that abi.rs hands to the registration
+vhost_mdev/types.rs :: bindings::vhost_mdev_type_info\b :: the C ABI type table entry that parent.rs builds a type from
+vhost_mdev/instance.rs :: bindings::(vhost_mdev_device|mm_struct)\b :: the C ABI handle of an instance, and the opener mm that abi.rs adopts (vhost_mdev_dma_begin)
+vhost_mdev/lifecycle.rs :: bindings::device\b :: of_dev(): the struct device that abi.rs passes (vhost_mdev_priv_from_dev)
+samples/vhost_mdev_copy_ceiling/vhost_mdev_copy_ceiling_main.rs :: bindings :: a benchmark aid, not a parent: it times the C copy routines of the data paths (copy_from_user, copy_to_user, memcpy) behind a debugfs file, and is built on no rust/ abstraction
+'
+bindings_outside_rust() {
+	local f pat bad=0 line
+	for f in $(git ls-files 'vhost_mdev/*.rs' 'samples/*.rs' 'tools/vhost-mdev-proto/src/*.rs'); do
+		pat=$(printf '%s\n' "$bindings_exceptions" | awk -F' :: ' -v f="$f" '$1 == f { print $2 }')
+		while IFS= read -r line; do
+			# The crate roots mount rust/bindings.rs.
+			case $line in *'#[path = "'*'rust/bindings.rs"]'|*'pub mod bindings;') continue ;; esac
+			# Comments may name the word (virtio-bindings).
+			printf '%s\n' "${line#*:}" | grep -qE '^[[:space:]]*//' && continue
+			if [ -n "$pat" ]; then
+				case $line in *'use crate::bindings;') continue ;; esac
+				printf '%s\n' "$line" | grep -qE -- "$pat" && continue
+			fi
+			echo "$f: $line"; bad=1
+		done < <(grep -nwE 'bindings' "$f")
+	done
+	return $bad
+}
+t "only rust/ names the C bindings (exceptions listed in tests/lint.sh)" bindings_outside_rust

@@ -46,8 +46,7 @@
 //! drop to zero, and a pin that finds `gen` changed is undone instead of
 //! cached. So when `dma_unmap` returns, no page of the range is pinned.
 
-use crate::bindings;
-use core::ptr;
+use crate::vfio::{self, Dma, PinnedPage};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
@@ -76,7 +75,7 @@ pub(crate) fn set_limit(bytes: u64) -> Result {
     Ok(())
 }
 
-const PAGE_SHIFT: u32 = bindings::PAGE_SIZE.trailing_zeros();
+const PAGE_SHIFT: u32 = kernel::page::PAGE_SIZE.trailing_zeros();
 const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 /// One cached page.
@@ -84,15 +83,15 @@ const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 struct Slot {
     /// IOVA page number, or `None` for a free slot.
     pfn: Option<u64>,
-    /// The pinned page of `pfn`.
-    page: *mut bindings::page,
+    /// The pinned page of `pfn` (`Some` when `pfn` is).
+    page: Option<PinnedPage>,
     /// Whether the page was pinned for writing.
     write: bool,
 }
 
 const FREE: Slot = Slot {
     pfn: None,
-    page: ptr::null_mut(),
+    page: None,
     write: false,
 };
 
@@ -108,11 +107,11 @@ impl Slot {
 /// # Invariants
 ///
 /// Every slot with a `pfn` holds one pin of that IOVA page, taken with
-/// `vfio_pin_pages()` on `dev` and not yet undone. `slots` is empty or
+/// [`Dma::pin_page`] on `dev` and not yet undone. `slots` is empty or
 /// `SLOTS` long. [`PinCache::on`] implies `dev` is an open device bound to
 /// iommufd and `SLOTS > 0`.
 struct Table {
-    dev: *mut bindings::vfio_device,
+    dev: Option<Dma>,
     slots: KVVec<Slot>,
     /// Bumped by every `dma_unmap`.
     gen: u64,
@@ -138,16 +137,21 @@ pub(crate) struct PinCache {
     idle: CondVar,
 }
 
-// SAFETY: the raw pointers in `Table` (the instance's own `vfio_device` and
-// pinned pages) are not tied to the thread that stored them: any thread may
-// pin, map and unpin through them.
-unsafe impl Send for Table {}
-
 /// The slot of IOVA page `pfn` in a table of `n > 0` slots: any `n`
 /// consecutive IOVA pages (a guest's memory is mapped IOVA-contiguous) get
 /// distinct slots.
 fn slot_of(pfn: u64, n: usize) -> usize {
     (pfn % n as u64) as usize
+}
+
+/// The values of `a` when it has no `None`.
+fn all_some<T: Copy, const N: usize>(a: [Option<T>; N]) -> Option<[T; N]> {
+    let first = (*a.first()?)?;
+    let mut out = [first; N];
+    for (o, v) in out.iter_mut().zip(a) {
+        *o = v?;
+    }
+    Some(out)
 }
 
 /// Which access a page is wanted for.
@@ -163,7 +167,7 @@ impl PinCache {
         pin_init!(Self {
             on: AtomicBool::new(false),
             table <- new_mutex!(Table {
-                dev: ptr::null_mut(),
+                dev: None,
                 slots: KVVec::new(),
                 gen: 0,
                 busy: 0,
@@ -173,19 +177,13 @@ impl PinCache {
         })
     }
 
-    /// Turns the cache on for `dev`, when it is bound to iommufd.
-    ///
-    /// # Safety
-    ///
-    /// `dev` must be the instance's `vfio_device`, being opened; `close`
-    /// must be called before it is closed.
-    pub(crate) unsafe fn open(&self, dev: *mut bindings::vfio_device) {
-        // SAFETY: `dev` is live; `iommufd_access` is set before
-        // `open_device` (at bind) and stays until after `close_device`.
-        let iommufd = !unsafe { (*dev).iommufd_access }.is_null();
+    /// Turns the cache on for `dev`, the instance's device being opened,
+    /// when it is bound to iommufd; [`PinCache::close`] turns it off before
+    /// the device is closed.
+    pub(crate) fn open(&self, dev: Dma, iommufd: bool) {
         let sized = SLOTS.load(Ordering::Relaxed) > 0;
         let mut t = self.table.lock();
-        t.dev = dev;
+        t.dev = Some(dev);
         t.gen = t.gen.wrapping_add(1);
         self.on.store(iommufd && sized, Ordering::Release);
     }
@@ -227,7 +225,7 @@ impl PinCache {
 
     /// Unpins the cached pages of IOVAs `first..=last`.
     fn unpin_range(t: &mut Table, first: u64, last: u64) {
-        let dev = t.dev;
+        let Some(dev) = t.dev else { return };
         for s in t.slots.iter_mut() {
             let Some(pfn) = s.pfn else { continue };
             let start = pfn << PAGE_SHIFT;
@@ -239,7 +237,7 @@ impl PinCache {
             // SAFETY: the slot holds one pin of this page on `dev`, taken
             // while it was open (type invariant); `close` runs before the
             // access goes, and an `unmap` after that finds no slot.
-            unsafe { bindings::vfio_unpin_pages(dev, start, 1) };
+            unsafe { dev.unpin_page(start) };
             *s = FREE;
         }
     }
@@ -274,7 +272,8 @@ impl PinCache {
         if s.serves(pfn, access) {
             return true;
         }
-        let dev = t.dev;
+        // Enabled: `open` set the device.
+        let Some(dev) = t.dev else { return false };
         t.busy += 1;
         let gen = t.gen;
         // Evict first, so that a user at its `RLIMIT_MEMLOCK` can still pin
@@ -284,29 +283,23 @@ impl PinCache {
         if let Some(old_pfn) = old.pfn {
             // SAFETY: the slot held one pin of `old_pfn` on the open `dev`
             // (type invariant), now out of the table.
-            unsafe { bindings::vfio_unpin_pages(dev, old_pfn << PAGE_SHIFT, 1) };
+            unsafe { dev.unpin_page(old_pfn << PAGE_SHIFT) };
         }
 
         let iova = pfn << PAGE_SHIFT;
-        let mut page: *mut bindings::page = ptr::null_mut();
         // One pin, for the access asked for: read-only memory is never
         // tried for writing first (iommufd refuses IOMMU_WRITE on it).
         let write = access == Access::Write;
-        let prot = if write {
-            bindings::IOMMU_READ | bindings::IOMMU_WRITE
-        } else {
-            bindings::IOMMU_READ
-        };
         // SAFETY: `dev` is open (the cache is enabled only between `open`
-        // and `close`, and the data path runs only then); `page` has room
-        // for one page pointer. No lock of ours is held.
-        let r = unsafe { bindings::vfio_pin_pages(dev, iova, 1, prot as i32, &mut page) };
+        // and `close`, and the data path runs only then). No lock of ours
+        // is held.
+        let r = unsafe { dev.pin_page(iova, write) };
 
         let mut t = self.table.lock();
-        if r != 1 {
+        let Ok(page) = r else {
             self.end_busy(&mut t);
             return false;
-        }
+        };
         let stale = t.gen != gen || !self.enabled() || t.unmapping > 0;
         if stale || t.slots[i].pfn.is_some() {
             // An unmap ran meanwhile (this pin may be of a range that is
@@ -314,14 +307,14 @@ impl PinCache {
             // before an unmap may finish.
             drop(t);
             // SAFETY: the pin taken just above.
-            unsafe { bindings::vfio_unpin_pages(dev, iova, 1) };
+            unsafe { dev.unpin_page(iova) };
             let mut t = self.table.lock();
             self.end_busy(&mut t);
             return false;
         }
         t.slots[i] = Slot {
             pfn: Some(pfn),
-            page,
+            page: Some(page),
             write,
         };
         self.end_busy(&mut t);
@@ -351,30 +344,21 @@ impl PinCache {
             if !self.enabled() {
                 return None;
             }
-            let mut pages = [ptr::null_mut(); N];
-            let mut all = !t.slots.is_empty();
+            let mut pages = [None; N];
             let n = t.slots.len();
             for (p, &(pfn, access)) in pages.iter_mut().zip(&pfns) {
-                match t.slots.get(slot_of(pfn, n.max(1))) {
-                    Some(s) if s.serves(pfn, access) => *p = s.page,
-                    _ => all = false,
-                }
+                *p = t
+                    .slots
+                    .get(slot_of(pfn, n.max(1)))
+                    .filter(|s| s.serves(pfn, access))
+                    .and_then(|s| s.page);
             }
-            if !all {
+            let Some(pages) = all_some(pages) else {
                 continue;
-            }
-            let mut addrs = [ptr::null_mut(); N];
-            for (a, &p) in addrs.iter_mut().zip(&pages) {
-                // SAFETY: `p` is pinned while it is in the table, and the
-                // table is locked until the mappings are undone below.
-                *a = unsafe { bindings::vhost_mdev_helper_kmap_local_page(p) }.cast::<u8>();
-            }
-            let r = f(addrs);
-            for &a in addrs.iter().rev() {
-                // SAFETY: mapped above, unmapped in reverse order.
-                unsafe { bindings::vhost_mdev_helper_kunmap_local(a.cast()) };
-            }
-            return Some(r);
+            };
+            // SAFETY: the pages are pinned while they are in the table, and
+            // the table stays locked until the mappings are undone.
+            return Some(unsafe { vfio::with_mapped(pages, f) });
         }
         None
     }

@@ -26,9 +26,7 @@ impl mdev::Driver for Core {
         // Reserve an instance of the type: mdev enforces no limit itself
         // when `get_available` is set.
         ty.reserve()?;
-        // SAFETY: `mdev` is live for the call, of type `ty` of `parent`
-        // (the mdev core holds `unreg_sem` for read during probe).
-        let r = unsafe { lifecycle::create(parent, mdev.as_raw(), ty.index()) };
+        let r = lifecycle::create(parent, mdev, ty.index());
         if r.is_err() {
             ty.unreserve();
         }
@@ -38,7 +36,7 @@ impl mdev::Driver for Core {
     /// Removes the instance of an mdev.
     fn remove(_parent: &Parent, ty: &MdevType, mdev: &mdev::Device) {
         // SAFETY: `probe` succeeded for `mdev`, so the instance exists.
-        unsafe { lifecycle::destroy(mdev.as_raw()) };
+        unsafe { lifecycle::destroy(mdev) };
         ty.unreserve();
     }
 

@@ -5,31 +5,34 @@
 //!
 //! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
 //!
-//! The `vfio_device` is the first field of [`Instance`]: VFIO allocates the
-//! whole instance (`_vfio_alloc_device()`), calls our `release` callback
-//! when the last reference goes, and then frees the memory. The Rust fields
-//! are initialised in place after allocation and dropped in `release` (see
+//! VFIO allocates the instance ([`crate::vfio::Device`]), whose data is
+//! the [`InstanceState`], initialised in place after allocation and dropped
+//! when VFIO releases the device after the last reference (see
 //! `lifecycle.rs`).
 
 use crate::backend::ParentBackend;
 use crate::bindings;
 use crate::dma::PinCache;
 use crate::irq::{Irqs, Kick};
+use crate::live;
 use crate::parent::Parent;
 use crate::rings::RingMap;
 use crate::transport::Channel;
-use core::mem::offset_of;
+use crate::vfio;
+use crate::vfio_ops::VhostVfio;
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
-use kernel::types::Opaque;
 
-/// The state of an instance (the Rust part of [`Instance`]).
+/// The VFIO device of an instance; its handle in the C ABI.
+pub(crate) type Vdev = vfio::Device<VhostVfio>;
+
+/// The state of an instance: the data of its VFIO device.
 #[pin_data]
 pub(crate) struct InstanceState {
     pub(crate) parent: *const Parent,
-    pub(crate) mdev: *mut bindings::mdev_device,
     /// The parent's instance pointer: set once, right after the parent's
     /// `create` returns, and valid until its `destroy`.
     pub(crate) priv_: AtomicPtr<c_void>,
@@ -58,21 +61,20 @@ pub(crate) struct InstanceState {
     /// [`crate::rings`]).
     #[pin]
     pub(crate) rings: RingMap,
+    /// Counts the instance until it is dropped (last: after the rest).
+    pub(crate) live: live::Token,
 }
 
-/// A vhost-mdev instance; `struct vhost_mdev_device` of the C ABI.
+/// An instance's state as `lifecycle::of_dev()` gives it to the C ABI.
 ///
 /// # Invariants
 ///
-/// `vdev` is the first field (VFIO's layout requirement). `state` is
-/// initialised when `state_init` is true, which it is for every instance
-/// that `create` returned successfully; `parent` outlives the instance (a
-/// parent unregisters, removing its instances, before it goes); `priv_` is
-/// the parent's instance until `destroy`.
-#[repr(C)]
+/// Only ever a view of the [`InstanceState`] of a live [`Vdev`]: its
+/// `parent` outlives the instance (a parent unregisters, removing its
+/// instances, before it goes); `priv_` is the parent's instance until
+/// `destroy`.
+#[repr(transparent)]
 pub(crate) struct Instance {
-    pub(crate) vdev: Opaque<bindings::vfio_device>,
-    pub(crate) state_init: bool,
     pub(crate) state: InstanceState,
 }
 
@@ -82,21 +84,7 @@ unsafe impl Sync for InstanceState {}
 // SAFETY: as above.
 unsafe impl Send for InstanceState {}
 
-const _: () = assert!(offset_of!(Instance, vdev) == 0);
-
 impl Instance {
-    /// The state of the instance whose `vfio_device` is `vdev`.
-    ///
-    /// # Safety
-    ///
-    /// `vdev` must be the `vdev` of a live `Instance` whose state is
-    /// initialised.
-    pub(crate) unsafe fn from_vdev<'a>(vdev: *mut bindings::vfio_device) -> &'a InstanceState {
-        // SAFETY: the caller guarantees `vdev` is the `vdev` field of a live,
-        // initialised `Instance`.
-        unsafe { &(*kernel::container_of!(vdev, Instance, vdev)).state }
-    }
-
     /// The state of the instance behind a C ABI handle.
     ///
     /// # Safety
@@ -106,10 +94,16 @@ impl Instance {
     pub(crate) unsafe fn from_handle<'a>(
         handle: *mut bindings::vhost_mdev_device,
     ) -> &'a InstanceState {
-        // SAFETY: the handle is the instance's `vdev` (see `create`);
-        // parents may use it only while the instance exists, after `create`
-        // returned.
-        unsafe { Self::from_vdev(handle.cast()) }
+        // SAFETY: the handle is the instance's `vfio_device` (see
+        // `create`); parents may use it only while the instance exists,
+        // after `create` initialised it.
+        unsafe { Vdev::from_raw(handle.cast()) }.data()
+    }
+
+    /// The view of the state of `dev`.
+    pub(crate) fn of(dev: &Vdev) -> *mut Instance {
+        // `Instance` is a transparent wrapper of the state.
+        ptr::from_ref(dev.data()).cast::<Instance>().cast_mut()
     }
 }
 
@@ -143,6 +137,14 @@ impl InstanceState {
                 &self.device_status,
             )
         }
+    }
+}
+
+impl vfio::VirqfdHandler for InstanceState {
+    /// A bound ioeventfd was signalled: kicks queue `data` (checked
+    /// `< nvqs` when it was bound), in atomic context.
+    fn handle(&self, data: usize) {
+        self.kick(data as u16);
     }
 }
 

@@ -5,7 +5,6 @@
 //!
 //! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
 
-use crate::bindings;
 use crate::errno::{EBADF, EINVAL};
 use crate::eventfd::EventFd;
 use crate::proto;
@@ -13,14 +12,10 @@ use crate::spinlock_irq::{new_spinlock_irq, SpinLockIrq};
 use crate::uapi::{
     region_offset, IRQ_CONFIG, IRQ_REQ, IRQ_VQ, NUM_IRQS, REGION_NOTIFY, REGION_SHIFT,
 };
-use crate::uarg::{read_struct, write_struct};
-use core::mem::offset_of;
-use core::ptr;
-use kernel::error::to_result;
-use kernel::ffi::{c_long, c_void};
+use crate::vfio::{self, UserArg, Virqfd, VirqfdHandler};
+use kernel::ffi::c_long;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::types::Opaque;
 use kernel::uaccess::UserSlice;
 
 const NONE: Option<EventFd> = None;
@@ -53,12 +48,9 @@ pub(crate) trait Kick: Sync {
 pub(crate) struct Irqs {
     #[pin]
     fds: SpinLockIrq<Slots>,
-    /// Ioeventfds bound to the notify region, per queue. VFIO's virqfd code
-    /// owns these slots (it writes them under its own lock, also from its
-    /// wake-up handler): Rust never reads them, it only passes their
-    /// addresses to `vfio_virqfd_enable()`/`vfio_virqfd_disable()`, under
-    /// the instance's state mutex.
-    ioeventfds: [Opaque<*mut bindings::virqfd>; proto::MAX_VQS],
+    /// Ioeventfds bound to the notify region, per queue; bound and unbound
+    /// under the instance's state mutex.
+    ioeventfds: [Virqfd; proto::MAX_VQS],
 }
 
 /// Number of IRQs of `index` for `nvqs` queues.
@@ -78,7 +70,7 @@ impl Irqs {
                 config: None,
                 req: None,
             }, "vhost_mdev_irqs"),
-            ioeventfds: [const { Opaque::new(ptr::null_mut()) }; proto::MAX_VQS],
+            ioeventfds: [const { Virqfd::new() }; proto::MAX_VQS],
         })
     }
 
@@ -92,52 +84,38 @@ impl Irqs {
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
     pub(crate) fn get_irq_info(&self, arg: usize, nvqs: u32) -> Result<c_long> {
-        let minsz = offset_of!(bindings::vfio_irq_info, count) + 4;
-        let mut info = bindings::vfio_irq_info::default();
-        read_struct(arg, &mut info, minsz)?;
-        if (info.argsz as usize) < minsz || info.index >= NUM_IRQS {
+        let mut info = vfio::IrqInfo::read_from(arg)?;
+        if info.index >= NUM_IRQS {
             return Err(EINVAL);
         }
-        info.flags = bindings::VFIO_IRQ_INFO_EVENTFD;
+        info.flags = vfio::VFIO_IRQ_INFO_EVENTFD;
         info.count = irq_count(info.index, nvqs);
-        write_struct(arg, &info, minsz)
+        info.write_to(arg)?;
+        Ok(0)
     }
 
     /// `VFIO_DEVICE_SET_IRQS`: attach, detach or fire eventfds.
     pub(crate) fn set_irqs(&self, arg: usize, nvqs: u32) -> Result<c_long> {
-        let minsz = offset_of!(bindings::vfio_irq_set, count) + 4;
-        let mut hdr = bindings::vfio_irq_set::default();
-        read_struct(arg, &mut hdr, minsz)?;
-        let mut data_size: usize = 0;
-        // SAFETY: `hdr` is a valid, initialised header on our stack.
-        let r = unsafe {
-            bindings::vfio_set_irqs_validate_and_prepare(
-                &mut hdr,
-                irq_count(hdr.index, nvqs) as i32,
-                NUM_IRQS as i32,
-                &mut data_size,
-            )
-        };
-        if r != 0 {
-            return Err(Error::from_errno(r));
-        }
-        let action = hdr.flags & bindings::VFIO_IRQ_SET_ACTION_TYPE_MASK;
-        if action != bindings::VFIO_IRQ_SET_ACTION_TRIGGER {
+        let mut hdr = vfio::IrqSet::read_from(arg)?;
+        let num = irq_count(hdr.index, nvqs);
+        let data_size = vfio::prepare_irq_set(&mut hdr, num, NUM_IRQS)?;
+        let action = hdr.flags & vfio::VFIO_IRQ_SET_ACTION_TYPE_MASK;
+        if action != vfio::VFIO_IRQ_SET_ACTION_TRIGGER {
             return Err(EINVAL);
         }
         let (index, start, count) = (hdr.index, hdr.start as usize, hdr.count as usize);
-        let dtype = hdr.flags & bindings::VFIO_IRQ_SET_DATA_TYPE_MASK;
+        let dtype = hdr.flags & vfio::VFIO_IRQ_SET_DATA_TYPE_MASK;
         // `validate_and_prepare` checked start + count <= the IRQ count
         // (at most MAX_VQS), so `data_size <= 4 * MAX_VQS`.
         let mut data = [0u8; 4 * proto::MAX_VQS];
         if data_size > data.len() {
             return Err(EINVAL);
         }
-        UserSlice::new(arg.wrapping_add(minsz), data_size)
+        UserSlice::new(arg.wrapping_add(vfio::IrqSet::MINSZ), data_size)
             .reader()
             .read_slice(&mut data[..data_size])?;
 
-        if dtype == bindings::VFIO_IRQ_SET_DATA_NONE && count == 0 {
+        if dtype == vfio::VFIO_IRQ_SET_DATA_NONE && count == 0 {
             // Detach every eventfd of the index.
             let mut old = [NONE; proto::MAX_VQS + 1];
             let n = irq_count(index, nvqs) as usize;
@@ -149,9 +127,9 @@ impl Irqs {
             drop(old);
             return Ok(0);
         }
-        if dtype == bindings::VFIO_IRQ_SET_DATA_NONE || dtype == bindings::VFIO_IRQ_SET_DATA_BOOL {
+        if dtype == vfio::VFIO_IRQ_SET_DATA_NONE || dtype == vfio::VFIO_IRQ_SET_DATA_BOOL {
             for i in 0..count {
-                if dtype == bindings::VFIO_IRQ_SET_DATA_NONE || data[i] != 0 {
+                if dtype == vfio::VFIO_IRQ_SET_DATA_NONE || data[i] != 0 {
                     self.signal(index, start + i);
                 }
             }
@@ -198,16 +176,14 @@ impl Irqs {
     ///
     /// The caller holds the instance's state mutex; `target` lives until
     /// [`Self::unbind_all`] returned.
-    pub(crate) unsafe fn ioeventfd<K: Kick>(
+    pub(crate) unsafe fn ioeventfd<H: VirqfdHandler>(
         &self,
         arg: usize,
         nvqs: u32,
-        target: &K,
+        target: &H,
     ) -> Result<c_long> {
-        let minsz = offset_of!(bindings::vfio_device_ioeventfd, fd) + 4;
-        let mut ie = bindings::vfio_device_ioeventfd::default();
-        read_struct(arg, &mut ie, minsz)?;
-        if (ie.argsz as usize) < minsz || ie.flags != bindings::VFIO_DEVICE_IOEVENTFD_16 {
+        let ie = vfio::IoeventfdArg::read_from(arg)?;
+        if ie.flags != vfio::VFIO_DEVICE_IOEVENTFD_16 {
             return Err(EINVAL);
         }
         let region = ie.offset >> REGION_SHIFT;
@@ -219,28 +195,16 @@ impl Irqs {
         if idx >= u64::from(nvqs) || ie.data != idx {
             return Err(EINVAL);
         }
-        let slot = self.ioeventfds[idx as usize].get();
+        let slot = &self.ioeventfds[idx as usize];
         if ie.fd == -1 {
-            // SAFETY: `slot` is ours, handed only to the virqfd functions;
-            // disabling an unbound slot is a no-op.
-            unsafe { bindings::vfio_virqfd_disable(slot) };
+            slot.disable();
             return Ok(0);
         }
         // A bound slot is refused with EBUSY by VFIO itself, under its lock.
-        // SAFETY: `opaque` (`target`) lives until `unbind_all`, which
-        // disables every slot and flushes VFIO's cleanup work (the caller
-        // guarantees); the handler only kicks.
-        let r = unsafe {
-            bindings::vfio_virqfd_enable(
-                ptr::from_ref(target).cast_mut().cast(),
-                Some(ioeventfd_handler::<K>),
-                None,
-                idx as usize as *mut c_void,
-                slot,
-                ie.fd,
-            )
-        };
-        to_result(r)?;
+        // SAFETY: `target` lives until `unbind_all`, which disables every
+        // slot (the caller guarantees); the slots are in the instance's
+        // state, which never moves (VFIO's allocation).
+        unsafe { slot.enable(target, idx as usize, ie.fd) }?;
         Ok(0)
     }
 
@@ -249,8 +213,7 @@ impl Irqs {
     /// shutdown, which `vfio_virqfd_disable()` waits for in any case.
     pub(crate) fn unbind_all(&self) {
         for slot in self.ioeventfds.iter() {
-            // SAFETY: the slot is only ever handed to the virqfd functions.
-            unsafe { bindings::vfio_virqfd_disable(slot.get()) };
+            slot.disable();
         }
     }
 
@@ -266,18 +229,4 @@ impl Irqs {
         drop(fds);
         drop((old_vq, old_cfg, old_req));
     }
-}
-
-/// The virqfd wake-up handler of a bound ioeventfd: kicks the queue.
-///
-/// # Safety
-///
-/// Called by VFIO's virqfd code in atomic context with the `opaque` and
-/// `data` given to `vfio_virqfd_enable()`: a live `K` and a queue index.
-unsafe extern "C" fn ioeventfd_handler<K: Kick>(opaque: *mut c_void, data: *mut c_void) -> i32 {
-    // SAFETY: `opaque` is the `K` given to `vfio_virqfd_enable`, live until
-    // the virqfd is disabled.
-    let target = unsafe { &*opaque.cast::<K>() };
-    target.kick(data as usize as u16);
-    0
 }

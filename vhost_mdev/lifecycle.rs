@@ -2,92 +2,37 @@
 
 //! An instance's life: created in the mdev driver's `probe`, registered
 //! with VFIO, opened and closed by its user, destroyed in `remove`, and
-//! freed by VFIO after the last reference (`release`).
+//! freed by VFIO after the last reference (which drops its state).
 //!
 //! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
 
 use crate::bindings;
 use crate::dma::PinCache;
 use crate::errno::EINVAL;
-use crate::instance::{Instance, InstanceState};
+use crate::instance::{Instance, InstanceState, Vdev};
 use crate::irq::Irqs;
 use crate::live;
+use crate::mdev;
+use crate::mm::MmGrab;
 use crate::parent::Parent;
 use crate::proto;
 use crate::rings::RingMap;
 use crate::transport::Channel;
 use crate::vfio;
-use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
-use kernel::error::{from_err_ptr, to_result};
-use kernel::ffi::c_char;
-use kernel::init::PinInit;
+use kernel::error::from_err_ptr;
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::types::ScopeGuard;
-use kernel::{c_str, new_mutex};
-
-/// The VFIO device ops of every instance.
-struct VfioOps(bindings::vfio_device_ops);
-
-// SAFETY: the ops are immutable; the name pointer is to a static string.
-unsafe impl Sync for VfioOps {}
-
-static VFIO_OPS: VfioOps = VfioOps(bindings::vfio_device_ops {
-    name: c_str!("vhost-mdev").as_char_ptr() as *mut c_char,
-    init: None,
-    release: Some(release),
-    bind_iommufd: Some(bindings::vfio_iommufd_emulated_bind),
-    unbind_iommufd: Some(bindings::vfio_iommufd_emulated_unbind),
-    attach_ioas: Some(bindings::vfio_iommufd_emulated_attach_ioas),
-    detach_ioas: Some(bindings::vfio_iommufd_emulated_detach_ioas),
-    open_device: Some(open_device),
-    close_device: Some(close_device),
-    read: Some(vfio::read),
-    write: Some(vfio::write),
-    ioctl: Some(vfio::ioctl),
-    mmap: Some(vfio::mmap),
-    request: Some(vfio::request),
-    match_: None,
-    dma_unmap: Some(vfio::dma_unmap),
-    device_feature: None,
-});
 
 /// Creates the instance for `mdev` and registers it with VFIO.
 ///
-/// # Safety
-///
-/// `mdev` must be a live mdev device being probed for a type of `parent`
-/// with index `type_index`.
-pub(crate) unsafe fn create(
-    parent: &Parent,
-    mdev: *mut bindings::mdev_device,
-    type_index: u32,
-) -> Result {
-    // SAFETY: `mdev` is live; its `dev` is the device VFIO hangs off.
-    let dev = unsafe { ptr::addr_of_mut!((*mdev).dev) };
-    // SAFETY: `VFIO_OPS` is static; the size covers the `vfio_device` at
-    // offset 0 of `Instance`.
-    let vdev = unsafe {
-        bindings::vhost_mdev_helper_vfio_alloc_device(size_of::<Instance>(), dev, &VFIO_OPS.0)
-    };
-    let vdev = from_err_ptr(vdev)?;
-    // VFIO calls our `release` when the last reference goes, however
-    // late: module exit waits for it.
-    live::get();
-    let this = vdev.cast::<Instance>();
-    // From here on, dropping `put` frees the allocation (and, once
-    // `state_init` is set, drops the state in `release`).
-    let put = ScopeGuard::new(|| {
-        // SAFETY: our reference from `_vfio_alloc_device`, not
-        // registered with VFIO (or unregistered again).
-        unsafe { bindings::vhost_mdev_helper_vfio_put_device(vdev) }
-    });
-
+/// `mdev` is being probed for the type of `parent` with index `type_index`.
+pub(crate) fn create(parent: &Parent, mdev: &mdev::Device, type_index: u32) -> Result {
     let channel = Channel::new()?;
-    let init = pin_init!(InstanceState {
+    let init = try_pin_init!(InstanceState {
         parent: parent as *const Parent,
-        mdev,
         priv_: AtomicPtr::new(ptr::null_mut()),
         nvqs: AtomicU32::new(0),
         channel <- new_mutex!(channel, "vhost_mdev_state"),
@@ -97,21 +42,19 @@ pub(crate) unsafe fn create(
         mm: AtomicPtr::new(ptr::null_mut()),
         pins <- PinCache::new(),
         rings <- RingMap::new(),
+        // VFIO drops the state when the last reference goes, however
+        // late: module exit waits for it.
+        live: live::Token::new(),
     });
-    // SAFETY: `this` is a zeroed allocation large enough for `Instance`
-    // that nothing else references yet; the state is never moved (VFIO
-    // owns the allocation until `release`, which drops it in place).
-    let Ok(()) = unsafe { init.__pinned_init(ptr::addr_of_mut!((*this).state)) };
-    // SAFETY: `this` is valid; nothing else accesses it yet.
-    unsafe { (*this).state_init = true };
-    // SAFETY: initialised just above; only shared references are made.
-    let state = unsafe { &(*this).state };
+    // From here on, dropping `dev` (on an error) frees the instance.
+    let dev = Vdev::new(mdev, init)?;
+    let state = dev.data();
 
     // The parent's instance. The handle is valid for upcalls from here.
     let raw = match parent.info.create {
-        // SAFETY: `this` is an initialised instance, a valid
+        // SAFETY: the handle is the instance's `vfio_device`, a valid
         // `vhost_mdev_device` handle until the parent's `destroy`.
-        Some(f) => unsafe { f(parent.info.priv_, this.cast(), type_index) },
+        Some(f) => unsafe { f(parent.info.priv_, dev.as_raw().cast(), type_index) },
         None => ptr::null_mut(),
     };
     let priv_ = match from_err_ptr(raw) {
@@ -122,8 +65,8 @@ pub(crate) unsafe fn create(
     let destroy = ScopeGuard::new(|| {
         if let Some(f) = parent.ops().destroy {
             // SAFETY: `priv_` came from the parent's `create`; this runs
-            // once, before `put` frees the instance (guards drop in
-            // reverse order).
+            // once, before `dev` is put (guards and locals drop in reverse
+            // order).
             unsafe { f(priv_) };
         }
     });
@@ -135,29 +78,28 @@ pub(crate) unsafe fn create(
     }
     state.nvqs.store(nvqs, Ordering::Release);
 
-    // SAFETY: `vdev` is initialised; from here VFIO may call our ops.
-    to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(vdev) })?;
-    // SAFETY: `mdev` is live; the instance is found from it in `destroy`
-    // and by `vhost_mdev_priv_from_dev()`.
-    unsafe { bindings::vhost_mdev_helper_dev_set_drvdata(dev, this.cast()) };
+    // From here VFIO may call the ops; an error below unregisters again
+    // (waiting for a user that opened the device meanwhile to close it).
+    dev.register()?;
+    // The instance is found from `mdev` in `destroy` and by
+    // `vhost_mdev_priv_from_dev()`.
+    mdev.set_drvdata(ptr::from_ref::<Vdev>(&dev).cast_mut().cast());
 
     let groups = parent.info.dev_groups;
     if !groups.is_null() {
-        // SAFETY: `dev` is registered; `groups` is a NULL-terminated
-        // array of the parent driver that outlives the registration.
-        let r = unsafe { bindings::sysfs_create_groups(&mut (*dev).kobj, groups) };
-        if r != 0 {
-            // SAFETY: registered above; unregistering waits for a user
-            // that opened it meanwhile to close it.
-            unsafe {
-                bindings::vhost_mdev_helper_dev_set_drvdata(dev, ptr::null_mut());
-                bindings::vfio_unregister_group_dev(vdev);
-            }
-            return Err(Error::from_errno(r));
+        // SAFETY: `groups` is a NULL-terminated array of the parent driver
+        // that outlives the registration, removed in `destroy`.
+        if let Err(e) = unsafe { mdev.add_groups(groups) } {
+            mdev.set_drvdata(ptr::null_mut());
+            // Before the parent's instance goes: this waits for a user that
+            // opened the device meanwhile to close it.
+            dev.unregister();
+            return Err(e);
         }
     }
     destroy.dismiss();
-    put.dismiss();
+    // Our reference goes back in `destroy`.
+    let _ = dev.into_raw();
     Ok(())
 }
 
@@ -169,7 +111,12 @@ pub(crate) unsafe fn create(
 pub(crate) unsafe fn of_dev(dev: *mut bindings::device) -> *mut Instance {
     // SAFETY: the caller guarantees `dev`; its drvdata is ours, set to a
     // live instance from `create` until `destroy`.
-    unsafe { bindings::vhost_mdev_helper_dev_get_drvdata(dev) }.cast::<Instance>()
+    let vdev = unsafe { mdev::drvdata_of(dev) }.cast::<Vdev>();
+    if vdev.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a live instance (above).
+    Instance::of(unsafe { &*vdev })
 }
 
 /// Removes the instance of `mdev`: waits until its user lets go (the
@@ -178,86 +125,45 @@ pub(crate) unsafe fn of_dev(dev: *mut bindings::device) -> *mut Instance {
 /// # Safety
 ///
 /// `mdev` must be a device that `create` succeeded for, not destroyed.
-pub(crate) unsafe fn destroy(mdev: *mut bindings::mdev_device) {
-    // SAFETY: `mdev` is live.
-    let dev = unsafe { ptr::addr_of_mut!((*mdev).dev) };
-    // SAFETY: set in `create`.
-    let this = unsafe { of_dev(dev) };
-    // SAFETY: `this` is a live instance (created, not yet destroyed).
-    let state = unsafe { &(*this).state };
+pub(crate) unsafe fn destroy(mdev: &mdev::Device) {
+    // SAFETY: set in `create` to the reference it handed over, which is
+    // taken back once, here.
+    let dev = unsafe { vfio::Ref::from_raw(mdev::drvdata_of(mdev.as_dev()).cast::<Vdev>()) };
+    let state = dev.data();
     let parent = state.parent();
     if !parent.info.dev_groups.is_null() {
-        // SAFETY: created in `create`.
-        unsafe { bindings::sysfs_remove_groups(&mut (*dev).kobj, parent.info.dev_groups) };
+        // SAFETY: added in `create`.
+        unsafe { mdev.remove_groups(parent.info.dev_groups) };
     }
-    let vdev = this.cast::<bindings::vfio_device>();
-    // SAFETY: registered in `create`. This blocks, calling `request`,
-    // until the device is closed; `close_device` has reset it by then.
-    unsafe { bindings::vfio_unregister_group_dev(vdev) };
+    // This blocks, calling `request`, until the device is closed; `close`
+    // has reset it by then.
+    dev.unregister();
     if let Some(f) = parent.ops().destroy {
         // SAFETY: the device is closed and unregistered: no op or upcall
         // of this instance runs any more.
         unsafe { f(state.priv_()) };
     }
-    // SAFETY: `dev` is live.
-    unsafe { bindings::vhost_mdev_helper_dev_set_drvdata(dev, ptr::null_mut()) };
-    // SAFETY: drops our reference; `release` runs and VFIO frees.
-    unsafe { bindings::vhost_mdev_helper_vfio_put_device(vdev) };
+    mdev.set_drvdata(ptr::null_mut());
+    // Dropping our reference: VFIO releases the instance (dropping its
+    // state) after the last one.
+    drop(dev);
 }
 
-/// `vfio_device_ops.release`: drops the Rust part of the instance.
-///
-/// # Safety
-///
-/// Called by VFIO once, when the last reference to our `vdev` goes, before
-/// VFIO frees the allocation.
-unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
-    let this = vdev.cast::<Instance>();
-    // SAFETY: VFIO calls `release` once, when the last reference goes; the
-    // state is initialised iff `state_init` (type invariant).
-    unsafe {
-        if (*this).state_init {
-            (*this).state_init = false;
-            ptr::drop_in_place(ptr::addr_of_mut!((*this).state));
-        }
-    }
-    // Counted when the device was allocated; the last of this module's
-    // code that runs for it.
-    live::put();
-}
-
-/// `vfio_device_ops.open_device`: the first open.
-///
-/// # Safety
-///
-/// Called by VFIO with one of our registered, initialised devices.
-unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> i32 {
-    // SAFETY: VFIO only opens registered devices, which are initialised.
-    let this = unsafe { Instance::from_vdev(vdev) };
+/// The first open.
+pub(crate) fn open(dev: &Vdev) {
+    let this = dev.data();
     let _guard = this.channel.lock();
-    // SAFETY: reading `current->mm` of the opening task.
-    let mm = unsafe { bindings::vhost_mdev_helper_current_mm() };
-    if !mm.is_null() {
-        // SAFETY: `mm` is the live mm of the current task; the reference
-        // is dropped in `close_device`.
-        unsafe { bindings::vhost_mdev_helper_mmgrab(mm) };
-    }
+    // The opener's address space; the reference is dropped in `close`.
+    let mm = MmGrab::current().map_or(ptr::null_mut(), MmGrab::into_raw);
     this.mm.store(mm, Ordering::Release);
-    // SAFETY: `vdev` is being opened; `close_device` closes the cache.
-    unsafe { this.pins.open(vdev) };
+    this.pins.open(dev.dma(), dev.iommufd_bound());
     this.device_status.store(0, Ordering::Release);
     this.kicks_on.store(true, Ordering::Release);
-    0
 }
 
-/// `vfio_device_ops.close_device`: the last close; stops the device.
-///
-/// # Safety
-///
-/// Called by VFIO with one of our devices that is open.
-unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
-    // SAFETY: VFIO only closes open devices.
-    let this = unsafe { Instance::from_vdev(vdev) };
+/// The last close: stops the device.
+pub(crate) fn close(dev: &Vdev) {
+    let this = dev.data();
     let mut ch = this.channel.lock();
     // 1. Unbind the ioeventfds.
     this.irqs.unbind_all();
@@ -275,8 +181,6 @@ unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
     this.irqs.detach_all();
     // The worker is quiet: nothing uses the opener's mm any more.
     let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
-    if !mm.is_null() {
-        // SAFETY: the reference taken in `open_device`.
-        unsafe { bindings::vhost_mdev_helper_mmdrop(mm) };
-    }
+    // SAFETY: null or the reference `open` handed over.
+    drop(unsafe { MmGrab::from_raw(mm) });
 }

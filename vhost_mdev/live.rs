@@ -7,7 +7,7 @@
 //! ([`wait_idle`]). (Parents are counted by their driver's registration,
 //! see `rust/mdev.rs`.)
 
-use crate::bindings;
+use crate::delay;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 
@@ -30,6 +30,24 @@ pub(crate) fn put() {
     LIVE.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// One count of [`get`], ended by [`put`] when it is dropped: the last
+/// field of an object whose release drops it.
+pub(crate) struct Token(());
+
+impl Token {
+    /// Counts an object.
+    pub(crate) fn new() -> Self {
+        get();
+        Token(())
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        put();
+    }
+}
+
 /// Waits until every counted object was released (module exit).
 pub(crate) fn wait_idle() {
     let mut waited = 0u32;
@@ -37,8 +55,8 @@ pub(crate) fn wait_idle() {
         if waited == 100 {
             pr_info!("waiting for released instances to be freed\n");
         }
-        // SAFETY: module exit runs in process context.
-        unsafe { bindings::msleep(10) };
+        // Module exit runs in process context.
+        delay::msleep(10);
         waited = waited.saturating_add(1);
     }
 }

@@ -9,7 +9,7 @@
 //! against bindgen's reading of `include/uapi/linux/vhost_mdev.h` and of
 //! the kernel's vhost and virtio headers.
 
-use crate::bindings as b;
+use crate::uapi_h as b;
 use core::mem::size_of;
 
 #[path = "../tools/vhost-mdev-proto/src/uapi.rs"]

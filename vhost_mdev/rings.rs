@@ -27,11 +27,10 @@
 //! reference, dropped at the next reset or close); a request from another
 //! address space is refused with `EPERM`, as vhost refuses a non-owner.
 
-use crate::bindings;
+use crate::errno::EPERM;
+use crate::mm::{self, MmGrab, MmSlot};
 use crate::proto::{self, Model};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
-use kernel::error::code::*;
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::sync::SpinLock;
@@ -61,14 +60,13 @@ type Ranges = [[Range; 3]; proto::MAX_VQS];
 ///
 /// # Invariants
 ///
-/// `mm` is null or holds one `mmgrab()` reference, taken in
-/// [`RingMap::adopt_sender`] and dropped in [`RingMap::clear`]. Non-empty
-/// `ranges` are user addresses of `mm`.
+/// `mm` is set in [`RingMap::adopt_sender`] and emptied in
+/// [`RingMap::clear`]. Non-empty `ranges` are user addresses of `mm`.
 #[pin_data]
 pub(crate) struct RingMap {
     #[pin]
     ranges: SpinLock<Ranges>,
-    mm: AtomicPtr<bindings::mm_struct>,
+    mm: MmSlot,
 }
 
 impl RingMap {
@@ -77,7 +75,7 @@ impl RingMap {
         pin_init!(Self {
             ranges <- new_spinlock!([[Range { iova: 0, hva: 0, len: 0 }; 3]; proto::MAX_VQS],
                 "vhost_mdev_rings"),
-            mm: AtomicPtr::new(ptr::null_mut()),
+            mm: MmSlot::new(),
         })
     }
 
@@ -86,10 +84,7 @@ impl RingMap {
     ///
     /// Called under the instance's state mutex.
     pub(crate) fn check_sender(&self) -> Result {
-        // SAFETY: reading `current->mm` of the calling task.
-        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
-        let mm = self.mm.load(Ordering::Acquire);
-        if cur.is_null() || (!mm.is_null() && mm != cur) {
+        if !mm::current_has_mm() || (!self.mm.is_empty() && !self.mm.is_current()) {
             return Err(EPERM);
         }
         Ok(())
@@ -101,16 +96,11 @@ impl RingMap {
     ///
     /// Called under the instance's state mutex.
     pub(crate) fn adopt_sender(&self) {
-        if !self.mm.load(Ordering::Acquire).is_null() {
+        if !self.mm.is_empty() {
             return;
         }
-        // SAFETY: reading `current->mm` of the calling task.
-        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
-        if !cur.is_null() {
-            // SAFETY: `cur` is the live mm of the current task; the
-            // reference is dropped in `clear` (type invariant).
-            unsafe { bindings::vhost_mdev_helper_mmgrab(cur) };
-            self.mm.store(cur, Ordering::Release);
+        if let Some(cur) = MmGrab::current() {
+            self.mm.set_if_empty(cur);
         }
     }
 
@@ -136,12 +126,8 @@ impl RingMap {
     /// Called under the instance's state mutex.
     pub(crate) fn clear(&self) {
         *self.ranges.lock() = [[Range::default(); 3]; proto::MAX_VQS];
-        let mm = self.mm.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !mm.is_null() {
-            // SAFETY: the reference taken in `adopt_sender` (type
-            // invariant); the worker, the only other user, is quiet.
-            unsafe { bindings::vhost_mdev_helper_mmdrop(mm) };
-        }
+        // The worker, the only other user of the address space, is quiet.
+        drop(self.mm.take());
     }
 
     /// The user address of the aligned 2 bytes at `iova`, when they are in
@@ -165,59 +151,31 @@ impl RingMap {
     /// process context by a parent's worker of an open device, which the
     /// parent's `reset` quiesces before [`RingMap::clear`] runs.
     pub(crate) unsafe fn rw_u16(&self, hva: u64, buf: *mut u8, write: bool) -> i32 {
-        let mm = self.mm.load(Ordering::Acquire);
-        if mm.is_null() {
-            return EFAULT.to_errno();
-        }
-        // SAFETY: inspecting the current task.
-        let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
         // A worker that runs in the VMM's address space (a DMA session, a
         // thread of the VMM) accesses it directly; a kthread enters it for
-        // the access (and leaves the address space it had, if any).
-        let switch = cur != mm;
-        if switch {
-            // SAFETY: inspecting the current task; `mm` has an `mmgrab()`
-            // reference (type invariant), so it may be `mmget_not_zero`ed.
-            let ok = unsafe {
-                bindings::vhost_mdev_helper_current_is_kthread()
-                    && bindings::vhost_mdev_helper_mmget_not_zero(mm)
-            };
-            if !ok {
-                return EFAULT.to_errno();
+        // the access.
+        let access = || {
+            if write {
+                // SAFETY: the caller guarantees `buf` for 2 bytes.
+                let v = unsafe { ptr::read_unaligned(buf.cast::<u16>()) };
+                mm::put_user_u16(hva, v)
+            } else {
+                // `get_user()` gives 0 on a fault.
+                let (v, r) = match mm::get_user_u16(hva) {
+                    Ok(v) => (v, Ok(())),
+                    Err(e) => (0, Err(e)),
+                };
+                // SAFETY: the caller guarantees `buf` for 2 bytes.
+                unsafe { ptr::write_unaligned(buf.cast::<u16>(), v) };
+                r
             }
-            // SAFETY: a kthread; `cur` (if any) is the mm it adopted, given
-            // back below; `mm` has a user reference from `mmget_not_zero`.
-            unsafe {
-                if !cur.is_null() {
-                    bindings::kthread_unuse_mm(cur);
-                }
-                bindings::kthread_use_mm(mm);
-            }
-        }
-        let r = if write {
-            // SAFETY: the caller guarantees `buf` for 2 bytes.
-            let v = unsafe { ptr::read_unaligned(buf.cast::<u16>()) };
-            // SAFETY: a user address of the current mm; `put_user()` checks
-            // it and faults safely.
-            unsafe { bindings::vhost_mdev_helper_put_user_u16(v, hva) }
-        } else {
-            let mut v = 0u16;
-            // SAFETY: as above, with `get_user()`.
-            let r = unsafe { bindings::vhost_mdev_helper_get_user_u16(&mut v, hva) };
-            // SAFETY: the caller guarantees `buf` for 2 bytes.
-            unsafe { ptr::write_unaligned(buf.cast::<u16>(), v) };
-            r
         };
-        if switch {
-            // SAFETY: undoes the switch above, in reverse order.
-            unsafe {
-                bindings::kthread_unuse_mm(mm);
-                if !cur.is_null() {
-                    bindings::kthread_use_mm(cur);
-                }
-                bindings::mmput(mm);
-            }
+        // SAFETY: the parent's `reset` quiesces the worker before `clear`
+        // empties the slot (the caller guarantees).
+        let r = unsafe { self.mm.with_current(access) };
+        match r {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) | Err(e) => e.to_errno(),
         }
-        r
     }
 }

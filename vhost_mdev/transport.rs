@@ -8,18 +8,16 @@
 //! mapped onto the parent's device ops ([`ParentBackend`]).
 
 use crate::backend::ParentBackend;
-use crate::bindings;
 use crate::errno::{enodata, EINVAL, ENOTTY};
 use crate::proto::{self, Model, Reply};
 use crate::rings::RingMap;
 use crate::uapi::{NUM_IRQS, NUM_REGIONS, REGION_MSG, REGION_NOTIFY, REGION_SHIFT};
-use crate::uarg::{read_struct, write_struct};
-use core::mem::offset_of;
+use crate::vfio::{self, UserArg};
 use kernel::ffi::c_long;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
-use kernel::uaccess::UserSlice;
+use kernel::uaccess::{UserSlice, UserSliceReader, UserSliceWriter};
 
 /// Converts a protocol errno into a kernel error.
 fn err(e: proto::Errno) -> Error {
@@ -130,16 +128,16 @@ pub(crate) fn msg_write(
     channel: &Mutex<Channel>,
     rings: &RingMap,
     ops: &mut ParentBackend<'_>,
-    buf: UserSlice,
-    count: usize,
-) -> Result<isize> {
+    mut buf: UserSliceReader,
+) -> Result<usize> {
+    let count = buf.len();
     if !(proto::HDR_SIZE..=proto::MSG_REGION_SIZE).contains(&count) {
         return Err(EINVAL);
     }
     let mut ch = channel.lock();
     // Any new write discards an unread reply.
     ch.discard_reply();
-    buf.reader().read_slice(&mut ch.msg[..count])?;
+    buf.read_slice(&mut ch.msg[..count])?;
     let (hdr, _) = proto::parse_message(&ch.msg[..count]).map_err(err)?;
     let need_reply = hdr.flags & proto::NEED_REPLY != 0;
     let len = ch.dispatch(
@@ -155,11 +153,12 @@ pub(crate) fn msg_write(
             len,
         });
     }
-    Ok(count as isize)
+    Ok(count)
 }
 
 /// `pread` of the staged reply on region 0.
-pub(crate) fn msg_read(channel: &Mutex<Channel>, buf: UserSlice, count: usize) -> Result<isize> {
+pub(crate) fn msg_read(channel: &Mutex<Channel>, mut buf: UserSliceWriter) -> Result<usize> {
+    let count = buf.len();
     let mut ch = channel.lock();
     let staged = ch.staged.as_ref().ok_or_else(enodata)?;
     let (request, len) = (staged.request, staged.len);
@@ -171,17 +170,16 @@ pub(crate) fn msg_read(channel: &Mutex<Channel>, buf: UserSlice, count: usize) -
         flags: 0,
         size: len as u32,
     };
-    let mut w = buf.writer();
-    w.write_slice(&hdr.encode())?;
-    w.write_slice(&ch.reply[..len])?;
+    buf.write_slice(&hdr.encode())?;
+    buf.write_slice(&ch.reply[..len])?;
     ch.staged = None;
-    Ok(count as isize)
+    Ok(count)
 }
 
 /// A 2-byte write of the queue index at `index * PAGE_SIZE` of region 1:
 /// returns the queue to kick.
-pub(crate) fn notify_index(buf: UserSlice, count: usize, off: u64, nvqs: u32) -> Result<u16> {
-    if count != 2 || off % PAGE_SIZE as u64 != 0 {
+pub(crate) fn notify_index(mut buf: UserSliceReader, off: u64, nvqs: u32) -> Result<u16> {
+    if buf.len() != 2 || off % PAGE_SIZE as u64 != 0 {
         return Err(EINVAL);
     }
     let idx = off / PAGE_SIZE as u64;
@@ -189,7 +187,7 @@ pub(crate) fn notify_index(buf: UserSlice, count: usize, off: u64, nvqs: u32) ->
         return Err(EINVAL);
     }
     let mut v = [0u8; 2];
-    buf.reader().read_slice(&mut v)?;
+    buf.read_slice(&mut v)?;
     if u64::from(u16::from_ne_bytes(v)) != idx {
         return Err(EINVAL);
     }
@@ -232,39 +230,30 @@ pub(crate) fn vhost_ioctl(
 
 /// `VFIO_DEVICE_GET_INFO`.
 pub(crate) fn get_info(arg: usize) -> Result<c_long> {
-    let minsz = offset_of!(bindings::vfio_device_info, num_irqs) + 4;
-    let mut info = bindings::vfio_device_info::default();
-    read_struct(arg, &mut info, minsz)?;
-    if (info.argsz as usize) < minsz {
-        return Err(EINVAL);
-    }
-    info.flags = bindings::VFIO_DEVICE_FLAGS_RESET;
+    let mut info = vfio::DeviceInfo::read_from(arg)?;
+    info.flags = vfio::VFIO_DEVICE_FLAGS_RESET;
     info.num_regions = NUM_REGIONS;
     info.num_irqs = NUM_IRQS;
-    write_struct(arg, &info, minsz)
+    info.write_to(arg)?;
+    Ok(0)
 }
 
 /// `VFIO_DEVICE_GET_REGION_INFO`.
 pub(crate) fn get_region_info(arg: usize, nvqs: u32) -> Result<c_long> {
-    let minsz = offset_of!(bindings::vfio_region_info, offset) + 8;
-    let mut info = bindings::vfio_region_info::default();
-    read_struct(arg, &mut info, minsz)?;
-    if (info.argsz as usize) < minsz {
-        return Err(EINVAL);
-    }
+    let mut info = vfio::RegionInfo::read_from(arg)?;
     match u64::from(info.index) {
         REGION_MSG => {
-            info.flags =
-                bindings::VFIO_REGION_INFO_FLAG_READ | bindings::VFIO_REGION_INFO_FLAG_WRITE;
+            info.flags = vfio::VFIO_REGION_INFO_FLAG_READ | vfio::VFIO_REGION_INFO_FLAG_WRITE;
             info.size = proto::MSG_REGION_SIZE as u64;
         }
         REGION_NOTIFY => {
-            info.flags = bindings::VFIO_REGION_INFO_FLAG_WRITE;
+            info.flags = vfio::VFIO_REGION_INFO_FLAG_WRITE;
             info.size = u64::from(nvqs) * PAGE_SIZE as u64;
         }
         _ => return Err(EINVAL),
     }
     info.offset = u64::from(info.index) << REGION_SHIFT;
     info.cap_offset = 0;
-    write_struct(arg, &info, minsz)
+    info.write_to(arg)?;
+    Ok(0)
 }

@@ -19,10 +19,10 @@
 //!   waits for;
 //! - [`instance`]: an instance's state; [`lifecycle`]: its creation,
 //!   open, close, destruction and release;
-//! - [`vfio`]: the VFIO device ops; [`transport`]: vhost requests on
-//!   region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ eventfds and
-//!   ioeventfds; [`uapi`]: the region and IRQ layout; [`uarg`]: VFIO ioctl
-//!   argument structs;
+//! - [`vfio_ops`]: the VFIO device ops (on [`vfio`]); [`transport`]: vhost
+//!   requests on region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ
+//!   eventfds and ioeventfds; [`uapi`]: the region and IRQ layout (from
+//!   [`uapi_h`]);
 //! - [`backend`]: the parent's device ops as the model's backend;
 //! - [`abi`]: the exported C ABI for parent drivers;
 //! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
@@ -57,6 +57,8 @@ mod abi;
 mod backend;
 #[path = "../rust/bindings.rs"]
 pub mod bindings;
+#[path = "../rust/delay.rs"]
+pub mod delay;
 mod dma;
 mod driver;
 #[path = "../rust/errno.rs"]
@@ -69,6 +71,8 @@ mod lifecycle;
 mod live;
 #[path = "../rust/mdev.rs"]
 pub mod mdev;
+#[path = "../rust/mm.rs"]
+pub mod mm;
 mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]
@@ -79,8 +83,11 @@ pub mod spinlock_irq;
 mod transport;
 mod types;
 mod uapi;
-mod uarg;
-mod vfio;
+#[path = "../rust/uapi.rs"]
+pub mod uapi_h;
+#[path = "../rust/vfio.rs"]
+pub mod vfio;
+mod vfio_ops;
 #[path = "../rust/vhost_mdev_ops.rs"]
 mod vhost_mdev_ops;
 
@@ -107,7 +114,7 @@ impl kernel::Module for VhostMdev {
             pr_err!(
                 "pin_cache_bytes={} is not 0 or a multiple of {} up to {}\n",
                 pin_bytes,
-                bindings::PAGE_SIZE,
+                kernel::page::PAGE_SIZE,
                 dma::MAX_BYTES
             );
             return Err(errno::EINVAL);
