@@ -12,8 +12,9 @@
 //! - [`backend`]: the [`backend::VhostBackend`] trait over both.
 //! - [`instant`]: an in-process loopback that completes at once (the
 //!   driver's own ceiling).
-//! - [`mem`], [`virtq`], [`net`], [`driver`]: DMA memory, a split
-//!   virtqueue, virtio-net helpers and a loopback test driver.
+//! - [`mem`], [`virtq`], [`packed`], [`queue`], [`net`], [`driver`]: DMA
+//!   memory, a split and a packed virtqueue and the one type over both,
+//!   virtio-net helpers and a loopback test driver (several queue pairs).
 //! - [`blk`]: a virtio-blk request driver (for the RAM disk sample).
 
 #![warn(missing_docs)]
@@ -27,6 +28,8 @@ pub mod instant;
 pub mod mem;
 pub mod msg;
 pub mod net;
+pub mod packed;
+pub mod queue;
 pub mod sysfs;
 pub mod uapi;
 pub mod vdpa;
