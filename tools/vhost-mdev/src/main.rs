@@ -58,6 +58,8 @@ enum Cmd {
     Ping {
         #[command(flatten)]
         dev: DeviceArgs,
+        #[command(flatten)]
+        ring: RingArgs,
         /// Number of frames.
         #[arg(short = 'n', long, default_value_t = 10)]
         count: u64,
@@ -75,6 +77,8 @@ enum Cmd {
     Bench {
         #[command(flatten)]
         dev: DeviceArgs,
+        #[command(flatten)]
+        ring: RingArgs,
         /// Frame size in bytes.
         #[arg(long, default_value_t = 1514)]
         size: usize,
@@ -150,7 +154,8 @@ struct DeviceArgs {
     /// An instance UUID, the path of a vhost-vdpa device
     /// (/dev/vhost-vdpa-N) to drive the same way, or `instant`: in-process
     /// device that completes at once: the driver's own ceiling (bench
-    /// copies the first 64 bytes of each frame, ping whole frames).
+    /// copies the first 64 bytes of each frame, ping whole frames; it
+    /// offers packed rings and has as many queue pairs as --pairs asks).
     device: String,
     /// Open through iommufd and the VFIO cdev instead of a type1 container.
     #[arg(long)]
@@ -167,6 +172,22 @@ struct DeviceArgs {
     /// Queue size to request.
     #[arg(long, default_value_t = 256)]
     queue_size: u16,
+}
+
+/// Ring type and queue pairs of `ping` and `bench`.
+#[derive(Args, Debug, Clone, Copy)]
+struct RingArgs {
+    /// Use packed rings (VIRTIO_F_RING_PACKED, virtio 1.1) instead of
+    /// split rings; an error if the device does not offer them.
+    #[arg(long)]
+    packed: bool,
+    /// Queue pairs to drive (vq 2i = RX, 2i + 1 = TX of pair i), all from
+    /// one thread in turn. More than 1 needs VIRTIO_NET_F_MQ and 2N queues
+    /// on the device (the sample: write its queue_pairs attribute first).
+    /// ping checks every pair in turn; bench keeps --depth frames in
+    /// flight on each pair and reports the frames of each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pairs: u16,
 }
 
 /// The `device` argument naming the in-process instant device.
@@ -189,12 +210,13 @@ impl Target {
 }
 
 /// Opens the device; the instant device copies the first `instant_copy`
-/// bytes of each frame.
-fn open(sysfs: &Sysfs, a: &DeviceArgs, instant_copy: usize) -> Result<Target> {
+/// bytes of each frame and has `pairs` queue pairs.
+fn open_pairs(sysfs: &Sysfs, a: &DeviceArgs, instant_copy: usize, pairs: u16) -> Result<Target> {
     if a.device == INSTANT {
         return Ok(Target::Instant(Box::new(InstantNet::new(
             InstantOptions {
                 copy_limit: instant_copy,
+                pairs,
                 ..Default::default()
             },
         )?)));
@@ -220,8 +242,15 @@ fn open(sysfs: &Sysfs, a: &DeviceArgs, instant_copy: usize) -> Result<Target> {
     Ok(Target::Mdev(dev))
 }
 
-fn driver_config(a: &DeviceArgs, max_frame: usize) -> NetDriverConfig {
+/// [`open_pairs`] with one pair.
+fn open(sysfs: &Sysfs, a: &DeviceArgs, instant_copy: usize) -> Result<Target> {
+    open_pairs(sysfs, a, instant_copy, 1)
+}
+
+fn driver_config(a: &DeviceArgs, r: RingArgs, max_frame: usize) -> NetDriverConfig {
     NetDriverConfig {
+        packed: r.packed,
+        pairs: r.pairs,
         max_frame: max_frame.max(FRAME_MAX),
         queue_size: a.queue_size,
         kick: if a.ioeventfd {
@@ -482,26 +511,45 @@ fn blk_cmd(sysfs: &Sysfs, a: &DeviceArgs, op: &BlkOp) -> Result<()> {
     drv.stop()
 }
 
-fn ping(sysfs: &Sysfs, a: &DeviceArgs, count: u64, size: usize) -> Result<()> {
+fn ring_desc<B: VhostBackend>(drv: &NetDriver<B>) -> String {
+    format!(
+        "{} rings, {} queue pair{}",
+        if drv.packed() { "packed" } else { "split" },
+        drv.num_pairs(),
+        if drv.num_pairs() == 1 { "" } else { "s" }
+    )
+}
+
+fn ping(sysfs: &Sysfs, a: &DeviceArgs, r: RingArgs, count: u64, size: usize) -> Result<()> {
     // Whole frames: ping checks every byte.
-    let t = open(sysfs, a, usize::MAX)?;
-    let mut drv = NetDriver::start(t.backend(), driver_config(a, size))?;
+    let t = open_pairs(sysfs, a, usize::MAX, r.pairs)?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a, r, size))?;
     println!(
-        "{}: mac {}, queue size {}, features {:#x}",
+        "{}: mac {}, queue size {}, {}, features {:#x}",
         t.backend().describe(),
         drv.mac(),
         drv.queue_size(),
+        ring_desc(&drv),
         drv.features()
     );
-    let rep = driver::ping(&mut drv, count, size)?;
-    let mut rtts: Vec<u64> = rep.rtts.iter().map(|d| d.as_nanos() as u64).collect();
-    rtts.sort_unstable();
-    println!(
-        "{} frames looped back byte-identical and in order; rtt p50 {:.1} us, p99 {:.1} us",
-        rep.frames,
-        driver::percentile_us(&rtts, 0.5),
-        driver::percentile_us(&rtts, 0.99)
-    );
+    for p in 0..drv.num_pairs() {
+        drv.select_pair(p)?;
+        let rep = driver::ping(&mut drv, count, size)
+            .map_err(|e| Error::Protocol(format!("pair {p}: {e}")))?;
+        let mut rtts: Vec<u64> = rep.rtts.iter().map(|d| d.as_nanos() as u64).collect();
+        rtts.sort_unstable();
+        println!(
+            "{}{} frames looped back byte-identical and in order; rtt p50 {:.1} us, p99 {:.1} us",
+            if drv.num_pairs() > 1 {
+                format!("pair {p}: ")
+            } else {
+                String::new()
+            },
+            rep.frames,
+            driver::percentile_us(&rtts, 0.5),
+            driver::percentile_us(&rtts, 0.99)
+        );
+    }
     drv.stop()
 }
 
@@ -517,9 +565,15 @@ fn stats(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
     Ok(())
 }
 
-fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Result<()> {
-    let t = open(sysfs, a, HEAD_COPY)?;
-    let mut drv = NetDriver::start(t.backend(), driver_config(a, opts.size))?;
+fn bench(
+    sysfs: &Sysfs,
+    a: &DeviceArgs,
+    ring: RingArgs,
+    opts: BenchOptions,
+    json: bool,
+) -> Result<()> {
+    let t = open_pairs(sysfs, a, HEAD_COPY, ring.pairs)?;
+    let mut drv = NetDriver::start(t.backend(), driver_config(a, ring, opts.size))?;
     let tty = std::io::stderr().is_terminal();
     let total = opts.duration.as_secs_f64();
     let mut progress = |p: driver::BenchProgress| {
@@ -541,9 +595,10 @@ fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Resul
         println!("{}", r.to_json());
     } else {
         println!(
-            "{}: {} packets of {} bytes in {:.2} s: {:.0} pps, {:.3} Gbit/s, latency p50 {:.1} us, \
-             p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us{}",
+            "{} ({}): {} packets of {} bytes in {:.2} s: {:.0} pps, {:.3} Gbit/s, latency p50 \
+             {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us{}{}",
             t.backend().describe(),
+            ring_desc(&drv),
             r.packets,
             opts.size,
             r.seconds,
@@ -557,13 +612,22 @@ fn bench(sysfs: &Sysfs, a: &DeviceArgs, opts: BenchOptions, json: bool) -> Resul
             if opts.busy_poll {
                 format!(
                     " (busy polling{})",
-                    if opts.no_yield { ", never yielding" } else { "" }
+                    if opts.no_yield {
+                        ", never yielding"
+                    } else {
+                        ""
+                    }
                 )
             } else {
                 format!(
                     "; {} waits, {} timed out, {} with a frame already used",
                     r.waits, r.wait_timeouts, r.late_irqs
                 )
+            },
+            if r.pair_packets.len() > 1 {
+                format!("; packets per pair {:?}", r.pair_packets)
+            } else {
+                String::new()
             }
         );
     }
@@ -592,11 +656,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Remove { uuid } => remove(&sysfs, &uuid),
         Cmd::Info(a) => info(&sysfs, &a),
-        Cmd::Ping { dev, count, size } => ping(&sysfs, &dev, count, size),
+        Cmd::Ping {
+            dev,
+            ring,
+            count,
+            size,
+        } => ping(&sysfs, &dev, ring, count, size),
         Cmd::Stats { uuid } => stats(&sysfs, &uuid),
         Cmd::Blk { dev, op } => blk_cmd(&sysfs, &dev, &op),
         Cmd::Bench {
             dev,
+            ring,
             size,
             depth,
             seconds,
@@ -616,7 +686,7 @@ fn run(cli: Cli) -> Result<()> {
                 busy_poll,
                 no_yield,
             };
-            bench(&sysfs, &dev, opts, json)
+            bench(&sysfs, &dev, ring, opts, json)
         }
     }
 }
@@ -701,20 +771,45 @@ mod tests {
     fn instant_target_runs_without_a_kernel() {
         let sysfs = Sysfs::with_root(std::path::Path::new("/nonexistent"));
         let c = Cli::try_parse_from(["vhost-mdev", "ping", "instant", "-n", "50"]).unwrap();
-        let Cmd::Ping { dev, count, size } = c.cmd else {
+        let Cmd::Ping {
+            dev,
+            ring,
+            count,
+            size,
+        } = c.cmd
+        else {
             panic!("not ping");
         };
-        ping(&sysfs, &dev, count, size).unwrap();
-        for pingpong in [false, true] {
+        assert!(!ring.packed && ring.pairs == 1);
+        ping(&sysfs, &dev, ring, count, size).unwrap();
+        for packed in [false, true] {
+            let ring = RingArgs { packed, pairs: 1 };
+            ping(&sysfs, &dev, ring, count, size).unwrap();
+            for pingpong in [false, true] {
+                let opts = BenchOptions {
+                    size: 1500,
+                    depth: 64,
+                    duration: Duration::from_millis(100),
+                    pingpong,
+                    busy_poll: true,
+                    no_yield: pingpong,
+                };
+                bench(&sysfs, &dev, ring, opts, true).unwrap();
+            }
+        }
+        // The instant device gets the pairs asked for.
+        for packed in [false, true] {
+            let ring = RingArgs { packed, pairs: 3 };
+            ping(&sysfs, &dev, ring, 20, 0).unwrap();
             let opts = BenchOptions {
-                size: 1500,
-                depth: 64,
+                size: 64,
+                depth: 16,
                 duration: Duration::from_millis(100),
-                pingpong,
-                busy_poll: true,
-                no_yield: pingpong,
+                pingpong: false,
+                busy_poll: false,
+                no_yield: false,
             };
-            bench(&sysfs, &dev, opts, true).unwrap();
+            bench(&sysfs, &dev, ring, opts, false).unwrap();
         }
         info(&sysfs, &dev).unwrap();
         let bad = DeviceArgs {

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! A minimal virtio-net driver over any [`VhostBackend`]: brings the device
-//! up with queue 0 = RX and queue 1 = TX, sends and receives frames on a
+//! up with one or more queue pairs (queue `2i` = RX and `2i + 1` = TX of
+//! pair `i`) on split or packed rings, sends and receives frames on a
 //! loopback device, and measures it ([`ping`], [`bench`]).
+//!
+//! The frame calls ([`NetDriver::send`], [`NetDriver::recv`],
+//! [`NetDriver::queue_tx_template`], ...) work on the *current* pair,
+//! pair 0 unless [`NetDriver::select_pair`] chose another: one thread
+//! drives all pairs in turn (see [`bench`]).
 
 mod bench;
 mod ping;
@@ -24,11 +30,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::backend::VhostBackend;
 use crate::error::{Error, Result};
 use crate::net::{NetConfig, FRAME_MAX, NET_HDR_LEN};
-use crate::virtq::Virtq;
+use crate::queue::Queue;
 
-/// RX queue index.
+/// RX queue index (of pair 0; pair `i` has `2i`).
 pub const RX: u16 = 0;
-/// TX queue index.
+/// TX queue index (of pair 0; pair `i` has `2i + 1`).
 pub const TX: u16 = 1;
 
 /// How the driver kicks queues.
@@ -64,6 +70,12 @@ pub struct NetDriverConfig {
     /// MRG_RXBUF, frames above [`SLOT_SIZE`] are received in page-sized
     /// RX buffers that the device spans.
     pub max_frame: usize,
+    /// Use packed rings (`VIRTIO_F_RING_PACKED`, which the device must
+    /// offer) instead of split rings.
+    pub packed: bool,
+    /// Queue pairs to drive (at least 1; more than 1 needs
+    /// `VIRTIO_NET_F_MQ` and `2 * pairs` queues on the device).
+    pub pairs: u16,
 }
 
 impl Default for NetDriverConfig {
@@ -77,6 +89,8 @@ impl Default for NetDriverConfig {
             mrg_rxbuf: true,
             timeout: Duration::from_secs(5),
             max_frame: FRAME_MAX,
+            packed: false,
+            pairs: 1,
         }
     }
 }
@@ -99,25 +113,28 @@ pub fn slot_sizes(max_frame: usize, mrg_rxbuf: bool) -> (usize, usize) {
     (tx, rx)
 }
 
-struct Queues {
-    rx: Virtq,
-    tx: Virtq,
+/// One queue pair: its queues, eventfds and TX buffer state.
+struct Pair {
+    rx: Queue,
+    tx: Queue,
+    calls: [EventFd; 2],
+    kicks: [Option<EventFd>; 2],
+    tx_free: Vec<usize>,
+    /// Which TX buffers already hold the template frame (header and all).
+    tx_has_template: Vec<bool>,
 }
 
 /// A running virtio-net device.
 pub struct NetDriver<B: VhostBackend> {
     backend: B,
-    q: ManuallyDrop<Queues>,
+    pairs: ManuallyDrop<Vec<Pair>>,
+    /// The pair the frame calls work on.
+    cur: usize,
     mapped: Vec<(u64, u64)>,
-    calls: [EventFd; 2],
-    kicks: [Option<EventFd>; 2],
     features: u64,
     config: NetConfig,
-    tx_free: Vec<usize>,
-    /// The frame [`NetDriver::queue_tx_template`] sends, and which TX
-    /// buffers already hold it (header and all).
+    /// The frame [`NetDriver::queue_tx_template`] sends.
     tx_template: Vec<u8>,
-    tx_has_template: Vec<bool>,
     /// Scratch list of the RX buffers of one frame (no allocation per
     /// frame).
     rx_slots: Vec<usize>,

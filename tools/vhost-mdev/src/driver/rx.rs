@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 use crate::backend::VhostBackend;
 use crate::error::{Error, Result};
 use crate::net::{VirtioNetHdr, NET_HDR_LEN};
+use crate::queue::Queue;
 use crate::uapi::*;
-use crate::virtq::{Seg, Virtq};
+use crate::virtq::Seg;
 
 use super::{wait_eventfd, NetDriver, RX};
 
 impl<B: VhostBackend> NetDriver<B> {
     pub(super) fn post_rx(&mut self, slot: usize) -> Result<()> {
-        let addr = self.q.rx.buf_iova(slot)?;
-        let len = self.q.rx.buf_size() as u32;
+        let addr = self.pairs[self.cur].rx.buf_iova(slot)?;
+        let len = self.pairs[self.cur].rx.buf_size() as u32;
         if self.indirect {
             let segs = [
                 Seg {
@@ -28,9 +29,9 @@ impl<B: VhostBackend> NetDriver<B> {
                     write: true,
                 },
             ];
-            self.q.rx.add_indirect(&segs, slot as u64)?;
+            self.pairs[self.cur].rx.add_indirect(&segs, slot as u64)?;
         } else {
-            self.q.rx.add(
+            self.pairs[self.cur].rx.add(
                 &[Seg {
                     addr,
                     len,
@@ -59,9 +60,9 @@ impl<B: VhostBackend> NetDriver<B> {
     /// left out), re-posts the buffers and returns the frame length.
     fn take_rx(
         &mut self,
-        mut sink: impl FnMut(&Virtq, usize, usize, usize) -> Result<()>,
+        mut sink: impl FnMut(&Queue, usize, usize, usize) -> Result<()>,
     ) -> Result<Option<usize>> {
-        let Some(u) = self.q.rx.pop_used()? else {
+        let Some(u) = self.pairs[self.cur].rx.pop_used()? else {
             return Ok(None);
         };
         let mut slots = std::mem::take(&mut self.rx_slots);
@@ -78,8 +79,8 @@ impl<B: VhostBackend> NetDriver<B> {
         self.rx_slots = slots;
         let len = r?;
         posted?;
-        if self.q.rx.publish()? {
-            self.kick(RX)?;
+        if self.pairs[self.cur].rx.publish()? {
+            self.kick(self.vq(RX))?;
         }
         Ok(Some(len))
     }
@@ -89,26 +90,31 @@ impl<B: VhostBackend> NetDriver<B> {
         first: usize,
         first_len: u32,
         slots: &mut Vec<usize>,
-        sink: &mut impl FnMut(&Virtq, usize, usize, usize) -> Result<()>,
+        sink: &mut impl FnMut(&Queue, usize, usize, usize) -> Result<()>,
     ) -> Result<usize> {
-        let bufsz = self.q.rx.buf_size();
+        let bufsz = self.pairs[self.cur].rx.buf_size();
         let len = (first_len as usize).min(bufsz);
         if len < NET_HDR_LEN {
             return Err(Error::Protocol(format!("RX used length {len} < header")));
         }
         let mut hdr = [0u8; NET_HDR_LEN];
-        self.q.rx.read_buf_into(first, 0, &mut hdr)?;
+        self.pairs[self.cur].rx.read_buf_into(first, 0, &mut hdr)?;
         let hdr = VirtioNetHdr::from_bytes(&hdr)?;
-        sink(&self.q.rx, first, NET_HDR_LEN, len - NET_HDR_LEN)?;
+        sink(
+            &self.pairs[self.cur].rx,
+            first,
+            NET_HDR_LEN,
+            len - NET_HDR_LEN,
+        )?;
         let mut total = len - NET_HDR_LEN;
         if self.mrg_rxbuf && hdr.num_buffers > 1 {
             for _ in 1..hdr.num_buffers {
-                let u = self.q.rx.pop_used()?.ok_or_else(|| {
+                let u = self.pairs[self.cur].rx.pop_used()?.ok_or_else(|| {
                     Error::Protocol("num_buffers exceeds the used entries".into())
                 })?;
                 slots.push(u.token as usize);
                 let l = (u.len as usize).min(bufsz);
-                sink(&self.q.rx, u.token as usize, 0, l)?;
+                sink(&self.pairs[self.cur].rx, u.token as usize, 0, l)?;
                 total += l;
             }
         }
@@ -153,7 +159,7 @@ impl<B: VhostBackend> NetDriver<B> {
             if let Some(f) = self.try_recv()? {
                 return Ok(f);
             }
-            if self.q.rx.enable_interrupts()? {
+            if self.pairs[self.cur].rx.enable_interrupts()? {
                 continue;
             }
             let now = Instant::now();
@@ -163,7 +169,7 @@ impl<B: VhostBackend> NetDriver<B> {
             // Bounded waits also cover a device that completes without an
             // interrupt.
             wait_eventfd(
-                &self.calls[0],
+                &self.pairs[self.cur].calls[0],
                 (deadline - now).min(Duration::from_millis(50)),
             )?;
         }

@@ -8,10 +8,11 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::backend::VhostBackend;
 use crate::error::{Error, Result};
 use crate::net::{Mac, NetConfig, NET_CONFIG_LEN};
+use crate::queue::Queue;
 use crate::uapi::*;
-use crate::virtq::{Virtq, VirtqConfig};
+use crate::virtq::VirtqConfig;
 
-use super::{eventfd, slot_sizes, KickMode, NetDriver, NetDriverConfig, Queues, RX, TX};
+use super::{eventfd, slot_sizes, KickMode, NetDriver, NetDriverConfig, Pair, RX, TX};
 
 /// The features a virtio-net driver of this crate asks for.
 pub fn wanted_features(cfg: &NetDriverConfig) -> u64 {
@@ -29,18 +30,46 @@ pub fn wanted_features(cfg: &NetDriverConfig) -> u64 {
     if cfg.mrg_rxbuf {
         f |= 1 << VIRTIO_NET_F_MRG_RXBUF;
     }
+    if cfg.packed {
+        f |= 1 << VIRTIO_F_RING_PACKED;
+    }
+    if cfg.pairs > 1 {
+        f |= 1 << VIRTIO_NET_F_MQ;
+    }
     f
 }
 
 /// Runs the status/feature handshake up to FEATURES_OK and returns the
 /// negotiated features.
 pub fn negotiate<B: VhostBackend + ?Sized>(backend: &B, wanted: u64) -> Result<u64> {
+    negotiate_required(backend, wanted, 0)
+}
+
+/// [`negotiate`], failing before FEATURES_OK unless the device offers
+/// every bit of `required` (which are negotiated with `wanted`).
+pub fn negotiate_required<B: VhostBackend + ?Sized>(
+    backend: &B,
+    wanted: u64,
+    required: u64,
+) -> Result<u64> {
     let s = VIRTIO_CONFIG_S_ACKNOWLEDGE;
     backend.set_status(s)?;
     let s = s | VIRTIO_CONFIG_S_DRIVER;
     backend.set_status(s)?;
     let offered = backend.get_features()?;
-    let features = offered & wanted;
+    let missing = required & !offered;
+    if missing != 0 {
+        let names: Vec<String> = feature_names(missing)
+            .iter()
+            .map(|n| format!("VIRTIO_{n}"))
+            .collect();
+        return Err(Error::InvalidArgument(format!(
+            "{} does not offer {} (offered {offered:#x})",
+            backend.describe(),
+            names.join(", ")
+        )));
+    }
+    let features = offered & (wanted | required);
     for bit in [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM] {
         if features & (1 << bit) == 0 {
             return Err(Error::Protocol(format!(
@@ -60,14 +89,46 @@ pub fn negotiate<B: VhostBackend + ?Sized>(backend: &B, wanted: u64) -> Result<u
 }
 
 impl<B: VhostBackend> NetDriver<B> {
-    /// Resets the device, negotiates features, sets up RX and TX and sets
-    /// DRIVER_OK, with the RX queue filled.
+    /// Resets the device, negotiates features, sets up `cfg.pairs` queue
+    /// pairs (split or packed rings, `cfg.packed`) and sets DRIVER_OK, with
+    /// every RX queue filled.
+    ///
+    /// Errors before anything is set up when the device does not offer
+    /// what `cfg` asks for: `VIRTIO_F_RING_PACKED` for packed rings;
+    /// `VIRTIO_NET_F_MQ` and `2 * pairs` queues for more than one pair.
     pub fn start(backend: B, cfg: NetDriverConfig) -> Result<Self> {
+        if cfg.pairs == 0 {
+            return Err(Error::InvalidArgument("0 queue pairs".into()));
+        }
         backend.reset()?;
         backend.set_owner()?;
-        let features = negotiate(&backend, wanted_features(&cfg))?;
+        let mut required = 0u64;
+        if cfg.packed {
+            required |= 1 << VIRTIO_F_RING_PACKED;
+        }
+        if cfg.pairs > 1 {
+            let vqs = backend.get_vqs_count()?;
+            if u32::from(cfg.pairs) * 2 > vqs {
+                return Err(Error::InvalidArgument(format!(
+                    "{} queue pairs asked for: {} has {vqs} queues, at most {} pairs",
+                    cfg.pairs,
+                    backend.describe(),
+                    vqs / 2
+                )));
+            }
+            required |= 1 << VIRTIO_NET_F_MQ;
+        }
+        let features = negotiate_required(&backend, wanted_features(&cfg), required)?;
         let config_len = backend.get_config_size()?.min(NET_CONFIG_LEN as u32);
         let config = NetConfig::parse(&backend.get_config(0, config_len)?)?;
+        if cfg.pairs > 1 && config.max_virtqueue_pairs < cfg.pairs {
+            return Err(Error::InvalidArgument(format!(
+                "{} queue pairs asked for: {} has max_virtqueue_pairs {}",
+                cfg.pairs,
+                backend.describe(),
+                config.max_virtqueue_pairs
+            )));
+        }
         let max = backend.get_vring_num()?;
         let want = cfg.queue_size.min(max).max(1);
         // Largest power of two not above `want`.
@@ -75,6 +136,7 @@ impl<B: VhostBackend> NetDriver<B> {
         let event_idx = features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
         let indirect = features & (1 << VIRTIO_RING_F_INDIRECT_DESC) != 0;
         let mrg_rxbuf = features & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0;
+        let packed = features & (1 << VIRTIO_F_RING_PACKED) != 0;
         let (tx_buf, rx_buf) = slot_sizes(cfg.max_frame, mrg_rxbuf);
         let vqc = VirtqConfig {
             size,
@@ -83,30 +145,41 @@ impl<B: VhostBackend> NetDriver<B> {
             max_indirect: if indirect { 2 } else { 0 },
             event_idx,
         };
-        let rx = Virtq::new(vqc, cfg.iova_base)?;
-        let tx_iova = cfg.iova_base + rx.memory().len() as u64 + 0x10_0000;
-        let tx = Virtq::new(
-            VirtqConfig {
-                buf_size: tx_buf,
-                ..vqc
-            },
-            tx_iova,
-        )?;
+        let mut pairs = Vec::with_capacity(usize::from(cfg.pairs));
+        let mut iova = cfg.iova_base;
+        for _ in 0..cfg.pairs {
+            let rx = Queue::new(vqc, iova, packed)?;
+            iova += rx.memory().len() as u64 + 0x10_0000;
+            let tx = Queue::new(
+                VirtqConfig {
+                    buf_size: tx_buf,
+                    ..vqc
+                },
+                iova,
+                packed,
+            )?;
+            iova += tx.memory().len() as u64 + 0x10_0000;
+            pairs.push(Pair {
+                rx,
+                tx,
+                calls: [eventfd()?, eventfd()?],
+                kicks: [None, None],
+                tx_free: (0..usize::from(size)).rev().collect(),
+                tx_has_template: vec![false; usize::from(size)],
+            });
+        }
         let mut kick = cfg.kick;
         if !backend.supports_notify() {
             kick = KickMode::EventFd;
         }
         let mut drv = NetDriver {
             backend,
-            q: ManuallyDrop::new(Queues { rx, tx }),
+            pairs: ManuallyDrop::new(pairs),
+            cur: 0,
             mapped: Vec::new(),
-            calls: [eventfd()?, eventfd()?],
-            kicks: [None, None],
             features,
             config,
-            tx_free: (0..usize::from(size)).rev().collect(),
             tx_template: Vec::new(),
-            tx_has_template: vec![false; usize::from(size)],
             rx_slots: Vec::with_capacity(usize::from(size)),
             indirect,
             mrg_rxbuf,
@@ -117,27 +190,34 @@ impl<B: VhostBackend> NetDriver<B> {
     }
 
     fn setup(&mut self) -> Result<()> {
-        for q in [&self.q.rx, &self.q.tx] {
-            // SAFETY: the memory is unmapped in Drop before it is freed
-            // (or leaked if unmapping fails), and it is only accessed
-            // through DmaMemory's copy/volatile/atomic accessors.
-            unsafe { q.memory().map(&self.backend, q.iova())? };
-            self.mapped.push((q.iova(), q.memory().len() as u64));
-        }
-        for (index, q) in [(RX, &self.q.rx), (TX, &self.q.tx)] {
-            let i = u32::from(index);
-            self.backend.set_vring_num(i, u32::from(q.size()))?;
-            self.backend.set_vring_addr(&q.vring_addr(i))?;
-            self.backend.set_vring_hva(&q.vring_hva(i))?;
-            self.backend.set_vring_base(i, 0)?;
-            self.backend
-                .set_vring_call(i, Some(&self.calls[usize::from(index)]))?;
-            if self.cfg.kick == KickMode::EventFd {
-                let k = eventfd()?;
-                self.backend.set_vring_kick(i, Some(&k))?;
-                self.kicks[usize::from(index)] = Some(k);
+        for p in self.pairs.iter() {
+            for q in [&p.rx, &p.tx] {
+                // SAFETY: the memory is unmapped in Drop before it is freed
+                // (or leaked if unmapping fails), and it is only accessed
+                // through DmaMemory's copy/volatile/atomic accessors.
+                unsafe { q.memory().map(&self.backend, q.iova())? };
+                self.mapped.push((q.iova(), q.memory().len() as u64));
             }
-            self.backend.set_vring_enable(i, true)?;
+        }
+        for pi in 0..self.pairs.len() {
+            for j in [RX, TX] {
+                let index = 2 * pi as u16 + j;
+                let i = u32::from(index);
+                let p = &mut self.pairs[pi];
+                let q = if j == RX { &p.rx } else { &p.tx };
+                self.backend.set_vring_num(i, u32::from(q.size()))?;
+                self.backend.set_vring_addr(&q.vring_addr(i))?;
+                self.backend.set_vring_hva(&q.vring_hva(i))?;
+                self.backend.set_vring_base(i, q.initial_base())?;
+                self.backend
+                    .set_vring_call(i, Some(&p.calls[usize::from(j)]))?;
+                if self.cfg.kick == KickMode::EventFd {
+                    let k = eventfd()?;
+                    self.backend.set_vring_kick(i, Some(&k))?;
+                    p.kicks[usize::from(j)] = Some(k);
+                }
+                self.backend.set_vring_enable(i, true)?;
+            }
         }
         self.backend.set_status(
             VIRTIO_CONFIG_S_ACKNOWLEDGE
@@ -145,12 +225,16 @@ impl<B: VhostBackend> NetDriver<B> {
                 | VIRTIO_CONFIG_S_FEATURES_OK
                 | VIRTIO_CONFIG_S_DRIVER_OK,
         )?;
-        for slot in 0..self.q.rx.num_bufs() {
-            self.post_rx(slot)?;
+        for pi in 0..self.pairs.len() {
+            self.cur = pi;
+            for slot in 0..self.pairs[pi].rx.num_bufs() {
+                self.post_rx(slot)?;
+            }
+            if self.pairs[pi].rx.publish()? {
+                self.kick(self.vq(RX))?;
+            }
         }
-        if self.q.rx.publish()? {
-            self.kick(RX)?;
-        }
+        self.cur = 0;
         Ok(())
     }
 
@@ -172,24 +256,61 @@ impl<B: VhostBackend> NetDriver<B> {
     }
     /// Queue size in use.
     pub fn queue_size(&self) -> u16 {
-        self.q.rx.size()
+        self.pairs[self.cur].rx.size()
     }
-    /// The RX and TX call eventfds.
+    /// Whether the queues are packed rings.
+    pub fn packed(&self) -> bool {
+        self.features & (1 << VIRTIO_F_RING_PACKED) != 0
+    }
+    /// Number of queue pairs driven.
+    pub fn num_pairs(&self) -> usize {
+        self.pairs.len()
+    }
+    /// The pair the frame calls work on.
+    pub fn current_pair(&self) -> usize {
+        self.cur
+    }
+    /// Makes pair `pair` the one the frame calls ([`NetDriver::send`],
+    /// [`NetDriver::recv`], [`NetDriver::queue_tx_template`], ...) work on.
+    pub fn select_pair(&mut self, pair: usize) -> Result<()> {
+        if pair >= self.pairs.len() {
+            return Err(Error::InvalidArgument(format!(
+                "queue pair {pair} of {}",
+                self.pairs.len()
+            )));
+        }
+        self.cur = pair;
+        Ok(())
+    }
+    /// The device queue index of queue `j` ([`RX`] or [`TX`]) of the
+    /// current pair.
+    pub fn vq(&self, j: u16) -> u16 {
+        2 * self.cur as u16 + (j & 1)
+    }
+    /// The RX and TX call eventfds of the current pair.
     pub fn call_fds(&self) -> &[EventFd; 2] {
-        &self.calls
+        &self.pairs[self.cur].calls
     }
-    /// The RX (0) or TX (1) queue.
-    pub fn queue(&self, index: u16) -> &Virtq {
-        if index == RX {
-            &self.q.rx
+    /// Device queue `index` (`2i` = RX, `2i + 1` = TX of pair `i`).
+    ///
+    /// # Panics
+    ///
+    /// If the driver has no such queue.
+    pub fn queue(&self, index: u16) -> &Queue {
+        let p = &self.pairs[usize::from(index / 2)];
+        if index & 1 == RX {
+            &p.rx
         } else {
-            &self.q.tx
+            &p.tx
         }
     }
 
-    /// Kicks a queue by the configured path.
+    /// Kicks device queue `index` by the configured path.
     pub fn kick(&self, index: u16) -> Result<()> {
-        match &self.kicks[usize::from(index & 1)] {
+        let p = self.pairs.get(usize::from(index / 2)).ok_or_else(|| {
+            Error::InvalidArgument(format!("kick of queue {index}: no such queue"))
+        })?;
+        match &p.kicks[usize::from(index & 1)] {
             Some(k) => k.write(1).map_err(|e| Error::io("kick eventfd write", &e)),
             None => self.backend.notify(index),
         }
@@ -208,10 +329,13 @@ impl<B: VhostBackend> Drop for NetDriver<B> {
     fn drop(&mut self) {
         // Stop the device before taking its memory away.
         let _ = self.backend.reset();
-        for i in [RX, TX] {
-            let _ = self.backend.set_vring_call(u32::from(i), None);
-            if self.kicks[usize::from(i)].is_some() {
-                let _ = self.backend.set_vring_kick(u32::from(i), None);
+        for (pi, p) in self.pairs.iter().enumerate() {
+            for j in [RX, TX] {
+                let i = 2 * pi as u32 + u32::from(j);
+                let _ = self.backend.set_vring_call(i, None);
+                if p.kicks[usize::from(j)].is_some() {
+                    let _ = self.backend.set_vring_kick(i, None);
+                }
             }
         }
         let mut unmapped = true;
@@ -219,7 +343,7 @@ impl<B: VhostBackend> Drop for NetDriver<B> {
             unmapped &= self.backend.unmap_dma(*iova, *len).is_ok();
         }
         // SAFETY: self.q is taken exactly once, here, and never used again.
-        let q = unsafe { ManuallyDrop::take(&mut self.q) };
+        let q = unsafe { ManuallyDrop::take(&mut self.pairs) };
         if !unmapped {
             // The device may still reach this memory: never give it back.
             std::mem::forget(q);

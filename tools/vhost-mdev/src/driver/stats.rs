@@ -5,7 +5,7 @@
 use super::bench;
 
 /// Result of [`bench`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BenchResult {
     /// Frames looped back.
     pub packets: u64,
@@ -38,6 +38,10 @@ pub struct BenchResult {
     pub busy_poll: bool,
     /// Whether it busy-polled without ever yielding the CPU.
     pub no_yield: bool,
+    /// Whether the rings were packed.
+    pub packed: bool,
+    /// Frames looped back on each queue pair (pair 0 first).
+    pub pair_packets: Vec<u64>,
 }
 
 impl BenchResult {
@@ -47,7 +51,8 @@ impl BenchResult {
             "{{\"packets\":{},\"bytes\":{},\"seconds\":{:.3},\"pps\":{:.1},\"gbps\":{:.4},\
              \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\
              \"max_us\":{:.2},\"waits\":{},\"wait_timeouts\":{},\"late_irqs\":{},\
-             \"busy_poll\":{},\"no_yield\":{}}}",
+             \"busy_poll\":{},\"no_yield\":{},\"packed\":{},\"pairs\":{},\
+             \"pair_packets\":[{}]}}",
             self.packets,
             self.bytes,
             self.seconds,
@@ -62,7 +67,14 @@ impl BenchResult {
             self.wait_timeouts,
             self.late_irqs,
             self.busy_poll,
-            self.no_yield
+            self.no_yield,
+            self.packed,
+            self.pair_packets.len(),
+            self.pair_packets
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 }

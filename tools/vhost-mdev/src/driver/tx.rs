@@ -14,8 +14,8 @@ impl<B: VhostBackend> NetDriver<B> {
     /// Returns completed TX buffers to the free list; returns how many.
     pub fn reclaim_tx(&mut self) -> Result<usize> {
         let mut n = 0;
-        while let Some(u) = self.q.tx.pop_used()? {
-            self.tx_free.push(u.token as usize);
+        while let Some(u) = self.pairs[self.cur].tx.pop_used()? {
+            self.pairs[self.cur].tx_free.push(u.token as usize);
             n += 1;
         }
         Ok(n)
@@ -23,7 +23,7 @@ impl<B: VhostBackend> NetDriver<B> {
 
     /// The largest frame the TX buffers hold (without the header).
     pub fn max_tx_frame(&self) -> usize {
-        self.q.tx.buf_size() - NET_HDR_LEN
+        self.pairs[self.cur].tx.buf_size() - NET_HDR_LEN
     }
 
     fn check_tx_len(&self, len: usize) -> Result<()> {
@@ -37,15 +37,15 @@ impl<B: VhostBackend> NetDriver<B> {
     }
 
     fn take_tx_slot(&mut self) -> Result<Option<usize>> {
-        if self.tx_free.is_empty() {
+        if self.pairs[self.cur].tx_free.is_empty() {
             self.reclaim_tx()?;
         }
-        Ok(self.tx_free.pop())
+        Ok(self.pairs[self.cur].tx_free.pop())
     }
 
     /// Adds TX buffer `slot`, holding the header and `len` frame bytes.
     fn add_tx(&mut self, slot: usize, len: usize) -> Result<()> {
-        let addr = self.q.tx.buf_iova(slot)?;
+        let addr = self.pairs[self.cur].tx.buf_iova(slot)?;
         let r = if self.indirect {
             let segs = [
                 Seg {
@@ -59,9 +59,9 @@ impl<B: VhostBackend> NetDriver<B> {
                     write: false,
                 },
             ];
-            self.q.tx.add_indirect(&segs, slot as u64)
+            self.pairs[self.cur].tx.add_indirect(&segs, slot as u64)
         } else {
-            self.q.tx.add(
+            self.pairs[self.cur].tx.add(
                 &[Seg {
                     addr,
                     len: (NET_HDR_LEN + len) as u32,
@@ -71,7 +71,7 @@ impl<B: VhostBackend> NetDriver<B> {
             )
         };
         if let Err(e) = r {
-            self.tx_free.push(slot);
+            self.pairs[self.cur].tx_free.push(slot);
             return Err(e);
         }
         Ok(())
@@ -85,9 +85,11 @@ impl<B: VhostBackend> NetDriver<B> {
             return Ok(false);
         };
         let hdr = VirtioNetHdr::default().to_bytes();
-        self.q.tx.write_buf(slot, 0, &hdr)?;
-        self.q.tx.write_buf(slot, NET_HDR_LEN, frame)?;
-        self.tx_has_template[slot] = false;
+        self.pairs[self.cur].tx.write_buf(slot, 0, &hdr)?;
+        self.pairs[self.cur]
+            .tx
+            .write_buf(slot, NET_HDR_LEN, frame)?;
+        self.pairs[self.cur].tx_has_template[slot] = false;
         self.add_tx(slot, frame.len())?;
         Ok(true)
     }
@@ -96,7 +98,9 @@ impl<B: VhostBackend> NetDriver<B> {
     pub fn set_tx_template(&mut self, frame: &[u8]) -> Result<()> {
         self.check_tx_len(frame.len())?;
         self.tx_template = frame.to_vec();
-        self.tx_has_template.fill(false);
+        for p in self.pairs.iter_mut() {
+            p.tx_has_template.fill(false);
+        }
         Ok(())
     }
 
@@ -125,14 +129,18 @@ impl<B: VhostBackend> NetDriver<B> {
         let Some(slot) = self.take_tx_slot()? else {
             return Ok(false);
         };
-        if !self.tx_has_template[slot] {
+        if !self.pairs[self.cur].tx_has_template[slot] {
             let hdr = VirtioNetHdr::default().to_bytes();
-            self.q.tx.write_buf(slot, 0, &hdr)?;
-            self.q.tx.write_buf(slot, NET_HDR_LEN, &self.tx_template)?;
-            self.tx_has_template[slot] = true;
+            self.pairs[self.cur].tx.write_buf(slot, 0, &hdr)?;
+            self.pairs[self.cur]
+                .tx
+                .write_buf(slot, NET_HDR_LEN, &self.tx_template)?;
+            self.pairs[self.cur].tx_has_template[slot] = true;
         }
         for &(at, patch) in patches {
-            self.q.tx.write_buf(slot, NET_HDR_LEN + at, patch)?;
+            self.pairs[self.cur]
+                .tx
+                .write_buf(slot, NET_HDR_LEN + at, patch)?;
         }
         self.add_tx(slot, len)?;
         Ok(true)
@@ -140,8 +148,8 @@ impl<B: VhostBackend> NetDriver<B> {
 
     /// Publishes queued TX frames and kicks TX if the device asks for it.
     pub fn flush_tx(&mut self) -> Result<()> {
-        if self.q.tx.publish()? {
-            self.kick(TX)?;
+        if self.pairs[self.cur].tx.publish()? {
+            self.kick(self.vq(TX))?;
         }
         Ok(())
     }
@@ -153,8 +161,8 @@ impl<B: VhostBackend> NetDriver<B> {
             if Instant::now() > deadline {
                 return Err(self.timeout("TX buffers to complete"));
             }
-            if !self.q.tx.enable_interrupts()? {
-                wait_eventfd(&self.calls[1], Duration::from_millis(100))?;
+            if !self.pairs[self.cur].tx.enable_interrupts()? {
+                wait_eventfd(&self.pairs[self.cur].calls[1], Duration::from_millis(100))?;
             }
         }
         self.flush_tx()
