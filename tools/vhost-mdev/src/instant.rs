@@ -69,7 +69,9 @@ use crate::virtq::{
     vring_need_event, DESC_SIZE, MAX_QUEUE_SIZE, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
+use vhost_mdev_proto::packed::{PackedQueue, PACKED_BASE_INIT};
 use vhost_mdev_proto::proto::{self, Backend, Model, MAX_PAYLOAD};
+use vhost_mdev_proto::vring::{Fault, GuestMemory, RingError};
 
 /// The features offered by default: those of the vhost-mdev sample parent
 /// (`samples/vhost_mdev_net`).
@@ -80,7 +82,9 @@ pub const INSTANT_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_NET_F_STATUS)
     | (1 << VIRTIO_RING_F_EVENT_IDX)
     | (1 << VIRTIO_RING_F_INDIRECT_DESC)
-    | (1 << VIRTIO_NET_F_MRG_RXBUF);
+    | (1 << VIRTIO_NET_F_MRG_RXBUF)
+    | (1 << VIRTIO_F_RING_PACKED)
+    | (1 << VIRTIO_NET_F_MQ);
 
 /// Bytes of each frame copied by default: the benchmark driver reads the
 /// first 26.
@@ -89,10 +93,11 @@ pub const HEAD_COPY: usize = 64;
 /// The default MAC (locally administered).
 pub const INSTANT_MAC: Mac = Mac([0x02, 0x69, 0x6e, 0x73, 0x74, 0x00]);
 
-/// Number of queues: RX (0) and TX (1).
-const NUM_QUEUES: usize = 2;
+/// Queue kinds: RX (queue 2i of pair i) and TX (2i + 1).
 const RX: usize = 0;
 const TX: usize = 1;
+/// Most queue pairs of an instant device.
+pub const INSTANT_MAX_PAIRS: u16 = 16;
 /// Bytes copied through the stack per step of a whole-frame copy.
 const CHUNK: usize = 4096;
 
@@ -112,6 +117,10 @@ pub struct InstantOptions {
     pub mac: Mac,
     /// The MTU in the config space.
     pub mtu: u16,
+    /// Queue pairs (1 to [`INSTANT_MAX_PAIRS`]): `2 * pairs` queues,
+    /// TX of pair i looped to RX of pair i, as the sample does;
+    /// `VIRTIO_NET_F_MQ` is offered (if in `features`) only above 1.
+    pub pairs: u16,
 }
 
 impl Default for InstantOptions {
@@ -122,6 +131,7 @@ impl Default for InstantOptions {
             queue_max: 1024,
             mac: INSTANT_MAC,
             mtu: 1500,
+            pairs: 1,
         }
     }
 }
@@ -135,9 +145,10 @@ pub struct InstantStats {
     pub bytes: u64,
     /// RX buffers (chains) used.
     pub rx_buffers: u64,
-    /// Kicks received per queue (RX, TX), before DRIVER_OK included.
+    /// Kicks received per queue kind (RX, TX; all pairs), before
+    /// DRIVER_OK included.
     pub kicks: [u64; 2],
-    /// Call eventfd writes per queue (RX, TX).
+    /// Call eventfd writes per queue kind (RX, TX; all pairs).
     pub irqs: [u64; 2],
     /// Times a TX frame found too few RX buffers and waited for an RX kick.
     pub stalls: u64,
@@ -374,6 +385,13 @@ struct Vq {
     used_idx: u16,
     /// Used entries since the last interrupt decision.
     added: u16,
+    /// A packed ring (`VIRTIO_F_RING_PACKED` at FEATURES_OK).
+    packed: bool,
+    /// The vring base set by the driver (32-bit: packed), if any.
+    base: Option<u32>,
+    /// The packed ring's device side, from DRIVER_OK (the proto crate's
+    /// walker, the sample's code).
+    pq: Option<PackedQueue<Vec<u16>>>,
 }
 
 impl Vq {
@@ -391,10 +409,17 @@ impl Vq {
             return;
         }
         let n = u64::from(self.size);
+        // A packed ring's event areas are 4 bytes each (then `ring` only
+        // says that the rings are mapped: the walker translates itself).
+        let (avail_len, used_len) = if self.packed {
+            (4, 4)
+        } else {
+            (6 + 2 * n, 6 + USED_ELEM as u64 * n)
+        };
         let parts = (
             iommu.translate(self.desc, DESC_SIZE as u64 * n),
-            iommu.translate(self.avail, 6 + 2 * n),
-            iommu.translate(self.used, 6 + USED_ELEM as u64 * n),
+            iommu.translate(self.avail, avail_len),
+            iommu.translate(self.used, used_len),
         );
         if let (Some(desc), Some(avail), Some(used)) = parts {
             self.ring = Some(Ring {
@@ -530,7 +555,13 @@ impl Vq {
 
     /// Whether the driver wants an interrupt for the entries added since
     /// the last call.
-    fn needs_interrupt(&mut self) -> Result<bool> {
+    fn needs_interrupt(&mut self, iommu: &Iommu) -> Result<bool> {
+        if let Some(pq) = &mut self.pq {
+            self.added = 0;
+            // The used descriptors before the driver's event area.
+            fence(Ordering::SeqCst);
+            return pq.needs_interrupt(&mut Mem(iommu)).map_err(ring_err);
+        }
         let r = self.ring()?;
         // The used entries before the driver's event or flags (as the
         // driver orders its event before reading the index).
@@ -546,7 +577,15 @@ impl Vq {
 
     /// Asks for a kick at the driver's next publication (`from`: the
     /// index from which one is wanted) or, with `None`, stops asking.
-    fn want_kicks(&mut self, from: Option<u16>) -> Result<()> {
+    fn want_kicks(&mut self, iommu: &Iommu, from: Option<u16>) -> Result<()> {
+        if let Some(pq) = &mut self.pq {
+            // Packed: kicks for any chain beyond those counted (EVENT_IDX
+            // DESC at the first slot not seen yet), or none.
+            let m = &mut Mem(iommu);
+            pq.set_kicks(m, from.is_some()).map_err(ring_err)?;
+            fence(Ordering::SeqCst);
+            return Ok(());
+        }
         let r = self.ring()?;
         match (from, self.event_idx) {
             (Some(i), true) => r.set_avail_event(i),
@@ -560,6 +599,75 @@ impl Vq {
         fence(Ordering::SeqCst);
         Ok(())
     }
+}
+
+impl Vq {
+    /// Writes the used descriptors of a packed ring (nothing to do for a
+    /// split one: `push_used` publishes each entry).
+    fn flush(&mut self, iommu: &Iommu) -> Result<()> {
+        match &mut self.pq {
+            Some(pq) => pq.flush(&mut Mem(iommu)).map_err(ring_err),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the driver made chains available that were not taken.
+    fn tx_pending(&mut self, iommu: &Iommu) -> Result<bool> {
+        match &mut self.pq {
+            Some(pq) => Ok(pq.pending(&mut Mem(iommu)).map_err(ring_err)? > 0),
+            None => Ok(self.ring()?.avail_idx() != self.last_avail),
+        }
+    }
+}
+
+/// The device's view of the driver's memory for the proto crate's packed
+/// walker: through the DMA mappings, ring fields as single atomic
+/// accesses.
+struct Mem<'a>(&'a Iommu);
+
+impl GuestMemory for Mem<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        self.0.read(addr, buf).map_err(|_| Fault)
+    }
+    fn write(&mut self, addr: u64, buf: &[u8]) -> std::result::Result<(), Fault> {
+        self.0.write(addr, buf).map_err(|_| Fault)
+    }
+    fn read_u16(&mut self, addr: u64) -> std::result::Result<u16, Fault> {
+        let p = self
+            .0
+            .translate(addr, 2)
+            .filter(|p| (*p as usize).is_multiple_of(2))
+            .ok_or(Fault)?;
+        // SAFETY: two mapped bytes (translate), 2-byte aligned (checked);
+        // AtomicU16 has u16's layout.
+        let a = unsafe { AtomicU16::from_ptr(p as *mut u16) };
+        Ok(u16::from_le(a.load(Ordering::Acquire)))
+    }
+    fn write_u16(&mut self, addr: u64, v: u16) -> std::result::Result<(), Fault> {
+        let p = self
+            .0
+            .translate(addr, 2)
+            .filter(|p| (*p as usize).is_multiple_of(2))
+            .ok_or(Fault)?;
+        // SAFETY: as in read_u16().
+        let a = unsafe { AtomicU16::from_ptr(p as *mut u16) };
+        a.store(v.to_le(), Ordering::Release);
+        Ok(())
+    }
+    fn fence(&mut self) {
+        fence(Ordering::SeqCst)
+    }
+    fn read_fence(&mut self) {
+        fence(Ordering::Acquire)
+    }
+    fn write_fence(&mut self) {
+        fence(Ordering::Release)
+    }
+}
+
+/// A packed ring error as a device error.
+fn ring_err(e: RingError) -> Error {
+    dev_err(format_args!("packed ring: {e:?}"))
 }
 
 /// Calls `f(addr, range)` for the pieces of bytes `off..off + len` of the
@@ -623,10 +731,12 @@ struct State {
     broken: Option<String>,
     config: [u8; NET_CONFIG_LEN],
     iommu: Iommu,
-    q: [Vq; NUM_QUEUES],
-    calls: [Option<EventFd>; NUM_QUEUES],
-    /// Whether the device asked for RX kicks (a frame waits for buffers).
-    rx_kick: bool,
+    /// Queues: RX of pair i at 2i, TX at 2i + 1.
+    q: Vec<Vq>,
+    calls: Vec<Option<EventFd>>,
+    /// Per pair: whether the device asked for RX kicks (a frame waits for
+    /// buffers).
+    rx_kick: Vec<bool>,
     stats: InstantStats,
     /// Scratch lists reused for every frame (no allocation per frame).
     tx_segs: Vec<Seg>,
@@ -647,7 +757,7 @@ impl State {
         let mut config = [0u8; NET_CONFIG_LEN];
         config[..6].copy_from_slice(&opts.mac.0);
         config[6..8].copy_from_slice(&VIRTIO_NET_S_LINK_UP.to_le_bytes());
-        config[8..10].copy_from_slice(&1u16.to_le_bytes());
+        config[8..10].copy_from_slice(&opts.pairs.to_le_bytes());
         config[10..12].copy_from_slice(&opts.mtu.to_le_bytes());
         let mut st = State {
             opts,
@@ -658,9 +768,9 @@ impl State {
             broken: None,
             config,
             iommu: Iommu::default(),
-            q: Default::default(),
-            calls: [None, None],
-            rx_kick: false,
+            q: (0..2 * opts.pairs).map(|_| Vq::default()).collect(),
+            calls: (0..2 * opts.pairs).map(|_| None).collect(),
+            rx_kick: vec![false; usize::from(opts.pairs)],
             stats: InstantStats::default(),
             tx_segs: Vec::with_capacity(64),
             rx_segs: Vec::with_capacity(64),
@@ -686,7 +796,7 @@ impl State {
         self.started = false;
         self.suspended = false;
         self.broken = None;
-        self.rx_kick = false;
+        self.rx_kick.fill(false);
     }
 
     fn refresh_rings(&mut self) {
@@ -713,6 +823,8 @@ impl State {
     /// DRIVER_OK: checks the enabled queues and arms their notifications.
     fn start_queues(&mut self) -> Result<()> {
         let event_idx = self.has(VIRTIO_RING_F_EVENT_IDX);
+        let packed = self.has(VIRTIO_F_RING_PACKED);
+        let indirect = self.has(VIRTIO_RING_F_INDIRECT_DESC);
         for (i, q) in self.q.iter_mut().enumerate() {
             if q.ready && q.ring.is_none() {
                 return Err(dev_err(format_args!(
@@ -720,30 +832,50 @@ impl State {
                 )));
             }
             q.event_idx = event_idx;
+            q.pq = None;
+            if packed && q.ring.is_some() {
+                let mut pq = PackedQueue::new(
+                    q.size,
+                    q.desc,
+                    q.avail,
+                    q.used,
+                    vec![0; usize::from(q.size)],
+                );
+                pq.event_idx = event_idx;
+                pq.indirect = indirect;
+                pq.set_base(q.base.unwrap_or(PACKED_BASE_INIT))
+                    .map_err(|e| dev_err(format_args!("queue {i}: vring base: {e:?}")))?;
+                q.pq = Some(pq);
+            }
         }
-        // Kicks wanted on TX from the start; on RX only once a frame waits
-        // for buffers.
-        if self.q[TX].ready {
-            let from = self.q[TX].last_avail;
-            self.q[TX].want_kicks(Some(from))?;
+        for p in 0..self.rx_kick.len() {
+            let (rx, tx) = (2 * p + RX, 2 * p + TX);
+            // Kicks wanted on TX from the start; on RX only once a frame
+            // waits for buffers.
+            if self.q[tx].ready {
+                let from = self.q[tx].last_avail;
+                self.q[tx].want_kicks(&self.iommu, Some(from))?;
+            }
+            if self.q[rx].ready {
+                self.q[rx].want_kicks(&self.iommu, None)?;
+            }
+            self.rx_kick[p] = false;
         }
-        if self.q[RX].ready {
-            self.q[RX].want_kicks(None)?;
-        }
-        self.rx_kick = false;
         Ok(())
     }
 
-    /// A kick on either queue: loops every TX frame that has RX room.
+    /// A kick on either queue of a pair: loops every TX frame of the pair
+    /// that has RX room.
     fn kick(&mut self, index: usize) -> Result<()> {
-        self.stats.kicks[index] += 1;
+        self.stats.kicks[index & 1] += 1;
         if let Some(e) = &self.broken {
             return Err(dev_err(format_args!("needs a reset: {e}")));
         }
-        if !self.running() || !self.q[TX].ready || !self.q[RX].ready {
+        let p = index / 2;
+        if !self.running() || !self.q[2 * p + TX].ready || !self.q[2 * p + RX].ready {
             return Ok(());
         }
-        let r = self.run();
+        let r = self.run(p);
         if let Err(e) = &r {
             // Stop as a device would: NEEDS_RESET, rings left alone.
             self.broken = Some(e.to_string());
@@ -751,12 +883,14 @@ impl State {
         r
     }
 
-    fn run(&mut self) -> Result<()> {
-        let r = self.run_loop();
-        // Signal what was completed, even after an error (which is the
-        // one reported).
+    fn run(&mut self, p: usize) -> Result<()> {
+        let r = self.run_loop(p);
+        // Write the used descriptors of a packed ring and signal what was
+        // completed, even after an error (which is the one reported).
         let mut signalled = Ok(());
-        for i in [RX, TX] {
+        for i in [2 * p + RX, 2 * p + TX] {
+            let flushed = self.q[i].flush(&self.iommu);
+            signalled = signalled.and(flushed);
             if self.q[i].added > 0 {
                 let s = self.signal(i);
                 signalled = signalled.and(s);
@@ -765,29 +899,33 @@ impl State {
         r.and(signalled)
     }
 
-    fn run_loop(&mut self) -> Result<()> {
+    fn run_loop(&mut self, p: usize) -> Result<()> {
+        let (rx, tx) = (2 * p + RX, 2 * p + TX);
         loop {
-            let stalled = self.loop_frames()?;
+            let stalled = self.loop_frames(p)?;
             // Ask for the next TX kick (the waiting frame, if any, is
             // resumed by the RX kick).
-            let from = self.q[TX].last_avail;
-            self.q[TX].want_kicks(Some(from))?;
+            let from = self.q[tx].last_avail;
+            self.q[tx].want_kicks(&self.iommu, Some(from))?;
             if stalled {
                 // Kick at the driver's next RX publication (not from our
                 // last_avail, which is behind it when some buffers are
                 // there but too few).
-                let from = self.q[RX].ring()?.avail_idx();
-                self.q[RX].want_kicks(Some(from))?;
-                self.rx_kick = true;
+                let from = match self.q[rx].pq {
+                    Some(_) => 0,
+                    None => self.q[rx].ring()?.avail_idx(),
+                };
+                self.q[rx].want_kicks(&self.iommu, Some(from))?;
+                self.rx_kick[p] = true;
                 return Ok(());
             }
-            if self.rx_kick {
-                self.q[RX].want_kicks(None)?;
-                self.rx_kick = false;
+            if self.rx_kick[p] {
+                self.q[rx].want_kicks(&self.iommu, None)?;
+                self.rx_kick[p] = false;
             }
             // Frames published meanwhile (the driver runs in this thread:
             // only if it kicked from a call-eventfd handler).
-            if self.q[TX].ring()?.avail_idx() == self.q[TX].last_avail {
+            if !self.q[tx].tx_pending(&self.iommu)? {
                 return Ok(());
             }
         }
@@ -795,11 +933,11 @@ impl State {
 
     /// Writes the call eventfd of queue `i` if the driver asked for it.
     fn signal(&mut self, i: usize) -> Result<()> {
-        if self.q[i].needs_interrupt()? {
+        if self.q[i].needs_interrupt(&self.iommu)? {
             if let Some(fd) = &self.calls[i] {
                 fd.write(1)
                     .map_err(|e| Error::io("call eventfd write", &e))?;
-                self.stats.irqs[i] += 1;
+                self.stats.irqs[i & 1] += 1;
             }
         }
         Ok(())
@@ -807,7 +945,10 @@ impl State {
 
     /// Loops TX frames to RX until TX is empty (false) or a frame finds too
     /// few RX buffers (true: it stays on TX).
-    fn loop_frames(&mut self) -> Result<bool> {
+    fn loop_frames(&mut self, p: usize) -> Result<bool> {
+        if self.q[2 * p].pq.is_some() {
+            return self.loop_frames_packed(p);
+        }
         let mrg = self.has(VIRTIO_NET_F_MRG_RXBUF);
         let State {
             iommu,
@@ -819,7 +960,9 @@ impl State {
             opts,
             ..
         } = self;
-        let [rxq, txq] = q;
+        let [rxq, txq] = &mut q[2 * p..2 * p + 2] else {
+            return Err(dev_err(format_args!("no queue pair {p}")));
+        };
         while let Some(tx_head) = txq.pop()? {
             tx_segs.clear();
             let total = txq.walk(iommu, tx_head, false, tx_segs)?;
@@ -900,6 +1043,142 @@ impl State {
     }
 }
 
+impl State {
+    /// [`State::loop_frames`] on packed rings, with the proto crate's
+    /// walker: RX chains are looked at ahead (`chain`) and consumed only
+    /// once the frame fits them.
+    fn loop_frames_packed(&mut self, p: usize) -> Result<bool> {
+        let mrg = self.has(VIRTIO_NET_F_MRG_RXBUF);
+        let State {
+            iommu,
+            q,
+            tx_segs,
+            rx_segs,
+            rx_heads,
+            stats,
+            opts,
+            ..
+        } = self;
+        let [rxq, txq] = &mut q[2 * p..2 * p + 2] else {
+            return Err(dev_err(format_args!("no queue pair {p}")));
+        };
+        let (Some(rx), Some(tx)) = (&mut rxq.pq, &mut txq.pq) else {
+            return Err(dev_err("a packed queue is not started"));
+        };
+        let m = &mut Mem(iommu);
+        while tx.pending(m).map_err(ring_err)? > 0 {
+            let (tx_id, mut w) = tx.chain(m, 0).map_err(ring_err)?;
+            tx_segs.clear();
+            let mut total = 0u64;
+            while let Some(sg) = w.next(tx, m).map_err(ring_err)? {
+                if sg.write {
+                    return Err(dev_err(format_args!(
+                        "TX chain {tx_id}: a device-writable descriptor"
+                    )));
+                }
+                tx_segs.push(Seg {
+                    addr: sg.addr,
+                    len: sg.len,
+                });
+                total += u64::from(sg.len);
+            }
+            if total < NET_HDR_LEN as u64 {
+                return Err(dev_err(format_args!(
+                    "TX chain {tx_id} of {total} bytes (the header alone is {NET_HDR_LEN})"
+                )));
+            }
+            // RX chains until header and frame fit (one without MRG_RXBUF),
+            // looked at without consuming them.
+            rx_heads.clear();
+            rx_segs.clear();
+            let mut cap = 0u64;
+            while cap < total && (mrg || rx_heads.is_empty()) {
+                let k = rx_heads.len() as u16;
+                if rx.pending(m).map_err(ring_err)? <= k {
+                    break;
+                }
+                let (id, mut w) = rx.chain(m, k).map_err(ring_err)?;
+                let mut c = 0u64;
+                while let Some(sg) = w.next(rx, m).map_err(ring_err)? {
+                    if !sg.write {
+                        return Err(dev_err(format_args!(
+                            "RX chain {id}: a device-readable descriptor"
+                        )));
+                    }
+                    rx_segs.push(Seg {
+                        addr: sg.addr,
+                        len: sg.len,
+                    });
+                    c += u64::from(sg.len);
+                }
+                let c = u32::try_from(c).unwrap_or(u32::MAX);
+                rx_heads.push((id, c));
+                cap += u64::from(c);
+            }
+            if cap < total && (mrg || rx_heads.is_empty()) {
+                // Out of RX buffers: the frame waits on TX.
+                stats.stalls += 1;
+                return Ok(true);
+            }
+            tx.consume(m).map_err(ring_err)?;
+            if cap < total {
+                // The one RX buffer is too small: drop the frame.
+                tx.put_used(m, tx_id, 0).map_err(ring_err)?;
+                txq.added = txq.added.wrapping_add(1);
+                stats.dropped += 1;
+                continue;
+            }
+            for &(id, _) in rx_heads.iter() {
+                let got = rx.consume(m).map_err(ring_err)?;
+                if got != id {
+                    return Err(dev_err(format_args!(
+                        "RX chain {id} changed under the device (now {got})"
+                    )));
+                }
+            }
+            let frame_len = total - NET_HDR_LEN as u64;
+            let nbufs = rx_heads.len();
+            let hdr = VirtioNetHdr {
+                num_buffers: if mrg { nbufs as u16 } else { 1 },
+                ..Default::default()
+            }
+            .to_bytes();
+            let copy = frame_len.min(opts.copy_limit as u64) as usize;
+            let mut head = [0u8; NET_HDR_LEN + HEAD_COPY];
+            head[..NET_HDR_LEN].copy_from_slice(&hdr);
+            let mut done = copy.min(HEAD_COPY);
+            read_segs(
+                iommu,
+                tx_segs,
+                NET_HDR_LEN as u64,
+                &mut head[NET_HDR_LEN..NET_HDR_LEN + done],
+            )?;
+            write_segs(iommu, rx_segs, 0, &head[..NET_HDR_LEN + done])?;
+            let mut buf = [0u8; CHUNK];
+            while done < copy {
+                let n = (copy - done).min(CHUNK);
+                let off = (NET_HDR_LEN + done) as u64;
+                read_segs(iommu, tx_segs, off, &mut buf[..n])?;
+                write_segs(iommu, rx_segs, off, &buf[..n])?;
+                done += n;
+            }
+            let mut left = total;
+            for &(id, c) in rx_heads.iter() {
+                let len = left.min(u64::from(c));
+                rx.put_used(m, id, len as u32).map_err(ring_err)?;
+                rxq.added = rxq.added.wrapping_add(1);
+                left -= len;
+            }
+            tx.put_used(m, tx_id, 0).map_err(ring_err)?;
+            txq.added = txq.added.wrapping_add(1);
+            stats.frames += 1;
+            stats.bytes += frame_len;
+            stats.rx_buffers += nbufs as u64;
+        }
+        Ok(false)
+    }
+}
+
 /// The device as the model sees it: what a parent driver's ops do in the
 /// module. Every call comes after the model checked its input.
 impl Backend for State {
@@ -907,10 +1186,20 @@ impl Backend for State {
         VIRTIO_ID_NET
     }
     fn device_features(&self) -> u64 {
-        self.opts.features
+        // MQ only with more than one pair, as the sample.
+        if self.opts.pairs > 1 {
+            self.opts.features
+        } else {
+            self.opts.features & !(1 << VIRTIO_NET_F_MQ)
+        }
     }
     fn set_driver_features(&mut self, features: u64) -> bool {
         self.features = features;
+        let packed = self.has(VIRTIO_F_RING_PACKED);
+        for q in &mut self.q {
+            q.packed = packed;
+            q.refresh(&self.iommu);
+        }
         true
     }
     fn config_size(&self) -> u32 {
@@ -925,7 +1214,7 @@ impl Backend for State {
         self.config[off..off + data.len()].copy_from_slice(data);
     }
     fn vq_count(&self) -> u32 {
-        NUM_QUEUES as u32
+        self.q.len() as u32
     }
     fn vq_num_max(&self) -> u16 {
         self.opts.queue_max
@@ -946,12 +1235,26 @@ impl Backend for State {
     fn set_vq_ready(&mut self, idx: u16, ready: bool) {
         self.q[usize::from(idx)].ready = ready;
     }
-    fn set_vq_base(&mut self, idx: u16, base: u16) {
+    fn set_vq_base(&mut self, idx: u16, base: u32) {
         let q = &mut self.q[usize::from(idx)];
-        (q.last_avail, q.avail_shadow, q.used_idx) = (base, base, base);
+        q.base = Some(base);
+        // Suspended with a started packed ring: it goes on from there.
+        if let Some(pq) = &mut q.pq {
+            if let Err(e) = pq.set_base(base) {
+                self.broken = Some(format!("queue {idx}: vring base {base:#x}: {e:?}"));
+            }
+        }
+        // A split ring's base is 16-bit (the model checked it).
+        let b = base as u16;
+        (q.last_avail, q.avail_shadow, q.used_idx) = (b, b, b);
     }
-    fn get_vq_base(&self, idx: u16) -> u16 {
-        self.q[usize::from(idx)].last_avail
+    fn get_vq_base(&self, idx: u16) -> u32 {
+        let q = &self.q[usize::from(idx)];
+        match &q.pq {
+            // Used descriptors are flushed at the end of every run.
+            Some(pq) => pq.base(),
+            None => u32::from(q.last_avail),
+        }
     }
     fn start(&mut self) -> std::result::Result<(), i32> {
         // This device reaches the rings through its own mapping of them,
@@ -988,6 +1291,12 @@ impl InstantNet {
                 "the instant device needs VIRTIO_NET_F_MAC (the driver reads its MAC)".into(),
             ));
         }
+        if opts.pairs == 0 || opts.pairs > INSTANT_MAX_PAIRS {
+            return Err(Error::InvalidArgument(format!(
+                "instant device with {} queue pairs (1..={INSTANT_MAX_PAIRS})",
+                opts.pairs
+            )));
+        }
         if !opts.queue_max.is_power_of_two() || opts.queue_max > MAX_QUEUE_SIZE {
             return Err(Error::InvalidArgument(format!(
                 "instant device queue size {} is not a power of two up to {MAX_QUEUE_SIZE}",
@@ -1012,7 +1321,7 @@ impl InstantNet {
     /// Whether the device asks for RX kicks right now (a frame waits for
     /// RX buffers).
     pub fn wants_rx_kick(&self) -> Result<bool> {
-        Ok(self.state()?.rx_kick)
+        Ok(self.state()?.rx_kick.iter().any(|k| *k))
     }
 
     fn state(&self) -> Result<RefMut<'_, State>> {
@@ -1087,7 +1396,7 @@ impl VhostBackend for InstantNet {
     fn set_vring_call(&self, index: u32, fd: Option<&EventFd>) -> Result<()> {
         let mut st = self.state()?;
         let i = index as usize;
-        if i >= NUM_QUEUES {
+        if i >= st.q.len() {
             return Err(Error::Request {
                 request: "VHOST_SET_VRING_CALL".into(),
                 errno: Errno(libc::ENOBUFS),
@@ -1115,13 +1424,15 @@ impl VhostBackend for InstantNet {
     }
 
     fn notify(&self, index: u16) -> Result<()> {
+        let mut st = self.state()?;
         let i = usize::from(index);
-        if i >= NUM_QUEUES {
+        if i >= st.q.len() {
             return Err(Error::InvalidArgument(format!(
-                "notification of queue {index} (the instant device has {NUM_QUEUES})"
+                "notification of queue {index} (the instant device has {})",
+                st.q.len()
             )));
         }
-        self.state()?.kick(i)
+        st.kick(i)
     }
 
     fn supports_notify(&self) -> bool {
