@@ -15,6 +15,7 @@
 mod blk;
 mod hostile;
 mod lifecycle;
+mod mq;
 mod raw;
 mod sample;
 mod stress;

@@ -24,6 +24,7 @@ use vhost_mdev::{IommuKind, MdevDevice, Transport, VhostBackend};
 
 use crate::check;
 use crate::hostile::{self, Hostile, Unmap};
+use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
 use crate::{blk, lifecycle, sample};
@@ -372,6 +373,42 @@ pub const TESTS: &[Test] = &[
     t!("iommufd_replace_ioas_while_traffic", false, |e| {
         hostile::iommufd_ioas_change(e, true)
     }),
+    // Packed rings (VIRTIO_F_RING_PACKED) and queue pairs (queue_pairs).
+    t!("packed_traffic_type1", true, |e| mq::packed_traffic(
+        e,
+        IommuKind::Type1
+    )),
+    t!("packed_traffic_iommufd", true, |e| mq::packed_traffic(
+        e,
+        IommuKind::Iommufd
+    )),
+    t!("hostile_packed_bad_wrap", true, |e| mq::hostile_packed(
+        e,
+        HostilePacked::BadWrap
+    )),
+    t!("hostile_packed_id_twice", true, |e| mq::hostile_packed(
+        e,
+        HostilePacked::IdTwice
+    )),
+    t!("hostile_packed_no_end", true, |e| mq::hostile_packed(
+        e,
+        HostilePacked::NoEnd
+    )),
+    t!("hostile_packed_nested_indirect", true, |e| {
+        mq::hostile_packed(e, HostilePacked::NestedIndirect)
+    }),
+    t!("hostile_packed_len_overflow", true, |e| mq::hostile_packed(
+        e,
+        HostilePacked::LenOverflow
+    )),
+    t!(
+        "packed_suspend_base_round_trip",
+        true,
+        mq::packed_base_round_trip
+    ),
+    t!("mq_every_pair_counted", true, mq::mq_every_pair),
+    t!("mq_queue_pairs_attr", true, mq::mq_queue_pairs_attr),
+    t!("mq_disable_pair_stops_it", true, mq::mq_disable_pair),
     // Lifecycle.
     t!("second_opener_ebusy", true, second_opener),
     t!("remove_while_open_type1", true, |e| {
