@@ -2,7 +2,7 @@
 # Hardening (issues 8 and 14) on the debug kernel: the ring-index stress,
 # the in-guest fuzzer, races on one open device, remove and rmmod while a
 # process holds a device, and the lifecycle stress. STRESS_FRAMES, FUZZ_OPS,
-# FUZZ_SEED, RACE_SECONDS and STRESS_CYCLES size the run.
+# FUZZ_SEED, FUZZ_RING_ROUNDS, RACE_SECONDS and STRESS_CYCLES size the run.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 load_kernel_modules || { echo "FAIL: hardening: kernel modules"; exit 1; }
 load_ours || { echo "FAIL: hardening: our modules"; exit 1; }
@@ -22,6 +22,8 @@ run() {
 . "$VHOST_MDEV_TOP/tests/vm/ring-stress.sh"
 
 run vhost-mdev-fuzz fuzz --ops "$ops" ${FUZZ_SEED:+--seed $FUZZ_SEED}
+# Hostile packed rings written behind a running driver.
+run vhost-mdev-fuzz rings --rounds "${FUZZ_RING_ROUNDS:-150}" ${FUZZ_SEED:+--seed $FUZZ_SEED}
 run vhost-mdev-fuzz races --seconds "$race"
 
 # Removal while a process holds the device: the request IRQ fires, the

@@ -11,6 +11,18 @@
 //! After every rejected operation the device's status and vring state must
 //! be what they were. A failure prints the seed and the last operations.
 //!
+//! Valid bring-ups alternate split and packed rings when the device offers
+//! `VIRTIO_F_RING_PACKED`, and the mutated `SET_VRING_BASE` values include
+//! the packed 32-bit encoding (`idx | wrap << 15` in each half).
+//!
+//! `rings` writes hostile packed rings behind a running driver's back:
+//! chains of random descriptors with wrong wrap counters, buffer ids out
+//! of range or made available twice, chains without an end, indirect
+//! tables inside indirect tables, lengths that overflow, addresses nothing
+//! maps; each round must either be served or end in DEVICE_NEEDS_RESET
+//! with `ring_errors` counting it, and the instance must carry traffic
+//! after a reset.
+//!
 //! `stress` runs create → open → bring-up → traffic → close → remove cycles
 //! and reports the leak figures (locked memory, instance counts, module
 //! reference counts, slab totals).
@@ -51,6 +63,16 @@ enum Cmd {
         /// Stop after this many seconds per back end, whatever the count.
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+    },
+    /// Hostile packed rings on a running device, on both IOMMU back ends.
+    Rings {
+        /// Rounds (one bring-up and one hostile ring write each) per IOMMU
+        /// back end.
+        #[arg(long, default_value_t = 300)]
+        rounds: u64,
+        /// Seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Several threads on one open device while traffic runs: requests,
     /// kicks, resets, IRQ eventfd swaps, DMA map/unmap; then it must still
@@ -174,7 +196,7 @@ fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>)
             p
         }),
         6 => (VHOST_SET_VRING_NUM, 0, state(q, 256)),
-        7 => (VHOST_SET_VRING_BASE, 0, state(q, 0)),
+        7 => (VHOST_SET_VRING_BASE, 0, state(q, packed_base(rng))),
         8 => (VHOST_GET_VRING_BASE, 1, state(q, 0)),
         9 => (VHOST_VDPA_SET_VRING_ENABLE, 0, state(q, 1)),
         10 => (VHOST_SET_VRING_ADDR, 0, {
@@ -199,6 +221,20 @@ fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>)
             p
         }),
         _ => (VHOST_VDPA_GET_VQS_COUNT, 1, vec![]),
+    }
+}
+
+/// A vring base: 0 (split), the packed initial one, or a packed encoding
+/// of random indexes and wrap counters (in range for 256 entries or not).
+fn packed_base(rng: &mut Rng) -> u32 {
+    let half = |rng: &mut Rng| -> u32 {
+        let idx = rng.pick(&[0u32, 1, 255, 256, 0x7fff]) & 0x7fff;
+        idx | (rng.below(2) as u32) << 15
+    };
+    match rng.below(4) {
+        0 => 0,
+        1 => 1 << 15 | 1 << 31,
+        _ => half(rng) | half(rng) << 16,
     }
 }
 
@@ -396,10 +432,21 @@ fn first_type(sysfs: &Sysfs) -> Result<MdevType, String> {
         .ok_or_else(|| "no vfio-vhost type".to_string())
 }
 
+/// Whether the device offers packed rings.
+fn offers_packed(dev: &MdevDevice) -> bool {
+    dev.get_features()
+        .is_ok_and(|f| f & (1 << VIRTIO_F_RING_PACKED) != 0)
+}
+
 /// A valid bring-up that moves a few frames; the driver resets on drop.
+/// Packed rings every other time when the device offers them.
 fn traffic(dev: &MdevDevice, frames: u64) -> Result<(), String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let packed = N.fetch_add(1, Ordering::Relaxed) % 2 == 1 && offers_packed(dev);
     let cfg = NetDriverConfig {
         timeout: Duration::from_secs(10),
+        packed,
         ..Default::default()
     };
     let mut drv = NetDriver::start(dev, cfg).map_err(|e| format!("bring-up: {e}"))?;
@@ -454,6 +501,248 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
         dev.vfio_reset().map_err(|e| format!("final reset: {e}"))?;
         traffic(&dev, 8).map_err(|e| format!("traffic after fuzzing (seed {seed:#x}): {e}"))?;
         Ok((n, rejected))
+    })();
+    let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
+    let r = res?;
+    removed?;
+    Ok(r)
+}
+
+/// The ring flags that make a packed descriptor available in the lap of
+/// wrap counter `wrap`.
+fn avail_bits(wrap: bool) -> u16 {
+    if wrap {
+        1 << 7
+    } else {
+        1 << 15
+    }
+}
+
+/// Bits of packed descriptor flags.
+const F_NEXT: u16 = 1;
+const F_WRITE: u16 = 2;
+const F_INDIRECT: u16 = 4;
+const F_BOTH: u16 = 1 << 7 | 1 << 15;
+
+/// An address for a hostile descriptor: a buffer of the queue, nothing
+/// mapped, or the top of the address space.
+fn hostile_addr(rng: &mut Rng, buf: u64) -> u64 {
+    match rng.below(6) {
+        0 => 0x7_0000_0000,
+        1 => u64::MAX - rng.below(64),
+        2 => rng.interesting(),
+        _ => buf + rng.below(256),
+    }
+}
+
+/// A length for a hostile descriptor.
+fn hostile_len(rng: &mut Rng) -> u32 {
+    match rng.below(6) {
+        0 => 0,
+        1 => 0x8000_0000,
+        2 => u32::MAX,
+        3 => rng.interesting() as u32,
+        _ => 12 + rng.below(1500) as u32,
+    }
+}
+
+/// One round of `rings`: a packed bring-up, some good frames (to move the
+/// wrap counters), then a hostile chain written at the next available
+/// slot of TX (or RX), the first descriptor's flags last, and a kick.
+/// Returns a description and whether the device asked for a reset.
+fn ring_round(dev: &MdevDevice, rng: &mut Rng) -> Result<(String, bool), String> {
+    let size = rng.pick(&[2u16, 4, 8, 16]);
+    let indirect = rng.chance(50);
+    let cfg = NetDriverConfig {
+        queue_size: size,
+        indirect,
+        packed: true,
+        max_frame: 9000,
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let mut drv = NetDriver::start(dev, cfg).map_err(|e| format!("packed bring-up: {e}"))?;
+    let good = rng.below(3 * u64::from(size));
+    driver::ping(&mut drv, good, 0).map_err(|e| format!("{good} good frames: {e}"))?;
+    let on_rx = rng.chance(20);
+    let qi: u16 = if on_rx { 0 } else { 1 };
+    let q = drv.queue(qi).as_packed().ok_or("the queue is not packed")?;
+    let l = *q.layout();
+    let m = q.memory();
+    let buf = q.buf_iova(0).map_err(|e| e.to_string())?;
+    let table = q.buf_iova(1).map_err(|e| e.to_string())?;
+    // An indirect table in buffer 1: a few entries, maybe one indirect.
+    let entries = 1 + rng.below(4) as usize;
+    for i in 0..entries {
+        let mut e = [0u8; 16];
+        e[..8].copy_from_slice(&hostile_addr(rng, buf).to_le_bytes());
+        e[8..12].copy_from_slice(&hostile_len(rng).to_le_bytes());
+        let mut f = if on_rx { F_WRITE } else { 0 };
+        if rng.chance(25) {
+            f |= F_INDIRECT;
+        }
+        if rng.chance(10) {
+            f ^= F_WRITE;
+        }
+        e[14..].copy_from_slice(&f.to_le_bytes());
+        q.write_buf(1, i * 16, &e).map_err(|e| e.to_string())?;
+    }
+    // On RX the driver's posted buffers fill the ring: the chain replaces
+    // the next ones (the device has not consumed them).
+    let first = if on_rx { q.used_pos() } else { q.avail_pos() };
+    let n = match rng.below(4) {
+        0 => usize::from(size) + 1, // more than the ring: no end
+        _ => 1 + rng.below(3) as usize,
+    };
+    let n = n.min(usize::from(size));
+    let no_end = rng.chance(15);
+    let id = match rng.below(5) {
+        0 => size + rng.below(100) as u16,
+        _ => rng.below(u64::from(size)) as u16,
+    };
+    let wrap_fault = rng.below(8);
+    let mut what = format!(
+        "size {size}, {} slot {:?}, {n} descriptors, id {id}, indirect {indirect}",
+        if on_rx { "RX" } else { "TX" },
+        first
+    );
+    let mut pos = first;
+    let mut head = 0u16;
+    for i in 0..n {
+        let last = i + 1 == n;
+        let mut f = if on_rx { F_WRITE } else { 0 };
+        if !last || no_end {
+            f |= F_NEXT;
+        }
+        let use_table = rng.chance(20);
+        let (addr, len) = if use_table {
+            f |= F_INDIRECT;
+            let len = rng.pick(&[16u32, 32, 48, 64, 17, 0, 16 * 2048]);
+            (table, len)
+        } else {
+            (hostile_addr(rng, buf), hostile_len(rng))
+        };
+        if rng.chance(5) {
+            f ^= F_WRITE;
+        }
+        // The availability bits: right, or a bad wrap counter.
+        let bits = match wrap_fault {
+            0 => F_BOTH,
+            1 => 0,
+            2 => avail_bits(!pos.wrap),
+            _ => avail_bits(pos.wrap),
+        };
+        // A buffer id per descriptor (the last one's counts); now and
+        // then one that differs.
+        let did = if rng.chance(10) {
+            rng.below(u64::from(size)) as u16
+        } else {
+            id
+        };
+        let off = l.desc_entry(pos.idx);
+        let w = |o: usize, v: &[u8]| m.write(off + o, v).map_err(|e| e.to_string());
+        w(0, &addr.to_le_bytes())?;
+        w(8, &len.to_le_bytes())?;
+        w(12, &did.to_le_bytes())?;
+        if i == 0 {
+            head = f | bits;
+        } else {
+            w(14, &(f | bits).to_le_bytes())?;
+        }
+        what += &format!("; [{addr:#x} {len:#x} id {did} flags {:#x}]", f | bits);
+        pos = pos.advance(1, l.size);
+    }
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    m.store(l.desc_entry(first.idx) + 14, head.to_le())
+        .map_err(|e| e.to_string())?;
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    // A second chain with the same id right after (a buffer made
+    // available twice), now and then.
+    if !on_rx && n < usize::from(size) && rng.chance(20) {
+        let off = l.desc_entry(pos.idx);
+        m.store(off, buf.to_le()).map_err(|e| e.to_string())?;
+        m.store(off + 8, 100u32.to_le())
+            .map_err(|e| e.to_string())?;
+        m.store(off + 12, id.to_le()).map_err(|e| e.to_string())?;
+        m.store(off + 14, avail_bits(pos.wrap).to_le())
+            .map_err(|e| e.to_string())?;
+        what += "; then the same id again";
+    }
+    let _ = drv.kick(qi);
+    if on_rx {
+        // RX buffers are consumed by a frame.
+        let _ = drv.send(&vec![0x5a; 1514]);
+        let _ = drv.kick(1);
+    }
+    // The device works in its own time: give it a moment, then SUSPEND
+    // (which waits for the worker): what the status says then is final
+    // until the reset.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(30) {
+        let s = dev.get_status().map_err(|e| format!("GET_STATUS: {e}"))?;
+        if s & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = dev.suspend();
+    let status = dev.get_status().map_err(|e| format!("GET_STATUS: {e}"))?;
+    drop(drv);
+    Ok((what, status & VIRTIO_CONFIG_S_NEEDS_RESET != 0))
+}
+
+fn ring_errors(sysfs: &Sysfs, uuid: &uuid::Uuid) -> Result<u64, String> {
+    let inst = sysfs.instance(uuid).map_err(|e| e.to_string())?;
+    let st = sysfs.stats(&inst).map_err(|e| e.to_string())?;
+    st.iter()
+        .find(|(k, _)| k == "ring_errors")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or_else(|| "no stats/ring_errors".into())
+}
+
+fn rings_one(kind: IommuKind, seed: u64, rounds: u64) -> Result<String, String> {
+    let sysfs = Sysfs::system();
+    let ty = first_type(&sysfs)?;
+    let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
+    let res = (|| -> Result<String, String> {
+        let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
+        if !offers_packed(&dev) {
+            return Err("the device does not offer VIRTIO_F_RING_PACKED".into());
+        }
+        let mut rng = Rng(seed | 1);
+        let (mut resets, mut served) = (0u64, 0u64);
+        let t0 = Instant::now();
+        for r in 0..rounds {
+            let before = ring_errors(&sysfs, &uuid)?;
+            let (what, reset) = ring_round(&dev, &mut rng)
+                .map_err(|e| format!("round {r} (seed {seed:#x}): {e}"))?;
+            let after = ring_errors(&sysfs, &uuid)?;
+            // A device error is counted once; an accepted chain is not.
+            let want = before + u64::from(reset);
+            if after != want {
+                return Err(format!(
+                    "round {r} (seed {seed:#x}): NEEDS_RESET {reset}, ring_errors {before} -> {after}: {what}"
+                ));
+            }
+            if reset {
+                resets += 1;
+            } else {
+                served += 1;
+            }
+            if r % 16 == 15 {
+                traffic(&dev, 2).map_err(|e| {
+                    format!("traffic after round {r} (seed {seed:#x}): {e}; last: {what}")
+                })?;
+            }
+        }
+        dev.vfio_reset().map_err(|e| format!("final reset: {e}"))?;
+        traffic(&dev, 4).map_err(|e| format!("traffic after the rounds: {e}"))?;
+        traffic(&dev, 4).map_err(|e| format!("traffic after the rounds: {e}"))?;
+        Ok(format!(
+            "{rounds} rounds in {:.1} s: {resets} ended in NEEDS_RESET (each counted in ring_errors), \
+             {served} served; then traffic on split and packed rings",
+            t0.elapsed().as_secs_f64()
+        ))
     })();
     let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
     let r = res?;
@@ -715,6 +1004,19 @@ fn main() -> ExitCode {
                     )
                 });
                 report(&format!("fuzz {kind}"), r, &mut passed, &mut failed);
+            }
+        }
+        Cmd::Rings { rounds, seed } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+            println!("INFO: rings seed {seed:#x} (rerun: vhost-mdev-fuzz rings --seed {seed:#x} --rounds {rounds})");
+            for kind in [IommuKind::Type1, IommuKind::Iommufd] {
+                let r = rings_one(kind, seed, rounds).map(|r| format!(": {r}"));
+                report(&format!("rings {kind}"), r, &mut passed, &mut failed);
             }
         }
         Cmd::Races { seconds } => {
