@@ -28,16 +28,28 @@
 # behind the spinning driver. The sample runs with its default poll_us
 # (its worker polls 50 us for the next kick) and, in the "-nopoll" rows,
 # with poll_us=0.
+#
+# The "packed" part: the sample (type1, iommufd) and the driver ceiling on
+# packed rings (vhost-mdev bench --packed), batch and ping-pong, 64 and
+# 1500 bytes, beside the split rows of the same mode and size (device
+# names ending in "-packed").
+#
+# The "pairs" part (mode "mq-batch", 64 bytes, batch): the sample with its
+# queue_pairs attribute at 1, 2 and 4 (written while the instance is
+# closed) driven on every pair (vhost-mdev bench --pairs N: one driver
+# thread, round-robin over the pairs, 64 frames in flight on each), and
+# the driver ceiling with as many pairs; pinned like the batch rows.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 set -e
 REPS=${BENCH_REPS:-3} SECS=${BENCH_SECONDS:-3} PLACEMENT=${BENCH_PLACEMENT:-same}
-# BENCH_ONLY: the parts to run, any of batch, pingpong, pp-noyield and copy
-# (default: all of them).
-ONLY=" ${BENCH_ONLY:-batch pingpong pp-noyield copy} "
+# BENCH_ONLY: the parts to run, any of batch, pingpong, pp-noyield, copy,
+# packed and pairs (default: all of them; packed runs the modes of batch
+# and pingpong that are wanted, both when neither is).
+ONLY=" ${BENCH_ONLY:-batch pingpong pp-noyield copy packed pairs} "
 wanted() { case $ONLY in *" $1 "*) return 0 ;; esac; return 1; }
 for part in $ONLY; do
-	case $part in batch|pingpong|pp-noyield|copy) ;; *)
-		echo "FAIL: BENCH_ONLY: unknown part '$part' (batch, pingpong, pp-noyield, copy)"; exit 1 ;;
+	case $part in batch|pingpong|pp-noyield|copy|packed|pairs) ;; *)
+		echo "FAIL: BENCH_ONLY: unknown part '$part' (batch, pingpong, pp-noyield, copy, packed, pairs)"; exit 1 ;;
 	esac
 done
 load_kernel_modules
@@ -84,6 +96,7 @@ move_workers() {
 run() { # label size mode target [opts]
 	local label=$1 size=$2 mode=$3 target=$4; shift 4
 	local extra=(--busy-poll)
+	# mq-batch: batch mode on several queue pairs (--pairs in the options).
 	[ "$mode" = pingpong ] && extra+=(--pingpong)
 	[ "$mode" = pp-noyield ] && extra+=(--pingpong --no-yield)
 	local out tags="\"device\":\"$label\",\"size\":$size,\"mode\":\"$mode\",\"rep\":$rep,\"placement\":\"$PLACEMENT\""
@@ -107,6 +120,13 @@ modes=() total=0
 for mode in batch pingpong; do
 	wanted $mode && modes+=($mode) && total=$((total + REPS * 11))
 done
+# The packed rows: in the modes run above, or both when only "packed" is.
+pmodes=()
+if wanted packed; then
+	pmodes=("${modes[@]}")
+	[ ${#pmodes[@]} = 0 ] && pmodes=(batch pingpong)
+	total=$((total + REPS * ${#pmodes[@]} * 6))
+fi
 n=0
 for rep in $(seq "$REPS"); do
 	for mode in "${modes[@]}"; do
@@ -120,7 +140,36 @@ for rep in $(seq "$REPS"); do
 			echo "INFO: progress $n/$total runs"
 		done
 	done
+	for mode in "${pmodes[@]}"; do
+		for size in 64 1500; do
+			run "driver ceiling-packed" $size $mode instant --packed; n=$((n + 1))
+			run vhost-mdev-type1-packed $size $mode "$uuid" --packed; n=$((n + 1))
+			run vhost-mdev-iommufd-packed $size $mode "$uuid" --iommufd --packed; n=$((n + 1))
+			echo "INFO: progress $n/$total runs"
+		done
+	done
 done
+# Queue pairs: the instance's queue_pairs set while it is closed (between
+# runs), then every pair driven; the driver ceiling with as many pairs.
+qp=/sys/bus/mdev/devices/$uuid/queue_pairs
+if wanted pairs; then
+	if [ -e $qp ]; then
+		total=$((total + REPS * 9))
+		for rep in $(seq "$REPS"); do
+			for np in 1 2 4; do
+				echo $np >$qp || echo "FAIL: queue_pairs $np refused"
+				label="$np pair"; [ $np = 1 ] || label="${label}s"
+				run "driver ceiling $label" 64 mq-batch instant --pairs $np; n=$((n + 1))
+				run "vhost-mdev-type1 $label" 64 mq-batch "$uuid" --pairs $np; n=$((n + 1))
+				run "vhost-mdev-iommufd $label" 64 mq-batch "$uuid" --iommufd --pairs $np; n=$((n + 1))
+			done
+			echo "INFO: progress $n/$total runs"
+		done
+		echo 1 >$qp
+	else
+		echo "FAIL: pairs: the sample has no queue_pairs attribute ($qp)"
+	fi
+fi
 # The non-yielding ping-pong, nothing pinned: the workqueue mask and the
 # simulator's kthread back to all CPUs, the driver where the scheduler puts
 # it.
