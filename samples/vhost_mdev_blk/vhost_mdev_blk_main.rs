@@ -49,7 +49,8 @@ const CAPACITY_MAX: u64 = 0x40000;
 
 /// The device state the worker runs on.
 struct BlkState {
-    queue: BlkQueue,
+    /// On the heap: the queue is about 1.4 KiB.
+    queue: KBox<BlkQueue>,
     disk: KVVec<u8>,
     read_only: bool,
     id: [u8; VIRTIO_BLK_ID_BYTES],
@@ -168,7 +169,7 @@ impl vhost_mdev::Device for BlkDev {
 
     fn reset(&self) {
         // The disk keeps its contents: only the queue starts over.
-        self.dp.reset(|s| s.queue = BlkQueue::default());
+        self.dp.reset(|s| *s.queue = BlkQueue::EMPTY);
     }
 
     fn suspend(&self) -> Result {
@@ -188,7 +189,7 @@ impl vhost_mdev::Parent for BlkParent {
 
     fn create(handle: DeviceHandle, _type_index: u32) -> Result<Pin<KBox<BlkDev>>> {
         let state = BlkState {
-            queue: BlkQueue::default(),
+            queue: KBox::new(BlkQueue::EMPTY, GFP_KERNEL)?,
             disk: KVVec::from_elem(0, (CAPACITY_DEFAULT * SECTOR_SIZE) as usize, GFP_KERNEL)?,
             read_only: false,
             id: blk::serial(&handle.uuid()),

@@ -61,7 +61,8 @@ const MTU_MIN: u16 = 68;
 
 /// What the driver configured, and the loopback's data path.
 struct NetState {
-    lb: Loopback,
+    /// On the heap: the loopback is about 3 KiB.
+    lb: KBox<Loopback>,
     mac: [u8; 6],
     mtu: u16,
     link_up: bool,
@@ -202,7 +203,7 @@ impl vhost_mdev::Parent for NetParent {
         let u = handle.uuid();
         let mac = [0x02, u[0], u[1], u[2], u[3], u[4]];
         let st = NetState {
-            lb: Loopback::default(),
+            lb: KBox::new(Loopback::EMPTY, GFP_KERNEL)?,
             mac,
             mtu: 1500,
             link_up: true,

@@ -132,7 +132,10 @@ pub struct Outcome {
 }
 
 /// A virtio-net device whose TX queue loops back into its RX queue.
-#[derive(Clone, Copy, Debug, Default)]
+///
+/// About 3 KiB: keep it on the heap and reset it in place
+/// ([`Loopback::EMPTY`], [`Loopback::reset`]), not on a kernel stack.
+#[derive(Clone, Copy, Debug)]
 pub struct Loopback {
     /// Queue 0.
     pub rx: SplitQueue,
@@ -159,7 +162,7 @@ enum Delivery {
 /// `rx.last_avail` on) were walked in this run and their buffers recorded
 /// here; a frame that does not fit leaves them for the next frame, which
 /// uses them without walking them again.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct RxScratch {
     /// Head of each chain.
     heads: [u16; MAX_RX_CHAINS],
@@ -179,6 +182,21 @@ struct RxScratch {
 }
 
 impl RxScratch {
+    const SEG: Segment = Segment {
+        addr: 0,
+        len: 0,
+        write: false,
+    };
+    const EMPTY: Self = Self {
+        heads: [0; MAX_RX_CHAINS],
+        nsegs: [0; MAX_RX_CHAINS],
+        segs: [Self::SEG; MAX_RX_SEGS],
+        tx: [Self::SEG; MAX_TX_SEGS],
+        walked: 0,
+        recorded: 0,
+        cut: false,
+    };
+
     /// Forgets the first `n` walked chains (consumed), keeping the others
     /// in order; a chain recorded only in part is dropped (walked again
     /// when needed: with fewer segments recorded, more of it may fit).
@@ -205,14 +223,43 @@ impl RxScratch {
     }
 }
 
+impl Default for Loopback {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
 impl Loopback {
-    /// Forgets the queues and what the driver negotiated (a device reset);
-    /// the counters, which describe the instance, stay.
+    /// A loopback with unconfigured queues and zero counters.
+    pub const EMPTY: Self = Self {
+        rx: SplitQueue::EMPTY,
+        tx: SplitQueue::EMPTY,
+        mrg_rxbuf: false,
+        stats: Stats {
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_bytes: 0,
+            drop_oversize: 0,
+            drop_malformed: 0,
+            direct_frames: 0,
+            runs: 0,
+            max_run_descs: 0,
+            max_run_bytes: 0,
+        },
+        scratch: RxScratch::EMPTY,
+    };
+
+    /// Forgets the queues and what the driver negotiated (a device reset),
+    /// in place; the counters, which describe the instance, stay.
     pub fn reset(&mut self) {
-        *self = Self {
-            stats: self.stats,
-            ..Default::default()
-        };
+        self.rx = SplitQueue::EMPTY;
+        self.tx = SplitQueue::EMPTY;
+        self.mrg_rxbuf = false;
+        // Per-run state: every run starts by clearing it.
+        self.scratch.walked = 0;
+        self.scratch.recorded = 0;
+        self.scratch.cut = false;
     }
 
     /// A loopback over two configured queues.
@@ -221,7 +268,7 @@ impl Loopback {
             rx,
             tx,
             mrg_rxbuf,
-            ..Default::default()
+            ..Self::EMPTY
         }
     }
 

@@ -70,7 +70,7 @@ use crate::virtq::{
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
 use vhost_mdev_proto::packed::{PackedQueue, PACKED_BASE_INIT};
-use vhost_mdev_proto::proto::{self, Backend, Model, MAX_PAYLOAD};
+use vhost_mdev_proto::proto::{self, Backend, Model, VqConfig, MAX_PAYLOAD};
 use vhost_mdev_proto::vring::{Fault, GuestMemory, RingError};
 
 /// The features offered by default: those of the vhost-mdev sample parent
@@ -720,7 +720,7 @@ struct State {
     /// The virtio device model of the vhost-mdev core (the same code): it
     /// checks every request and calls this device as the [`Backend`] the
     /// module calls a parent through.
-    model: Model,
+    model: Model<Vec<VqConfig>>,
     /// Features the driver set (at FEATURES_OK).
     features: u64,
     /// Started by DRIVER_OK.
@@ -761,7 +761,7 @@ impl State {
         config[10..12].copy_from_slice(&opts.mtu.to_le_bytes());
         let mut st = State {
             opts,
-            model: Model::new(),
+            model: Model::new(vec![VqConfig::EMPTY; 2 * usize::from(opts.pairs)]),
             features: 0,
             started: false,
             suspended: false,
