@@ -63,13 +63,18 @@ impl BlkState {
 }
 
 impl Work for BlkState {
-    const QUEUES: u16 = 1;
+    type Queue = SplitQueue;
+    const ITEM_QUEUES: u16 = 1;
 
-    fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
-        &mut self.queue.q
+    fn queue_count(&self) -> u16 {
+        1
     }
 
-    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
+    fn queue(&mut self, idx: u16) -> Option<&mut SplitQueue> {
+        (idx == 0).then_some(&mut self.queue.q)
+    }
+
+    fn run(&mut self, _item: u16, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
         let mut disk = Disk {
             data: &mut self.disk,
             read_only: self.read_only,
@@ -111,8 +116,7 @@ impl vhost_mdev::Device for BlkDev {
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
-        self.dp.set_ring_features(features);
-        Ok(())
+        self.dp.set_ring_features(features)
     }
 
     fn config_size(&self) -> u32 {
@@ -159,8 +163,8 @@ impl vhost_mdev::Device for BlkDev {
         self.dp.get_vq_base(idx)
     }
 
-    fn kick(&self, _idx: u16) {
-        self.dp.kick();
+    fn kick(&self, idx: u16) {
+        self.dp.kick(idx);
     }
 
     fn start(&self) -> Result {
