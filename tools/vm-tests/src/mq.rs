@@ -14,7 +14,7 @@ use vhost_mdev::driver::{self, mixed_size, NetDriver, NetDriverConfig, RX, TEST_
 use vhost_mdev::net::{build_frame, check_frame};
 use vhost_mdev::packed::{decode_base, encode_base, PackedVirtq};
 use vhost_mdev::uapi::*;
-use vhost_mdev::virtq::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT};
+use vhost_mdev::virtq::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vhost_mdev::{IommuKind, MdevDevice, VhostBackend};
 
 use crate::check;
@@ -85,21 +85,23 @@ pub enum HostilePacked {
     /// A TX descriptor whose AVAIL and USED bits both equal the driver's
     /// wrap counter (only a used descriptor of this lap looks so).
     BadWrap,
-    /// Two RX chains made available with the same buffer id, consumed
-    /// together by one frame spanning several RX buffers.
-    IdTwice,
+    /// A descriptor made available again (for the next lap) while the
+    /// device still holds it: the driver's RX ring is full, and the slot
+    /// after its last buffer (the first one's, a lap later) is marked
+    /// available.
+    AvailTwice,
     /// A TX chain whose every ring descriptor says NEXT.
     NoEnd,
     /// An indirect table holding an indirect descriptor.
     NestedIndirect,
-    /// A TX chain of 2^32 bytes (two 2 GiB descriptors).
+    /// A TX buffer whose length runs past 2^64 (`addr + len` overflows).
     LenOverflow,
 }
 
 /// One raw descriptor: addr, len, id, flags (without the AVAIL/USED bits).
 type Desc = (u64, u32, u16, u16);
 
-/// Writes `descs` as a chain at the driver's next TX... or RX slot of `q`
+/// Writes `descs` as a chain at the driver's next slot of `q`
 /// (not through its add(): its bookkeeping does not know them), the first
 /// descriptor's flags last, with the AVAIL/USED bits of the slot's lap
 /// (or `bits` for every descriptor, when given).
@@ -176,33 +178,25 @@ pub fn hostile_packed(env: &Env, case: HostilePacked) -> TestResult {
                 TX
             }
             HostilePacked::LenOverflow => {
-                write_chain(
-                    tx,
-                    &[
-                        (buf, 0x8000_0000, 0, VRING_DESC_F_NEXT),
-                        (buf, 0x8000_0000, 0, 0),
-                    ],
-                    None,
-                )?;
+                write_chain(tx, &[(u64::MAX - 8, 64, 0, 0)], None)?;
                 TX
             }
-            HostilePacked::IdTwice => {
-                // The driver keeps its 8 RX buffers posted (ids 0-7 at the
-                // next 8 slots): give the second the first one's id, then
-                // send a frame that spans three 4 KiB RX buffers.
+            HostilePacked::AvailTwice => {
+                // The driver keeps all 8 RX buffers posted: its next slot
+                // is its oldest buffer's, a lap later. Marking it
+                // available makes 9 available in an 8-entry ring.
                 let rx = drv.queue(RX).as_packed().ok_or("RX not packed")?;
-                let l = *rx.layout();
-                let used = rx.used_pos();
-                let first = rx.memory().load::<u16>(l.desc_entry(used.idx) + 12);
-                let second = used.advance(1, l.size);
-                let id = first.ctx("RX id")?;
-                rx.memory()
-                    .store(l.desc_entry(second.idx) + 12, id)
-                    .ctx("RX id")?;
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-                let f = build_frame(drv.mac(), TEST_SRC_MAC, 99, 9000).ctx("frame")?;
+                check!(
+                    rx.num_free() == 0,
+                    "RX ring not full ({} free)",
+                    rx.num_free()
+                );
+                let rbuf = rx.buf_iova(0).ctx("RX buffer")?;
+                write_chain(rx, &[(rbuf, 4096, 0, VRING_DESC_F_WRITE)], None)?;
+                let f = build_frame(drv.mac(), TEST_SRC_MAC, 99, 200).ctx("frame")?;
                 check!(drv.queue_tx(&f).ctx("queue")?, "TX full");
                 drv.flush_tx().ctx("flush")?;
+                drv.kick(RX).ctx("kick RX")?;
                 TX
             }
         };
@@ -432,7 +426,8 @@ pub fn mq_queue_pairs_attr(env: &Env) -> TestResult {
         );
         Ok(())
     };
-    for v in ["0", "-1", "65536", "100000", "two", "", "2x"] {
+    // (An empty write never reaches the attribute: sysfs drops it.)
+    for v in ["0", "-1", "65536", "100000", "two", "2x"] {
         refused(v, EINVAL)?;
     }
     set_pairs(&inst, 2)?;

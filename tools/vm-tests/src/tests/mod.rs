@@ -386,9 +386,9 @@ pub const TESTS: &[Test] = &[
         e,
         HostilePacked::BadWrap
     )),
-    t!("hostile_packed_id_twice", true, |e| mq::hostile_packed(
+    t!("hostile_packed_avail_twice", true, |e| mq::hostile_packed(
         e,
-        HostilePacked::IdTwice
+        HostilePacked::AvailTwice
     )),
     t!("hostile_packed_no_end", true, |e| mq::hostile_packed(
         e,
