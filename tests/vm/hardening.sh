@@ -23,7 +23,7 @@ run() {
 
 run vhost-mdev-fuzz fuzz --ops "$ops" ${FUZZ_SEED:+--seed $FUZZ_SEED}
 # Hostile packed rings written behind a running driver.
-run vhost-mdev-fuzz rings --rounds "${FUZZ_RING_ROUNDS:-150}" ${FUZZ_SEED:+--seed $FUZZ_SEED}
+run vhost-mdev-fuzz rings --rounds "${FUZZ_RING_ROUNDS:-100}" ${FUZZ_SEED:+--seed $FUZZ_SEED}
 run vhost-mdev-fuzz races --seconds "$race"
 
 # Removal while a process holds the device: the request IRQ fires, the

@@ -57,8 +57,9 @@ enum Cmd {
         /// Operations per IOMMU back end.
         #[arg(long, default_value_t = 50_000)]
         ops: u64,
-        /// Seed (default: from the clock; printed either way).
-        #[arg(long)]
+        /// Seed, decimal or 0x-hex (default: from the clock; printed
+        /// either way).
+        #[arg(long, value_parser = parse_seed)]
         seed: Option<u64>,
         /// Stop after this many seconds per back end, whatever the count.
         #[arg(long, default_value_t = 600)]
@@ -70,8 +71,9 @@ enum Cmd {
         /// back end.
         #[arg(long, default_value_t = 300)]
         rounds: u64,
-        /// Seed (default: from the clock; printed either way).
-        #[arg(long)]
+        /// Seed, decimal or 0x-hex (default: from the clock; printed
+        /// either way).
+        #[arg(long, value_parser = parse_seed)]
         seed: Option<u64>,
     },
     /// Several threads on one open device while traffic runs: requests,
@@ -103,6 +105,15 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         frames: u64,
     },
+}
+
+/// A seed as printed (`0x...`) or in decimal.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// xorshift64*: small, fast and reproducible from its seed.
