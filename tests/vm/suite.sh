@@ -151,6 +151,16 @@ t "CLI: vhost-mdev bench --json prints packets/s" sh -c "
 	out=\$(vhost-mdev bench $U2 --seconds 1 --json) || exit 1
 	echo \"\$out\" | jq -e '(.pps > 0) and (.packets > 0) and (.seconds >= 1) and (.bytes > 0)' >/dev/null ||
 		{ echo \"not the expected JSON: \$out\"; exit 1; }"
+t "CLI: ping and bench on packed rings and 2 queue pairs; more pairs refused" sh -c "
+	vhost-mdev ping $U2 -n 20 --packed && vhost-mdev ping $U2 -n 20 --packed --iommufd --indirect || exit 1
+	! vhost-mdev ping $U2 -n 1 --pairs 2 2>/tmp/qp.err && grep -q 'at most 1 pairs' /tmp/qp.err ||
+		{ echo \"--pairs 2 on one pair: \$(cat /tmp/qp.err)\"; exit 1; }
+	echo 2 >$D2/queue_pairs || exit 1
+	vhost-mdev ping $U2 -n 20 --pairs 2 --packed || exit 1
+	out=\$(vhost-mdev bench $U2 --seconds 1 --json --packed --pairs 2) || exit 1
+	echo 1 >$D2/queue_pairs || exit 1
+	echo \"\$out\" | jq -e '.packed and (.pairs == 2) and (.pair_packets | all(. > 0))' >/dev/null ||
+		{ echo \"not the expected JSON: \$out\"; exit 1; }"
 t "poll_us: 0-1000 at run time, bad writes refused; traffic with polling off" sh -c "
 	. $TOP/tests/vm/lib.sh
 	P=/sys/module/vhost_mdev_net/parameters/poll_us
