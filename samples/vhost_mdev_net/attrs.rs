@@ -54,7 +54,7 @@ impl sysfs::Attribute<NetParent> for Mtu {
 }
 
 /// `queue_pairs`: 1 to [`MAX_PAIRS`], settable while the device is not
-/// open (the core reads the queue count at every open).
+/// open (`EBUSY`; the core reads the queue count at every open).
 struct QueuePairs;
 
 #[vtable]
@@ -71,10 +71,15 @@ impl sysfs::Attribute<NetParent> for QueuePairs {
             .ok()
             .filter(|p| (1..=MAX_PAIRS).contains(p));
         let pairs = pairs.ok_or(EINVAL)?;
-        if d.dp.handle().is_open() {
-            return Err(EBUSY);
-        }
-        d.dp.with(|st| st.set_pairs(pairs))
+        // Under the lock `vq_count()` takes: the core counts the device
+        // as open before it reads the queue count at open, so an open
+        // either sees the new count or makes this EBUSY.
+        d.dp.with(|st| {
+            if d.dp.handle().is_open() {
+                return Err(EBUSY);
+            }
+            st.set_pairs(pairs)
+        })
     }
 }
 

@@ -287,7 +287,9 @@ impl Loopback {
         self.scratch.cut = false;
     }
 
-    /// A loopback over two configured split queues.
+    /// A loopback over two configured split queues (for the host tests: it
+    /// builds the loopback by value; the module fills one in place).
+    #[inline]
     pub fn new(rx: SplitQueue, tx: SplitQueue, mrg_rxbuf: bool) -> Self {
         Self {
             rx: Queue::new_split(rx, Ids::EMPTY),
@@ -297,7 +299,8 @@ impl Loopback {
         }
     }
 
-    /// A loopback over two configured packed queues.
+    /// A loopback over two configured packed queues (for the host tests).
+    #[inline]
     pub fn new_packed(rx: PackedQueue<Ids>, tx: PackedQueue<Ids>, mrg_rxbuf: bool) -> Self {
         Self {
             rx: Queue::new_packed(rx),

@@ -65,18 +65,23 @@ one_line() {
 # output, and the errors of bad writes (a guard for rust/sysfs.rs).
 sample_attrs() {
 	local d=$1 err
-	eq "$(cd "$d" && stat -c '%a %n' mac mtu link | tr '\n' ' ')" \
-		"644 mac 644 mtu 644 link " || return 1
-	eq "$(ls "$d/stats" | tr '\n' ' ')" "direct_frames drop_malformed drop_oversize interrupts kicks max_run_bytes max_run_descs max_stop_runs ring_errors runs rx_bytes rx_packets tx_bytes tx_packets " || return 1
+	eq "$(cd "$d" && stat -c '%a %n' mac mtu link queue_pairs | tr '\n' ' ')" \
+		"644 mac 644 mtu 644 link 644 queue_pairs " || return 1
+	eq "$(ls "$d/stats" | tr '\n' ' ')" "direct_frames drop_malformed drop_oversize interrupts kicks max_run_bytes max_run_descs max_stop_runs ring_errors runs rx_bytes rx_packets rx_packets_per_pair tx_bytes tx_packets tx_packets_per_pair " || return 1
 	eq "$(stat -c %a "$d"/stats/* | sort -u)" 444 || return 1
 	# One value and one newline, nothing else.
 	one_line "$d/mac" '([0-9a-f]{2}:){5}[0-9a-f]{2}' &&
 		one_line "$d/mtu" '[0-9]+' && one_line "$d/link" '[01]' &&
-		one_line "$d/stats/runs" '[0-9]+' || return 1
+		one_line "$d/queue_pairs" '[0-9]+' &&
+		one_line "$d/stats/runs" '[0-9]+' &&
+		one_line "$d/stats/tx_packets_per_pair" '[0-9]+( [0-9]+)*' &&
+		one_line "$d/stats/rx_packets_per_pair" '[0-9]+( [0-9]+)*' || return 1
 	# Not UTF-8, or not a value: EINVAL; a counter takes no writes.
 	err=$(printf '\377\n' 2>&1 >"$d/mac") && return 1
 	echo "$err" | grep -q 'Invalid argument' || { echo "mac: $err"; return 1; }
 	err=$(echo abc 2>&1 >"$d/mtu") && return 1
 	echo "$err" | grep -q 'Invalid argument' || { echo "mtu: $err"; return 1; }
+	err=$(echo abc 2>&1 >"$d/queue_pairs") && return 1
+	echo "$err" | grep -q 'Invalid argument' || { echo "queue_pairs: $err"; return 1; }
 	! echo 1 2>/dev/null >"$d/stats/runs"
 }

@@ -408,6 +408,11 @@ impl<S: AsMut<[u16]>> PackedQueue<S> {
         if id >= self.num {
             return Err(RingError::BadId);
         }
+        if self.ahead.iter().take(n).any(|c| c.id == id) {
+            // The driver made a buffer id available twice (a device that
+            // completes chains at once would never see both in flight).
+            return Err(RingError::BadId);
+        }
         if let Some(e) = self.ahead.get_mut(n) {
             *e = Located { id, descs };
         }

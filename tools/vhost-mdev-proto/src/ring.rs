@@ -340,14 +340,19 @@ impl<S> Queue<S> {
 }
 
 impl<S: AsMut<[u16]>> Queue<S> {
-    /// An enabled split queue of `num` entries at the given addresses.
+    /// A split queue (`q`, as it is) whose packed ring uses `ids`. For
+    /// tests: it builds the queue by value (inlined, so that a crate that
+    /// does not call it does not build it).
+    #[inline]
     pub fn new_split(q: SplitQueue, ids: S) -> Self {
         let mut s = Self::with_ids(ids);
         s.split = q;
         s
     }
 
-    /// A packed queue (`q`, with its id table, where it is).
+    /// A packed queue (`q`, with its id table, where it is). For tests, as
+    /// [`Queue::new_split`].
+    #[inline]
     pub fn new_packed(q: PackedQueue<S>) -> Self {
         let mut split = SplitQueue::EMPTY;
         split.num = q.num;
