@@ -90,6 +90,8 @@ pub enum HostilePacked {
     /// after its last buffer (the first one's, a lap later) is marked
     /// available.
     AvailTwice,
+    /// Two TX chains with one buffer id, made available together.
+    IdTwice,
     /// A TX chain whose every ring descriptor says NEXT.
     NoEnd,
     /// An indirect table holding an indirect descriptor.
@@ -106,9 +108,18 @@ type Desc = (u64, u32, u16, u16);
 /// descriptor's flags last, with the AVAIL/USED bits of the slot's lap
 /// (or `bits` for every descriptor, when given).
 fn write_chain(q: &PackedVirtq, descs: &[Desc], bits: Option<u16>) -> TestResult {
+    write_chain_at(q, q.avail_pos(), descs, bits)
+}
+
+/// [`write_chain`] at slot `first`.
+fn write_chain_at(
+    q: &PackedVirtq,
+    first: vhost_mdev::packed::PackedPos,
+    descs: &[Desc],
+    bits: Option<u16>,
+) -> TestResult {
     let l = *q.layout();
     let m = q.memory();
-    let first = q.avail_pos();
     let lap_bits = |wrap: bool| if wrap { 1u16 << 7 } else { 1 << 15 };
     let mut pos = first;
     for (i, &(addr, len, id, flags)) in descs.iter().enumerate() {
@@ -179,6 +190,14 @@ pub fn hostile_packed(env: &Env, case: HostilePacked) -> TestResult {
             }
             HostilePacked::LenOverflow => {
                 write_chain(tx, &[(u64::MAX - 8, 64, 0, 0)], None)?;
+                TX
+            }
+            HostilePacked::IdTwice => {
+                // The second chain first, then the first one (whose flags,
+                // stored last, make both available at once).
+                let second = tx.avail_pos().advance(1, tx.size());
+                write_chain_at(tx, second, &[(buf, 100, 3, 0)], None)?;
+                write_chain(tx, &[(buf, 100, 3, 0)], None)?;
                 TX
             }
             HostilePacked::AvailTwice => {

@@ -390,6 +390,10 @@ pub const TESTS: &[Test] = &[
         e,
         HostilePacked::AvailTwice
     )),
+    t!("hostile_packed_id_twice", true, |e| mq::hostile_packed(
+        e,
+        HostilePacked::IdTwice
+    )),
     t!("hostile_packed_no_end", true, |e| mq::hostile_packed(
         e,
         HostilePacked::NoEnd
