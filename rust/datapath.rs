@@ -28,23 +28,37 @@
 //! - the counters every parent has: kicks, interrupts sent, failed runs
 //!   (ring errors), and the most worker runs a stop waited for.
 //!
+//! - work items: the parent's queues are served in groups of
+//!   [`Work::ITEM_QUEUES`] (the net sample: one RX/TX pair each), each a
+//!   work item of the one worker. A kick of a queue marks its item
+//!   pending; the worker runs the pending items, each with its own budget,
+//!   so that items are independent; an item runs only while all of its
+//!   queues are enabled (`SET_VRING_ENABLE` may come at any time after
+//!   DRIVER_OK: it takes the state lock, so it takes effect between two
+//!   runs, and an item enabled again goes on from where its rings are).
+//!
 //! A parent embeds the datapath in its instance and forwards the queue and
 //! lifecycle ops of [`crate::vhost_mdev::Device`] to it (the sample parent,
 //! `samples/vhost_mdev_net`, is the complete example):
 //!
 //! ```ignore
-//! struct MyState { vq: SplitQueue, /* config, counters */ }
+//! struct MyState { vq: KBox<SplitQueue>, /* config, counters */ }
 //!
 //! impl datapath::Work for MyState {
-//!     const QUEUES: u16 = 1;
+//!     type Queue = SplitQueue; // or `VirtQueue`: split or packed
+//!     const ITEM_QUEUES: u16 = 1;
 //!
-//!     fn run(&mut self, mem: &mut datapath::Memory<'_>) -> Result<Outcome, RingError> {
-//!         // Serve the queue within a budget, through `mem`.
+//!     fn queue_count(&self) -> u16 {
+//!         1
+//!     }
+//!
+//!     fn run(&mut self, _item: u16, mem: &mut datapath::Memory<'_>) -> Result<Outcome, RingError> {
+//!         // Serve the item's queues within a budget, through `mem`.
 //!         Ok(Outcome::new().interrupt_if(0, used_some).more(work_left))
 //!     }
 //!
-//!     fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
-//!         &mut self.vq
+//!     fn queue(&mut self, idx: u16) -> Option<&mut SplitQueue> {
+//!         (idx == 0).then_some(&mut *self.vq)
 //!     }
 //! }
 //!
@@ -59,14 +73,14 @@
 //!     fn set_vq_ready(&self, idx: u16, ready: bool) {
 //!         self.dp.set_vq_ready(idx, ready)
 //!     }
-//!     fn kick(&self, _idx: u16) {
-//!         self.dp.kick()
+//!     fn kick(&self, idx: u16) {
+//!         self.dp.kick(idx)
 //!     }
 //!     fn start(&self) -> Result {
 //!         self.dp.start(0)
 //!     }
 //!     fn reset(&self) {
-//!         self.dp.reset(|s| s.vq = SplitQueue::default())
+//!         self.dp.reset(|s| *s.vq = SplitQueue::EMPTY)
 //!     }
 //!     // ...
 //! }
@@ -81,16 +95,51 @@
 //! closed, and no DMA may follow a close).
 
 use crate::bindings;
+use crate::ring::{IdTable, Queue, QueueConfig};
 use crate::vhost_mdev::DeviceHandle;
 use crate::vhost_task::{TaskHandler, TaskSlot};
-use crate::virtio::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use crate::vring::{Fault, GuestMemory, RingError, SplitQueue};
+use crate::virtio::{VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use crate::vring::{Fault, GuestMemory, RingError};
 use core::marker::PhantomData;
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::sync::Mutex;
+
+/// Most queues a datapath serves (the core's limit on `vq_count()`).
+pub const MAX_QUEUES: u16 = 1024;
+/// Words of the pending-item bitmap (one bit per item).
+const PENDING_WORDS: usize = MAX_QUEUES as usize / 64;
+
+/// The id table of a packed ring ([`crate::packed::PackedQueue`]): one
+/// entry per ring entry, on the heap.
+#[derive(Debug)]
+pub struct Ids(KVec<u16>);
+
+impl Ids {
+    /// A table for rings of up to `entries` entries (`vq_num_max()`),
+    /// allocated with `GFP_KERNEL`.
+    pub fn new(entries: u16) -> Result<Self> {
+        Ok(Ids(KVec::from_elem(0u16, entries.into(), GFP_KERNEL)?))
+    }
+}
+
+impl AsMut<[u16]> for Ids {
+    fn as_mut(&mut self) -> &mut [u16] {
+        &mut self.0
+    }
+}
+
+impl IdTable for Ids {
+    const EMPTY: Self = Ids(KVec::new());
+}
+
+/// A queue of either ring type, split or packed (as the driver negotiated
+/// `VIRTIO_F_RING_PACKED`), for [`Work::Queue`]. Give its packed ring an
+/// id table of `vq_num_max()` entries ([`Ids::new`]) before the device
+/// offers the feature; keep it on the heap (about 1.5 KiB).
+pub type VirtQueue = Queue<Ids>;
 
 /// Longest poll of the worker for the next kick after a run, in
 /// microseconds (see [`Datapath::start`]).
@@ -101,10 +150,21 @@ pub const MAX_POLL_US: u32 = 1000;
 /// The state lives behind the datapath's lock: [`Work::run`] is called
 /// with it held, and the parent's ops reach it with [`Datapath::with`].
 pub trait Work: Send + 'static {
-    /// Number of virtqueues (the device's `vq_count()`).
-    const QUEUES: u16;
+    /// The parent's queues: [`crate::vring::SplitQueue`] (split rings
+    /// only) or [`VirtQueue`] (split or packed).
+    type Queue: QueueConfig;
 
-    /// One run of the worker: serves the queues through `mem` within a
+    /// Queues per work item: item `i` serves queues `i * ITEM_QUEUES` to
+    /// `(i + 1) * ITEM_QUEUES - 1`. A power of two, at most 64.
+    const ITEM_QUEUES: u16;
+
+    /// Number of virtqueues now (the device's `vq_count()`, at most
+    /// [`MAX_QUEUES`]; it may change only while the device is not open).
+    fn queue_count(&self) -> u16;
+
+    /// One run of work item `item` (below `queue_count()` /
+    /// `ITEM_QUEUES`, rounded up), whose queues are all enabled: serves
+    /// them through `mem` within a
     /// budget of its own (descriptors walked, bytes copied: a guest chooses
     /// how long its chains are), ending early when [`need_resched`] says
     /// the CPU is wanted; returns which queues to interrupt and whether
@@ -119,22 +179,22 @@ pub trait Work: Send + 'static {
     ///
     /// Runs in the worker, in process context, and may sleep; only while
     /// the device is started and not suspended.
-    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError>;
+    fn run(&mut self, item: u16, mem: &mut Memory<'_>) -> Result<Outcome, RingError>;
 
-    /// Split queue `idx`, for the queue ops of [`Datapath`]
-    /// ([`Datapath::set_vq_num`] and the others). `idx` is below
-    /// [`Work::QUEUES`] (the core checks it against `vq_count()` first).
-    fn queue(&mut self, idx: u16) -> &mut SplitQueue;
+    /// Queue `idx`, for the queue ops of [`Datapath`]
+    /// ([`Datapath::set_vq_num`] and the others); `None` if the parent has
+    /// no such queue. The datapath asks only below [`Work::queue_count`].
+    fn queue(&mut self, idx: u16) -> Option<&mut Self::Queue>;
 }
 
 /// What one [`Work::run`] did: the queues to interrupt, and whether work
 /// is left.
 ///
-/// Queue indexes are those of the device (below its `vq_count()`, which
-/// the core caps at 32).
+/// Queue indexes are those of the device, and of the item that ran.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Bit `i`: interrupt queue `i`.
+    /// Bit `i % 64`: interrupt queue `i` (an item's queues are in one
+    /// aligned block of 64: `ITEM_QUEUES` is a power of two up to 64).
     irqs: u64,
     /// Work is left: run again.
     more: bool,
@@ -156,8 +216,8 @@ impl Outcome {
 
     /// Interrupt queue `idx` if `yes`.
     pub const fn interrupt_if(mut self, idx: u16, yes: bool) -> Self {
-        if yes && idx < u64::BITS as u16 {
-            self.irqs |= 1 << idx;
+        if yes {
+            self.irqs |= 1 << (idx % 64);
         }
         self
     }
@@ -169,9 +229,13 @@ impl Outcome {
         self
     }
 
-    /// The queues to interrupt, lowest index first.
-    fn queues(self) -> impl Iterator<Item = u16> {
-        (0..u64::BITS as u16).filter(move |&i| self.irqs & (1 << i) != 0)
+    /// The queues to interrupt, lowest index first, of the item whose
+    /// first queue is `first`.
+    fn queues(self, first: u16) -> impl Iterator<Item = u16> {
+        let block = first & !63;
+        (0..u64::BITS as u16)
+            .filter(move |&i| self.irqs & (1 << i) != 0)
+            .map(move |i| block + i)
     }
 }
 
@@ -293,6 +357,9 @@ pub struct Datapath<W: Work> {
     stop_runs: AtomicU64,
     /// Most worker runs a stop waited for.
     max_stop_runs: AtomicU64,
+    /// Bit `i`: work item `i` was kicked (or enabled, or started) and has
+    /// not run since.
+    pending: [AtomicU64; PENDING_WORDS],
     kicks: AtomicU64,
     interrupts: AtomicU64,
     /// Runs that failed (each set DEVICE_NEEDS_RESET).
@@ -309,6 +376,9 @@ impl<W: Work> Datapath<W> {
     /// A stopped data path for the device of `handle`, around the parent's
     /// state `work`; its worker will be named `name`.
     pub fn new(handle: DeviceHandle, name: &'static CStr, work: W) -> impl PinInit<Self> {
+        const {
+            assert!(W::ITEM_QUEUES.is_power_of_two() && W::ITEM_QUEUES <= 64);
+        }
         pin_init!(Self {
             handle,
             name,
@@ -317,6 +387,7 @@ impl<W: Work> Datapath<W> {
             stopping: AtomicBool::new(false),
             stop_runs: AtomicU64::new(0),
             max_stop_runs: AtomicU64::new(0),
+            pending: [const { AtomicU64::new(0) }; PENDING_WORDS],
             kicks: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
             ring_errors: AtomicU64::new(0),
@@ -343,70 +414,101 @@ impl<W: Work> Datapath<W> {
     }
 
     /// `Device::set_driver_features`: the ring features the driver
-    /// accepted (`VIRTIO_RING_F_EVENT_IDX`, `VIRTIO_RING_F_INDIRECT_DESC`),
-    /// for every queue. The parent applies its device features itself.
-    pub fn set_ring_features(&self, features: u64) {
+    /// accepted (`VIRTIO_RING_F_EVENT_IDX`, `VIRTIO_RING_F_INDIRECT_DESC`,
+    /// and the ring type: `VIRTIO_F_RING_PACKED`), for every queue. The
+    /// parent applies its device features itself. Fails with `EINVAL` if
+    /// a queue cannot be of the type negotiated (the parent did not offer
+    /// it).
+    pub fn set_ring_features(&self, features: u64) -> Result {
+        let event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
+        let indirect = features & VIRTIO_RING_F_INDIRECT_DESC != 0;
+        let packed = features & VIRTIO_F_RING_PACKED != 0;
         self.with(|w| {
-            for idx in 0..W::QUEUES {
-                let q = w.queue(idx);
-                q.event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
-                q.indirect = features & VIRTIO_RING_F_INDIRECT_DESC != 0;
+            let mut ok = true;
+            for idx in 0..w.queue_count().min(MAX_QUEUES) {
+                if let Some(q) = w.queue(idx) {
+                    ok &= q.set_features(event_idx, indirect, packed);
+                }
             }
-        });
+            if ok {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            }
+        })
+    }
+
+    /// Runs `f` on queue `idx` with the lock held, if the parent has it.
+    fn with_queue<R>(&self, idx: u16, f: impl FnOnce(&mut W::Queue) -> R) -> Option<R> {
+        self.with(|w| {
+            if idx < w.queue_count().min(MAX_QUEUES) {
+                w.queue(idx).map(f)
+            } else {
+                None
+            }
+        })
     }
 
     /// `Device::set_vq_num`: the size of queue `idx` (which the core
     /// checked against the device's `vq_num_max()`).
     pub fn set_vq_num(&self, idx: u16, num: u32) {
-        self.with(|w| {
-            let q = w.queue(idx);
-            q.num = num as u16;
-            q.invalidate();
-        });
+        self.with_queue(idx, |q| q.set_num(num as u16));
     }
 
     /// `Device::set_vq_address`: the ring addresses (IOVAs) of queue `idx`.
     pub fn set_vq_address(&self, idx: u16, desc: u64, driver: u64, device: u64) {
-        self.with(|w| {
-            let q = w.queue(idx);
-            q.desc = desc;
-            q.avail = driver;
-            q.used = device;
-            q.invalidate();
-        });
+        self.with_queue(idx, |q| q.set_addr(desc, driver, device));
     }
 
-    /// `Device::set_vq_ready`: enables or disables queue `idx`.
+    /// `Device::set_vq_ready`: enables or disables queue `idx`, at any
+    /// time: a run in progress ends first (the lock), and the item of a
+    /// queue enabled while the device runs is run (its rings are where
+    /// they were: buffers may be waiting).
     pub fn set_vq_ready(&self, idx: u16, ready: bool) {
-        self.with(|w| w.queue(idx).ready = ready);
+        self.with_queue(idx, |q| q.set_ready(ready));
+        if ready {
+            self.kick_item(idx / W::ITEM_QUEUES);
+        }
     }
 
-    /// `Device::set_vq_base`: where queue `idx` goes on (its next available
-    /// index; the used index and the last signalled one follow it).
+    /// `Device::set_vq_base`: where queue `idx` goes on, in vhost's
+    /// encoding (split: the next available index; packed: both positions
+    /// and wrap counters).
     pub fn set_vq_base(&self, idx: u16, base: u32) {
-        // A split ring: the next available index is bits 0-15 of vhost's
-        // encoding (the core passes bits 16-31 as 0).
-        let base = base as u16;
-        self.with(|w| {
-            let q = w.queue(idx);
-            q.last_avail = base;
-            q.used_idx = base;
-            q.signalled_used = base;
-            q.invalidate();
-        });
+        self.with_queue(idx, |q| q.set_base(base));
     }
 
-    /// `Device::get_vq_base`: the next available index of queue `idx`.
+    /// `Device::get_vq_base`: where queue `idx` is, in vhost's encoding.
     pub fn get_vq_base(&self, idx: u16) -> u32 {
-        self.with(|w| u32::from(w.queue(idx).last_avail))
+        self.with_queue(idx, |q| q.base()).unwrap_or(0)
     }
 
-    /// A kick: counts it and wakes the worker. Any context, atomic
-    /// included (`Device::kick`).
-    pub fn kick(&self) {
+    /// A kick of queue `idx`: counts it, marks its work item pending and
+    /// wakes the worker. Any context, atomic included (`Device::kick`).
+    pub fn kick(&self, idx: u16) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
+        self.kick_item(idx / W::ITEM_QUEUES);
+    }
+
+    /// Marks work item `item` pending and wakes the worker if it runs.
+    fn kick_item(&self, item: u16) {
+        let item = usize::from(item);
+        if let Some(word) = self.pending.get(item / 64) {
+            word.fetch_or(1 << (item % 64), Ordering::AcqRel);
+        }
         if self.running.load(Ordering::Acquire) {
             self.task.wake();
+        }
+    }
+
+    /// Marks every work item pending (at a start: buffers may be waiting).
+    fn kick_all(&self) {
+        let count = self.with(|w| w.queue_count().min(MAX_QUEUES));
+        let items = usize::from(count.div_ceil(W::ITEM_QUEUES));
+        for (i, word) in self.pending.iter().enumerate() {
+            let n = items.saturating_sub(i * 64).min(64);
+            let bits = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            word.fetch_or(bits, Ordering::AcqRel);
         }
     }
 
@@ -519,35 +621,44 @@ impl<W: Work> Datapath<W> {
         }
         r?;
         // Buffers may already be waiting.
+        self.kick_all();
         self.task.wake();
         Ok(())
     }
 }
 
-impl<W: Work> TaskHandler for Datapath<W> {
-    fn task_slot(&self) -> &TaskSlot {
-        &self.task
-    }
-
-    /// One run of the worker: the parent's work with the state lock held;
-    /// then the interrupts, with the lock dropped.
-    fn run(&self) -> bool {
+impl<W: Work> Datapath<W> {
+    /// One run of work item `item`: `None` when the datapath stopped (or
+    /// must stop: the run failed), else whether work is left.
+    fn run_item(&self, item: u16) -> Option<bool> {
         let mut st = self.state.lock();
         if !self.running.load(Ordering::Acquire) || !st.started || st.suspended {
-            return false;
+            return None;
         }
-        let r = st.work.run(&mut Memory::new(&self.handle));
+        let count = st.work.queue_count().min(MAX_QUEUES);
+        let first = u32::from(item) * u32::from(W::ITEM_QUEUES);
+        if first >= u32::from(count) {
+            return Some(false);
+        }
+        // Below `count`, a `u16`.
+        let first = first as u16;
+        let end = first.saturating_add(W::ITEM_QUEUES).min(count);
+        // An item is served only while all of its queues are enabled.
+        if !(first..end).all(|q| st.work.queue(q).is_some_and(|q| q.ready())) {
+            return Some(false);
+        }
+        let r = st.work.run(item, &mut Memory::new(&self.handle));
         if self.stopping.load(Ordering::Acquire) {
             self.stop_runs.fetch_add(1, Ordering::Relaxed);
         }
         match r {
             Ok(out) => {
                 drop(st);
-                for idx in out.queues() {
+                for idx in out.queues(first) {
                     self.interrupts.fetch_add(1, Ordering::Relaxed);
                     self.handle.vq_interrupt(idx);
                 }
-                out.more
+                Some(out.more)
             }
             Err(_) => {
                 self.ring_errors.fetch_add(1, Ordering::Relaxed);
@@ -557,9 +668,41 @@ impl<W: Work> TaskHandler for Datapath<W> {
                 // The driver broke a ring or unmapped its memory: stop and
                 // tell it; only a reset brings the device back.
                 self.handle.needs_reset();
-                false
+                None
             }
         }
+    }
+}
+
+impl<W: Work> TaskHandler for Datapath<W> {
+    fn task_slot(&self) -> &TaskSlot {
+        &self.task
+    }
+
+    /// One run of the worker: each pending work item once (its own
+    /// budget), the parent's work with the state lock held, then the
+    /// interrupts it asked for, with the lock dropped. Work is left when
+    /// an item was kicked meanwhile or has work left.
+    fn run(&self) -> bool {
+        for (w, word) in self.pending.iter().enumerate() {
+            let mut bits = word.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                // Below `MAX_QUEUES`: `PENDING_WORDS` words of 64 bits.
+                let item = (w * 64) as u16 + b as u16;
+                match self.run_item(item) {
+                    None => return false,
+                    Some(true) => {
+                        word.fetch_or(1 << b, Ordering::AcqRel);
+                    }
+                    Some(false) => {}
+                }
+            }
+        }
+        self.pending
+            .iter()
+            .any(|word| word.load(Ordering::Acquire) != 0)
     }
 
     fn killed(&self) {

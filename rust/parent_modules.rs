@@ -16,8 +16,16 @@ pub mod bindings;
 pub mod datapath;
 #[path = "errno.rs"]
 pub mod errno;
+/// The packed-ring walker of the `vhost-mdev-proto` crate.
+#[allow(dead_code)]
+#[path = "../tools/vhost-mdev-proto/src/packed.rs"]
+pub mod packed;
 #[path = "params.rs"]
 pub mod params;
+/// One interface over both ring types (`vhost-mdev-proto`).
+#[allow(dead_code)]
+#[path = "../tools/vhost-mdev-proto/src/ring.rs"]
+pub mod ring;
 #[path = "sysfs.rs"]
 pub mod sysfs;
 #[path = "vhost_mdev.rs"]

@@ -163,7 +163,9 @@ impl DeviceHandle {
         unsafe { bindings::vhost_mdev_log_write(self.ptr.as_ptr(), iova, len) };
     }
 
-    /// Whether a user has the device open.
+    /// Whether a user has the device open: true from the start of the
+    /// first open (before the core reads [`Device::vq_count`]) to the end
+    /// of the last close.
     pub fn is_open(&self) -> bool {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_is_open(self.ptr.as_ptr()) }
@@ -215,7 +217,9 @@ pub trait Device: Sized + Send + Sync {
     fn get_config(&self, offset: u32, buf: &mut [u8]);
     /// Writes the config space.
     fn set_config(&self, offset: u32, data: &[u8]);
-    /// Number of virtqueues (fixed for the instance's life).
+    /// Number of virtqueues, 1 to 1024: read at create and again at every
+    /// first open, so it may change while the device is closed (check
+    /// [`DeviceHandle::is_open`] under the lock this method takes).
     fn vq_count(&self) -> u32;
     /// Largest ring size.
     fn vq_num_max(&self) -> u16;

@@ -41,6 +41,8 @@ pub const VIRTIO_F_ACCESS_PLATFORM: u64 = bit(bindings::VIRTIO_F_ACCESS_PLATFORM
 pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = bit(bindings::VIRTIO_RING_F_INDIRECT_DESC);
 /// `used_event` and `avail_event`.
 pub const VIRTIO_RING_F_EVENT_IDX: u64 = bit(bindings::VIRTIO_RING_F_EVENT_IDX);
+/// Packed virtqueues (virtio 1.1).
+pub const VIRTIO_F_RING_PACKED: u64 = bit(bindings::VIRTIO_F_RING_PACKED);
 
 // virtio-net (masks, and the config's status bits).
 
@@ -52,6 +54,10 @@ pub const VIRTIO_NET_F_MAC: u64 = bit(bindings::VIRTIO_NET_F_MAC);
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = bit(bindings::VIRTIO_NET_F_MRG_RXBUF);
 /// The config space has the link status.
 pub const VIRTIO_NET_F_STATUS: u64 = bit(bindings::VIRTIO_NET_F_STATUS);
+/// Several RX/TX queue pairs (`max_virtqueue_pairs` in the config).
+pub const VIRTIO_NET_F_MQ: u64 = bit(bindings::VIRTIO_NET_F_MQ);
+/// A control virtqueue (never offered by the sample: the VMM owns it).
+pub const VIRTIO_NET_F_CTRL_VQ: u64 = bit(bindings::VIRTIO_NET_F_CTRL_VQ);
 /// Config `status`: the link is up.
 pub const VIRTIO_NET_S_LINK_UP: u16 = bindings::VIRTIO_NET_S_LINK_UP as u16;
 /// Size of `struct virtio_net_hdr_v1` (the header of every frame with
@@ -94,3 +100,19 @@ const _: () = assert!(
     crate::vring::VRING_AVAIL_F_NO_INTERRUPT as u32 == bindings::VRING_AVAIL_F_NO_INTERRUPT
 );
 const _: () = assert!(size_of::<bindings::vring_desc>() == 16);
+
+// The packed walker's too.
+const _: () =
+    assert!(crate::packed::PACKED_DESC_F_AVAIL == 1 << bindings::VRING_PACKED_DESC_F_AVAIL);
+const _: () = assert!(crate::packed::PACKED_DESC_F_USED == 1 << bindings::VRING_PACKED_DESC_F_USED);
+const _: () = assert!(
+    crate::packed::PACKED_EVENT_FLAG_ENABLE as u32 == bindings::VRING_PACKED_EVENT_FLAG_ENABLE
+);
+const _: () = assert!(
+    crate::packed::PACKED_EVENT_FLAG_DISABLE as u32 == bindings::VRING_PACKED_EVENT_FLAG_DISABLE
+);
+const _: () =
+    assert!(crate::packed::PACKED_EVENT_FLAG_DESC as u32 == bindings::VRING_PACKED_EVENT_FLAG_DESC);
+const _: () = assert!(
+    crate::packed::PACKED_EVENT_F_WRAP_CTR as u32 == bindings::VRING_PACKED_EVENT_F_WRAP_CTR
+);

@@ -63,3 +63,24 @@ bindings_outside_rust() {
 	return $bad
 }
 t "only rust/ names the C bindings (exceptions listed in tests/lint.sh)" bindings_outside_rust
+
+# No function of the modules has a stack frame larger than the kernel's
+# CONFIG_FRAME_WARN for 64-bit builds (2048 bytes): rustc has no
+# -Wframe-larger-than, and a few multi-KiB frames in one call chain
+# overflow a 16 KiB stack (the debug kernel's KASAN doubles the stack,
+# which hid an overflow that only the release kernel hit). Read from the
+# built modules: the test runs after `scripts/build-modules`.
+FRAME_MAX=2048
+large_frames() {
+	local kos ko
+	kos=$(ls ./*.ko tests/kmod/*.ko 2>/dev/null)
+	[ -n "$kos" ] || { echo "no built modules: run scripts/build-modules first"; return 1; }
+	for ko in $kos; do
+		objdump -d --no-show-raw-insn "$ko" | perl -ne '
+			if (/^[0-9a-f]+ <(.*)>:$/) { $f = $1 }
+			if (/sub\s+\$0x([0-9a-f]+),%rsp/ && hex($1) > '"$FRAME_MAX"') {
+				printf "%s: %d-byte frame in %s\n", "'"$ko"'", hex($1), $f; $bad = 1 }
+			END { exit $bad }' || return 1
+	done
+}
+t "no stack frame over $FRAME_MAX bytes in the built modules" large_frames

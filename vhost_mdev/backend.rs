@@ -105,16 +105,13 @@ impl Backend for ParentBackend<'_> {
     fn set_vq_ready(&mut self, idx: u16, ready: bool) {
         call!(self, set_vq_ready, idx, ready)
     }
-    fn set_vq_base(&mut self, idx: u16, base: u16) {
-        // Split rings: the next available index in bits 0-15 of vhost's
-        // 32-bit encoding (the packed ring's halves come with its support).
-        call!(self, set_vq_base, idx, u32::from(base))
+    fn set_vq_base(&mut self, idx: u16, base: u32) {
+        call!(self, set_vq_base, idx, base)
     }
-    fn get_vq_base(&self, idx: u16) -> u16 {
-        let base: u32 = call!(self, get_vq_base, idx);
-        // Bits 16-31 belong to packed rings, which the model does not
-        // negotiate yet.
-        base as u16
+    fn get_vq_base(&self, idx: u16) -> u32 {
+        // With split rings the model drops bits 16-31 (the header's
+        // promise to parents).
+        call!(self, get_vq_base, idx)
     }
     fn set_status(&mut self, new: u8) -> Result<(), proto::Errno> {
         if self.ops.set_status.is_none() {

@@ -7,34 +7,44 @@
 
 use crate::errno::{EBADF, EINVAL};
 use crate::eventfd::EventFd;
-use crate::proto;
 use crate::spinlock_irq::{new_spinlock_irq, SpinLockIrq};
 use crate::uapi::{
     region_offset, IRQ_CONFIG, IRQ_REQ, IRQ_VQ, NUM_IRQS, REGION_NOTIFY, REGION_SHIFT,
 };
 use crate::vfio::{self, UserArg, Virqfd, VirqfdHandler};
 use kernel::ffi::c_long;
+use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 use kernel::uaccess::UserSlice;
-
-const NONE: Option<EventFd> = None;
 
 /// The IRQ eventfds, swapped by `SET_IRQS` and signalled by the device.
 struct Slots {
-    vq: [Option<EventFd>; proto::MAX_VQS],
+    /// One per queue of the parent (allocated at open).
+    vq: KVec<Option<EventFd>>,
     config: Option<EventFd>,
     req: Option<EventFd>,
 }
 
 impl Slots {
-    fn slot(&mut self, index: u32, i: usize) -> &mut Option<EventFd> {
+    /// IRQ `i` of `index`; `None` beyond the queues allocated at open.
+    fn slot(&mut self, index: u32, i: usize) -> Option<&mut Option<EventFd>> {
         match index {
-            IRQ_VQ => &mut self.vq[i],
-            IRQ_CONFIG => &mut self.config,
-            _ => &mut self.req,
+            IRQ_VQ => self.vq.get_mut(i),
+            IRQ_CONFIG => Some(&mut self.config),
+            _ => Some(&mut self.req),
         }
     }
+}
+
+/// `n` empty slots.
+fn nones<T>(n: usize) -> Result<KVec<Option<T>>> {
+    let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        v.push(None, GFP_KERNEL)?;
+    }
+    Ok(v)
 }
 
 /// What a bound ioeventfd kicks.
@@ -48,9 +58,11 @@ pub(crate) trait Kick: Sync {
 pub(crate) struct Irqs {
     #[pin]
     fds: SpinLockIrq<Slots>,
-    /// Ioeventfds bound to the notify region, per queue; bound and unbound
-    /// under the instance's state mutex.
-    ioeventfds: [Virqfd; proto::MAX_VQS],
+    /// Ioeventfds bound to the notify region, one slot per queue
+    /// (allocated at open, when none is bound: a bound slot never moves);
+    /// bound and unbound under the instance's state mutex, then this one.
+    #[pin]
+    ioeventfds: Mutex<KVec<Virqfd>>,
 }
 
 /// Number of IRQs of `index` for `nvqs` queues.
@@ -66,18 +78,35 @@ impl Irqs {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Irqs {
             fds <- new_spinlock_irq!(Slots {
-                vq: [NONE; proto::MAX_VQS],
+                vq: KVec::new(),
                 config: None,
                 req: None,
             }, "vhost_mdev_irqs"),
-            ioeventfds: [const { Virqfd::new() }; proto::MAX_VQS],
+            ioeventfds <- new_mutex!(KVec::new(), "vhost_mdev_ioeventfds"),
         })
+    }
+
+    /// Sizes the IRQs for `nvqs` queues, all detached and unbound: at open
+    /// (the last close detached and unbound everything).
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn open(&self, nvqs: usize) -> Result {
+        let vq = nones(nvqs)?;
+        let mut slots = KVec::with_capacity(nvqs, GFP_KERNEL)?;
+        for _ in 0..nvqs {
+            slots.push(Virqfd::new(), GFP_KERNEL)?;
+        }
+        // Nothing is bound: the old slots may go.
+        *self.ioeventfds.lock() = slots;
+        let old = core::mem::replace(&mut self.fds.lock().vq, vq);
+        drop(old);
+        Ok(())
     }
 
     /// Signals IRQ `i` of `index`, if an eventfd is attached.
     pub(crate) fn signal(&self, index: u32, i: usize) {
         let mut fds = self.fds.lock();
-        if let Some(e) = fds.slot(index, i) {
+        if let Some(Some(e)) = fds.slot(index, i) {
             e.signal();
         }
     }
@@ -105,23 +134,20 @@ impl Irqs {
         }
         let (index, start, count) = (hdr.index, hdr.start as usize, hdr.count as usize);
         let dtype = hdr.flags & vfio::VFIO_IRQ_SET_DATA_TYPE_MASK;
-        // `validate_and_prepare` checked start + count <= the IRQ count
-        // (at most MAX_VQS), so `data_size <= 4 * MAX_VQS`.
-        let mut data = [0u8; 4 * proto::MAX_VQS];
-        if data_size > data.len() {
-            return Err(EINVAL);
-        }
+        // `prepare_irq_set` checked start + count <= the IRQ count (at
+        // most MAX_VQS), so `data_size <= 4 * MAX_VQS`.
+        let mut data = KVec::from_elem(0u8, data_size, GFP_KERNEL)?;
         UserSlice::new(arg.wrapping_add(vfio::IrqSet::MINSZ), data_size)
             .reader()
-            .read_slice(&mut data[..data_size])?;
+            .read_slice(&mut data)?;
 
         if dtype == vfio::VFIO_IRQ_SET_DATA_NONE && count == 0 {
             // Detach every eventfd of the index.
-            let mut old = [NONE; proto::MAX_VQS + 1];
             let n = irq_count(index, nvqs) as usize;
+            let mut old = nones(n)?;
             let mut fds = self.fds.lock();
-            for (i, o) in old.iter_mut().enumerate().take(n) {
-                *o = fds.slot(index, i).take();
+            for (i, o) in old.iter_mut().enumerate() {
+                *o = fds.slot(index, i).and_then(Option::take);
             }
             drop(fds);
             drop(old);
@@ -129,37 +155,35 @@ impl Irqs {
         }
         if dtype == vfio::VFIO_IRQ_SET_DATA_NONE || dtype == vfio::VFIO_IRQ_SET_DATA_BOOL {
             for i in 0..count {
-                if dtype == vfio::VFIO_IRQ_SET_DATA_NONE || data[i] != 0 {
+                if dtype == vfio::VFIO_IRQ_SET_DATA_NONE || data.get(i).is_some_and(|&b| b != 0) {
                     self.signal(index, start + i);
                 }
             }
             return Ok(0);
         }
         // DATA_EVENTFD: take every new eventfd first, so that a bad fd
-        // changes nothing.
-        let mut new = [NONE; proto::MAX_VQS];
-        let mut detach = [false; proto::MAX_VQS];
-        for i in 0..count {
-            let fd = i32::from_ne_bytes([
-                data[4 * i],
-                data[4 * i + 1],
-                data[4 * i + 2],
-                data[4 * i + 3],
-            ]);
+        // changes nothing (`data` holds `count` of them).
+        let mut new = nones(count)?;
+        let mut detach = KVec::from_elem(false, count, GFP_KERNEL)?;
+        let mut old = nones(count)?;
+        let fds_in = data.chunks_exact(4);
+        for ((n, d), bytes) in new.iter_mut().zip(detach.iter_mut()).zip(fds_in) {
+            let fd = i32::from_ne_bytes(bytes.try_into().map_err(|_| EINVAL)?);
             if fd == -1 {
-                detach[i] = true;
+                *d = true;
             } else if fd < 0 {
                 return Err(EBADF);
             } else {
-                new[i] = Some(EventFd::from_fd(fd)?);
+                *n = Some(EventFd::from_fd(fd)?);
             }
         }
-        let mut old = [NONE; proto::MAX_VQS];
         let mut fds = self.fds.lock();
-        for i in 0..count {
-            if detach[i] || new[i].is_some() {
-                let slot = fds.slot(index, start + i);
-                old[i] = core::mem::replace(slot, new[i].take());
+        let changes = new.iter_mut().zip(detach.iter()).zip(old.iter_mut());
+        for (i, ((n, &d), o)) in changes.enumerate() {
+            if d || n.is_some() {
+                if let Some(slot) = fds.slot(index, start + i) {
+                    *o = core::mem::replace(slot, n.take());
+                }
             }
         }
         drop(fds);
@@ -195,15 +219,17 @@ impl Irqs {
         if idx >= u64::from(nvqs) || ie.data != idx {
             return Err(EINVAL);
         }
-        let slot = &self.ioeventfds[idx as usize];
+        let slots = self.ioeventfds.lock();
+        // Sized for `nvqs` at open.
+        let slot = slots.get(idx as usize).ok_or(EINVAL)?;
         if ie.fd == -1 {
             slot.disable();
             return Ok(0);
         }
         // A bound slot is refused with EBUSY by VFIO itself, under its lock.
         // SAFETY: `target` lives until `unbind_all`, which disables every
-        // slot (the caller guarantees); the slots are in the instance's
-        // state, which never moves (VFIO's allocation).
+        // slot (the caller guarantees); the slots stay in place until the
+        // next open replaces them, after the last close unbound them all.
         unsafe { slot.enable(target, idx as usize, ie.fd) }?;
         Ok(0)
     }
@@ -212,18 +238,16 @@ impl Irqs {
     /// eventfd was closed clears its slot itself and only queues its
     /// shutdown, which `vfio_virqfd_disable()` waits for in any case.
     pub(crate) fn unbind_all(&self) {
-        for slot in self.ioeventfds.iter() {
+        for slot in self.ioeventfds.lock().iter() {
             slot.disable();
         }
     }
 
-    /// Releases every IRQ eventfd.
+    /// Releases every IRQ eventfd (the queues' slots go with them: the
+    /// next open allocates new ones).
     pub(crate) fn detach_all(&self) {
-        let mut old_vq = [NONE; proto::MAX_VQS];
         let mut fds = self.fds.lock();
-        for (o, s) in old_vq.iter_mut().zip(fds.vq.iter_mut()) {
-            *o = s.take();
-        }
+        let old_vq = core::mem::replace(&mut fds.vq, KVec::new());
         let old_cfg = fds.config.take();
         let old_req = fds.req.take();
         drop(fds);

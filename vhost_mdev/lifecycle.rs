@@ -71,12 +71,8 @@ pub(crate) fn create(parent: &Parent, mdev: &mdev::Device, type_index: u32) -> R
         }
     });
 
-    // SAFETY: `priv_` is the parent's live instance.
-    let nvqs = unsafe { parent.ops().get_vq_count.map_or(0, |f| f(priv_)) };
-    if nvqs == 0 || nvqs as usize > proto::MAX_VQS {
-        return Err(EINVAL);
-    }
-    state.nvqs.store(nvqs, Ordering::Release);
+    // The count the instance starts with (read again at every open).
+    state.nvqs.store(vq_count(state)?, Ordering::Release);
 
     // From here VFIO may call the ops; an error below unregisters again
     // (waiting for a user that opened the device meanwhile to close it).
@@ -149,16 +145,54 @@ pub(crate) unsafe fn destroy(mdev: &mdev::Device) {
     drop(dev);
 }
 
+/// The parent's queue count, checked against the core's limit.
+fn vq_count(this: &InstanceState) -> Result<u32> {
+    let parent = this.parent();
+    // SAFETY: `priv_` is the parent's live instance.
+    let nvqs = unsafe { parent.ops().get_vq_count.map_or(0, |f| f(this.priv_())) };
+    if nvqs == 0 || nvqs as usize > proto::MAX_VQS {
+        pr_err!(
+            "a parent instance with {} virtqueues is refused: the core carries 1 to {}\n",
+            nvqs,
+            proto::MAX_VQS
+        );
+        return Err(EINVAL);
+    }
+    Ok(nvqs)
+}
+
 /// The first open.
-pub(crate) fn open(dev: &Vdev) {
+///
+/// The parent's queue count is read again here: a parent may change it
+/// while the device is closed (the net sample's `queue_pairs`). The device
+/// counts as open (`vhost_mdev_is_open()`) before the count is read, so a
+/// parent that checks it under the lock its `get_vq_count` takes never
+/// changes the count of an open device.
+pub(crate) fn open(dev: &Vdev) -> Result {
     let this = dev.data();
-    let _guard = this.channel.lock();
+    let mut ch = this.channel.lock();
+    this.kicks_on.store(true, Ordering::Release);
+    let sized = vq_count(this).and_then(|nvqs| {
+        let n = nvqs as usize;
+        ch.open(n)?;
+        this.rings.open(n)?;
+        this.irqs.open(n)?;
+        Ok(nvqs)
+    });
+    let nvqs = match sized {
+        Ok(n) => n,
+        Err(e) => {
+            this.kicks_on.store(false, Ordering::Release);
+            return Err(e);
+        }
+    };
+    this.nvqs.store(nvqs, Ordering::Release);
     // The opener's address space; the reference is dropped in `close`.
     let mm = MmGrab::current().map_or(ptr::null_mut(), MmGrab::into_raw);
     this.mm.store(mm, Ordering::Release);
     this.pins.open(dev.dma(), dev.iommufd_bound());
     this.device_status.store(0, Ordering::Release);
-    this.kicks_on.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// The last close: stops the device.

@@ -48,6 +48,7 @@ const _: () = assert!(status::NEEDS_RESET as u32 == b::VIRTIO_CONFIG_S_NEEDS_RES
 const _: () = assert!(status::FAILED as u32 == b::VIRTIO_CONFIG_S_FAILED);
 const _: () = assert!(uapi::VIRTIO_F_VERSION_1_BIT == b::VIRTIO_F_VERSION_1);
 const _: () = assert!(uapi::VIRTIO_F_ACCESS_PLATFORM_BIT == b::VIRTIO_F_ACCESS_PLATFORM);
+const _: () = assert!(uapi::VIRTIO_F_RING_PACKED_BIT == b::VIRTIO_F_RING_PACKED);
 
 // The request codes, which bindgen sees through `VHOST_MDEV_CONST_*`
 // constants (Kbuild strips the prefix).

@@ -29,7 +29,8 @@
 
 use crate::errno::EPERM;
 use crate::mm::{self, MmGrab, MmSlot};
-use crate::proto::{self, Model};
+use crate::proto::Model;
+use crate::transport::Vqs;
 use core::ptr;
 use kernel::new_spinlock;
 use kernel::prelude::*;
@@ -53,8 +54,9 @@ impl Range {
 }
 
 /// Every ring of every configured queue (descriptor table, driver area,
-/// device area), as set by the VMM.
-type Ranges = [[Range; 3]; proto::MAX_VQS];
+/// device area), as set by the VMM: one entry per queue of the parent,
+/// allocated at open.
+type Ranges = KVec<[Range; 3]>;
 
 /// The rings' user addresses of one instance.
 ///
@@ -73,8 +75,7 @@ impl RingMap {
     /// An empty map.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            ranges <- new_spinlock!([[Range { iova: 0, hva: 0, len: 0 }; 3]; proto::MAX_VQS],
-                "vhost_mdev_rings"),
+            ranges <- new_spinlock!(KVec::new(), "vhost_mdev_rings"),
             mm: MmSlot::new(),
         })
     }
@@ -104,20 +105,32 @@ impl RingMap {
         }
     }
 
+    /// Sizes the map for `nvqs` queues, all unconfigured: at open, before
+    /// any request.
+    ///
+    /// Called under the instance's state mutex.
+    pub(crate) fn open(&self, nvqs: usize) -> Result {
+        let new = KVec::from_elem([Range::default(); 3], nvqs, GFP_KERNEL)?;
+        let old = core::mem::replace(&mut *self.ranges.lock(), new);
+        drop(old);
+        Ok(())
+    }
+
     /// Takes the rings of the configured queues from the model (after any
     /// accepted request that may have changed them).
     ///
     /// Called under the instance's state mutex.
-    pub(crate) fn update(&self, model: &Model, nvqs: u32) {
-        let mut new = [[Range::default(); 3]; proto::MAX_VQS];
-        for (r, vq) in new.iter_mut().zip(model.vqs.iter()).take(nvqs as usize) {
-            if let Some(rings) = vq.ring_ranges() {
+    pub(crate) fn update(&self, model: &Model<Vqs>) {
+        let packed = model.packed();
+        let mut ranges = self.ranges.lock();
+        for (r, vq) in ranges.iter_mut().zip(model.vqs.as_ref()) {
+            *r = [Range::default(); 3];
+            if let Some(rings) = vq.ring_ranges(packed) {
                 for (r, (iova, hva, len)) in r.iter_mut().zip(rings) {
                     *r = Range { iova, hva, len };
                 }
             }
         }
-        *self.ranges.lock() = new;
     }
 
     /// Forgets every ring and the address space: after a reset or at close,
@@ -125,7 +138,7 @@ impl RingMap {
     ///
     /// Called under the instance's state mutex.
     pub(crate) fn clear(&self) {
-        *self.ranges.lock() = [[Range::default(); 3]; proto::MAX_VQS];
+        self.ranges.lock().fill([Range::default(); 3]);
         // The worker, the only other user of the address space, is quiet.
         drop(self.mm.take());
     }

@@ -9,7 +9,7 @@
 
 use crate::backend::ParentBackend;
 use crate::errno::{enodata, EINVAL, ENOTTY};
-use crate::proto::{self, Model, Reply};
+use crate::proto::{self, Model, Reply, VqConfig};
 use crate::rings::RingMap;
 use crate::uapi::{NUM_IRQS, NUM_REGIONS, REGION_MSG, REGION_NOTIFY, REGION_SHIFT};
 use crate::vfio::{self, UserArg};
@@ -22,6 +22,21 @@ use kernel::uaccess::{UserSlice, UserSliceReader, UserSliceWriter};
 /// Converts a protocol errno into a kernel error.
 fn err(e: proto::Errno) -> Error {
     Error::from_errno(-e)
+}
+
+/// The per-queue configuration of the model, one per queue of the parent.
+pub(crate) struct Vqs(KVec<VqConfig>);
+
+impl AsRef<[VqConfig]> for Vqs {
+    fn as_ref(&self) -> &[VqConfig] {
+        &self.0
+    }
+}
+
+impl AsMut<[VqConfig]> for Vqs {
+    fn as_mut(&mut self) -> &mut [VqConfig] {
+        &mut self.0
+    }
 }
 
 /// A staged reply of the message transport.
@@ -40,7 +55,9 @@ enum Via {
 /// The device model and the transports' buffers, serialised by the
 /// instance's state mutex.
 pub(crate) struct Channel {
-    model: Model,
+    /// The device model, with one queue configuration per queue of the
+    /// parent (allocated at open, see [`Channel::open`]).
+    model: Model<Vqs>,
     /// The reply slot (region 0 reads).
     staged: Option<Staged>,
     /// Bytes of the staged reply (`MAX_PAYLOAD` bytes).
@@ -57,12 +74,20 @@ pub(crate) struct Channel {
 impl Channel {
     pub(crate) fn new() -> Result<Self> {
         Ok(Channel {
-            model: Model::new(),
+            model: Model::new(Vqs(KVec::new())),
             staged: None,
             reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
             ioctl_reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
             msg: KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?,
         })
+    }
+
+    /// Sizes the model for the `nvqs` queues the parent has at this open
+    /// (a parent may change its count while the device is closed); the
+    /// model is reset (the last close reset the device).
+    pub(crate) fn open(&mut self, nvqs: usize) -> Result {
+        self.model.vqs = Vqs(KVec::from_elem(VqConfig::EMPTY, nvqs, GFP_KERNEL)?);
+        Ok(())
     }
 
     /// Drops an unread reply.
@@ -116,8 +141,7 @@ impl Channel {
             self.staged = None;
             rings.clear();
         } else if !req.has_reply() {
-            use proto::Backend;
-            rings.update(&self.model, ops.vq_count());
+            rings.update(&self.model);
         }
         Ok(len)
     }

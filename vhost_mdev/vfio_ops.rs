@@ -28,8 +28,7 @@ impl vfio::Driver for VhostVfio {
 
     /// The first open.
     fn open(dev: &Vdev) -> Result {
-        lifecycle::open(dev);
-        Ok(())
+        lifecycle::open(dev)
     }
 
     /// The last close: stops the device.

@@ -82,6 +82,11 @@ struct vhost_mdev_device_ops {
 	/* The range is checked by the core against get_config_size(). */
 	void (*get_config)(void *priv, u32 offset, void *buf, u32 len);
 	void (*set_config)(void *priv, u32 offset, const void *buf, u32 len);
+	/*
+	 * 1 to 1024 queues. Called at create and again at every first open:
+	 * the count may change while the device is closed (is_open() is
+	 * already true when the core reads it at open).
+	 */
 	u32 (*get_vq_count)(void *priv);
 	u16 (*get_vq_num_max)(void *priv);
 	void (*set_vq_num)(void *priv, u16 idx, u32 num);
@@ -268,6 +273,10 @@ void vhost_mdev_dma_unpin(struct vhost_mdev_device *vdev, u64 iova, int npages);
 void vhost_mdev_log_write(struct vhost_mdev_device *vdev, u64 iova, u64 len);
 void *vhost_mdev_priv_from_dev(struct device *dev);
 const u8 *vhost_mdev_uuid(struct vhost_mdev_device *vdev);
+/*
+ * Whether a user has the device open: true from the start of the first
+ * open (before the core reads get_vq_count()) to the end of the last close.
+ */
 bool vhost_mdev_is_open(struct vhost_mdev_device *vdev);
 
 #endif /* _LINUX_VHOST_MDEV_H */

@@ -49,7 +49,8 @@ const CAPACITY_MAX: u64 = 0x40000;
 
 /// The device state the worker runs on.
 struct BlkState {
-    queue: BlkQueue,
+    /// On the heap: the queue is about 1.4 KiB.
+    queue: KBox<BlkQueue>,
     disk: KVVec<u8>,
     read_only: bool,
     id: [u8; VIRTIO_BLK_ID_BYTES],
@@ -62,13 +63,18 @@ impl BlkState {
 }
 
 impl Work for BlkState {
-    const QUEUES: u16 = 1;
+    type Queue = SplitQueue;
+    const ITEM_QUEUES: u16 = 1;
 
-    fn queue(&mut self, _idx: u16) -> &mut SplitQueue {
-        &mut self.queue.q
+    fn queue_count(&self) -> u16 {
+        1
     }
 
-    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
+    fn queue(&mut self, idx: u16) -> Option<&mut SplitQueue> {
+        (idx == 0).then_some(&mut self.queue.q)
+    }
+
+    fn run(&mut self, _item: u16, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
         let mut disk = Disk {
             data: &mut self.disk,
             read_only: self.read_only,
@@ -110,8 +116,7 @@ impl vhost_mdev::Device for BlkDev {
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
-        self.dp.set_ring_features(features);
-        Ok(())
+        self.dp.set_ring_features(features)
     }
 
     fn config_size(&self) -> u32 {
@@ -158,8 +163,8 @@ impl vhost_mdev::Device for BlkDev {
         self.dp.get_vq_base(idx)
     }
 
-    fn kick(&self, _idx: u16) {
-        self.dp.kick();
+    fn kick(&self, idx: u16) {
+        self.dp.kick(idx);
     }
 
     fn start(&self) -> Result {
@@ -168,7 +173,7 @@ impl vhost_mdev::Device for BlkDev {
 
     fn reset(&self) {
         // The disk keeps its contents: only the queue starts over.
-        self.dp.reset(|s| s.queue = BlkQueue::default());
+        self.dp.reset(|s| *s.queue = BlkQueue::EMPTY);
     }
 
     fn suspend(&self) -> Result {
@@ -188,7 +193,7 @@ impl vhost_mdev::Parent for BlkParent {
 
     fn create(handle: DeviceHandle, _type_index: u32) -> Result<Pin<KBox<BlkDev>>> {
         let state = BlkState {
-            queue: BlkQueue::default(),
+            queue: KBox::new(BlkQueue::EMPTY, GFP_KERNEL)?,
             disk: KVVec::from_elem(0, (CAPACITY_DEFAULT * SECTOR_SIZE) as usize, GFP_KERNEL)?,
             read_only: false,
             id: blk::serial(&handle.uuid()),

@@ -5,23 +5,27 @@
 //!
 //! The reference parent driver for vhost-mdev, written to be copied: one
 //! parent (`vhost_mdev_net`) with one mdev type, `vhost_mdev_net-loopback`.
-//! Queue 0 is RX, queue 1 is TX. The [`datapath`] owns the worker and the
-//! lifecycle; each run moves frames within a [`BUDGET`] through the
-//! loopback of [`virtq`], which checks every descriptor. See
-//! `Documentation/sample-net.rst` and `Documentation/parent-drivers.rst`.
+//! It has `queue_pairs` pairs (1 to [`MAX_PAIRS`], a sysfs attribute):
+//! queue `2i` is the RX of pair `i`, queue `2i + 1` its TX, and TX `i`
+//! loops into RX `i` only. Split or packed rings. The [`datapath`] owns the
+//! worker (one work item per pair) and the lifecycle; each run of a pair
+//! moves frames within a [`BUDGET`] through the loopback of [`virtq`],
+//! which checks every descriptor. See `Documentation/sample-net.rst` and
+//! `Documentation/parent-drivers.rst`.
 
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::{c_str, fmt};
 
 include!("../../rust/parent_modules.rs");
+mod attrs;
 #[allow(dead_code)]
 pub mod virtq;
 
-use datapath::{Datapath, Memory, Outcome, Work};
+use datapath::{Datapath, Ids, Memory, Outcome, VirtQueue, Work};
 use vhost_mdev::{DeviceHandle, Registration, TypeInfo};
 use virtio::*;
-use virtq::{Budget, Loopback, RingError, SplitQueue};
+use virtq::{Budget, Loopback, RingError};
 
 module! {
     type: VhostMdevNet,
@@ -47,21 +51,29 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_NET_F_STATUS
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
-    | VIRTIO_NET_F_MRG_RXBUF;
+    | VIRTIO_NET_F_MRG_RXBUF
+    | VIRTIO_F_RING_PACKED;
 const _: () = assert!(virtq::NET_HDR_LEN == VIRTIO_NET_HDR_V1_LEN);
 /// `struct virtio_net_config` up to and including `mtu`.
 const CONFIG_SIZE: u32 = 12;
 const QUEUE_MAX: u16 = 1024;
-const RX: u16 = 0;
-const TX: u16 = 1;
+/// Most queue pairs: about 9 KiB of heap each (the loopback and its two
+/// packed id tables); a `stats/*_per_pair` file of 128 counters fits a
+/// sysfs page whatever their values.
+pub const MAX_PAIRS: u16 = 128;
 /// The work of one worker run (then it yields the CPU if the scheduler
 /// wants it, and runs again while work is left).
 const BUDGET: Budget = Budget::frames(64);
 const MTU_MIN: u16 = 68;
 
-/// What the driver configured, and the loopback's data path.
+/// What the driver configured, and the loopbacks' data path.
 struct NetState {
-    lb: Loopback,
+    /// The loopback of each pair, on the heap (about 4.5 KiB each, and
+    /// the id tables). Never shrinks: pairs beyond `pairs` keep their
+    /// counters, and every queue index the core knows has its queue.
+    lbs: KVec<KBox<Loopback>>,
+    /// Queue pairs (`queue_pairs`): 1 to `lbs.len()`.
+    pairs: u16,
     mac: [u8; 6],
     mtu: u16,
     link_up: bool,
@@ -69,27 +81,60 @@ struct NetState {
     frame: KVec<u8>,
 }
 
-impl Work for NetState {
-    const QUEUES: u16 = 2;
+impl NetState {
+    /// Sets the number of queue pairs, allocating the loopbacks it lacks
+    /// (with packed id tables of `QUEUE_MAX` entries).
+    fn set_pairs(&mut self, pairs: u16) -> Result {
+        if !(1..=MAX_PAIRS).contains(&pairs) {
+            return Err(EINVAL);
+        }
+        while self.lbs.len() < usize::from(pairs) {
+            // Filled from a constant, in place: never on the stack.
+            let mut lb = KBox::new(Loopback::EMPTY, GFP_KERNEL)?;
+            lb.rx.packed.ids = Ids::new(QUEUE_MAX)?;
+            lb.tx.packed.ids = Ids::new(QUEUE_MAX)?;
+            self.lbs.push(lb, GFP_KERNEL)?;
+        }
+        self.pairs = pairs;
+        Ok(())
+    }
 
-    /// One run of the worker: moves frames until the budget runs out,
+    /// The counters of every pair's loopback, added up.
+    fn totals(&self) -> virtq::Stats {
+        let mut t = virtq::Stats::default();
+        for lb in self.lbs.iter() {
+            t.add(&lb.stats);
+        }
+        t
+    }
+}
+
+impl Work for NetState {
+    type Queue = VirtQueue;
+    /// One work item per pair.
+    const ITEM_QUEUES: u16 = 2;
+
+    fn queue_count(&self) -> u16 {
+        2 * self.pairs
+    }
+
+    /// One run of pair `item`: moves frames until the budget runs out,
     /// nothing is left, or another task wants the CPU.
-    fn run(&mut self, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
-        let out = self
-            .lb
-            .process_yielding(mem, &mut self.frame, BUDGET, datapath::need_resched)?;
+    fn run(&mut self, item: u16, mem: &mut Memory<'_>) -> Result<Outcome, RingError> {
+        let Some(lb) = self.lbs.get_mut(usize::from(item)) else {
+            return Ok(Outcome::new());
+        };
+        let out = lb.process_yielding(mem, &mut self.frame, BUDGET, datapath::need_resched)?;
         Ok(Outcome::new()
-            .interrupt_if(RX, out.irq_rx)
-            .interrupt_if(TX, out.irq_tx)
+            .interrupt_if(2 * item, out.irq_rx)
+            .interrupt_if(2 * item + 1, out.irq_tx)
             .more(out.more))
     }
 
-    fn queue(&mut self, idx: u16) -> &mut SplitQueue {
-        if idx == RX {
-            &mut self.lb.rx
-        } else {
-            &mut self.lb.tx
-        }
+    /// Queue `idx`: the RX (even) or TX (odd) queue of pair `idx / 2`.
+    fn queue(&mut self, idx: u16) -> Option<&mut VirtQueue> {
+        let lb = self.lbs.get_mut(usize::from(idx / 2))?;
+        Some(if idx % 2 == 0 { &mut lb.rx } else { &mut lb.tx })
     }
 }
 
@@ -107,13 +152,20 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn device_features(&self) -> u64 {
-        FEATURES
+        // MQ only with several pairs; never CTRL_VQ (the VMM owns the
+        // control queue).
+        let mq = self.dp.with(|st| st.pairs > 1);
+        FEATURES | if mq { VIRTIO_NET_F_MQ } else { 0 }
     }
 
     fn set_driver_features(&self, features: u64) -> Result {
         let mrg_rxbuf = features & VIRTIO_NET_F_MRG_RXBUF != 0;
-        self.dp.set_ring_features(features);
-        self.dp.with(|st| st.lb.mrg_rxbuf = mrg_rxbuf);
+        self.dp.set_ring_features(features)?;
+        self.dp.with(|st| {
+            for lb in st.lbs.iter_mut() {
+                lb.mrg_rxbuf = mrg_rxbuf;
+            }
+        });
         Ok(())
     }
 
@@ -127,10 +179,9 @@ impl vhost_mdev::Device for NetDev {
             let status = VIRTIO_NET_S_LINK_UP * u16::from(st.link_up);
             c[..6].copy_from_slice(&st.mac);
             c[6..8].copy_from_slice(&status.to_le_bytes());
+            c[8..10].copy_from_slice(&st.pairs.to_le_bytes());
             c[10..12].copy_from_slice(&st.mtu.to_le_bytes());
         });
-        // max_virtqueue_pairs
-        c[8..10].copy_from_slice(&1u16.to_le_bytes());
         let off = offset as usize;
         if let Some(src) = c.get(off..off + buf.len()) {
             buf.copy_from_slice(src);
@@ -143,7 +194,7 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn vq_count(&self) -> u32 {
-        NetState::QUEUES.into()
+        self.dp.with(|st| st.queue_count()).into()
     }
 
     fn vq_num_max(&self) -> u16 {
@@ -170,8 +221,8 @@ impl vhost_mdev::Device for NetDev {
         self.dp.get_vq_base(idx)
     }
 
-    fn kick(&self, _idx: u16) {
-        self.dp.kick();
+    fn kick(&self, idx: u16) {
+        self.dp.kick(idx);
     }
 
     fn start(&self) -> Result {
@@ -179,7 +230,11 @@ impl vhost_mdev::Device for NetDev {
     }
 
     fn reset(&self) {
-        self.dp.reset(|st| st.lb.reset());
+        self.dp.reset(|st| {
+            for lb in st.lbs.iter_mut() {
+                lb.reset();
+            }
+        });
     }
 
     fn suspend(&self) -> Result {
@@ -201,138 +256,18 @@ impl vhost_mdev::Parent for NetParent {
         // A stable, locally administered unicast MAC from the UUID.
         let u = handle.uuid();
         let mac = [0x02, u[0], u[1], u[2], u[3], u[4]];
-        let st = NetState {
-            lb: Loopback::default(),
+        let mut st = NetState {
+            lbs: KVec::new(),
+            pairs: 0,
             mac,
             mtu: 1500,
             link_up: true,
             frame: KVec::from_elem(0u8, virtq::FRAME_BUF, GFP_KERNEL)?,
         };
+        st.set_pairs(1)?;
         let dp = Datapath::new(handle, c_str!("vhost-mdev-net"), st);
         KBox::pin_init(pin_init!(NetDev { dp <- dp }), GFP_KERNEL)
     }
-}
-
-// Per-instance sysfs attributes: mac, mtu, link, and stats/*.
-
-/// Changes the config while the device is not open (a driver reads it at
-/// start).
-fn set_while_closed(d: &NetDev, f: impl FnOnce(&mut NetState)) -> Result {
-    if d.dp.handle().is_open() {
-        return Err(EBUSY);
-    }
-    d.dp.with(f);
-    Ok(())
-}
-
-/// `mac`: settable while the device is not open.
-struct Mac;
-
-#[vtable]
-impl sysfs::Attribute<NetParent> for Mac {
-    const NAME: &'static CStr = c_str!("mac");
-
-    fn show(d: &NetDev) -> Result<CString> {
-        let [a, b, c, e, f, g] = d.dp.with(|st| st.mac);
-        CString::try_from_fmt(fmt!("{a:02x}:{b:02x}:{c:02x}:{e:02x}:{f:02x}:{g:02x}\n"))
-    }
-
-    fn store(d: &NetDev, text: &str) -> Result {
-        let mac = virtq::parse_mac(text).ok_or(EINVAL)?;
-        set_while_closed(d, |st| st.mac = mac)
-    }
-}
-
-/// `mtu`: 68-65535, settable while the device is not open.
-struct Mtu;
-
-#[vtable]
-impl sysfs::Attribute<NetParent> for Mtu {
-    const NAME: &'static CStr = c_str!("mtu");
-
-    fn show(d: &NetDev) -> Result<CString> {
-        CString::try_from_fmt(fmt!("{}\n", d.dp.with(|st| st.mtu)))
-    }
-
-    fn store(d: &NetDev, text: &str) -> Result {
-        let mtu = text.parse::<u16>().ok().filter(|&m| m >= MTU_MIN);
-        let mtu = mtu.ok_or(EINVAL)?;
-        set_while_closed(d, |st| st.mtu = mtu)
-    }
-}
-
-/// `link`: `1`/`up` or `0`/`down`; a change fires the config interrupt.
-struct Link;
-
-#[vtable]
-impl sysfs::Attribute<NetParent> for Link {
-    const NAME: &'static CStr = c_str!("link");
-
-    fn show(d: &NetDev) -> Result<CString> {
-        let up = d.dp.with(|st| st.link_up);
-        CString::try_from_fmt(fmt!("{}\n", u8::from(up)))
-    }
-
-    fn store(d: &NetDev, text: &str) -> Result {
-        let up = match text {
-            "1" | "up" => true,
-            "0" | "down" => false,
-            _ => return Err(EINVAL),
-        };
-        let was = d.dp.with(|st| core::mem::replace(&mut st.link_up, up));
-        if was != up {
-            d.dp.handle().config_changed();
-        }
-        Ok(())
-    }
-}
-
-/// The loopback's counters.
-fn stats(d: &NetDev) -> virtq::Stats {
-    d.dp.with(|st| st.lb.stats)
-}
-
-/// The files under `stats/`: name and value, in the order of [`GROUPS`].
-const STATS: [(&CStr, fn(&NetDev) -> u64); 14] = [
-    (c_str!("tx_packets"), |d| stats(d).tx_packets),
-    (c_str!("tx_bytes"), |d| stats(d).tx_bytes),
-    (c_str!("rx_packets"), |d| stats(d).rx_packets),
-    (c_str!("rx_bytes"), |d| stats(d).rx_bytes),
-    (c_str!("drop_oversize"), |d| stats(d).drop_oversize),
-    (c_str!("drop_malformed"), |d| stats(d).drop_malformed),
-    (c_str!("ring_errors"), |d| d.dp.ring_errors()),
-    (c_str!("kicks"), |d| d.dp.kicks()),
-    (c_str!("interrupts"), |d| d.dp.interrupts()),
-    (c_str!("direct_frames"), |d| stats(d).direct_frames),
-    (c_str!("runs"), |d| stats(d).runs),
-    (c_str!("max_run_descs"), |d| stats(d).max_run_descs),
-    (c_str!("max_run_bytes"), |d| stats(d).max_run_bytes),
-    (c_str!("max_stop_runs"), |d| d.dp.max_stop_runs()),
-];
-
-/// Counter `I` of [`STATS`] (read-only).
-struct Stat<const I: usize>;
-
-#[vtable]
-impl<const I: usize> sysfs::Attribute<NetParent> for Stat<I> {
-    const NAME: &'static CStr = STATS[I].0;
-
-    fn show(d: &NetDev) -> Result<CString> {
-        CString::try_from_fmt(fmt!("{}\n", (STATS[I].1)(d)))
-    }
-}
-
-sysfs::attribute_groups! {
-    static GROUPS: NetParent = [
-        (None, [Mac, Mtu, Link]),
-        (
-            Some(c_str!("stats")),
-            [
-                Stat<0>, Stat<1>, Stat<2>, Stat<3>, Stat<4>, Stat<5>, Stat<6>,
-                Stat<7>, Stat<8>, Stat<9>, Stat<10>, Stat<11>, Stat<12>, Stat<13>,
-            ]
-        ),
-    ];
 }
 
 struct VhostMdevNet {
@@ -352,7 +287,12 @@ impl kernel::Module for VhostMdevNet {
             description: c_str!("virtio-net device that loops TX back to RX (vhost-mdev sample)"),
             max_instances: max,
         }];
-        let reg = Registration::new(c_str!("vhost_mdev_net"), module, &types, Some(&GROUPS))?;
+        let reg = Registration::new(
+            c_str!("vhost_mdev_net"),
+            module,
+            &types,
+            Some(&attrs::GROUPS),
+        )?;
         pr_info!("type vhost_mdev_net-loopback, {} instances\n", max);
         Ok(VhostMdevNet { _reg: reg })
     }

@@ -3,15 +3,22 @@
 //! The virtio-net loopback of the sample: every frame taken from TX is
 //! written into RX buffers.
 //!
-//! Pure logic with no kernel dependencies: the split rings are served by
-//! the walker of the `vhost-mdev-proto` crate ([`crate::vring`], included by
-//! path), guest memory is reached through its [`GuestMemory`] trait, and
+//! Pure logic with no kernel dependencies: the rings, split or packed, are
+//! served through the [`Ring`] interface of the `vhost-mdev-proto` crate
+//! ([`crate::ring`] over [`crate::vring`] and [`crate::packed`], included
+//! by path; the loopback is compiled once per ring type), the packed
+//! rings' id tables are the including crate's `Ids` (the module: a vector
+//! on the heap), guest memory is reached through the [`GuestMemory`]
+//! trait, and
 //! `tools/proto-tests` compiles this file on the host, where property tests
 //! fill a fake memory with hostile rings. Every index, length and flag the
 //! driver wrote is checked; a violation is a [`RingError`], which the
 //! device turns into DEVICE_NEEDS_RESET.
 
+pub use crate::packed::{PackedQueue, PACKED_BASE_INIT};
+pub use crate::ring::*;
 pub use crate::vring::*;
+use crate::Ids;
 
 /// Size of `struct virtio_net_hdr_v1` (with `num_buffers`; checked against
 /// the header by the module and by the host tests).
@@ -114,6 +121,23 @@ pub struct Stats {
     pub max_run_bytes: u64,
 }
 
+impl Stats {
+    /// Adds `o`'s counts to these (the most of the `max_*` ones): the
+    /// totals over several loopbacks.
+    pub fn add(&mut self, o: &Stats) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.drop_oversize += o.drop_oversize;
+        self.drop_malformed += o.drop_malformed;
+        self.direct_frames += o.direct_frames;
+        self.runs += o.runs;
+        self.max_run_descs = self.max_run_descs.max(o.max_run_descs);
+        self.max_run_bytes = self.max_run_bytes.max(o.max_run_bytes);
+    }
+}
+
 /// What one run of [`Loopback::process`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -131,13 +155,17 @@ pub struct Outcome {
     pub bytes: u64,
 }
 
-/// A virtio-net device whose TX queue loops back into its RX queue.
-#[derive(Clone, Copy, Debug, Default)]
+/// A virtio-net queue pair whose TX queue loops back into its RX queue.
+///
+/// About 4.5 KiB (plus the id tables' storage): keep it on the heap and
+/// reset it in place ([`Loopback::EMPTY`], [`Loopback::reset`]), not on a
+/// kernel stack.
+#[derive(Debug)]
 pub struct Loopback {
-    /// Queue 0.
-    pub rx: SplitQueue,
-    /// Queue 1.
-    pub tx: SplitQueue,
+    /// The RX queue (queue `2i` of pair `i`).
+    pub rx: Queue<Ids>,
+    /// The TX queue (queue `2i + 1`).
+    pub tx: Queue<Ids>,
     /// `VIRTIO_NET_F_MRG_RXBUF` negotiated.
     pub mrg_rxbuf: bool,
     /// Counters.
@@ -147,19 +175,19 @@ pub struct Loopback {
 
 /// What became of a frame offered to RX.
 enum Delivery {
-    /// Delivered; by direct copies only, or not.
-    Delivered(bool),
+    /// Delivered, in so many RX chains; by direct copies only, or not.
+    Delivered(u16, bool),
     TooBig,
     NoBuffers,
 }
 
 /// Where frames go in RX: kept in the device, not on the stack.
 ///
-/// The first `walked` chains the driver made available in RX (from
-/// `rx.last_avail` on) were walked in this run and their buffers recorded
+/// The first `walked` chains the driver made available in RX (from the
+/// next one to consume on) were walked in this run and their buffers recorded
 /// here; a frame that does not fit leaves them for the next frame, which
 /// uses them without walking them again.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct RxScratch {
     /// Head of each chain.
     heads: [u16; MAX_RX_CHAINS],
@@ -179,6 +207,21 @@ struct RxScratch {
 }
 
 impl RxScratch {
+    const SEG: Segment = Segment {
+        addr: 0,
+        len: 0,
+        write: false,
+    };
+    const EMPTY: Self = Self {
+        heads: [0; MAX_RX_CHAINS],
+        nsegs: [0; MAX_RX_CHAINS],
+        segs: [Self::SEG; MAX_RX_SEGS],
+        tx: [Self::SEG; MAX_TX_SEGS],
+        walked: 0,
+        recorded: 0,
+        cut: false,
+    };
+
     /// Forgets the first `n` walked chains (consumed), keeping the others
     /// in order; a chain recorded only in part is dropped (walked again
     /// when needed: with fewer segments recorded, more of it may fit).
@@ -205,23 +248,62 @@ impl RxScratch {
     }
 }
 
+impl Default for Loopback {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
 impl Loopback {
-    /// Forgets the queues and what the driver negotiated (a device reset);
-    /// the counters, which describe the instance, stay.
+    /// A loopback with unconfigured queues and zero counters.
+    pub const EMPTY: Self = Self {
+        rx: Queue::EMPTY,
+        tx: Queue::EMPTY,
+        mrg_rxbuf: false,
+        stats: Stats {
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_bytes: 0,
+            drop_oversize: 0,
+            drop_malformed: 0,
+            direct_frames: 0,
+            runs: 0,
+            max_run_descs: 0,
+            max_run_bytes: 0,
+        },
+        scratch: RxScratch::EMPTY,
+    };
+
+    /// Forgets the queues and what the driver negotiated (a device reset),
+    /// in place; the counters, which describe the instance, stay.
     pub fn reset(&mut self) {
-        *self = Self {
-            stats: self.stats,
-            ..Default::default()
-        };
+        self.rx.reset();
+        self.tx.reset();
+        self.mrg_rxbuf = false;
+        // Per-run state: every run starts by clearing it.
+        self.scratch.walked = 0;
+        self.scratch.recorded = 0;
+        self.scratch.cut = false;
     }
 
-    /// A loopback over two configured queues.
+    /// A loopback over two configured split queues.
     pub fn new(rx: SplitQueue, tx: SplitQueue, mrg_rxbuf: bool) -> Self {
         Self {
-            rx,
-            tx,
+            rx: Queue::new_split(rx, Ids::EMPTY),
+            tx: Queue::new_split(tx, Ids::EMPTY),
             mrg_rxbuf,
-            ..Default::default()
+            ..Self::EMPTY
+        }
+    }
+
+    /// A loopback over two configured packed queues.
+    pub fn new_packed(rx: PackedQueue<Ids>, tx: PackedQueue<Ids>, mrg_rxbuf: bool) -> Self {
+        Self {
+            rx: Queue::new_packed(rx),
+            tx: Queue::new_packed(tx),
+            mrg_rxbuf,
+            ..Self::EMPTY
         }
     }
 
@@ -247,12 +329,55 @@ impl Loopback {
         mem: &mut M,
         buf: &mut [u8],
         budget: Budget,
+        yield_now: impl FnMut() -> bool,
+    ) -> Result<Outcome, RingError> {
+        if !self.rx.usable() || !self.tx.usable() {
+            return Ok(Outcome::default());
+        }
+        self.rx.check()?;
+        self.tx.check()?;
+        // The ring type is the device's (RING_PACKED): one per run.
+        match (self.rx.is_packed(), self.tx.is_packed()) {
+            (false, false) => Pair {
+                rx: &mut self.rx.split,
+                tx: &mut self.tx.split,
+                mrg_rxbuf: self.mrg_rxbuf,
+                stats: &mut self.stats,
+                scratch: &mut self.scratch,
+            }
+            .process(mem, buf, budget, yield_now),
+            (true, true) => Pair {
+                rx: &mut self.rx.packed,
+                tx: &mut self.tx.packed,
+                mrg_rxbuf: self.mrg_rxbuf,
+                stats: &mut self.stats,
+                scratch: &mut self.scratch,
+            }
+            .process(mem, buf, budget, yield_now),
+            _ => Err(RingError::BadIndex),
+        }
+    }
+}
+
+/// The loopback's work on rings of type `R`.
+struct Pair<'a, R> {
+    rx: &'a mut R,
+    tx: &'a mut R,
+    mrg_rxbuf: bool,
+    stats: &'a mut Stats,
+    scratch: &'a mut RxScratch,
+}
+
+impl<R: Ring> Pair<'_, R> {
+    /// [`Loopback::process_yielding`] on usable rings of type `R`.
+    fn process<M: GuestMemory>(
+        &mut self,
+        mem: &mut M,
+        buf: &mut [u8],
+        budget: Budget,
         mut yield_now: impl FnMut() -> bool,
     ) -> Result<Outcome, RingError> {
         let mut out = Outcome::default();
-        if !self.rx.ready || !self.tx.ready || self.rx.num == 0 || self.tx.num == 0 {
-            return Ok(out);
-        }
         let buf = buf.get_mut(..FRAME_BUF).ok_or(RingError::Fault)?;
         // Chains recorded in an earlier run may have been reconfigured.
         self.scratch.walked = 0;
@@ -269,7 +394,15 @@ impl Loopback {
         let direct = mem.can_copy();
         loop {
             if tx_pending == 0 {
-                break;
+                // A packed ring counts a window of chains at a time: look
+                // past it (a split ring counted them all).
+                if !R::BOUNDED_PENDING {
+                    break;
+                }
+                tx_pending = self.tx.pending(mem)?;
+                if tx_pending == 0 {
+                    break;
+                }
             }
             if out.frames > 0
                 && (out.frames >= budget.frames
@@ -294,7 +427,7 @@ impl Loopback {
             let mut ntx = 0usize;
             let mut gathering = direct;
             let walked = loop {
-                let seg = match w.next(&mut self.tx, mem) {
+                let seg = match w.next(self.tx, mem) {
                     Ok(Some(seg)) => seg,
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
@@ -344,12 +477,11 @@ impl Loopback {
             if malformed {
                 self.stats.drop_malformed += 1;
             } else {
-                let rx_before = self.rx.last_avail;
                 let ntx = if gathering { Some(ntx) } else { None };
                 let d = self.deliver(mem, buf, len, rx_pending, ntx, &mut out.descs)?;
-                rx_pending -= self.rx.last_avail.wrapping_sub(rx_before);
                 match d {
-                    Delivery::Delivered(direct) => {
+                    Delivery::Delivered(n, direct) => {
+                        rx_pending -= n;
                         rx_used = true;
                         self.stats.direct_frames += u64::from(direct);
                         self.stats.rx_packets += 1;
@@ -367,7 +499,7 @@ impl Loopback {
                 self.stats.tx_packets += 1;
                 self.stats.tx_bytes += (len - NET_HDR_LEN) as u64;
             }
-            self.tx.last_avail = self.tx.last_avail.wrapping_add(1);
+            self.tx.consume(mem)?;
             self.tx.put_used(mem, head, 0)?;
             tx_pending -= 1;
             tx_used = true;
@@ -386,7 +518,7 @@ impl Loopback {
             // when the driver adds any.
             self.rx.arm_kick(mem)?;
         }
-        if tx_used || self.tx.event_idx {
+        if tx_used || self.tx.event_idx() {
             self.tx.publish(mem)?;
         }
         // The used index and avail_event stores above must be visible before
@@ -395,7 +527,7 @@ impl Loopback {
         if rx_used {
             out.irq_rx = self.rx.needs_interrupt(mem)?;
         }
-        if tx_used || self.tx.event_idx {
+        if tx_used || self.tx.event_idx() {
             out.irq_tx = self.tx.needs_interrupt(mem)?;
         }
         out.more = stopped;
@@ -445,7 +577,7 @@ impl Loopback {
         }
         // Then new ones, until the frame fits or no chain can add room.
         while cap < need && n < max_chains && !self.scratch.cut {
-            let sc = &mut self.scratch;
+            let sc = &mut *self.scratch;
             let (head, mut w) = self.rx.chain(mem, n as u16)?;
             sc.heads[n] = head;
             sc.nsegs[n] = 0;
@@ -455,7 +587,7 @@ impl Loopback {
                     sc.cut = true;
                     break Ok(());
                 }
-                let seg = match w.next(&mut self.rx, mem) {
+                let seg = match w.next(self.rx, mem) {
                     Ok(Some(seg)) => seg,
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
@@ -485,7 +617,7 @@ impl Loopback {
                 && !self.scratch.cut
                 && n == rx_pending as usize
                 && n < MAX_RX_CHAINS
-                && rx_pending < self.rx.num
+                && !self.rx.is_full(rx_pending)
             {
                 return Ok(Delivery::NoBuffers);
             }
@@ -511,12 +643,12 @@ impl Loopback {
                 written += l as u32;
             }
             at += segs;
-            self.rx.last_avail = self.rx.last_avail.wrapping_add(1);
+            self.rx.consume(mem)?;
             let head = self.scratch.heads[i];
             self.rx.put_used(mem, head, written)?;
         }
         self.scratch.consume(n);
-        Ok(Delivery::Delivered(direct))
+        Ok(Delivery::Delivered(n as u16, direct))
     }
 }
 

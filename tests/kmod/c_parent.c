@@ -10,14 +10,18 @@
  *  - every instance calls vhost_mdev_vq_interrupt() from a hard IRQ (an
  *    hrtimer in HRTIMER_MODE_REL_HARD) right after its creation; lockdep
  *    reports it if the core's IRQ lock is not IRQ-safe. The instance's
- *    "hardirq_interrupts" attribute counts the calls.
+ *    "hardirq_interrupts" attribute counts the calls;
+ *  - the instance's "nvqs" attribute sets its queue count (any value up to
+ *    C_MAX_VQS, refused with EBUSY while the device is open), which the
+ *    core reads again at every open and checks (1 to 1024).
  *
- * Its device has two queues and moves no data. Not installed; built only
+ * Its device has two queues (by default) and moves no data. Not installed; built only
  * for the test kernel.
  */
 #include <linux/device.h>
 #include <linux/hrtimer.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/sysfs.h>
 #include <linux/vhost_mdev.h>
@@ -27,11 +31,17 @@ static uint abi = VHOST_MDEV_ABI_VERSION;
 module_param(abi, uint, 0444);
 MODULE_PARM_DESC(abi, "ABI version to claim at registration (test only)");
 
+/* Beyond the core's limit (1024), to test its check. */
+#define C_MAX_VQS 2048
+
 struct c_inst {
 	struct vhost_mdev_device *vdev;
 	struct hrtimer timer;
 	atomic_t fired;
-	u32 base[2];
+	/* Serialises nvqs with vhost_mdev_is_open() (see the header). */
+	struct mutex lock;
+	u32 nvqs;
+	u32 base[C_MAX_VQS];
 };
 
 static enum hrtimer_restart c_timer(struct hrtimer *t)
@@ -53,7 +63,16 @@ static int c_set_features(void *p, u64 f) { return 0; }
 static u32 c_config_size(void *p) { return 0; }
 static void c_get_config(void *p, u32 off, void *buf, u32 len) { }
 static void c_set_config(void *p, u32 off, const void *buf, u32 len) { }
-static u32 c_vq_count(void *p) { return 2; }
+static u32 c_vq_count(void *p)
+{
+	struct c_inst *c = p;
+	u32 n;
+
+	mutex_lock(&c->lock);
+	n = c->nvqs;
+	mutex_unlock(&c->lock);
+	return n;
+}
 static u16 c_vq_num_max(void *p) { return 256; }
 static void c_set_vq_num(void *p, u16 idx, u32 num) { }
 static void c_set_vq_address(void *p, u16 idx, u64 d, u64 drv, u64 dev) { }
@@ -72,7 +91,7 @@ static void c_reset(void *p)
 {
 	struct c_inst *c = p;
 
-	c->base[0] = c->base[1] = 0;
+	memset(c->base, 0, sizeof(c->base));
 }
 
 static void c_destroy(void *p)
@@ -80,7 +99,7 @@ static void c_destroy(void *p)
 	struct c_inst *c = p;
 
 	hrtimer_cancel(&c->timer);
-	kfree(c);
+	kvfree(c);
 }
 
 static const struct vhost_mdev_device_ops c_ops = {
@@ -107,11 +126,13 @@ static const struct vhost_mdev_device_ops c_ops = {
 static void *c_create(void *parent_priv, struct vhost_mdev_device *vdev,
 		      unsigned int type_index)
 {
-	struct c_inst *c = kzalloc(sizeof(*c), GFP_KERNEL);
+	struct c_inst *c = kvzalloc(sizeof(*c), GFP_KERNEL);
 
 	if (!c)
 		return ERR_PTR(-ENOMEM);
 	c->vdev = vdev;
+	mutex_init(&c->lock);
+	c->nvqs = 2;
 	hrtimer_init(&c->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
 	c->timer.function = c_timer;
 	hrtimer_start(&c->timer, ms_to_ktime(1), HRTIMER_MODE_REL_HARD);
@@ -129,8 +150,43 @@ static ssize_t hardirq_interrupts_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(hardirq_interrupts);
 
+static ssize_t nvqs_show(struct device *dev, struct device_attribute *attr,
+			 char *buf)
+{
+	struct c_inst *c = vhost_mdev_priv_from_dev(dev);
+
+	if (!c)
+		return -ENODEV;
+	return sysfs_emit(buf, "%u\n", c_vq_count(c));
+}
+
+static ssize_t nvqs_store(struct device *dev, struct device_attribute *attr,
+			  const char *buf, size_t count)
+{
+	struct c_inst *c = vhost_mdev_priv_from_dev(dev);
+	u32 n;
+	int ret;
+
+	if (!c)
+		return -ENODEV;
+	ret = kstrtou32(buf, 0, &n);
+	if (ret)
+		return ret;
+	if (n > C_MAX_VQS)
+		return -EINVAL;
+	mutex_lock(&c->lock);
+	if (vhost_mdev_is_open(c->vdev))
+		ret = -EBUSY;
+	else
+		c->nvqs = n;
+	mutex_unlock(&c->lock);
+	return ret ?: count;
+}
+static DEVICE_ATTR_RW(nvqs);
+
 static struct attribute *c_attrs[] = {
 	&dev_attr_hardirq_interrupts.attr,
+	&dev_attr_nvqs.attr,
 	NULL,
 };
 static const struct attribute_group c_group = { .attrs = c_attrs };

@@ -236,6 +236,22 @@ t "C parent: registers on its own device; instances carry its attributes" sh -c 
 	vhost-mdev info $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
 	grep -qx 'virtio device id: 1 (net)' /tmp/cp.info && grep -qx 'queues: 2' /tmp/cp.info &&
 	grep -qx 'max queue size: 256' /tmp/cp.info || { cat /tmp/cp.info; exit 1; }"
+t "C parent: the queue count is read at every open, 1 to 1024" sh -c "
+	. $TOP/tests/vm/lib.sh
+	D=/sys/bus/mdev/devices/$UC
+	for n in 1024 1 513; do
+		echo \$n >\$D/nvqs || exit 1
+		vhost-mdev info $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
+		grep -qx \"queues: \$n\" /tmp/cp.info || { grep queues /tmp/cp.info; exit 1; }
+	done
+	for n in 0 1025; do
+		dmesg -C
+		echo \$n >\$D/nvqs || exit 1
+		vhost-mdev info $UC >/tmp/cp.info 2>&1 && { echo \"opened with \$n queues\"; exit 1; }
+		dmesg | grep -q \"a parent instance with \$n virtqueues is refused: the core carries 1 to 1024\" ||
+			{ dmesg | tail -3; exit 1; }
+	done
+	echo 2 >\$D/nvqs && vhost-mdev info $UC | grep -qx 'queues: 2'"
 t "C parent: vq_interrupt from a hard IRQ handler, no lockdep report" sh -c "
 	. $TOP/tests/vm/lib.sh
 	D=/sys/bus/mdev/devices/$UC

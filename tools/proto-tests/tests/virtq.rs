@@ -447,11 +447,11 @@ fn too_few_mergeable_buffers_arm_the_rx_kick() {
 fn avail_index_out_of_range_is_an_error() {
     let mut s = setup(false);
     // 64 entries: 0x00ff + 64 is the most the driver may have published.
-    s.lb.tx.last_avail = 0x00ff;
+    s.lb.tx.split.last_avail = 0x00ff;
     s.m.put(s.tx.avail + 2, &0x0140u16.to_le_bytes());
-    assert_eq!(s.lb.tx.pending(&mut s.m), Err(RingError::BadAvailIdx));
+    assert_eq!(s.lb.tx.split.pending(&mut s.m), Err(RingError::BadAvailIdx));
     s.m.put(s.tx.avail + 2, &0x013fu16.to_le_bytes());
-    assert_eq!(s.lb.tx.pending(&mut s.m), Ok(64));
+    assert_eq!(s.lb.tx.split.pending(&mut s.m), Ok(64));
 }
 
 /// The driver side of the tearing model: a correct virtio-net driver that
@@ -935,14 +935,14 @@ fn run_bounded(s: &mut Setup, budget: Budget) -> u32 {
         runs += 1;
         let acc = s.m.accesses - acc;
         let moved = s.m.moved - moved;
-        assert!(out.descs <= budget.max_descs(s.lb.tx.num), "{out:?}");
+        assert!(out.descs <= budget.max_descs(s.lb.tx.split.num), "{out:?}");
         assert!(out.bytes <= budget.max_bytes(), "{out:?}");
         assert!(
-            acc <= access_bound(&budget, s.lb.tx.num, out.frames),
+            acc <= access_bound(&budget, s.lb.tx.split.num, out.frames),
             "{acc} accesses, {out:?}"
         );
         assert!(
-            moved <= moved_bound(&budget, s.lb.tx.num),
+            moved <= moved_bound(&budget, s.lb.tx.split.num),
             "{moved} bytes moved, {out:?}"
         );
         if !out.more {

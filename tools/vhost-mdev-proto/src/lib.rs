@@ -11,7 +11,9 @@
 //! - [`vring`]: the device side of a split virtqueue, over a guest-memory
 //!   accessor trait;
 //! - [`packed`]: the device side of a packed virtqueue (virtio 1.1), over
-//!   the same trait.
+//!   the same trait;
+//! - [`ring`]: one interface over both, so that a device serves either
+//!   ring type with the same code.
 //!
 //! The crate is `no_std` and allocates nothing. The kernel modules build
 //! its source files as modules of their own crates (`#[path]` includes in
@@ -23,5 +25,6 @@
 
 pub mod packed;
 pub mod proto;
+pub mod ring;
 pub mod uapi;
 pub mod vring;

@@ -194,7 +194,66 @@ impl<S: Default + AsMut<[u16]>> Default for PackedQueue<S> {
     }
 }
 
+impl<S> PackedQueue<S> {
+    /// An unconfigured, disabled queue over the id table `ids` (which is
+    /// not cleared): a constant that can be assigned in place, as the
+    /// split ring's `SplitQueue::EMPTY`.
+    pub const fn with_ids(ids: S) -> Self {
+        Self {
+            num: 0,
+            desc: 0,
+            driver: 0,
+            device: 0,
+            ready: false,
+            event_idx: false,
+            indirect: false,
+            ids,
+            avail: Pos::START,
+            used: Pos::START,
+            in_flight: 0,
+            ahead: [Located { id: 0, descs: 0 }; MAX_AHEAD],
+            ahead_len: 0,
+            ahead_descs: 0,
+            batch: [Used {
+                id: 0,
+                len: 0,
+                at: Pos::START,
+            }; BATCH],
+            batch_len: 0,
+            signalled: Pos::START,
+            used_since: 0,
+            kick_flags: None,
+        }
+    }
+}
+
 impl<S: AsMut<[u16]>> PackedQueue<S> {
+    /// Makes the queue unconfigured and disabled again, in place (a device
+    /// reset): the id table keeps its storage and is cleared.
+    pub fn reset(&mut self) {
+        self.num = 0;
+        self.desc = 0;
+        self.driver = 0;
+        self.device = 0;
+        self.ready = false;
+        self.event_idx = false;
+        self.indirect = false;
+        self.ids.as_mut().fill(0);
+        self.avail = Pos::START;
+        self.used = Pos::START;
+        self.in_flight = 0;
+        self.signalled = Pos::START;
+        self.used_since = 0;
+        self.invalidate();
+    }
+
+    /// Whether every ring slot is in flight or taken by a chain that
+    /// [`PackedQueue::pending`] counted: the driver cannot make more
+    /// available before the device marks some used.
+    pub fn is_full(&self) -> bool {
+        self.free() == 0
+    }
+
     /// A queue of `num` descriptors at the given addresses, enabled, in
     /// the state of a fresh ring ([`PACKED_BASE_INIT`]). `ids` is cleared.
     pub fn new(num: u16, desc: u64, driver: u64, device: u64, mut ids: S) -> Self {
@@ -347,6 +406,11 @@ impl<S: AsMut<[u16]>> PackedQueue<S> {
         // The buffer id is in the chain's last descriptor.
         let id = mem.read_u16(self.slot(at.idx, DESC_ID)?)?;
         if id >= self.num {
+            return Err(RingError::BadId);
+        }
+        if self.ahead.iter().take(n).any(|c| c.id == id) {
+            // The driver made a buffer id available twice (a device that
+            // completes chains at once would never see both in flight).
             return Err(RingError::BadId);
         }
         if let Some(e) = self.ahead.get_mut(n) {

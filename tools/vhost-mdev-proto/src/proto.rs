@@ -37,11 +37,14 @@ use errno::*;
 
 pub use super::uapi::{
     req, status, CONFIG_HDR_SIZE, HDR_SIZE, MAX_PAYLOAD, MSG_REGION_SIZE, NEED_REPLY,
-    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE, VRING_STATE_SIZE,
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE,
+    VRING_STATE_SIZE,
 };
 
-/// Most virtqueues a parent may have.
-pub const MAX_VQS: usize = 32;
+/// Most virtqueues a parent may have: QEMU's `VIRTIO_QUEUE_MAX` (1024),
+/// so 511 queue pairs and a control queue. The per-queue state of the
+/// model and the core is allocated for the parent's count at open.
+pub const MAX_VQS: usize = 1024;
 
 /// The header of a message (`struct vhost_vfio_op`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -491,10 +494,13 @@ pub trait Backend {
     fn set_vq_address(&mut self, idx: u16, desc: u64, driver: u64, device: u64);
     /// Enables or disables a queue.
     fn set_vq_ready(&mut self, idx: u16, ready: bool);
-    /// Sets the next available index of a queue.
-    fn set_vq_base(&mut self, idx: u16, base: u16);
-    /// Reads where a queue is.
-    fn get_vq_base(&self, idx: u16) -> u16;
+    /// Sets where a queue starts: the next available index (split rings,
+    /// below 2^16), or vhost's packed encoding (`last_avail_idx | wrap <<
+    /// 15` in the low half, the used index and wrap counter in the high
+    /// half; each index below the ring size).
+    fn set_vq_base(&mut self, idx: u16, base: u32);
+    /// Reads where a queue is (the encoding of [`Backend::set_vq_base`]).
+    fn get_vq_base(&self, idx: u16) -> u32;
     /// Every non-zero status the model accepted: after
     /// [`Backend::set_driver_features`] for FEATURES_OK (an error keeps
     /// FEATURES_OK clear), before [`Backend::start`] for DRIVER_OK (an
@@ -530,46 +536,95 @@ pub struct VqConfig {
     pub hva: VringAddr,
     /// Enabled.
     pub ready: bool,
-    /// Base set by the driver.
-    pub base: u16,
+    /// Base set by the driver (see [`Backend::set_vq_base`]).
+    pub base: u32,
 }
 
 impl VqConfig {
+    /// A queue the driver did not configure.
+    pub const EMPTY: Self = Self {
+        num: 0,
+        addr_set: false,
+        addr: NO_ADDR,
+        hva_set: false,
+        hva: NO_ADDR,
+        ready: false,
+        base: 0,
+    };
+
     /// Whether the queue has everything it needs to run: a size, its ring
     /// addresses and where the VMM sees them.
     pub fn configured(&self) -> bool {
         self.num != 0 && self.addr_set && self.hva_set
     }
 
-    /// The rings of this queue as `(iova, hva, len)` ranges (descriptor
-    /// table, driver area with `used_event`, device area with
-    /// `avail_event`), once it is configured.
-    pub fn ring_ranges(&self) -> Option<[(u64, u64, u64); 3]> {
+    /// The rings of this queue as `(iova, hva, len)` ranges, once it is
+    /// configured: descriptor table (packed: the descriptor ring), driver
+    /// area (split: the available ring with `used_event`; packed: the
+    /// driver's event suppression structure) and device area (split: the
+    /// used ring with `avail_event`; packed: the device's structure).
+    pub fn ring_ranges(&self, packed: bool) -> Option<[(u64, u64, u64); 3]> {
         if !self.configured() {
             return None;
         }
         let n = u64::from(self.num);
+        let (driver, device) = if packed {
+            (4, 4)
+        } else {
+            (6 + 2 * n, 6 + 8 * n)
+        };
         Some([
             (self.addr.desc, self.hva.desc, 16 * n),
-            (self.addr.avail, self.hva.avail, 6 + 2 * n),
-            (self.addr.used, self.hva.used, 6 + 8 * n),
+            (self.addr.avail, self.hva.avail, driver),
+            (self.addr.used, self.hva.used, device),
         ])
+    }
+
+    /// Whether the queue may run with the ring type the features chose:
+    /// configured, and (the features may have changed since the queue was
+    /// set up) its layout and base valid for that type. A packed base
+    /// indexes the ring in both halves; a split base is any 16-bit index.
+    fn runnable(&self, packed: bool) -> bool {
+        self.configured()
+            && check_ring_layout(&self.addr, packed).is_ok()
+            && check_ring_layout(&self.hva, packed).is_ok()
+            && if packed {
+                packed_base_fits(self.base, self.num)
+            } else {
+                self.base <= u32::from(u16::MAX)
+            }
     }
 }
 
-/// Checks a split ring layout (virtio 1.x, 2.7): descriptor table aligned
-/// to 16, driver area to 2, device area to 4. Logging is not supported
-/// (flags must be 0; the log address is ignored).
-fn check_ring_layout(a: &VringAddr) -> Result<(), Errno> {
-    if a.flags != 0 || a.desc & 15 != 0 || a.avail & 1 != 0 || a.used & 3 != 0 {
+/// Whether both halves of a packed vring base (vhost's encoding: index in
+/// bits 0-14, wrap counter in bit 15) index a ring of `num` entries.
+fn packed_base_fits(base: u32, num: u32) -> bool {
+    let avail = base & 0x7fff;
+    let used = (base >> 16) & 0x7fff;
+    avail < num && used < num
+}
+
+/// Checks a ring layout: for split rings (virtio 1.x, 2.7) descriptor
+/// table aligned to 16, driver area to 2, device area to 4; for packed
+/// rings (2.8.10) the descriptor ring to 16 and both event suppression
+/// structures to 4. Logging is not supported (flags must be 0; the log
+/// address is ignored).
+fn check_ring_layout(a: &VringAddr, packed: bool) -> Result<(), Errno> {
+    let driver_align = if packed { 3 } else { 1 };
+    if a.flags != 0 || a.desc & 15 != 0 || a.avail & driver_align != 0 || a.used & 3 != 0 {
         return Err(EINVAL);
     }
     Ok(())
 }
 
 /// The virtio device model of one instance: status, features and queues.
+///
+/// `V` holds the per-queue configuration, one [`VqConfig`] per queue of
+/// the device (a slice, array or vector: the kernel allocates it for the
+/// parent's queue count at open). A queue index beyond it, or beyond the
+/// device's `vq_count()`, is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Model {
+pub struct Model<V> {
     /// The driver-visible status (without device-set bits).
     pub status: u8,
     /// Features the driver set.
@@ -577,13 +632,7 @@ pub struct Model {
     /// Suspended by `VHOST_VDPA_SUSPEND`.
     pub suspended: bool,
     /// Per-queue configuration.
-    pub vqs: [VqConfig; MAX_VQS],
-}
-
-impl Default for Model {
-    fn default() -> Self {
-        Self::new()
-    }
+    pub vqs: V,
 }
 
 /// Ring addresses not set.
@@ -629,40 +678,61 @@ impl<'a> Reply<'a> {
     }
 }
 
-impl Model {
-    /// A reset device.
-    pub const fn new() -> Self {
-        Self {
+impl<V: Default + AsRef<[VqConfig]> + AsMut<[VqConfig]>> Default for Model<V> {
+    fn default() -> Self {
+        Self::new(V::default())
+    }
+}
+
+impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
+    /// A reset device over the per-queue storage `vqs` (cleared).
+    pub fn new(vqs: V) -> Self {
+        let mut m = Self {
             status: 0,
             features: 0,
             suspended: false,
-            vqs: [VqConfig {
-                num: 0,
-                addr_set: false,
-                addr: NO_ADDR,
-                hva_set: false,
-                hva: NO_ADDR,
-                ready: false,
-                base: 0,
-            }; MAX_VQS],
-        }
+            vqs,
+        };
+        m.clear();
+        m
+    }
+
+    /// Forgets everything the driver set, in place.
+    fn clear(&mut self) {
+        self.status = 0;
+        self.features = 0;
+        self.suspended = false;
+        self.vqs.as_mut().fill(VqConfig::EMPTY);
     }
 
     fn running(&self) -> bool {
         self.status & status::DRIVER_OK != 0 && !self.suspended
     }
 
+    /// Whether the driver set `VIRTIO_F_RING_PACKED`: the queues are packed
+    /// rings (the features cannot change once FEATURES_OK is set, and
+    /// queues are configured after the features).
+    pub fn packed(&self) -> bool {
+        self.features & VIRTIO_F_RING_PACKED != 0
+    }
+
     fn vq_index(&self, dev: &dyn Backend, index: u32) -> Result<u16, Errno> {
-        if index >= dev.vq_count() || index as usize >= MAX_VQS {
+        let n = self.vqs.as_ref().len().min(MAX_VQS);
+        if index >= dev.vq_count() || index as usize >= n {
             return Err(ENOBUFS);
         }
         Ok(index as u16)
     }
 
+    /// The configuration of queue `idx` (checked by [`Self::vq_index`]).
+    fn vq(&mut self, idx: u16) -> &mut VqConfig {
+        &mut self.vqs.as_mut()[usize::from(idx)]
+    }
+
     /// Resets the model and the device (status 0, close, removal).
     pub fn reset(&mut self, dev: &mut dyn Backend) {
         dev.reset();
-        *self = Self::new();
+        self.clear();
     }
 
     /// Runs one request against the device. On error nothing changed.
@@ -727,7 +797,7 @@ impl Model {
                     return Err(EINVAL);
                 }
                 dev.set_vq_num(idx, num);
-                self.vqs[idx as usize].num = num;
+                self.vq(idx).num = num;
                 Ok(())
             }
             Request::SetVringBase { index, num } => {
@@ -735,9 +805,21 @@ impl Model {
                 if self.running() {
                     return Err(EINVAL);
                 }
-                let base = u16::try_from(num).map_err(|_| EINVAL)?;
-                dev.set_vq_base(idx, base);
-                self.vqs[idx as usize].base = base;
+                // vhost's encodings (6.12 `drivers/vhost/vhost.c`,
+                // `vhost_vring_ioctl()`): a 16-bit index for split rings;
+                // for packed rings `last_avail_idx | wrap << 15` in the low
+                // half and the same for the used index in the high half.
+                // A packed base must index the ring, when its size is known
+                // (DRIVER_OK checks it again).
+                let packed = self.packed();
+                let vq_num = self.vq(idx).num;
+                if !packed && num > u32::from(u16::MAX)
+                    || packed && vq_num != 0 && !packed_base_fits(num, vq_num)
+                {
+                    return Err(EINVAL);
+                }
+                dev.set_vq_base(idx, num);
+                self.vq(idx).base = num;
                 Ok(())
             }
             Request::SetVringAddr(a) => {
@@ -745,9 +827,9 @@ impl Model {
                 if self.running() {
                     return Err(EINVAL);
                 }
-                check_ring_layout(&a)?;
+                check_ring_layout(&a, self.packed())?;
                 dev.set_vq_address(idx, a.desc, a.avail, a.used);
-                let vq = &mut self.vqs[idx as usize];
+                let vq = self.vq(idx);
                 vq.addr = a;
                 vq.addr_set = true;
                 Ok(())
@@ -759,8 +841,8 @@ impl Model {
                 }
                 // The same layout in the VMM's address space: the core reads
                 // and writes the ring indexes there as single accesses.
-                check_ring_layout(&a)?;
-                let vq = &mut self.vqs[idx as usize];
+                check_ring_layout(&a, self.packed())?;
+                let vq = self.vq(idx);
                 vq.hva = a;
                 vq.hva_set = true;
                 Ok(())
@@ -768,12 +850,14 @@ impl Model {
             Request::GetVringBase { index } => {
                 let idx = self.vq_index(dev, index)?;
                 let base = if self.status & status::DRIVER_OK != 0 {
-                    dev.get_vq_base(idx)
+                    // Split rings: bits 16-31 are not the device's to set.
+                    let mask = if self.packed() { u32::MAX } else { 0xffff };
+                    dev.get_vq_base(idx) & mask
                 } else {
-                    self.vqs[idx as usize].base
+                    self.vq(idx).base
                 };
                 reply.put(&index.to_ne_bytes())?;
-                reply.put(&u32::from(base).to_ne_bytes())
+                reply.put(&base.to_ne_bytes())
             }
             Request::SetVringEnable { index, num } => {
                 let idx = self.vq_index(dev, index)?;
@@ -782,12 +866,14 @@ impl Model {
                 }
                 // DRIVER_OK checked every enabled queue; a queue enabled
                 // later gets the same check.
-                let vq = &self.vqs[idx as usize];
-                if num == 1 && self.status & status::DRIVER_OK != 0 && !vq.configured() {
+                let packed = self.packed();
+                let driver_ok = self.status & status::DRIVER_OK != 0;
+                let vq = self.vq(idx);
+                if num == 1 && driver_ok && !vq.runnable(packed) {
                     return Err(EINVAL);
                 }
                 dev.set_vq_ready(idx, num == 1);
-                self.vqs[idx as usize].ready = num == 1;
+                self.vq(idx).ready = num == 1;
                 Ok(())
             }
             // Before DRIVER_OK there is nothing to stop or continue:
@@ -839,8 +925,10 @@ impl Model {
             if new & FEATURES_OK == 0 {
                 return Err(EINVAL);
             }
-            let n = (dev.vq_count() as usize).min(MAX_VQS);
-            if self.vqs[..n].iter().any(|vq| vq.ready && !vq.configured()) {
+            let n = dev.vq_count() as usize;
+            let packed = self.packed();
+            let bad = |vq: &VqConfig| vq.ready && !vq.runnable(packed);
+            if self.vqs.as_ref().iter().take(n).any(bad) {
                 return Err(EINVAL);
             }
         }

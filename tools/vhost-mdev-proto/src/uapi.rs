@@ -157,3 +157,8 @@ pub const VIRTIO_F_ACCESS_PLATFORM_BIT: u32 = 33;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << VIRTIO_F_VERSION_1_BIT;
 /// `VIRTIO_F_ACCESS_PLATFORM` as a feature mask.
 pub const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << VIRTIO_F_ACCESS_PLATFORM_BIT;
+/// Bit number of `VIRTIO_F_RING_PACKED`.
+pub const VIRTIO_F_RING_PACKED_BIT: u32 = 34;
+/// `VIRTIO_F_RING_PACKED` as a feature mask: the queues are packed rings
+/// (virtio 1.1, 2.8), with a 32-bit vring base.
+pub const VIRTIO_F_RING_PACKED: u64 = 1 << VIRTIO_F_RING_PACKED_BIT;

@@ -154,7 +154,11 @@ pub struct Segment {
 }
 
 /// A split virtqueue as the device sees it.
-#[derive(Clone, Copy, Debug, Default)]
+///
+/// About 850 bytes (the batch caches): keep it out of stack frames, e.g.
+/// reset one in place with `*q = SplitQueue::EMPTY` rather than building
+/// a new one on the stack (a kernel stack is 16 KiB).
+#[derive(Clone, Copy, Debug)]
 pub struct SplitQueue {
     /// Ring size (a power of two, at most 32768).
     pub num: u16,
@@ -182,7 +186,7 @@ pub struct SplitQueue {
 
 /// Entries of the available ring read ahead, and used elements not yet
 /// written: a batch touches guest memory a few times, not per frame.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Batch {
     /// The available index last read from the ring.
     avail_idx: u16,
@@ -201,6 +205,32 @@ struct Batch {
     desc: [Desc; BATCH],
     desc_start: u16,
     desc_len: u16,
+}
+
+impl Batch {
+    const EMPTY: Self = Self {
+        avail_idx: 0,
+        avail: [0; BATCH],
+        avail_start: 0,
+        avail_len: 0,
+        used: [(0, 0); BATCH],
+        used_len: 0,
+        used_start: 0,
+        desc: [Desc {
+            addr: 0,
+            len: 0,
+            flags: 0,
+            next: 0,
+        }; BATCH],
+        desc_start: 0,
+        desc_len: 0,
+    };
+}
+
+impl Default for SplitQueue {
+    fn default() -> Self {
+        Self::EMPTY
+    }
 }
 
 /// Entries read ahead or written at once.
@@ -294,9 +324,25 @@ impl Walker {
 }
 
 impl SplitQueue {
+    /// An unconfigured, disabled queue (what `default()` gives, as a
+    /// constant that can be assigned in place).
+    pub const EMPTY: Self = Self {
+        num: 0,
+        desc: 0,
+        avail: 0,
+        used: 0,
+        ready: false,
+        last_avail: 0,
+        used_idx: 0,
+        event_idx: false,
+        indirect: false,
+        signalled_used: 0,
+        batch: Batch::EMPTY,
+    };
+
     /// Forgets what was read ahead (the ring was reconfigured).
     pub fn invalidate(&mut self) {
-        self.batch = Batch::default();
+        self.batch = Batch::EMPTY;
     }
 
     /// An enabled queue of `num` entries at the given ring addresses.
@@ -307,7 +353,7 @@ impl SplitQueue {
             avail,
             used,
             ready: true,
-            ..Default::default()
+            ..Self::EMPTY
         }
     }
 

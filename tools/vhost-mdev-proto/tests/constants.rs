@@ -72,4 +72,5 @@ fn status_and_feature_bits_are_virtio_s() {
         uapi::VIRTIO_F_ACCESS_PLATFORM_BIT,
         cfg::VIRTIO_F_ACCESS_PLATFORM
     );
+    assert_eq!(uapi::VIRTIO_F_RING_PACKED_BIT, cfg::VIRTIO_F_RING_PACKED);
 }

@@ -3,7 +3,17 @@
 //! Property tests of the message parser and the virtio device model.
 
 use proptest::prelude::*;
-use vhost_mdev_proto::proto::{self, errno::*, req, status, Backend, Model, Reply, Request};
+use vhost_mdev_proto::proto::{
+    self, errno::*, req, status, Backend, Model, Reply, Request, VqConfig, VringAddr,
+    VIRTIO_F_RING_PACKED,
+};
+
+/// The model of a two-queue device, as the tests use it.
+type M = Model<[VqConfig; 2]>;
+
+fn model() -> M {
+    Model::new([VqConfig::EMPTY; 2])
+}
 
 /// A device that records what the model asked of it.
 #[derive(Clone, Debug, Default)]
@@ -14,7 +24,7 @@ struct Fake {
     resets: u32,
     config: [u8; 12],
     nums: [u32; 2],
-    bases: [u16; 2],
+    bases: [u32; 2],
     ready: [bool; 2],
     /// Device-set status bits (NEEDS_RESET).
     dev_status: u8,
@@ -68,10 +78,10 @@ impl Backend for Fake {
     fn set_vq_ready(&mut self, idx: u16, r: bool) {
         self.ready[idx as usize] = r;
     }
-    fn set_vq_base(&mut self, idx: u16, b: u16) {
+    fn set_vq_base(&mut self, idx: u16, b: u32) {
         self.bases[idx as usize] = b;
     }
-    fn get_vq_base(&self, idx: u16) -> u16 {
+    fn get_vq_base(&self, idx: u16) -> u32 {
         self.bases[idx as usize]
     }
     fn set_status(&mut self, status: u8) -> Result<(), i32> {
@@ -112,12 +122,12 @@ fn fake() -> Fake {
     }
 }
 
-fn run(m: &mut Model, d: &mut Fake, r: Request<'_>) -> Result<Vec<u8>, i32> {
+fn run(m: &mut M, d: &mut Fake, r: Request<'_>) -> Result<Vec<u8>, i32> {
     run_in(m, d, r, &mut vec![0u8; proto::MAX_PAYLOAD])
 }
 
 /// `run` with a reply buffer that earlier requests may have left bytes in.
-fn run_in(m: &mut Model, d: &mut Fake, r: Request<'_>, buf: &mut [u8]) -> Result<Vec<u8>, i32> {
+fn run_in(m: &mut M, d: &mut Fake, r: Request<'_>, buf: &mut [u8]) -> Result<Vec<u8>, i32> {
     let mut reply = Reply::new(buf);
     m.handle(d, &r, &mut reply)?;
     let n = reply.len();
@@ -166,7 +176,7 @@ fn decode_sizes() {
 
 #[test]
 fn bring_up_and_reset() {
-    let (mut m, mut d) = (Model::new(), fake());
+    let (mut m, mut d) = (model(), fake());
     run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
     run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
     assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![11]);
@@ -221,7 +231,7 @@ fn bring_up_and_reset() {
     assert!(!m.vqs[0].hva_set);
     run(&mut m, &mut d, Request::SetVringHva(h)).unwrap();
     assert_eq!(
-        m.vqs[0].ring_ranges(),
+        m.vqs[0].ring_ranges(false),
         Some([
             (0x1000, 0x7f00_0000_1000, 16 * 256),
             (0x2000, 0x7f00_0000_2000, 6 + 2 * 256),
@@ -248,12 +258,12 @@ fn bring_up_and_reset() {
     run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 128 }).unwrap();
     run(&mut m, &mut d, Request::SetStatus(0)).unwrap();
     assert!(!d.started);
-    assert_eq!(m, Model::new());
+    assert_eq!(m, model());
 }
 
 #[test]
 fn features_ok_needs_version_1_and_access_platform() {
-    let (mut m, mut d) = (Model::new(), fake());
+    let (mut m, mut d) = (model(), fake());
     run(
         &mut m,
         &mut d,
@@ -275,7 +285,7 @@ fn features_ok_needs_version_1_and_access_platform() {
 #[test]
 fn set_status_reaches_the_device() {
     use status::*;
-    let (mut m, mut d) = (Model::new(), fake());
+    let (mut m, mut d) = (model(), fake());
     run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
     run(&mut m, &mut d, Request::SetStatus(ACKNOWLEDGE)).unwrap();
     run(&mut m, &mut d, Request::SetStatus(ACKNOWLEDGE | DRIVER)).unwrap();
@@ -323,8 +333,8 @@ fn set_status_reaches_the_device() {
 }
 
 /// Brings the fake up to DRIVER_OK with queue 0 enabled and configured.
-fn running() -> (Model, Fake) {
-    let (mut m, mut d) = (Model::new(), fake());
+fn running() -> (M, Fake) {
+    let (mut m, mut d) = (model(), fake());
     run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
     run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
     run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
@@ -379,7 +389,7 @@ fn needs_reset_write_back() {
 /// `vhost_vdpa_suspend()`/`vhost_vdpa_resume()` return 0 there).
 #[test]
 fn suspend_resume_before_driver_ok() {
-    let (mut m, mut d) = (Model::new(), fake());
+    let (mut m, mut d) = (model(), fake());
     run(&mut m, &mut d, Request::SetStatus(1 | 2)).unwrap();
     let before = m.clone();
     run(&mut m, &mut d, Request::Suspend).unwrap();
@@ -443,7 +453,7 @@ fn enable_after_driver_ok_checks_the_queue() {
 /// (shared) reply buffer, whatever the parent fills in.
 #[test]
 fn get_config_reply_is_zeroed() {
-    let (mut m, mut d) = (Model::new(), fake());
+    let (mut m, mut d) = (model(), fake());
     d.sparse_config = true;
     let mut buf = vec![0xa5u8; proto::MAX_PAYLOAD];
     let r = run_in(
@@ -507,7 +517,7 @@ proptest! {
     fn model_errors_change_nothing(
         reqs in proptest::collection::vec((any_request(), any::<u8>()), 1..40),
     ) {
-        let (mut m, mut d) = (Model::new(), fake());
+        let (mut m, mut d) = (model(), fake());
         for ((code, payload), fault) in reqs {
             // Now and then the device fails (NEEDS_RESET), as a parent's
             // worker does, while running.
@@ -686,4 +696,174 @@ proptest! {
         }
         prop_assert_eq!(out, want);
     }
+}
+
+const PACKED_FEATURES: u64 = NET_FEATURES | VIRTIO_F_RING_PACKED;
+
+/// Brings a packed-ring fake up to FEATURES_OK with queue 0 of 256
+/// entries.
+fn packed_features_ok() -> (M, Fake) {
+    let (mut m, mut d) = (model(), fake());
+    d.features = PACKED_FEATURES;
+    run(&mut m, &mut d, Request::SetFeatures(PACKED_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
+    (m, d)
+}
+
+fn addr(desc: u64, avail: u64, used: u64) -> VringAddr {
+    VringAddr {
+        index: 0,
+        desc,
+        avail,
+        used,
+        ..Default::default()
+    }
+}
+
+/// RING_PACKED is refused unless the device offers it.
+#[test]
+fn packed_needs_the_device() {
+    let (mut m, mut d) = (model(), fake());
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetFeatures(PACKED_FEATURES)),
+        Err(EINVAL)
+    );
+    assert_eq!(m, model());
+}
+
+/// With packed rings the vring base is vhost's 32-bit encoding, both
+/// halves checked against the ring size; split bases stay 16-bit.
+#[test]
+fn packed_vring_base_is_32_bit() {
+    let (mut m, mut d) = packed_features_ok();
+    // avail index 5 wrap 0, used index 3 wrap 1.
+    let base = 5 | (3 | 1 << 15) << 16;
+    run(
+        &mut m,
+        &mut d,
+        Request::SetVringBase {
+            index: 0,
+            num: base,
+        },
+    )
+    .unwrap();
+    assert_eq!(d.bases[0], base);
+    let r = run(&mut m, &mut d, Request::GetVringBase { index: 0 }).unwrap();
+    assert_eq!(&r[4..8], &base.to_ne_bytes());
+    for bad in [256, 256 << 16, 0x7fff, 0x7fff_0000] {
+        let before = m.clone();
+        assert_eq!(
+            run(&mut m, &mut d, Request::SetVringBase { index: 0, num: bad }),
+            Err(EINVAL),
+            "base {bad:#x} of a 256-entry ring"
+        );
+        assert_eq!(m, before);
+        assert_eq!(d.bases[0], base);
+    }
+    let (mut m, mut d) = (model(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    assert_eq!(
+        run(
+            &mut m,
+            &mut d,
+            Request::SetVringBase {
+                index: 0,
+                num: 1 << 16
+            }
+        ),
+        Err(EINVAL)
+    );
+    run(
+        &mut m,
+        &mut d,
+        Request::SetVringBase {
+            index: 0,
+            num: 0xffff,
+        },
+    )
+    .unwrap();
+}
+
+/// Packed event suppression structures are 4-byte aligned; the split
+/// driver area only 2-byte.
+#[test]
+fn packed_ring_alignment() {
+    let (mut m, mut d) = packed_features_ok();
+    for bad in [
+        addr(0x1008, 0x2000, 0x3000),
+        addr(0x1000, 0x2002, 0x3000),
+        addr(0x1000, 0x2000, 0x3002),
+    ] {
+        assert_eq!(run(&mut m, &mut d, Request::SetVringAddr(bad)), Err(EINVAL));
+        assert_eq!(run(&mut m, &mut d, Request::SetVringHva(bad)), Err(EINVAL));
+    }
+    let good = addr(0x1000, 0x2004, 0x3004);
+    run(&mut m, &mut d, Request::SetVringAddr(good)).unwrap();
+    let packed = m.vqs[0].ring_ranges(true);
+    assert_eq!(packed, None, "not configured before SET_VRING_HVA");
+    run(&mut m, &mut d, Request::SetVringHva(good)).unwrap();
+    assert_eq!(
+        m.vqs[0].ring_ranges(true),
+        Some([
+            (0x1000, 0x1000, 16 * 256),
+            (0x2004, 0x2004, 4),
+            (0x3004, 0x3004, 4)
+        ])
+    );
+    // Split: the driver area may be 2-byte aligned.
+    let (mut m, mut d) = (model(), fake());
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    run(
+        &mut m,
+        &mut d,
+        Request::SetVringAddr(addr(0x1000, 0x2002, 0x3000)),
+    )
+    .unwrap();
+}
+
+/// A queue set up for split rings (2-byte aligned driver area, a base the
+/// packed ring cannot have) does not run once the features say packed.
+#[test]
+fn packed_driver_ok_rechecks_the_queues() {
+    let (mut m, mut d) = (model(), fake());
+    d.features = PACKED_FEATURES;
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
+    run(&mut m, &mut d, Request::SetVringBase { index: 0, num: 300 }).unwrap();
+    let a = addr(0x1000, 0x2000, 0x3000);
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    run(&mut m, &mut d, Request::SetVringHva(a)).unwrap();
+    run(&mut m, &mut d, Request::SetVringEnable { index: 0, num: 1 }).unwrap();
+    run(&mut m, &mut d, Request::SetFeatures(PACKED_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::SetStatus(15)), Err(EINVAL));
+    assert!(!d.started);
+    run(
+        &mut m,
+        &mut d,
+        Request::SetVringBase {
+            index: 0,
+            num: 0x8000_8000,
+        },
+    )
+    .unwrap();
+    run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
+    assert!(d.started);
+}
+
+/// Queue indexes beyond the model's storage are refused as beyond the
+/// device's count, whatever `vq_count()` says.
+#[test]
+fn vq_index_bounded_by_storage() {
+    let mut m: Model<[VqConfig; 1]> = Model::new([VqConfig::EMPTY; 1]);
+    let mut d = fake();
+    let mut buf = vec![0u8; proto::MAX_PAYLOAD];
+    let mut reply = Reply::new(&mut buf);
+    let r = m.handle(
+        &mut d,
+        &Request::SetVringNum { index: 1, num: 64 },
+        &mut reply,
+    );
+    assert_eq!(r, Err(ENOBUFS));
+    assert_eq!(d.nums, [0, 0]);
 }

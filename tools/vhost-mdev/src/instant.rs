@@ -69,7 +69,7 @@ use crate::virtq::{
     vring_need_event, DESC_SIZE, MAX_QUEUE_SIZE, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
-use vhost_mdev_proto::proto::{self, Backend, Model, MAX_PAYLOAD};
+use vhost_mdev_proto::proto::{self, Backend, Model, VqConfig, MAX_PAYLOAD};
 
 /// The features offered by default: those of the vhost-mdev sample parent
 /// (`samples/vhost_mdev_net`).
@@ -612,7 +612,7 @@ struct State {
     /// The virtio device model of the vhost-mdev core (the same code): it
     /// checks every request and calls this device as the [`Backend`] the
     /// module calls a parent through.
-    model: Model,
+    model: Model<[VqConfig; 2]>,
     /// Features the driver set (at FEATURES_OK).
     features: u64,
     /// Started by DRIVER_OK.
@@ -651,7 +651,7 @@ impl State {
         config[10..12].copy_from_slice(&opts.mtu.to_le_bytes());
         let mut st = State {
             opts,
-            model: Model::new(),
+            model: Model::new([VqConfig::EMPTY; 2]),
             features: 0,
             started: false,
             suspended: false,
@@ -946,12 +946,15 @@ impl Backend for State {
     fn set_vq_ready(&mut self, idx: u16, ready: bool) {
         self.q[usize::from(idx)].ready = ready;
     }
-    fn set_vq_base(&mut self, idx: u16, base: u16) {
+    fn set_vq_base(&mut self, idx: u16, base: u32) {
+        // Split rings only (no RING_PACKED offered): the model checked
+        // that the base is 16-bit.
+        let base = base as u16;
         let q = &mut self.q[usize::from(idx)];
         (q.last_avail, q.avail_shadow, q.used_idx) = (base, base, base);
     }
-    fn get_vq_base(&self, idx: u16) -> u16 {
-        self.q[usize::from(idx)].last_avail
+    fn get_vq_base(&self, idx: u16) -> u32 {
+        self.q[usize::from(idx)].last_avail.into()
     }
     fn start(&mut self) -> std::result::Result<(), i32> {
         // This device reaches the rings through its own mapping of them,
