@@ -267,13 +267,14 @@ fi
 # powered off without a guest, so device_del completes at once. Once both
 # are gone QEMU must have let go of the instance and of vhost's migration
 # blocker (the device lacks VHOST_F_LOG_ALL): a migration is not refused.
-cleanup_order() {  # ORDER: netdev-first | device-first
-	local order=$1 sock=/tmp/qemu-order.sock log=/tmp/qemu-order.log qpid out first second
+cleanup_order() {  # ORDER: netdev-first | device-first [QUEUES]
+	local order=$1 queues=${2:-1} sock=/tmp/qemu-order.sock log=/tmp/qemu-order.log qpid out first second
 	rm -f "$sock"
+	[ "$queues" = 1 ] || order+=", queues=$queues"
 	"$QEMU" -accel tcg -M q35 -m 64M -nodefaults -display none -S \
 		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-device pcie-root-port,id=rp0,chassis=1 \
-		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,queues=$queues" \
 		-qmp "unix:$sock,server=on,wait=off" </dev/null >"$log" 2>&1 &
 	qpid=$!
 	if ! wait_sock "$sock" $qpid; then
@@ -282,7 +283,7 @@ cleanup_order() {  # ORDER: netdev-first | device-first
 	fi
 	first='{"execute": "netdev_del", "arguments": {"id": "n0"}}'
 	second='{"execute": "device_del", "arguments": {"id": "nic0"}}'
-	[ "$order" = device-first ] && { out=$first; first=$second; second=$out; }
+	[ "${order%%,*}" = device-first ] && { out=$first; first=$second; second=$out; }
 	out=$(qmp "$sock" \
 		'{"execute": "device_add", "arguments": {"driver": "virtio-net-pci", "id": "nic0", "netdev": "n0", "bus": "rp0", "romfile": ""}}' \
 		"$first" "$second" \
@@ -316,6 +317,14 @@ cleanup_order() {  # ORDER: netdev-first | device-first
 }
 cleanup_order netdev-first
 cleanup_order device-first
+# With 2 queue pairs: 2 net clients share the instance; the last to go
+# closes it (netdev_del first: both wait for the NIC).
+if echo 2 >"$dev/queue_pairs" 2>/dev/null; then
+	cleanup_order netdev-first 2
+	echo 1 >"$dev/queue_pairs"
+else
+	fail "cannot give the instance 2 queue pairs (queue_pairs attribute: $(cat "$dev/queue_pairs" 2>&1))"
+fi
 
 # --- 2. The L2 guest: link, MAC, 1000+ frames, reset and renegotiation ---
 rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
