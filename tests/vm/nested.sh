@@ -288,8 +288,11 @@ cleanup_order() {  # ORDER: netdev-first | device-first [QUEUES]
 		'{"execute": "device_add", "arguments": {"driver": "virtio-net-pci", "id": "nic0", "netdev": "n0", "bus": "rp0", "romfile": ""}}' \
 		"$first" "$second" \
 		'{"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}}' 2>&1)
-	if echo "$out" | head -n3 | grep -q '"error"'; then
-		fail "cleanup order $order: $(echo "$out" | grep '"error"' | head -n1 | cut -c1-200)"
+	# Each of the 4 commands must have been answered (QEMU creates the
+	# QMP socket before the netdevs: one that failed at -netdev left it).
+	if [ "$(echo "$out" | grep -c '^{"return"')" != 4 ]; then
+		fail "cleanup order $order: $(echo "$out" | grep -v '^{"return"' | head -n1 | cut -c1-200)"
+		excerpt "$log" 3
 	elif echo "$out" | tail -n1 | grep -q '"nic0"'; then
 		fail "cleanup order $order: device_del did not remove the NIC"
 	else
