@@ -47,9 +47,14 @@ dev_features=$(echo "$devinfo" | sed -n 's/^features: *//p')
 info "instance $uuid, MAC $mac, MTU $dev_mtu, features $dev_features"
 [ -n "$mac" ] || fail "no MAC in 'vhost-mdev info $uuid'"
 [ -n "$dev_mtu" ] && [ -n "$dev_features" ] || fail "no MTU or features in 'vhost-mdev info $uuid'"
-# The feature bits the vhost-vfio client implements (VHOST_VFIO_NET_FEATURES
-# in net/vhost-vfio.c): a guest may only see those the device also offers.
-CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 63"
+# The feature bits the vhost-vfio client implements on the device
+# (VHOST_VFIO_NET_FEATURES in net/vhost-vfio.c): a guest may only see those
+# the device also offers, and only those reach the device...
+CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 34 63"
+# ...besides the control queue's, which QEMU's virtio-net implements
+# itself (CTRL_VQ, CTRL_RX, CTRL_VLAN, CTRL_RX_EXTRA, GUEST_ANNOUNCE, MQ,
+# CTRL_MAC_ADDR): the guest may negotiate them, the device never sees them.
+QEMU_FEATURE_BITS="17 18 19 20 21 22 23"
 
 # QMP: qmp SOCKET COMMAND-JSON... prints each reply (and events) as JSON.
 qmp() {
@@ -169,12 +174,15 @@ discards() {
 
 # QEMU arguments for L2 (the netdev comes last), its kernel command line.
 L2APPEND="console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=1000"
-L2BASE=(-accel tcg -m 512M -smp 1 -nographic -no-reboot -nodefaults
-	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD"
+L2COMMON=(-accel tcg -m 512M -nographic -no-reboot -nodefaults
+	-serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD")
+L2BASE=("${L2COMMON[@]}" -smp 1
 	-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,speed=1000,duplex=full")
 L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
-# The balloon steps: QEMU traces every RAM discard into a file.
-BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range)
+# The balloon steps: QEMU traces every RAM discard into a file; and what
+# vhost-vfio sends the device: the features, queue enables and disables.
+BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range
+	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable)
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -225,6 +233,14 @@ if [ -x "$M68K" ]; then
 else
 	fail "no $M68K: build-qemu.sh builds m68k-softmmu (virtio without VFIO) for the build guard"
 fi
+expect_qemu_error "queues=0 refused" "queues=0 is out of range: 1 to 511" \
+	-netdev "vhost-vfio,id=n0,sysfsdev=$dev,queues=0"
+expect_qemu_error "queues=512 (QEMU's limit 511) refused" "queues=512 is out of range: 1 to 511" \
+	-netdev "vhost-vfio,id=n0,sysfsdev=$dev,queues=512"
+pairs=$(cat "$dev/queue_pairs" 2>/dev/null || echo 1)
+expect_qemu_error "queues=$((pairs + 1)) on an instance of $pairs pair(s) refused" \
+	"queues=$((pairs + 1)) is more than instance $uuid has: $pairs queue pair" \
+	-netdev "vhost-vfio,id=n0,sysfsdev=$dev,queues=$((pairs + 1))"
 expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
 expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
@@ -251,13 +267,14 @@ fi
 # powered off without a guest, so device_del completes at once. Once both
 # are gone QEMU must have let go of the instance and of vhost's migration
 # blocker (the device lacks VHOST_F_LOG_ALL): a migration is not refused.
-cleanup_order() {  # ORDER: netdev-first | device-first
-	local order=$1 sock=/tmp/qemu-order.sock log=/tmp/qemu-order.log qpid out first second
+cleanup_order() {  # ORDER: netdev-first | device-first [QUEUES]
+	local order=$1 queues=${2:-1} sock=/tmp/qemu-order.sock log=/tmp/qemu-order.log qpid out first second
 	rm -f "$sock"
+	[ "$queues" = 1 ] || order+=", queues=$queues"
 	"$QEMU" -accel tcg -M q35 -m 64M -nodefaults -display none -S \
 		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-device pcie-root-port,id=rp0,chassis=1 \
-		-netdev "vhost-vfio,id=n0,sysfsdev=$dev" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,queues=$queues" \
 		-qmp "unix:$sock,server=on,wait=off" </dev/null >"$log" 2>&1 &
 	qpid=$!
 	if ! wait_sock "$sock" $qpid; then
@@ -266,13 +283,16 @@ cleanup_order() {  # ORDER: netdev-first | device-first
 	fi
 	first='{"execute": "netdev_del", "arguments": {"id": "n0"}}'
 	second='{"execute": "device_del", "arguments": {"id": "nic0"}}'
-	[ "$order" = device-first ] && { out=$first; first=$second; second=$out; }
+	[ "${order%%,*}" = device-first ] && { out=$first; first=$second; second=$out; }
 	out=$(qmp "$sock" \
 		'{"execute": "device_add", "arguments": {"driver": "virtio-net-pci", "id": "nic0", "netdev": "n0", "bus": "rp0", "romfile": ""}}' \
 		"$first" "$second" \
 		'{"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}}' 2>&1)
-	if echo "$out" | head -n3 | grep -q '"error"'; then
-		fail "cleanup order $order: $(echo "$out" | grep '"error"' | head -n1 | cut -c1-200)"
+	# Each of the 4 commands must have been answered (QEMU creates the
+	# QMP socket before the netdevs: one that failed at -netdev left it).
+	if [ "$(echo "$out" | grep -c '^{"return"')" != 4 ]; then
+		fail "cleanup order $order: $(echo "$out" | grep -v '^{"return"' | head -n1 | cut -c1-200)"
+		excerpt "$log" 3
 	elif echo "$out" | tail -n1 | grep -q '"nic0"'; then
 		fail "cleanup order $order: device_del did not remove the NIC"
 	else
@@ -300,6 +320,14 @@ cleanup_order() {  # ORDER: netdev-first | device-first
 }
 cleanup_order netdev-first
 cleanup_order device-first
+# With 2 queue pairs: 2 net clients share the instance; the last to go
+# closes it (netdev_del first: both wait for the NIC).
+if echo 2 >"$dev/queue_pairs" 2>/dev/null; then
+	cleanup_order netdev-first 2
+	echo 1 >"$dev/queue_pairs"
+else
+	fail "cannot give the instance 2 queue pairs (queue_pairs attribute: $(cat "$dev/queue_pairs" 2>&1))"
+fi
 
 # --- 2. The L2 guest: link, MAC, 1000+ frames, reset and renegotiation ---
 rx0=$(cat "$dev/stats/rx_packets" 2>/dev/null || echo 0)
@@ -327,6 +355,47 @@ l2_wait() {
 	exec 7>&-
 	rm -f "$l2in" "$qmpsock"
 	dt=$(( $(date +%s) - t0 ))
+}
+# check_features WHAT CONSOLE TRACE [BIT...]: the guest may only see
+# features the device offers and the client implements, besides the
+# control queue's (QEMU's), whatever the virtio-net model offers
+# (speed=/duplex= make it offer SPEED_DUPLEX, which this device lacks); the
+# device may only get the former (the vhost_vfio_set_features trace of each
+# start); each BIT must have been negotiated.
+check_features() {
+	local what=$1 log=$2 trace=$3 gf dev_ok guest_ok extra= sent bad= n=0 b i
+	shift 3
+	gf=$(tr -d '\r' <"$log" | sed -n 's/^L2: eth0 is .*features \([01]*\).*/\1/p' | head -n1)
+	dev_ok=0
+	for b in $CLIENT_FEATURE_BITS; do dev_ok=$(( dev_ok | (1 << b) )); done
+	dev_ok=$(( dev_ok & dev_features ))
+	guest_ok=$dev_ok
+	for b in $QEMU_FEATURE_BITS; do guest_ok=$(( guest_ok | (1 << b) )); done
+	for ((i = 0; i < ${#gf}; i++)); do
+		[ "${gf:i:1}" = 1 ] && ! (( (guest_ok >> i) & 1 )) && extra+=" $i"
+	done
+	for b in "$@"; do
+		[ "${gf:b:1}" = 1 ] || extra+=" (bit $b not negotiated)"
+	done
+	if [ -z "$gf" ]; then
+		fail "$what: no feature line from L2"
+	elif [ -z "$extra" ]; then
+		pass "$what: the negotiated features are the device's and the client's, or the control queue's ($gf)"
+	else
+		fail "$what: feature bits negotiated against the rules:$extra ($gf; device $dev_features)"
+	fi
+	# (no process substitution: the test VM has no /dev/fd)
+	for sent in $(sed -n 's/^vhost_vfio_set_features .*: features \(0x[0-9a-f]*\)$/\1/p' "$trace"); do
+		n=$((n + 1))
+		(( (sent & ~dev_ok) == 0 )) || bad+=" $(printf '0x%x' $((sent & ~dev_ok)))"
+	done
+	if [ $n = 0 ]; then
+		fail "$what: no vhost_vfio_set_features trace: what reached the device is unknown"
+	elif [ -z "$bad" ]; then
+		pass "$what: the $n SET_FEATURES QEMU sent carry only bits the device offers and the client implements (no control-queue or MQ bit)"
+	else
+		fail "$what: SET_FEATURES sent bits outside the device's and the client's:$bad"
+	fi
 }
 # l2_reports WHAT: fails when L2's kernel log has reports.
 l2_reports() {
@@ -402,24 +471,7 @@ else
 	excerpt "$l2log" 30
 fi
 l2_reports "L2 guest"
-# The guest may only see features the device offers and the client
-# implements, whatever the virtio-net model offers (speed=/duplex= make it
-# offer SPEED_DUPLEX, which this device lacks).
-gf=$(tr -d '\r' <"$l2log" | sed -n 's/^L2: eth0 is .*features \([01]*\).*/\1/p' | head -n1)
-allowed=0
-for b in $CLIENT_FEATURE_BITS; do allowed=$(( allowed | (1 << b) )); done
-allowed=$(( allowed & dev_features ))
-extra=
-for ((i = 0; i < ${#gf}; i++)); do
-	[ "${gf:i:1}" = 1 ] && ! (( (allowed >> i) & 1 )) && extra+=" $i"
-done
-if [ -z "$gf" ]; then
-	fail "no feature line from L2"
-elif [ -z "$extra" ]; then
-	pass "L2's negotiated features are the device's and the client's ($gf)"
-else
-	fail "L2 negotiated feature bits the device or the client lacks:$extra ($gf; device $dev_features)"
-fi
+check_features "L2" "$l2log" "$l2trace"
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
 fi
@@ -437,15 +489,43 @@ fi
 # --- 4. Reusable after QEMU quit ---
 t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -n 100
 
-# --- 4b. iommufd=on: a private /dev/iommu container, through iommufd ---
-# The same L2 guest on an instance that QEMU opens through iommufd's VFIO
-# type1 compatibility: frames pass, QEMU holds /dev/iommu and no type1
+# --- 4b. iommufd=on, 2 queue pairs and the packed ring ---
+# The same L2 guest, with 2 vCPUs, on an instance of 2 queue pairs that
+# QEMU opens through iommufd's VFIO type1 compatibility, with queues=2,
+# mq=on and packed=on: frames pass; QEMU holds /dev/iommu and no type1
 # container, and the balloon discards nothing (the pin cache pins guest
-# pages: RAM discard stays disabled).
+# pages: RAM discard stays disabled). The guest's own kernel changes its
+# pair count (ETHTOOL_SCHANNELS: the multiqueue command on QEMU's control
+# queue) and sends from each CPU: the device's per-pair counters (L1
+# sysfs) must show traffic on both pairs with 2, none on pair 1 with 1,
+# and QEMU must have disabled and enabled pair 1's queues on the device.
+# pair_counts: "tx0 tx1 rx0 rx1" from the instance's per-pair counters.
+pair_counts() {
+	local tx rx
+	read -r -a tx <"$dev/stats/tx_packets_per_pair" || return 1
+	read -r -a rx <"$dev/stats/rx_packets_per_pair" || return 1
+	[ ${#tx[@]} = 2 ] && [ ${#rx[@]} = 2 ] || return 1
+	echo "${tx[0]} ${tx[1]} ${rx[0]} ${rx[1]}"
+}
+# enables QUEUE ENABLE FROM-LINE: vhost_vfio_set_vring_enable trace lines
+# (after line FROM-LINE of the trace) for QUEUE with ENABLE.
+enables() {
+	tail -n +"$(( $3 + 1 ))" "$l2trace" 2>/dev/null |
+		grep -c "^vhost_vfio_set_vring_enable .*: queue $1 enable $2\$"
+}
 if [ -c /dev/iommu ]; then
+	if echo 2 >"$dev/queue_pairs" 2>/dev/null && [ "$(cat "$dev/queue_pairs")" = 2 ]; then
+		info "instance $uuid: queue_pairs 2 ($(cat "$dev/queue_pairs"))"
+	else
+		fail "cannot give the instance 2 queue pairs (queue_pairs attribute: $(cat "$dev/queue_pairs" 2>&1))"
+	fi
 	rx0=$(cat "$dev/stats/rx_packets") tx0=$(cat "$dev/stats/tx_packets")
-	l2_start "${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on" \
-		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon"
+	# sockets=2: SeaBIOS's MP table (the L2 kernel has no ACPI) lists one
+	# CPU per socket, and QEMU 7.2's -smp 2 alone makes one socket of two.
+	l2_start "${L2COMMON[@]}" -smp 2,sockets=2 \
+		-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,mq=on,vectors=6,packed=on" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on,queues=2" \
+		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon,mq-one,mq-two,mq-end"
 	if l2_step balloon; then
 		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
 		if [ "$fds" = "1 0 1" ]; then
@@ -462,17 +542,67 @@ if [ -c /dev/iommu ]; then
 		fi
 		echo go >&7
 	fi
+	if l2_step mq-one; then
+		if echo 1 >"$dev/queue_pairs" 2>/dev/null; then
+			fail "queue_pairs was writable while QEMU held the instance"
+		else
+			pass "queue_pairs refused while QEMU holds the instance"
+		fi
+		c1=$(pair_counts) || fail "no per-pair counters (stats/tx_packets_per_pair, rx_packets_per_pair with 2 values)"
+		m1=$(wc -l <"$l2trace")
+		echo go >&7
+	fi
+	if l2_step mq-two; then
+		c2=$(pair_counts)
+		m2=$(wc -l <"$l2trace")
+		read -r a0 a1 ar0 ar1 <<<"${c1:-0 0 0 0}"
+		read -r b0 b1 br0 br1 <<<"${c2:-0 0 0 0}"
+		d="tx $((b0 - a0)) $((b1 - a1)), rx $((br0 - ar0)) $((br1 - ar1))"
+		off="$(enables 2 0 "$m1") $(enables 3 0 "$m1")"
+		if [ -n "$c2" ] && [ $((b0 - a0)) -ge 200 ] && [ $((br0 - ar0)) -ge 200 ] &&
+			[ $((b1 - a1)) = 0 ] && [ $((br1 - ar1)) = 0 ] && [ "$off" = "1 1" ]; then
+			pass "1 queue pair (set by the guest): 200 frames from CPUs 0 and 1 all on pair 0, pair 1 idle ($d); QEMU disabled queues 2 and 3 on the device"
+		else
+			fail "1 queue pair: per-pair deltas $d (want pair 0 >= 200 each way, pair 1 0); queue 2, 3 disables sent: $off (want 1 1)"
+		fi
+		echo go >&7
+	fi
+	if l2_step mq-end; then
+		c3=$(pair_counts)
+		read -r b0 b1 br0 br1 <<<"${c2:-0 0 0 0}"
+		read -r e0 e1 er0 er1 <<<"${c3:-0 0 0 0}"
+		d="tx $((e0 - b0)) $((e1 - b1)), rx $((er0 - br0)) $((er1 - br1))"
+		on="$(enables 2 1 "$m2") $(enables 3 1 "$m2")"
+		if [ -n "$c3" ] && [ $((e0 - b0)) -ge 100 ] && [ $((er0 - br0)) -ge 100 ] &&
+			[ $((e1 - b1)) -ge 100 ] && [ $((er1 - br1)) -ge 100 ] && [ "$on" = "1 1" ]; then
+			pass "2 queue pairs (set by the guest): frames sent from CPU 0 and from CPU 1 went through both pairs ($d); QEMU enabled queues 2 and 3 again"
+		else
+			fail "2 queue pairs: per-pair deltas $d (want >= 100 on each pair each way); queue 2, 3 enables sent: $on (want 1 1)"
+		fi
+		echo go >&7
+	fi
 	l2_wait
-	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: iommufd /'
+	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: mq+packed /'
 	rx=$(( $(cat "$dev/stats/rx_packets") - rx0 ))
 	tx=$(( $(cat "$dev/stats/tx_packets") - tx0 ))
-	if tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed' && [ "$rx" -ge 200 ] && [ "$tx" -ge 200 ]; then
-		pass "iommufd=on: L2 guest: link up, 200 mixed-size frames intact, frames after the balloon, driver reset; instance counters $rx rx, $tx tx (QEMU exit $qrc, ${dt}s)"
+	info "instance stats: $(for f in "$dev"/stats/*; do printf '%s=%s ' "${f##*/}" "$(cat "$f")"; done)"
+	if tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed' && [ "$rx" -ge 600 ] && [ "$tx" -ge 600 ]; then
+		pass "iommufd=on, queues=2, packed=on: L2 guest (2 vCPUs): link up, 200 mixed-size frames intact, frames after the balloon, on 1 then 2 queue pairs, after down/up and a driver reset; instance counters $rx rx, $tx tx (QEMU exit $qrc, ${dt}s)"
 	else
-		fail "iommufd=on: L2 guest did not pass (QEMU exit $qrc, ${dt}s; counters $rx rx, $tx tx)"
+		fail "iommufd=on, queues=2, packed=on: L2 guest did not pass (QEMU exit $qrc, ${dt}s; counters $rx rx, $tx tx)"
 		excerpt "$l2log" 30
 	fi
-	l2_reports "iommufd=on"
+	l2_reports "iommufd=on, queues=2, packed=on"
+	# MQ, the control queue and the packed ring negotiated by the guest,
+	# only the packed ring of them sent to the device.
+	check_features "queues=2, packed=on" "$l2log" "$l2trace" 17 22 34
+	sent=$(sed -n 's/^vhost_vfio_set_features .*: features \(0x[0-9a-f]*\)$/\1/p' "$l2trace" | tail -n1)
+	if [ -n "$sent" ] && (( (sent >> 34) & 1 )); then
+		pass "packed=on: the device was given VIRTIO_F_RING_PACKED (features $sent)"
+	else
+		fail "packed=on: the last SET_FEATURES (${sent:-none}) lacks VIRTIO_F_RING_PACKED: the ring was not packed"
+	fi
+	echo 1 >"$dev/queue_pairs" 2>/dev/null || fail "queue_pairs back to 1 after QEMU quit"
 else
 	fail "no /dev/iommu in L1 (iommufd module): iommufd=on cannot be tested"
 fi

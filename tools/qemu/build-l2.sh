@@ -53,7 +53,7 @@ if [ ! -f "$kout/.built" ]; then
 	KCONFIG_CONFIG=$kout/.config "$KSRC/scripts/kconfig/merge_config.sh" -m -O "$kout" \
 		"$kout/.config" "$KSRC/kernel/configs/kvm_guest.config" "$here/l2/l2.config" >&2
 	mk olddefconfig
-	for o in VIRTIO_NET VIRTIO_BALLOON VIRTIO_PCI PACKET DEVTMPFS BLK_DEV_INITRD RD_GZIP SERIAL_8250_CONSOLE BINFMT_SCRIPT; do
+	for o in VIRTIO_NET VIRTIO_BALLOON VIRTIO_PCI PACKET DEVTMPFS BLK_DEV_INITRD RD_GZIP SERIAL_8250_CONSOLE BINFMT_SCRIPT SMP XPS; do
 		grep -q "^CONFIG_$o=y" "$kout/.config" || die "CONFIG_$o did not survive olddefconfig"
 	done
 	mk bzImage

@@ -5,17 +5,31 @@
  * that every one comes back intact (a loopback vhost-mdev instance returns
  * TX frames on RX). Built with gcc -static into the L2 initramfs.
  *
- *   netloop IFNAME COUNT
+ *   netloop IFNAME COUNT [CPU]
  *
  * Prints "netloop: sent N received N intact N lost L corrupt C" and exits 0
- * when all N came back intact.
+ * when all N came back intact. With CPU, it runs pinned on that CPU
+ * (sched_setaffinity) first: the kernel sends a flow on the TX queue that
+ * XPS maps to the sending CPU (virtio_net maps CPU i to queue pair i), so
+ * this spreads frames over queue pairs.
+ *
+ *   netloop IFNAME --channels [N]
+ *
+ * The ethtool ioctl (SIOCETHTOOL): ETHTOOL_SCHANNELS with N combined
+ * channels (virtio_net sends the multiqueue command on its control queue),
+ * then ETHTOOL_GCHANNELS; prints "netloop: channels: max combined M,
+ * combined C" and exits 0 when C is N (or, without N, at once).
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/ethtool.h>
 #include <linux/if_packet.h>
+#include <linux/sockios.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,14 +71,60 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int channels(const char *ifn, const char *arg)
+{
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	if (s < 0) { perror("netloop: socket"); return 1; }
+	struct ifreq ifr = { 0 };
+	struct ethtool_channels ch = { .cmd = ETHTOOL_GCHANNELS };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifn);
+	ifr.ifr_data = (void *)&ch;
+	if (ioctl(s, SIOCETHTOOL, &ifr) < 0) { perror("netloop: ETHTOOL_GCHANNELS"); return 1; }
+	if (arg) {
+		char *end;
+		unsigned long want = strtoul(arg, &end, 0);
+		if (*end || !*arg || want > 0xffff) {
+			fprintf(stderr, "netloop: bad channel count '%s'\n", arg);
+			return 2;
+		}
+		ch.cmd = ETHTOOL_SCHANNELS;
+		ch.combined_count = want;
+		if (ioctl(s, SIOCETHTOOL, &ifr) < 0) {
+			fprintf(stderr, "netloop: ETHTOOL_SCHANNELS combined %lu: %s\n", want, strerror(errno));
+			return 1;
+		}
+		ch = (struct ethtool_channels){ .cmd = ETHTOOL_GCHANNELS };
+		if (ioctl(s, SIOCETHTOOL, &ifr) < 0) { perror("netloop: ETHTOOL_GCHANNELS"); return 1; }
+		printf("netloop: channels: max combined %u, combined %u\n", ch.max_combined, ch.combined_count);
+		return ch.combined_count == want ? 0 : 1;
+	}
+	printf("netloop: channels: max combined %u, combined %u\n", ch.max_combined, ch.combined_count);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: netloop IFNAME COUNT\n");
+	if (argc == 3 || argc == 4) {
+		if (!strcmp(argv[2], "--channels"))
+			return channels(argv[1], argc == 4 ? argv[3] : NULL);
+	}
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: netloop IFNAME COUNT [CPU] | netloop IFNAME --channels [N]\n");
 		return 2;
 	}
 	const char *ifn = argv[1];
 	unsigned n = strtoul(argv[2], NULL, 0);
+	int cpu = -1;
+	if (argc == 4) {
+		cpu_set_t set;
+		cpu = atoi(argv[3]);
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (cpu < 0 || cpu >= CPU_SETSIZE || sched_setaffinity(0, sizeof(set), &set) < 0) {
+			fprintf(stderr, "netloop: cannot run on CPU %s: %s\n", argv[3], strerror(errno));
+			return 1;
+		}
+	}
 	int s = socket(AF_PACKET, SOCK_RAW, htons(ETHTYPE));
 	if (s < 0) { perror("netloop: socket"); return 1; }
 	struct ifreq ifr = { 0 };
@@ -129,7 +189,12 @@ int main(int argc, char **argv)
 		}
 	}
 	double dt = now() - t0;
-	printf("netloop: sent %u received %u intact %u lost %u corrupt %u dup %u in %.2f s\n",
+	printf("netloop: sent %u received %u intact %u lost %u corrupt %u dup %u in %.2f s",
 	       sent, recvd, intact, n - intact - corrupt, corrupt, dup, dt);
+	if (cpu >= 0)
+		printf(" on CPU %d", sched_getcpu());
+	printf("\n");
+	if (cpu >= 0 && sched_getcpu() != cpu)
+		return 1;
 	return intact == n ? 0 : 1;
 }
