@@ -264,24 +264,7 @@ impl<S: AsMut<[u16]>> PackedQueue<S> {
             driver,
             device,
             ready: true,
-            event_idx: false,
-            indirect: false,
-            ids,
-            avail: Pos::START,
-            used: Pos::START,
-            in_flight: 0,
-            ahead: [Located::default(); MAX_AHEAD],
-            ahead_len: 0,
-            ahead_descs: 0,
-            batch: [Used {
-                id: 0,
-                len: 0,
-                at: Pos::START,
-            }; BATCH],
-            batch_len: 0,
-            signalled: Pos::START,
-            used_since: 0,
-            kick_flags: None,
+            ..Self::with_ids(ids)
         }
     }
 
