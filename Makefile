@@ -14,6 +14,8 @@
 #   make check-quick     the quick VM suite, for a developer after an edit
 #   make bench           benchmark against vdpa_sim_net on the release kernel
 #   make stress          the ring-index stress, 10^6 frames per configuration
+#   make fuzz            the hardening suite (fuzzer, races, lifecycle) at
+#                        8 to 40 times its CI size, outside CI
 #   make clean           remove build products
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -89,4 +91,7 @@ bench:
 stress:
 	scripts/run stress
 
-.PHONY: bench stress all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
+fuzz:
+	scripts/run fuzz
+
+.PHONY: bench stress fuzz all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
