@@ -15,6 +15,10 @@
  *    "other_interrupts" those that were not (a test expects 0);
  *  - set_mem_table: "mem_table" shows the number of tables received, then
  *    the last one, a region a line ("<iova> <size> <uaddr>" in hex);
+ *  - get_vq_notification: every queue's doorbell is one zeroed page of
+ *    the instance, which the core maps into region 1; "doorbell" shows
+ *    the 16-bit value at its start (what a write through the mapping
+ *    left there);
  *  - set_status: "status" shows the last status forwarded (0 after a
  *    reset); with 1 in "refuse_features_ok" the device refuses FEATURES_OK
  *    (set_status() fails for a status with it), as a vDPA device may;
@@ -27,7 +31,9 @@
  */
 #include <linux/device.h>
 #include <linux/hardirq.h>
+#include <linux/gfp.h>
 #include <linux/hrtimer.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/slab.h>
@@ -59,6 +65,8 @@ struct c_inst {
 	struct vhost_mdev_mem_region regions[VHOST_MDEV_MAX_MEM_REGIONS];
 	u8 status;
 	bool refuse_features_ok;
+	/* The doorbell page of every queue (get_vq_notification). */
+	struct page *doorbell;
 	u32 base[C_MAX_VQS];
 };
 
@@ -133,6 +141,16 @@ static int c_set_status(void *p, u8 status)
 	return ret;
 }
 
+static int c_get_vq_notification(void *p, u16 idx,
+				 struct vhost_mdev_vq_notify_area *area)
+{
+	struct c_inst *c = p;
+
+	area->addr = page_to_phys(c->doorbell);
+	area->size = PAGE_SIZE;
+	return 0;
+}
+
 static int c_set_mem_table(void *p, const struct vhost_mdev_mem_region *regions,
 			   u32 nregions)
 {
@@ -155,6 +173,7 @@ static void c_destroy(void *p)
 	struct c_inst *c = p;
 
 	hrtimer_cancel(&c->timer);
+	__free_page(c->doorbell);
 	kvfree(c);
 }
 
@@ -178,6 +197,7 @@ static const struct vhost_mdev_device_ops c_ops = {
 	.reset = c_reset,
 	.set_status = c_set_status,
 	.set_mem_table = c_set_mem_table,
+	.get_vq_notification = c_get_vq_notification,
 	.destroy = c_destroy,
 };
 
@@ -188,6 +208,11 @@ static void *c_create(void *parent_priv, struct vhost_mdev_device *vdev,
 
 	if (!c)
 		return ERR_PTR(-ENOMEM);
+	c->doorbell = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	if (!c->doorbell) {
+		kvfree(c);
+		return ERR_PTR(-ENOMEM);
+	}
 	c->vdev = vdev;
 	mutex_init(&c->lock);
 	c->nvqs = 2;
@@ -276,6 +301,21 @@ static ssize_t status_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(status);
 
+static ssize_t doorbell_show(struct device *dev, struct device_attribute *attr,
+			     char *buf)
+{
+	struct c_inst *c = vhost_mdev_priv_from_dev(dev);
+	u16 *v;
+	u16 val;
+
+	if (!c)
+		return -ENODEV;
+	v = page_address(c->doorbell);
+	val = READ_ONCE(*v);
+	return sysfs_emit(buf, "%u\n", val);
+}
+static DEVICE_ATTR_RO(doorbell);
+
 static ssize_t refuse_features_ok_show(struct device *dev,
 				       struct device_attribute *attr, char *buf)
 {
@@ -350,6 +390,7 @@ static struct attribute *c_attrs[] = {
 	&dev_attr_fire_irq.attr,
 	&dev_attr_mem_table.attr,
 	&dev_attr_status.attr,
+	&dev_attr_doorbell.attr,
 	&dev_attr_refuse_features_ok.attr,
 	&dev_attr_nvqs.attr,
 	NULL,

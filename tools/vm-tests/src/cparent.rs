@@ -506,3 +506,98 @@ pub fn cparent_features_ok_refused(env: &Env) -> TestResult {
     status(0, "after the last reset")?;
     Ok(())
 }
+
+/// `mmap` of the device fd with `prot` and `flags` at `offset`, `len`
+/// bytes; the mapping or the errno.
+fn map(dev: &MdevDevice, offset: u64, len: usize, prot: i32, flags: i32) -> Result<*mut u8, i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a new mapping of the device fd at an address of the
+    // kernel's choice; nothing aliases it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            flags,
+            dev.vfio().file().as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    Ok(p.cast())
+}
+
+/// A parent that offers doorbell pages (`get_vq_notification`): region 1
+/// says it can be mapped, and a 2-byte write through the mapping of a
+/// queue's page reaches the device's doorbell without a trap (the C
+/// parent shows the value); mappings that are not one shared, write-only
+/// page of a queue are refused, and so is making one readable.
+pub fn cparent_doorbell_mmap(env: &Env) -> TestResult {
+    let ty = c_parent_type(env)?;
+    let inst = Inst::create_of(env, &ty)?;
+    let dev = inst.open(IommuKind::Type1)?;
+    let r1 = dev
+        .region_info(VHOST_VFIO_REGION_NOTIFY)
+        .ctx("region 1 info")?;
+    let mmap_flag = vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
+    check!(
+        r1.flags & mmap_flag != 0,
+        "region 1 does not offer mmap (flags {:#x})",
+        r1.flags
+    );
+    let page = vhost_mdev::device::page_size();
+    let base = region_offset(VHOST_VFIO_REGION_NOTIFY);
+    let (w, shared) = (libc::PROT_WRITE, libc::MAP_SHARED);
+    for round in 0..2u16 {
+        for q in 0..2u16 {
+            let p = map(&dev, base + u64::from(q) * page, page as usize, w, shared)
+                .map_err(|e| format!("mmap of queue {q}'s doorbell: errno {e}"))?;
+            let v = 0x100 * (round + 1) + q;
+            // SAFETY: `p` is a writable mapping of at least 2 bytes,
+            // aligned to a page.
+            unsafe { std::ptr::write_volatile(p.cast::<u16>(), v) };
+            let seen = inst.attr("doorbell")?;
+            // SAFETY: `p` is the mapping of one page made above.
+            unsafe { libc::munmap(p.cast(), page as usize) };
+            check!(
+                seen == v.to_string(),
+                "queue {q}: wrote {v} through the mapping, the device saw {seen}"
+            );
+        }
+    }
+    // A readable mapping, a private one, two pages, a queue beyond the
+    // two, and region 0 are refused.
+    let bad: [(&str, u64, u64, i32, i32); 5] = [
+        (
+            "PROT_READ | PROT_WRITE",
+            base,
+            page,
+            libc::PROT_READ | w,
+            shared,
+        ),
+        ("MAP_PRIVATE", base, page, w, libc::MAP_PRIVATE),
+        ("two pages", base, 2 * page, w, shared),
+        ("queue 2 of 2", base + 2 * page, page, w, shared),
+        ("region 0", 0, page, w, shared),
+    ];
+    for (what, off, len, prot, flags) in bad {
+        match map(&dev, off, len as usize, prot, flags) {
+            Ok(p) => {
+                // SAFETY: the mapping of `len` bytes made by `map`.
+                unsafe { libc::munmap(p.cast(), len as usize) };
+                return Err(format!("mmap with {what} succeeded"));
+            }
+            Err(e) => check!(e == EINVAL, "mmap with {what}: errno {e}, expected EINVAL"),
+        }
+    }
+    // A write-only mapping may not become readable.
+    let p = map(&dev, base, page as usize, w, shared).map_err(|e| format!("mmap: errno {e}"))?;
+    // SAFETY: `p` is the mapping of one page made above.
+    let r = unsafe { libc::mprotect(p.cast(), page as usize, libc::PROT_READ | w) };
+    // SAFETY: as above.
+    unsafe { libc::munmap(p.cast(), page as usize) };
+    check!(r != 0, "mprotect made the doorbell mapping readable");
+    Ok(())
+}

@@ -89,6 +89,11 @@ pub const C_PARENT: &[Test] = &[
         true,
         cparent::cparent_features_ok_refused
     ),
+    t!(
+        "cparent_doorbell_mmap",
+        true,
+        cparent::cparent_doorbell_mmap
+    ),
 ];
 
 /// The ring-index stress runs (`--stress`), one per configuration.
