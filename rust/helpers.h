@@ -11,6 +11,8 @@
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
+struct vm_area_struct;
+
 struct page;
 
 struct vfio_device *vhost_mdev_helper_vfio_alloc_device(size_t size, struct device *dev,
@@ -43,5 +45,8 @@ u64 vhost_mdev_helper_ktime_get_ns(void);
 bool vhost_mdev_helper_may_poll(void);
 unsigned long vhost_mdev_helper_spin_lock_irqsave(spinlock_t *lock);
 void vhost_mdev_helper_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma);
+unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma);
+int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr);
 
 #endif

@@ -261,13 +261,18 @@ pub trait Device: Sized + Send + Sync {
         Err(eopnotsupp())
     }
     /// The driver's memory table (`VHOST_SET_MEM_TABLE`), for devices
-    /// that make its pages resident themselves (ABI 2; forwarded once the
-    /// core takes the request).
+    /// that make its pages resident themselves (ABI 2): the whole new
+    /// table, in any status, checked by the core (at most 64 regions, none
+    /// empty or wrapping, no two IOVA ranges overlapping). An error fails
+    /// the request; keep the previous table then.
     fn set_mem_table(&self, _regions: &[MemRegion]) -> Result {
         Err(eopnotsupp())
     }
-    /// The doorbell of queue `idx`, which the core may map into the
-    /// opener's notify region (ABI 2).
+    /// The doorbell of queue `idx`, which the core maps into the opener's
+    /// notify region (ABI 2): a page-aligned area of whole pages, kept
+    /// while the instance exists. Called without the core's serialisation
+    /// (from `mmap`): return a fixed answer, taking no lock another method
+    /// holds.
     fn get_vq_notification(&self, _idx: u16) -> Result<NotifyArea> {
         Err(eopnotsupp())
     }
