@@ -20,6 +20,8 @@ pub mod errno;
 #[allow(dead_code)]
 #[path = "../tools/vhost-mdev-proto/src/packed.rs"]
 pub mod packed;
+#[path = "mm.rs"]
+pub mod mm;
 #[path = "params.rs"]
 pub mod params;
 /// One interface over both ring types (`vhost-mdev-proto`).

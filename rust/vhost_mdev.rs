@@ -12,6 +12,7 @@
 
 use crate::bindings;
 use crate::errno::*;
+use crate::mm::MmGrab;
 use crate::sysfs;
 use crate::vhost_mdev_ops::for_each_parent_op;
 use core::marker::PhantomData;
@@ -161,6 +162,16 @@ impl DeviceHandle {
     pub fn log_write(&self, iova: u64, len: u64) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_log_write(self.ptr.as_ptr(), iova, len) };
+    }
+
+    /// The address space of the process that opened the device (a
+    /// reference of its own), or `None` when the device is not open. Call
+    /// it from a [`Device`] method other than [`Device::kick`]: the core
+    /// then holds the lock that close takes.
+    pub fn opener_mm(&self) -> Option<MmGrab> {
+        // SAFETY: `ptr` is valid (type invariant); the core returns null or
+        // an `mmgrab()` reference that it hands over to us.
+        unsafe { MmGrab::from_raw(bindings::vhost_mdev_opener_mm(self.ptr.as_ptr())) }
     }
 
     /// Whether a user has the device open: true from the start of the
