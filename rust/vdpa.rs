@@ -75,6 +75,12 @@ pub struct Iotlb {
     ptr: NonNull<bindings::vhost_iotlb>,
 }
 
+// SAFETY: a `vhost_iotlb` is plain memory with no tie to a thread; `&mut`
+// methods serialise changes.
+unsafe impl Send for Iotlb {}
+// SAFETY: `&Iotlb` only lets a device copy the table (`set_map`).
+unsafe impl Sync for Iotlb {}
+
 impl Iotlb {
     /// An empty table of at most `limit` ranges (0: no limit).
     pub fn new(limit: u32) -> Result<Self> {

@@ -86,6 +86,9 @@ struct State {
     /// The opener's address space, bound to the device (VA mode) from the
     /// first memory table to close.
     mm: Option<MmGrab>,
+    /// The table the device holds (in every address space), kept to go
+    /// back to when a new one fails.
+    table: Option<vdpa::Iotlb>,
 }
 
 /// The instance: the bound vDPA device as a vhost-mdev device.
@@ -123,6 +126,7 @@ impl VdpaDev {
                 );
             }
         }
+        s.table = None;
         if s.mm.take().is_some() {
             self.vdpa.unbind_mm();
         }
@@ -143,6 +147,17 @@ impl VdpaDev {
         if close {
             self.unmap_all(s);
         }
+    }
+
+    /// Gives `iotlb` to every address space of the device.
+    fn map_all(&self, iotlb: &vdpa::Iotlb) -> Result {
+        for asid in 0..self.vdpa.nas() {
+            // SAFETY: a table of user addresses of the bound address space
+            // (VA mode, `set_mem_table`); the device reaches them only in
+            // that address space.
+            unsafe { self.vdpa.set_map(asid, iotlb)? };
+        }
+        Ok(())
     }
 
     fn packed(s: &State) -> bool {
@@ -349,16 +364,21 @@ impl vhost_mdev::Device for VdpaDev {
             unsafe { self.vdpa.bind_mm(&mm)? };
             s.mm = Some(mm);
         }
-        for asid in 0..self.vdpa.nas() {
-            // SAFETY: user addresses of the bound address space (VA mode);
-            // the device reaches them only in that address space.
-            if let Err(e) = unsafe { self.vdpa.set_map(asid, &iotlb) } {
+        if let Err(e) = self.map_all(&iotlb) {
+            // Back to the previous table (an error keeps it), else none.
+            let restored = match &s.table {
+                Some(old) => self.map_all(old),
+                None => Err(e),
+            };
+            if restored.is_err() {
                 for a in 0..self.vdpa.nas() {
                     let _ = self.vdpa.clear_map(a);
                 }
-                return Err(e);
+                s.table = None;
             }
+            return Err(e);
         }
+        s.table = Some(iotlb);
         Ok(())
     }
 }
@@ -409,6 +429,7 @@ impl ParentOn for BridgeParent {
                     started: false,
                     ready,
                     mm: None,
+                    table: None,
                 }, "vhost_mdev_vdpa_state"),
             }),
             GFP_KERNEL,
