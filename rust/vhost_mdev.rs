@@ -272,8 +272,10 @@ pub trait Device: Sized + Send + Sync {
         Err(eopnotsupp())
     }
     /// The driver's memory table (`VHOST_SET_MEM_TABLE`), for devices
-    /// that make its pages resident themselves (ABI 2; forwarded once the
-    /// core takes the request).
+    /// that make its pages resident themselves (ABI 2): the whole new
+    /// table, in any status, checked by the core (at most 64 regions, none
+    /// empty or wrapping, no two IOVA ranges overlapping). An error fails
+    /// the request; keep the previous table then.
     fn set_mem_table(&self, _regions: &[MemRegion]) -> Result {
         Err(eopnotsupp())
     }

@@ -5,9 +5,13 @@
 //! C header: [`include/linux/vhost_mdev.h`](../include/linux/vhost_mdev.h).
 
 use crate::bindings;
-use crate::proto::{self, Backend};
+use crate::proto::{self, Backend, MemTable};
 use core::sync::atomic::{AtomicU8, Ordering};
 use kernel::ffi::c_void;
+use kernel::prelude::*;
+
+// The core checks memory tables against the limit the C header promises.
+const _: () = assert!(proto::MAX_MEM_REGIONS == bindings::VHOST_MDEV_MAX_MEM_REGIONS as usize);
 
 /// A parent's instance behind its ops table.
 ///
@@ -112,6 +116,30 @@ impl Backend for ParentBackend<'_> {
         // With split rings the model drops bits 16-31 (the header's
         // promise to parents).
         call!(self, get_vq_base, idx)
+    }
+    fn set_mem_table(&mut self, table: &MemTable<'_>) -> Result<(), proto::Errno> {
+        // A parent without the op reaches guest memory through the core:
+        // the table is accepted and ignored (QEMU sends it to every device).
+        if self.ops.set_mem_table.is_none() {
+            return Ok(());
+        }
+        // At most MAX_MEM_REGIONS (checked by the model).
+        let mut regions =
+            KVec::with_capacity(table.len(), GFP_KERNEL).map_err(|_| proto::errno::ENOMEM)?;
+        for r in table.regions() {
+            regions
+                .push(
+                    bindings::vhost_mdev_mem_region {
+                        guest_phys_addr: r.guest_phys_addr,
+                        size: r.memory_size,
+                        userspace_addr: r.userspace_addr,
+                    },
+                    GFP_KERNEL,
+                )
+                .map_err(|_| proto::errno::ENOMEM)?;
+        }
+        let n = regions.len() as u32;
+        status(call!(self, set_mem_table, regions.as_ptr(), n))
     }
     fn set_status(&mut self, new: u8) -> Result<(), proto::Errno> {
         if self.ops.set_status.is_none() {

@@ -38,6 +38,12 @@ const _: () = assert!(uapi::NUM_IRQS == b::VHOST_VFIO_NUM_IRQS);
 const _: () = assert!(uapi::VRING_STATE_SIZE == size_of::<b::vhost_vring_state>());
 const _: () = assert!(uapi::VRING_ADDR_SIZE == size_of::<b::vhost_vring_addr>());
 const _: () = assert!(uapi::CONFIG_HDR_SIZE == size_of::<b::vhost_vdpa_config>());
+const _: () = assert!(uapi::MEM_TABLE_HDR_SIZE == size_of::<b::vhost_memory>());
+const _: () = assert!(uapi::MEM_REGION_SIZE == size_of::<b::vhost_memory_region>());
+// A table of the most regions fits one message.
+const _: () = assert!(
+    uapi::MEM_TABLE_HDR_SIZE + uapi::MAX_MEM_REGIONS * uapi::MEM_REGION_SIZE <= uapi::MAX_PAYLOAD
+);
 
 // Virtio status bits and the features the model requires.
 const _: () = assert!(status::ACKNOWLEDGE as u32 == b::VIRTIO_CONFIG_S_ACKNOWLEDGE);
@@ -55,6 +61,7 @@ const _: () = assert!(uapi::VIRTIO_F_RING_PACKED_BIT == b::VIRTIO_F_RING_PACKED)
 const _: () = assert!(req::GET_FEATURES == b::VHOST_GET_FEATURES);
 const _: () = assert!(req::SET_FEATURES == b::VHOST_SET_FEATURES);
 const _: () = assert!(req::SET_OWNER == b::VHOST_SET_OWNER);
+const _: () = assert!(req::SET_MEM_TABLE == b::VHOST_SET_MEM_TABLE);
 const _: () = assert!(req::SET_VRING_NUM == b::VHOST_SET_VRING_NUM);
 const _: () = assert!(req::SET_VRING_ADDR == b::VHOST_SET_VRING_ADDR);
 const _: () = assert!(req::SET_VRING_BASE == b::VHOST_SET_VRING_BASE);

@@ -8,7 +8,7 @@
 //! mapped onto the parent's device ops ([`ParentBackend`]).
 
 use crate::backend::ParentBackend;
-use crate::errno::{enodata, EINVAL, ENOTTY};
+use crate::errno::{enodata, E2BIG, EINVAL, ENOTTY};
 use crate::proto::{self, Model, Reply, VqConfig};
 use crate::rings::RingMap;
 use crate::uapi::{NUM_IRQS, NUM_REGIONS, REGION_MSG, REGION_NOTIFY, REGION_SHIFT};
@@ -242,6 +242,19 @@ pub(crate) fn vhost_ioctl(
         let start = h + proto::CONFIG_HDR_SIZE;
         reader.read_slice(&mut ch.msg[start..start + clen])?;
         len += clen;
+    } else if cmd == proto::req::SET_MEM_TABLE {
+        // struct vhost_memory: the regions follow the header. A count
+        // above the limit is refused before anything more is read.
+        let h = proto::HDR_SIZE;
+        let n =
+            u32::from_ne_bytes([ch.msg[h], ch.msg[h + 1], ch.msg[h + 2], ch.msg[h + 3]]) as usize;
+        if n > proto::MAX_MEM_REGIONS {
+            return Err(E2BIG);
+        }
+        let rlen = n * proto::MEM_REGION_SIZE;
+        let start = h + proto::MEM_TABLE_HDR_SIZE;
+        reader.read_slice(&mut ch.msg[start..start + rlen])?;
+        len += rlen;
     }
     let rlen = ch.dispatch(rings, ops, u64::from(cmd), len, Via::Ioctl)?;
     if rlen > 0 {

@@ -56,6 +56,9 @@ struct vhost_mdev_mem_region {
 	u64 userspace_addr;
 };
 
+/* Most regions of a memory table (vhost's default max_mem_regions). */
+#define VHOST_MDEV_MAX_MEM_REGIONS 64
+
 /**
  * struct vhost_mdev_vq_notify_area - a queue's doorbell, for mmap
  * @addr: physical address of the doorbell's page-aligned area
@@ -126,7 +129,15 @@ struct vhost_mdev_device_ops {
 	/*
 	 * Optional (ABI 2). The driver's memory table (VHOST_SET_MEM_TABLE),
 	 * for devices that must make its pages resident themselves. Called
-	 * by the core once it forwards the request (the vDPA bridge work).
+	 * in any status (a VMM sends a new table whenever its memory map
+	 * changes, also while the device runs) with the whole new table,
+	 * which replaces the last one. The core checked it: 0 to
+	 * VHOST_MDEV_MAX_MEM_REGIONS regions, none empty, no range that
+	 * wraps (IOVA or user address), no two IOVA ranges overlapping; page
+	 * alignment is the parent's to require. @regions is valid for the
+	 * call only (not to be dereferenced when @nregions is 0). An error
+	 * fails the request; the parent then keeps its previous table.
+	 * Without the op the request succeeds and the table is ignored.
 	 */
 	int (*set_mem_table)(void *priv, const struct vhost_mdev_mem_region *regions,
 			     u32 nregions);

@@ -18,6 +18,10 @@ pub type Errno = i32;
 
 /// Errno values used by the protocol (asm-generic numbers, as on x86).
 pub mod errno {
+    /// Argument list too long (a memory table with too many regions).
+    pub const E2BIG: i32 = 7;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
     /// Bad address.
     pub const EFAULT: i32 = 14;
     /// Device or resource busy.
@@ -36,9 +40,9 @@ pub mod errno {
 use errno::*;
 
 pub use super::uapi::{
-    req, status, CONFIG_HDR_SIZE, HDR_SIZE, MAX_PAYLOAD, MSG_REGION_SIZE, NEED_REPLY,
-    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE,
-    VRING_STATE_SIZE,
+    req, status, CONFIG_HDR_SIZE, HDR_SIZE, MAX_MEM_REGIONS, MAX_PAYLOAD, MEM_REGION_SIZE,
+    MEM_TABLE_HDR_SIZE, MSG_REGION_SIZE, NEED_REPLY, VIRTIO_F_ACCESS_PLATFORM,
+    VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE, VRING_STATE_SIZE,
 };
 
 /// Most virtqueues a parent may have: QEMU's `VIRTIO_QUEUE_MAX` (1024),
@@ -125,6 +129,143 @@ pub struct VringAddr {
     pub log: u64,
 }
 
+/// One region of a memory table (`struct vhost_memory_region`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemRegion {
+    /// The region's first IOVA (the guest-physical address with no
+    /// vIOMMU; vhost's name).
+    pub guest_phys_addr: u64,
+    /// Its length in bytes.
+    pub memory_size: u64,
+    /// Where the process that sends the table sees the region.
+    pub userspace_addr: u64,
+    /// Must be 0.
+    pub flags_padding: u64,
+}
+
+impl MemRegion {
+    /// The region from its 32 bytes (`b` holds at least that many).
+    fn read(b: &[u8]) -> Self {
+        MemRegion {
+            guest_phys_addr: rd_u64(b, 0),
+            memory_size: rd_u64(b, 8),
+            userspace_addr: rd_u64(b, 16),
+            flags_padding: rd_u64(b, 24),
+        }
+    }
+
+    /// Writes the region's 32 bytes into `out` (at least that many).
+    fn write(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.guest_phys_addr.to_ne_bytes());
+        out[8..16].copy_from_slice(&self.memory_size.to_ne_bytes());
+        out[16..24].copy_from_slice(&self.userspace_addr.to_ne_bytes());
+        out[24..32].copy_from_slice(&self.flags_padding.to_ne_bytes());
+    }
+
+    /// The region's last IOVA; `None` when it is empty or runs past the
+    /// end of the address space.
+    pub fn last_iova(&self) -> Option<u64> {
+        self.guest_phys_addr
+            .checked_add(self.memory_size.checked_sub(1)?)
+    }
+
+    /// Checks one region: not empty, `flags_padding` 0, and neither its
+    /// IOVA range nor its user address range wraps (`EINVAL`). A region
+    /// may end at the last address (`addr + size - 1 == u64::MAX`).
+    pub fn check(&self) -> Result<(), Errno> {
+        let last = self.memory_size.checked_sub(1).ok_or(EINVAL)?;
+        if self.flags_padding != 0
+            || self.guest_phys_addr.checked_add(last).is_none()
+            || self.userspace_addr.checked_add(last).is_none()
+        {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+}
+
+/// The regions of a `VHOST_SET_MEM_TABLE` (`struct vhost_memory` without
+/// its header): as they travel, or as values (to encode them). Two tables
+/// are equal when their regions are.
+#[derive(Clone, Copy, Debug)]
+pub enum MemTable<'a> {
+    /// The regions' bytes as they travel: a multiple of
+    /// [`MEM_REGION_SIZE`] (a shorter tail is ignored).
+    Wire(&'a [u8]),
+    /// The regions as values.
+    Regions(&'a [MemRegion]),
+}
+
+impl MemTable<'_> {
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        match self {
+            MemTable::Wire(b) => b.len() / MEM_REGION_SIZE,
+            MemTable::Regions(r) => r.len(),
+        }
+    }
+
+    /// Whether the table has no region (valid: nothing is mapped).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Region `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<MemRegion> {
+        match self {
+            MemTable::Wire(b) => {
+                let at = i.checked_mul(MEM_REGION_SIZE)?;
+                b.get(at..at.checked_add(MEM_REGION_SIZE)?)
+                    .map(MemRegion::read)
+            }
+            MemTable::Regions(r) => r.get(i).copied(),
+        }
+    }
+
+    /// The regions, in order.
+    pub fn regions(&self) -> impl Iterator<Item = MemRegion> + '_ {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+
+    /// Checks the table as the device takes it: at most
+    /// [`MAX_MEM_REGIONS`] regions (else `E2BIG`), each valid (see
+    /// [`MemRegion::check`]), and no two IOVA ranges overlapping
+    /// (`EINVAL`). User address ranges may overlap (a VMM may alias its
+    /// memory). Quadratic, on at most 64 regions.
+    pub fn check(&self) -> Result<(), Errno> {
+        if self.len() > MAX_MEM_REGIONS {
+            return Err(E2BIG);
+        }
+        for (i, a) in self.regions().enumerate() {
+            a.check()?;
+            let al = a.last_iova().ok_or(EINVAL)?;
+            for b in self.regions().skip(i + 1) {
+                // A region without an end fails its own check later.
+                let Some(bl) = b.last_iova() else {
+                    continue;
+                };
+                if a.guest_phys_addr <= bl && b.guest_phys_addr <= al {
+                    return Err(EINVAL);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the table on the wire (header and regions).
+    pub fn wire_len(&self) -> usize {
+        MEM_TABLE_HDR_SIZE.saturating_add(self.len().saturating_mul(MEM_REGION_SIZE))
+    }
+}
+
+impl PartialEq for MemTable<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.regions().eq(other.regions())
+    }
+}
+
+impl Eq for MemTable<'_> {}
+
 /// A decoded request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -134,6 +275,10 @@ pub enum Request<'a> {
     SetFeatures(u64),
     /// `VHOST_SET_OWNER`
     SetOwner,
+    /// `VHOST_SET_MEM_TABLE`: the regions the driver's DMA may reach, with
+    /// `guest_phys_addr` read as an IOVA. A decoded table passed
+    /// [`MemTable::check`].
+    SetMemTable(MemTable<'a>),
     /// `VHOST_VDPA_GET_DEVICE_ID`
     GetDeviceId,
     /// `VHOST_VDPA_GET_STATUS`
@@ -221,6 +366,7 @@ impl Request<'_> {
             Request::GetFeatures => req::GET_FEATURES,
             Request::SetFeatures(_) => req::SET_FEATURES,
             Request::SetOwner => req::SET_OWNER,
+            Request::SetMemTable(_) => req::SET_MEM_TABLE,
             Request::GetDeviceId => req::GET_DEVICE_ID,
             Request::GetStatus => req::GET_STATUS,
             Request::SetStatus(_) => req::SET_STATUS,
@@ -249,6 +395,7 @@ impl Request<'_> {
     pub fn payload_len(&self) -> usize {
         match self {
             Request::SetConfig { data, .. } => CONFIG_HDR_SIZE + data.len(),
+            Request::SetMemTable(t) => t.wire_len(),
             // Every other code has a fixed payload.
             r => fixed_payload_size(r.code()).unwrap_or(0),
         }
@@ -263,13 +410,18 @@ impl Request<'_> {
         if let Request::SetConfig { data, .. } = self {
             u32::try_from(data.len()).map_err(|_| EINVAL)?;
         }
+        if let Request::SetMemTable(t) = self {
+            u32::try_from(t.len()).map_err(|_| EINVAL)?;
+        }
         let len = self.payload_len();
         self.put_payload(out.get_mut(..len).ok_or(EINVAL)?);
         Ok(len)
     }
 
     /// Writes the payload into `out`, which holds exactly
-    /// [`Request::payload_len`] bytes (and SET_CONFIG data fits a `u32`).
+    /// [`Request::payload_len`] bytes (and SET_CONFIG data and a memory
+    /// table's region count fit a `u32`). A memory table is written as it
+    /// is, valid or not (tests send bad ones).
     fn put_payload(&self, out: &mut [u8]) {
         let state = |out: &mut [u8], index: u32, num: u32| {
             out[0..4].copy_from_slice(&index.to_ne_bytes());
@@ -288,6 +440,14 @@ impl Request<'_> {
             | Request::SetVringBase { index, num }
             | Request::SetVringEnable { index, num } => state(out, index, num),
             Request::GetVringBase { index } => state(out, index, 0),
+            Request::SetMemTable(t) => {
+                // The count fits: the callers checked it. Padding 0.
+                state(out, t.len() as u32, 0);
+                let regions = out[MEM_TABLE_HDR_SIZE..].chunks_exact_mut(MEM_REGION_SIZE);
+                for (r, o) in t.regions().zip(regions) {
+                    r.write(o);
+                }
+            }
             Request::SetVringAddr(a) | Request::SetVringHva(a) => {
                 out[0..4].copy_from_slice(&a.index.to_ne_bytes());
                 out[4..8].copy_from_slice(&a.flags.to_ne_bytes());
@@ -366,7 +526,8 @@ pub fn request_name(code: u32) -> Option<&'static str> {
 /// The payload size a request code takes, if it is a fixed one.
 ///
 /// `None` for unknown codes. Config requests have a variable payload (the
-/// 8-byte header, plus data for SET_CONFIG).
+/// 8-byte header, plus data for SET_CONFIG), and so has SET_MEM_TABLE (the
+/// 8-byte header of `struct vhost_memory`, then its regions).
 pub fn fixed_payload_size(code: u32) -> Option<usize> {
     Some(match code {
         req::GET_FEATURES | req::SET_OWNER | req::GET_DEVICE_ID | req::GET_STATUS => 0,
@@ -379,6 +540,7 @@ pub fn fixed_payload_size(code: u32) -> Option<usize> {
         req::SET_VRING_ADDR | req::SET_VRING_HVA => VRING_ADDR_SIZE,
         req::GET_CONFIG => CONFIG_HDR_SIZE,
         req::SET_CONFIG => CONFIG_HDR_SIZE,
+        req::SET_MEM_TABLE => MEM_TABLE_HDR_SIZE,
         _ => return None,
     })
 }
@@ -386,7 +548,9 @@ pub fn fixed_payload_size(code: u32) -> Option<usize> {
 /// Decodes a request from its code and payload (message transport layout,
 /// which is also the ioctl argument layout).
 ///
-/// Unknown codes are `ENOTTY`; a payload of the wrong size is `EINVAL`.
+/// Unknown codes are `ENOTTY`; a payload of the wrong size is `EINVAL`. A
+/// memory table with more than [`MAX_MEM_REGIONS`] regions is `E2BIG`
+/// (whatever its size), one that [`MemTable::check`] refuses its errno.
 pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
     let code = u32::try_from(request).map_err(|_| ENOTTY)?;
     let fixed = fixed_payload_size(code).ok_or(ENOTTY)?;
@@ -407,6 +571,7 @@ pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
                 data: &p[CONFIG_HDR_SIZE..],
             }
         }
+        req::SET_MEM_TABLE => Request::SetMemTable(decode_mem_table(p)?),
         _ => {
             exact(fixed)?;
             match code {
@@ -446,6 +611,24 @@ pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
             }
         }
     })
+}
+
+/// The payload of `VHOST_SET_MEM_TABLE`: `struct vhost_memory` (`u32
+/// nregions`, `u32 padding`, then the regions), checked.
+fn decode_mem_table(p: &[u8]) -> Result<MemTable<'_>, Errno> {
+    if p.len() < MEM_TABLE_HDR_SIZE {
+        return Err(EINVAL);
+    }
+    let n = rd_u32(p, 0) as usize;
+    if n > MAX_MEM_REGIONS {
+        return Err(E2BIG);
+    }
+    if p.len() != MEM_TABLE_HDR_SIZE + n * MEM_REGION_SIZE || rd_u32(p, 4) != 0 {
+        return Err(EINVAL);
+    }
+    let t = MemTable::Wire(&p[MEM_TABLE_HDR_SIZE..]);
+    t.check()?;
+    Ok(t)
 }
 
 /// `struct vhost_vring_addr` from its 40 bytes.
@@ -501,6 +684,13 @@ pub trait Backend {
     fn set_vq_base(&mut self, idx: u16, base: u32);
     /// Reads where a queue is (the encoding of [`Backend::set_vq_base`]).
     fn get_vq_base(&self, idx: u16) -> u32;
+    /// The driver's memory table (`VHOST_SET_MEM_TABLE`), checked
+    /// ([`MemTable::check`]), in any status. An error fails the request.
+    /// The default ignores it (a device that reaches guest memory through
+    /// the core needs no table).
+    fn set_mem_table(&mut self, _table: &MemTable<'_>) -> Result<(), Errno> {
+        Ok(())
+    }
     /// Every non-zero status the model accepted: after
     /// [`Backend::set_driver_features`] for FEATURES_OK (an error keeps
     /// FEATURES_OK clear), before [`Backend::start`] for DRIVER_OK (an
@@ -758,6 +948,14 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
                 Ok(())
             }
             Request::SetOwner => Ok(()),
+            // In any status: a VMM sends a new table whenever its memory
+            // map changes, the device running or not. The model keeps no
+            // copy; it checks the table again (a request need not come
+            // from `decode`).
+            Request::SetMemTable(t) => {
+                t.check()?;
+                dev.set_mem_table(&t)
+            }
             Request::GetDeviceId => reply.put(&dev.device_id().to_ne_bytes()),
             Request::GetStatus => reply.put(&[self.status | dev.device_status()]),
             Request::SetStatus(s) => self.set_status(dev, s),

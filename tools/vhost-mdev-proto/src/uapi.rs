@@ -50,6 +50,15 @@ pub const VRING_STATE_SIZE: usize = 8;
 pub const VRING_ADDR_SIZE: usize = 40;
 /// Size of the header of `struct vhost_vdpa_config`.
 pub const CONFIG_HDR_SIZE: usize = 8;
+/// Size of the header of `struct vhost_memory` (`nregions`, `padding`).
+pub const MEM_TABLE_HDR_SIZE: usize = 8;
+/// Size of `struct vhost_memory_region`.
+pub const MEM_REGION_SIZE: usize = 32;
+/// Most regions a `VHOST_SET_MEM_TABLE` may carry (more: `E2BIG`). The
+/// default `max_mem_regions` of vhost (`drivers/vhost/vhost.c`), so that a
+/// VMM that fits vhost-net and vhost-vdpa fits here; such a table (2056
+/// bytes) fits one region-0 message.
+pub const MAX_MEM_REGIONS: usize = 64;
 
 /// `_IOC_NONE`
 const IOC_NONE: u32 = 0;
@@ -75,6 +84,9 @@ pub mod req {
     pub const SET_FEATURES: u32 = ioc(IOC_WRITE, 0x00, 8);
     /// `VHOST_SET_OWNER`
     pub const SET_OWNER: u32 = ioc(IOC_NONE, 0x01, 0);
+    /// `VHOST_SET_MEM_TABLE`: the size encoded is that of `struct
+    /// vhost_memory` without its regions.
+    pub const SET_MEM_TABLE: u32 = ioc(IOC_WRITE, 0x03, MEM_TABLE_HDR_SIZE);
     /// `VHOST_SET_VRING_NUM`
     pub const SET_VRING_NUM: u32 = ioc(IOC_WRITE, 0x10, VRING_STATE_SIZE);
     /// `VHOST_SET_VRING_ADDR`
@@ -110,10 +122,11 @@ pub mod req {
     pub const RESUME: u32 = ioc(IOC_NONE, 0x7e, 0);
 
     /// Every request code of the message table, with its C name.
-    pub const ALL: [(u32, &str); 19] = [
+    pub const ALL: [(u32, &str); 20] = [
         (GET_FEATURES, "VHOST_GET_FEATURES"),
         (SET_FEATURES, "VHOST_SET_FEATURES"),
         (SET_OWNER, "VHOST_SET_OWNER"),
+        (SET_MEM_TABLE, "VHOST_SET_MEM_TABLE"),
         (SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
         (SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
         (SET_VRING_HVA, "VHOST_VFIO_SET_VRING_HVA"),

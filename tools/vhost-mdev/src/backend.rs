@@ -9,7 +9,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{Errno, Error, Result};
 use crate::msg::{reply_size, Reply, Request};
-use crate::uapi::{request_name, VhostVringAddr, VhostVringState};
+use crate::uapi::{request_name, MemRegion, VhostVringAddr, VhostVringState};
 use crate::vfio::DmaMapper;
 
 fn unexpected(req: &Request, r: Reply) -> Error {
@@ -67,6 +67,18 @@ pub trait VhostBackend: DmaMapper {
     /// `VHOST_SET_OWNER`.
     fn set_owner(&self) -> Result<()> {
         self.request(&Request::SetOwner).map(drop)
+    }
+
+    /// `VHOST_SET_MEM_TABLE`: the regions the driver's DMA may reach, each
+    /// an IOVA range (`guest_phys_addr`) and where this process sees it
+    /// (`userspace_addr`); replaces the last table. At most
+    /// [`crate::uapi::MAX_MEM_REGIONS`] regions, none empty or wrapping,
+    /// no two IOVA ranges overlapping. A vhost-mdev parent that makes
+    /// guest memory resident itself (the vDPA bridge) needs it before
+    /// DRIVER_OK; the others accept and ignore it.
+    fn set_mem_table(&self, regions: &[MemRegion]) -> Result<()> {
+        self.request(&Request::SetMemTable(regions.to_vec()))
+            .map(drop)
     }
 
     /// `VHOST_VDPA_GET_DEVICE_ID`.

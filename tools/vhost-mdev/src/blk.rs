@@ -230,6 +230,9 @@ impl<B: VhostBackend> BlkDriver<B> {
         // leaked if unmapping fails), and only accessed through DmaMemory.
         unsafe { drv.q.memory().map(&drv.backend, drv.q.iova())? };
         drv.mapped = Some((drv.q.iova(), drv.q.memory().len() as u64));
+        // Its memory table, before DRIVER_OK (see NetDriver::start).
+        drv.backend
+            .set_mem_table(&[drv.q.memory().region(drv.q.iova())])?;
         drv.backend.set_vring_num(0, u32::from(size))?;
         drv.backend.set_vring_addr(&drv.q.vring_addr(0))?;
         drv.backend.set_vring_hva(&drv.q.vring_hva(0))?;

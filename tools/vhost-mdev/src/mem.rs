@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicU16;
 
 use crate::device::page_size;
 use crate::error::{Error, Result};
+use crate::uapi::MemRegion;
 use crate::vfio::DmaMapper;
 
 /// A page-aligned shared mapping of a memfd.
@@ -89,6 +90,16 @@ impl DmaMemory {
     /// The user address of the first byte.
     pub fn addr(&self) -> u64 {
         self.ptr.as_ptr() as u64
+    }
+
+    /// The memory-table region of this memory mapped at `iova`.
+    pub fn region(&self, iova: u64) -> MemRegion {
+        MemRegion {
+            guest_phys_addr: iova,
+            memory_size: self.len as u64,
+            userspace_addr: self.addr(),
+            flags_padding: 0,
+        }
     }
 
     fn check(&self, off: usize, len: usize, align: usize) -> Result<()> {

@@ -10,7 +10,7 @@
 //! files the kernel module compiles: requests are encoded, and messages
 //! parsed and decoded, by the same code on both sides.
 
-use vhost_mdev_proto::proto::{self, VringAddr};
+use vhost_mdev_proto::proto::{self, MemTable, VringAddr};
 
 use crate::error::{Error, Result};
 use crate::uapi::*;
@@ -106,6 +106,9 @@ pub enum Request {
     SetFeatures(u64),
     /// `VHOST_SET_OWNER`.
     SetOwner,
+    /// `VHOST_SET_MEM_TABLE`: the regions the driver's DMA may reach
+    /// (`guest_phys_addr` is the IOVA). Encoded as it is, valid or not.
+    SetMemTable(Vec<MemRegion>),
     /// `VHOST_VDPA_GET_DEVICE_ID`.
     GetDeviceId,
     /// `VHOST_VDPA_GET_STATUS`.
@@ -159,6 +162,7 @@ impl Request {
             Request::GetFeatures => P::GetFeatures,
             Request::SetFeatures(f) => P::SetFeatures(*f),
             Request::SetOwner => P::SetOwner,
+            Request::SetMemTable(r) => P::SetMemTable(MemTable::Regions(r)),
             Request::GetDeviceId => P::GetDeviceId,
             Request::GetStatus => P::GetStatus,
             Request::SetStatus(s) => P::SetStatus(*s),
@@ -198,6 +202,7 @@ impl Request {
             P::GetFeatures => Request::GetFeatures,
             P::SetFeatures(f) => Request::SetFeatures(f),
             P::SetOwner => Request::SetOwner,
+            P::SetMemTable(t) => Request::SetMemTable(t.regions().collect()),
             P::GetDeviceId => Request::GetDeviceId,
             P::GetStatus => Request::GetStatus,
             P::SetStatus(s) => Request::SetStatus(s),
@@ -422,6 +427,21 @@ mod tests {
             Request::GetFeatures,
             Request::SetFeatures(0x3_0000_0020),
             Request::SetOwner,
+            Request::SetMemTable(vec![]),
+            Request::SetMemTable(vec![
+                MemRegion {
+                    guest_phys_addr: 0,
+                    memory_size: 0x8000_0000,
+                    userspace_addr: 0x7f00_0000_0000,
+                    flags_padding: 0,
+                },
+                MemRegion {
+                    guest_phys_addr: 0x1_0000_0000,
+                    memory_size: 0x4000_0000,
+                    userspace_addr: 0x7f00_8000_0000,
+                    flags_padding: 0,
+                },
+            ]),
             Request::GetDeviceId,
             Request::GetStatus,
             Request::SetStatus(0xf),
@@ -508,6 +528,12 @@ mod tests {
             (VHOST_GET_VRING_BASE, 8, Some(8))
         );
         assert_eq!(get(VHOST_VDPA_SUSPEND), (VHOST_VDPA_SUSPEND, 0, None));
+        // struct vhost_memory: 8 bytes of header, 32 per region (the
+        // first table of the list is empty).
+        assert_eq!(get(VHOST_SET_MEM_TABLE), (VHOST_SET_MEM_TABLE, 8, None));
+        let two = Request::SetMemTable(vec![MemRegion::default(); 2]);
+        assert_eq!(two.payload().len(), 8 + 2 * 32);
+        assert_eq!(&two.payload()[0..8], &[2, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -108,6 +108,21 @@ pub struct VhostVringAddr {
     pub log_guest_addr: u64,
 }
 
+/// Header of `struct vhost_memory` (the regions follow).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostMemory {
+    pub nregions: u32,
+    pub padding: u32,
+}
+
+/// One region of a memory table (`struct vhost_memory_region`).
+pub use vhost_mdev_proto::proto::MemRegion;
+
+/// Most regions of one `VHOST_SET_MEM_TABLE` (vhost's default
+/// `max_mem_regions`).
+pub use vhost_mdev_proto::uapi::MAX_MEM_REGIONS;
+
 /// Header of `struct vhost_vdpa_config` (the data follows).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +176,7 @@ pub const VHOST_VIRTIO: u32 = 0xAF;
 pub const VHOST_GET_FEATURES: u64 = ior(VHOST_VIRTIO, 0x00, size_of::<u64>());
 pub const VHOST_SET_FEATURES: u64 = iow(VHOST_VIRTIO, 0x00, size_of::<u64>());
 pub const VHOST_SET_OWNER: u64 = io(VHOST_VIRTIO, 0x01);
+pub const VHOST_SET_MEM_TABLE: u64 = iow(VHOST_VIRTIO, 0x03, size_of::<VhostMemory>());
 pub const VHOST_SET_VRING_NUM: u64 = iow(VHOST_VIRTIO, 0x10, size_of::<VhostVringState>());
 pub const VHOST_SET_VRING_ADDR: u64 = iow(VHOST_VIRTIO, 0x11, size_of::<VhostVringAddr>());
 pub const VHOST_SET_VRING_BASE: u64 = iow(VHOST_VIRTIO, 0x12, size_of::<VhostVringState>());
@@ -190,6 +206,7 @@ pub const VHOST_REQUESTS: &[(u64, &str)] = &[
     (VHOST_GET_FEATURES, "VHOST_GET_FEATURES"),
     (VHOST_SET_FEATURES, "VHOST_SET_FEATURES"),
     (VHOST_SET_OWNER, "VHOST_SET_OWNER"),
+    (VHOST_SET_MEM_TABLE, "VHOST_SET_MEM_TABLE"),
     (VHOST_SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
     (VHOST_SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
     (VHOST_VFIO_SET_VRING_HVA, "VHOST_VFIO_SET_VRING_HVA"),
@@ -457,13 +474,16 @@ mod tests {
     /// The codes as vmm-sys-util's ioctl macros declare them.
     #[allow(non_snake_case)]
     mod by_macro {
-        use super::super::{VhostVdpaConfig, VhostVringAddr, VhostVringFile, VhostVringState};
+        use super::super::{
+            VhostMemory, VhostVdpaConfig, VhostVringAddr, VhostVringFile, VhostVringState,
+        };
         use super::super::{VFIO_BASE, VFIO_TYPE, VHOST_VIRTIO};
         use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
         ioctl_ior_nr!(VHOST_GET_FEATURES, VHOST_VIRTIO, 0x00, u64);
         ioctl_iow_nr!(VHOST_SET_FEATURES, VHOST_VIRTIO, 0x00, u64);
         ioctl_io_nr!(VHOST_SET_OWNER, VHOST_VIRTIO, 0x01);
+        ioctl_iow_nr!(VHOST_SET_MEM_TABLE, VHOST_VIRTIO, 0x03, VhostMemory);
         ioctl_iow_nr!(VHOST_SET_VRING_NUM, VHOST_VIRTIO, 0x10, VhostVringState);
         ioctl_iow_nr!(VHOST_SET_VRING_ADDR, VHOST_VIRTIO, 0x11, VhostVringAddr);
         ioctl_iow_nr!(VHOST_SET_VRING_BASE, VHOST_VIRTIO, 0x12, VhostVringState);
@@ -497,10 +517,11 @@ mod tests {
     #[test]
     fn codes_are_what_the_ioctl_macros_declare() {
         use by_macro as m;
-        let pairs: [(u64, u64); 26] = [
+        let pairs: [(u64, u64); 27] = [
             (VHOST_GET_FEATURES, m::VHOST_GET_FEATURES()),
             (VHOST_SET_FEATURES, m::VHOST_SET_FEATURES()),
             (VHOST_SET_OWNER, m::VHOST_SET_OWNER()),
+            (VHOST_SET_MEM_TABLE, m::VHOST_SET_MEM_TABLE()),
             (VHOST_SET_VRING_NUM, m::VHOST_SET_VRING_NUM()),
             (VHOST_SET_VRING_ADDR, m::VHOST_SET_VRING_ADDR()),
             (VHOST_SET_VRING_BASE, m::VHOST_SET_VRING_BASE()),

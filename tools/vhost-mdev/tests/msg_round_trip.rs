@@ -6,7 +6,9 @@
 
 use proptest::prelude::*;
 use vhost_mdev::msg::{check_reply, Reply, Request, HDR_SIZE, MAX_MSG};
-use vhost_mdev::uapi::{VhostVringAddr, VhostVringState, VHOST_VFIO_NEED_REPLY};
+use vhost_mdev::uapi::{
+    MemRegion, VhostVringAddr, VhostVringState, MAX_MEM_REGIONS, VHOST_VFIO_NEED_REPLY,
+};
 
 fn any_state() -> impl Strategy<Value = VhostVringState> {
     (any::<u32>(), any::<u32>()).prop_map(|(index, num)| VhostVringState { index, num })
@@ -28,6 +30,20 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(Request::GetFeatures),
         any::<u64>().prop_map(Request::SetFeatures),
         Just(Request::SetOwner),
+        // Valid tables (the decoder checks them): up to 64 disjoint
+        // regions, one per GiB of IOVA.
+        (0..=MAX_MEM_REGIONS as u64, any::<u64>()).prop_map(|(n, u)| {
+            Request::SetMemTable(
+                (0..n)
+                    .map(|i| MemRegion {
+                        guest_phys_addr: i << 30,
+                        memory_size: 1 + u.rotate_left(i as u32) % (1 << 30),
+                        userspace_addr: u.wrapping_mul(i + 1) & 0x7fff_ffff_f000,
+                        flags_padding: 0,
+                    })
+                    .collect(),
+            )
+        }),
         Just(Request::GetDeviceId),
         Just(Request::GetStatus),
         any::<u8>().prop_map(Request::SetStatus),
