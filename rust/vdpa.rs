@@ -82,8 +82,12 @@ unsafe impl Send for Iotlb {}
 unsafe impl Sync for Iotlb {}
 
 impl Iotlb {
-    /// An empty table of at most `limit` ranges (0: no limit).
+    /// An empty table of at most `limit` ranges, 1 or more (the C IOTLB
+    /// refuses every range of a table without a limit).
     pub fn new(limit: u32) -> Result<Self> {
+        if limit == 0 {
+            return Err(EINVAL);
+        }
         // SAFETY: plain allocation; flags 0 (no retiring of old entries).
         let p = unsafe { bindings::vhost_iotlb_alloc(limit, 0) };
         // INVARIANT: freshly allocated, ours.

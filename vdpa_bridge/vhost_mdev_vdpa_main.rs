@@ -194,7 +194,8 @@ fn va_iotlb(regions: &[MemRegion]) -> Result<vdpa::Iotlb> {
         }
         ranges.push((r.guest_phys_addr, last), GFP_KERNEL)?;
     }
-    let mut iotlb = vdpa::Iotlb::new(0)?;
+    // At most MAX_REGIONS ranges (checked above); 1 for an empty table.
+    let mut iotlb = vdpa::Iotlb::new(regions.len().max(1) as u32)?;
     for r in regions {
         iotlb.add_range(
             r.guest_phys_addr,
@@ -345,6 +346,17 @@ impl vhost_mdev::Device for VdpaDev {
     }
 
     fn set_mem_table(&self, regions: &[MemRegion]) -> Result {
+        let r = self.mem_table(regions);
+        if let Err(e) = r {
+            pr_warn!("{}: memory table refused: {:?}\n", self.vdpa.name(), e);
+        }
+        r
+    }
+}
+
+impl VdpaDev {
+    /// [`vhost_mdev::Device::set_mem_table`], VA mode.
+    fn mem_table(&self, regions: &[MemRegion]) -> Result {
         // VA mode only in this version (PA mode, for devices that
         // translate to physical addresses, is to come).
         if !self.vdpa.use_va() || !self.vdpa.has_bind_mm() {
