@@ -16,12 +16,12 @@ pub mod bindings;
 pub mod datapath;
 #[path = "errno.rs"]
 pub mod errno;
+#[path = "mm.rs"]
+pub mod mm;
 /// The packed-ring walker of the `vhost-mdev-proto` crate.
 #[allow(dead_code)]
 #[path = "../tools/vhost-mdev-proto/src/packed.rs"]
 pub mod packed;
-#[path = "mm.rs"]
-pub mod mm;
 #[path = "params.rs"]
 pub mod params;
 /// One interface over both ring types (`vhost-mdev-proto`).
