@@ -34,6 +34,10 @@ t "vdpa bridge: binds only the device whose driver_override names it" sh -c "
 	eq \"\$(cat $BTYPE/name)\" 'vDPA bridge' &&
 	eq \"\$(cat $BTYPE/available_instances)\" 1 &&
 	test -d $VB/devices/vdpa1/vhost_mdev_vdpa-vdpa1/vhost_mdev_vdpa-vdpa1/mdev_supported_types"
+# vdpa_sim starts with an identity map of physical memory: with no table
+# the device must reach nothing (vhost-mdev-tests --bridge, RawNet).
+t "vdpa bridge: no memory table, no DMA; a late table is refused (EBUSY)" \
+	vhost-mdev-tests --bridge
 t "vdpa bridge: one instance; a second is refused" sh -c "
 	. $TOP/tests/vm/lib.sh
 	echo $UV >$BTYPE/create || exit 1

@@ -13,6 +13,7 @@
 //! test, then `N passed, N failed`, and exits non-zero on any failure.
 
 mod blk;
+mod bridge;
 mod hostile;
 mod lifecycle;
 mod mq;
@@ -26,19 +27,20 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, STRESS, TESTS};
+use tests::{Test, BRIDGE, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
-const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick | --stress] [FILTER...]
+const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick | --stress | --bridge] [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
 one of them; --quick selects the fast subset; --stress runs the ring-index
 stress runs instead (STRESS_FRAMES frames per configuration, default
-100000); --list prints the selection.";
+100000); --bridge runs the tests of the vDPA bridge instead (a vdpa
+device bound to vhost_mdev_vdpa); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -49,12 +51,14 @@ fn main() -> ExitCode {
     let mut list = false;
     let mut quick = false;
     let mut stress = false;
+    let mut bridge = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "--list" => list = true,
             "--quick" => quick = true,
             "--stress" => stress = true,
+            "--bridge" => bridge = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -66,7 +70,13 @@ fn main() -> ExitCode {
             s => filters.push(s.to_string()),
         }
     }
-    let all = if stress { STRESS } else { TESTS };
+    let all = if stress {
+        STRESS
+    } else if bridge {
+        BRIDGE
+    } else {
+        TESTS
+    };
     // A stress run takes as long as its frames: about 1 ms per frame at
     // worst on the debug kernel under TCG, and never less than a test.
     let timeout = if stress {
@@ -92,7 +102,12 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let env = match Env::discover() {
+    let found = if bridge {
+        Env::discover_bridge()
+    } else {
+        Env::discover()
+    };
+    let env = match found {
         Ok(e) => e,
         Err(e) => {
             // Without a parent every selected test fails for that reason.

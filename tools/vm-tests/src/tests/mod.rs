@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, lifecycle, sample};
+use crate::{blk, bridge, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -70,6 +70,9 @@ macro_rules! t {
         }
     };
 }
+
+/// The tests of the vDPA bridge (`--bridge`).
+pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
 
 /// The ring-index stress runs (`--stress`), one per configuration.
 pub const STRESS: &[Test] = &[
