@@ -9,6 +9,7 @@
 #include <linux/ktime.h>
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
@@ -198,4 +199,35 @@ int vhost_mdev_helper_vdpa_set_features(struct vdpa_device *vdev, u64 features)
 struct device *vhost_mdev_helper_vdpa_get_dma_dev(struct vdpa_device *vdev)
 {
 	return vdpa_get_dma_dev(vdev);
+}
+
+unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma)
+{
+	return vma->vm_pgoff;
+}
+
+unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma)
+{
+	return vma->vm_end - vma->vm_start;
+}
+
+/*
+ * Maps the page at @addr (a doorbell) over the whole of @vma, which must be
+ * one page, shared and neither readable nor executable (as vhost-vdpa's
+ * doorbell mmap): I/O memory uncached, a RAM page (a software device's) as
+ * the kernel maps it.
+ */
+int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr)
+{
+	unsigned long pfn = PHYS_PFN(addr);
+	pgprot_t prot = vma->vm_page_prot;
+
+	if (!(vma->vm_flags & VM_SHARED) || (vma->vm_flags & (VM_READ | VM_EXEC)) ||
+	    vma->vm_end - vma->vm_start != PAGE_SIZE || offset_in_page(addr))
+		return -EINVAL;
+	if (!page_is_ram(pfn))
+		prot = pgprot_noncached(prot);
+	vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_clear(vma, VM_MAYREAD | VM_MAYEXEC);
+	return io_remap_pfn_range(vma, vma->vm_start, pfn, PAGE_SIZE, prot);
 }

@@ -11,6 +11,8 @@
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
+struct vm_area_struct;
+
 struct page;
 struct vdpa_device;
 
@@ -48,5 +50,8 @@ const char *vhost_mdev_helper_dev_name(const struct device *dev);
 int vhost_mdev_helper_vdpa_reset(struct vdpa_device *vdev, u32 flags);
 int vhost_mdev_helper_vdpa_set_features(struct vdpa_device *vdev, u64 features);
 struct device *vhost_mdev_helper_vdpa_get_dma_dev(struct vdpa_device *vdev);
+unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma);
+unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma);
+int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr);
 
 #endif

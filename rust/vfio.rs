@@ -27,7 +27,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::c_str;
 use kernel::error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR};
-use kernel::ffi::{c_char, c_long, c_uint, c_ulong, c_void};
+use kernel::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::types::{AsBytes, FromBytes, Opaque};
 use kernel::uaccess::{UserSlice, UserSliceReader, UserSliceWriter};
@@ -41,8 +41,53 @@ pub use bindings::{
     VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_IOEVENTFD_16,
     VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_SET_ACTION_TRIGGER,
     VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_NONE,
-    VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+    VFIO_REGION_INFO_FLAG_WRITE,
 };
+
+/// A mapping of the device fd being set up (`struct vm_area_struct`), as
+/// [`Driver::mmap`] gets it.
+///
+/// # Invariants
+///
+/// `ptr` is the VMA that VFIO's `mmap` passes, valid for the call.
+pub struct Vma {
+    ptr: NonNull<bindings::vm_area_struct>,
+}
+
+impl Vma {
+    /// The file offset of the mapping, in pages.
+    pub fn pgoff(&self) -> u64 {
+        // SAFETY: `ptr` is valid (type invariant).
+        unsafe { bindings::vhost_mdev_helper_vma_pgoff(self.ptr.as_ptr()) as u64 }
+    }
+
+    /// The length of the mapping in bytes.
+    pub fn len(&self) -> u64 {
+        // SAFETY: `ptr` is valid (type invariant).
+        unsafe { bindings::vhost_mdev_helper_vma_len(self.ptr.as_ptr()) as u64 }
+    }
+
+    /// Maps the doorbell page at physical address `addr` over the whole
+    /// mapping, which must be one page, shared, and neither readable nor
+    /// executable (else `EINVAL`).
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be a page that the caller's device keeps (a doorbell of
+    /// its own, or a page it allocated) for as long as the file is open:
+    /// the mapping holds the file open, not the page.
+    pub unsafe fn map_doorbell(&self, addr: u64) -> Result {
+        // SAFETY: `ptr` is valid (type invariant); the caller guarantees
+        // the page.
+        to_result(unsafe {
+            bindings::vhost_mdev_helper_mmap_doorbell(
+                self.ptr.as_ptr(),
+                addr as bindings::phys_addr_t,
+            )
+        })
+    }
+}
 
 /// An ioctl argument struct of `include/uapi/linux/vfio.h`: it starts with
 /// `argsz`, and a user gives at least its first [`UserArg::MINSZ`] bytes
@@ -183,6 +228,11 @@ pub trait Driver: Sized + 'static {
 
     /// An ioctl on the device fd; `arg` is an untrusted user address.
     fn ioctl(_dev: &Device<Self>, _cmd: u32, _arg: usize) -> Result<c_long> {
+        kernel::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `mmap` of the device fd.
+    fn mmap(_dev: &Device<Self>, _vma: &Vma) -> Result {
         kernel::build_error(VTABLE_DEFAULT_ERROR)
     }
 
@@ -502,6 +552,27 @@ impl<T: Driver> DeviceVTable<T> {
         T::request(unsafe { Self::device(vdev) }, count);
     }
 
+    /// `mmap`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::device`]; `vma` is the VMA being set up.
+    unsafe extern "C" fn mmap_callback(
+        vdev: *mut bindings::vfio_device,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
+        let Some(ptr) = NonNull::new(vma) else {
+            return EINVAL.to_errno();
+        };
+        // INVARIANT: VFIO passes the VMA, valid for the call.
+        let vma = Vma { ptr };
+        // SAFETY: the caller guarantees `vdev`.
+        match T::mmap(unsafe { Self::device(vdev) }, &vma) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
     /// `dma_unmap`.
     ///
     /// # Safety
@@ -545,7 +616,11 @@ impl<T: Driver> DeviceVTable<T> {
         } else {
             None
         },
-        mmap: None,
+        mmap: if T::HAS_MMAP {
+            Some(Self::mmap_callback)
+        } else {
+            None
+        },
         request: if T::HAS_REQUEST {
             Some(Self::request_callback)
         } else {

@@ -279,8 +279,11 @@ pub trait Device: Sized + Send + Sync {
     fn set_mem_table(&self, _regions: &[MemRegion]) -> Result {
         Err(eopnotsupp())
     }
-    /// The doorbell of queue `idx`, which the core may map into the
-    /// opener's notify region (ABI 2).
+    /// The doorbell of queue `idx`, which the core maps into the opener's
+    /// notify region (ABI 2): a page-aligned area of whole pages, kept
+    /// while the instance exists. Called without the core's serialisation
+    /// (from `mmap`): return a fixed answer, taking no lock another method
+    /// holds.
     fn get_vq_notification(&self, _idx: u16) -> Result<NotifyArea> {
         Err(eopnotsupp())
     }

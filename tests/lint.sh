@@ -36,7 +36,7 @@ t "every unsafe fn in the module code has a # Safety section" sh -c '
 # line comes with it.
 bindings_exceptions='
 vhost_mdev/abi.rs :: bindings:: :: the core side of the C ABI of include/linux/vhost_mdev.h: the exported functions, whose signatures are the C types of the header
-vhost_mdev/backend.rs :: bindings::(vhost_mdev_(device_ops|mem_region)|VHOST_MDEV_MAX_MEM_REGIONS)\b :: the calls of a parent ops table of the C ABI, and the memory table set_mem_table passes (and its limit)
+vhost_mdev/backend.rs :: bindings::(vhost_mdev_(device_ops|mem_region|vq_notify_area)|VHOST_MDEV_MAX_MEM_REGIONS)\b :: the calls of a parent ops table of the C ABI, the memory table set_mem_table passes (and its limit), the doorbell get_vq_notification fills
 vhost_mdev/parent.rs :: bindings::(vhost_mdev_(parent_info|device_ops|type_info)|VHOST_MDEV_ABI_VERSION)\b :: the parent info, ops table, type table and ABI version of the C ABI, checked at registration
 vhost_mdev/driver.rs :: bindings::(vhost_mdev_parent_info|device)\b :: the C ABI parent info, and the device a parent registers on, that abi.rs hands to the registration
 vhost_mdev/types.rs :: bindings::vhost_mdev_type_info\b :: the C ABI type table entry that parent.rs builds a type from

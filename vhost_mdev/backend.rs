@@ -50,6 +50,23 @@ impl<'a> ParentBackend<'a> {
     }
 }
 
+impl ParentBackend<'_> {
+    /// The doorbell page of queue `idx` (below the queue count), if the
+    /// parent offers one that can be mapped: a page-aligned area of whole
+    /// pages, the doorbell at its start. May be called without the state
+    /// mutex (from `mmap`, under the opener's mmap lock).
+    pub(crate) fn doorbell(&self, idx: u16) -> Option<u64> {
+        let f = self.ops.get_vq_notification?;
+        let mut area = bindings::vhost_mdev_vq_notify_area::default();
+        // SAFETY: `priv_` is the parent's live instance (type invariant);
+        // `area` is writable for the call; `idx` is checked by the caller.
+        let r = unsafe { f(self.priv_, idx, &mut area) };
+        let page = kernel::page::PAGE_SIZE as u64;
+        let addr = area.addr as u64;
+        (r == 0 && addr % page == 0 && area.size >= page && area.size % page == 0).then_some(addr)
+    }
+}
+
 /// Calls a parent op that registration checked to be present.
 macro_rules! call {
     ($self:expr, $op:ident $(, $arg:expr)*) => {{

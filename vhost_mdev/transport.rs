@@ -275,8 +275,9 @@ pub(crate) fn get_info(arg: usize) -> Result<c_long> {
     Ok(0)
 }
 
-/// `VFIO_DEVICE_GET_REGION_INFO`.
-pub(crate) fn get_region_info(arg: usize, nvqs: u32) -> Result<c_long> {
+/// `VFIO_DEVICE_GET_REGION_INFO`; `mmap`: region 1 can be mapped (every
+/// queue has a doorbell page).
+pub(crate) fn get_region_info(arg: usize, nvqs: u32, mmap: bool) -> Result<c_long> {
     let mut info = vfio::RegionInfo::read_from(arg)?;
     match u64::from(info.index) {
         REGION_MSG => {
@@ -285,6 +286,9 @@ pub(crate) fn get_region_info(arg: usize, nvqs: u32) -> Result<c_long> {
         }
         REGION_NOTIFY => {
             info.flags = vfio::VFIO_REGION_INFO_FLAG_WRITE;
+            if mmap {
+                info.flags |= vfio::VFIO_REGION_INFO_FLAG_MMAP;
+            }
             info.size = u64::from(nvqs) * PAGE_SIZE as u64;
         }
         _ => return Err(EINVAL),

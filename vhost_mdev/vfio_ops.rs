@@ -14,6 +14,7 @@ use crate::uapi::{region_offset, IRQ_REQ, REGION_MSG, REGION_NOTIFY, REGION_SHIF
 use crate::vfio;
 use kernel::c_str;
 use kernel::ffi::c_long;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::uaccess::{UserSliceReader, UserSliceWriter};
 
@@ -68,7 +69,13 @@ impl vfio::Driver for VhostVfio {
         let this = dev.data();
         match cmd {
             vfio::VFIO_DEVICE_GET_INFO => transport::get_info(arg),
-            vfio::VFIO_DEVICE_GET_REGION_INFO => transport::get_region_info(arg, this.nvqs()),
+            vfio::VFIO_DEVICE_GET_REGION_INFO => {
+                let nvqs = this.nvqs();
+                let backend = this.backend();
+                // Region 1 offers mmap when every queue has a doorbell page.
+                let mmap = (0..nvqs).all(|i| backend.doorbell(i as u16).is_some());
+                transport::get_region_info(arg, nvqs, mmap)
+            }
             vfio::VFIO_DEVICE_GET_IRQ_INFO => this.irqs.get_irq_info(arg, this.nvqs()),
             vfio::VFIO_DEVICE_SET_IRQS => this.irqs.set_irqs(arg, this.nvqs()),
             vfio::VFIO_DEVICE_RESET => {
@@ -85,6 +92,29 @@ impl vfio::Driver for VhostVfio {
             }
             _ => transport::vhost_ioctl(&this.channel, &this.rings, &mut this.backend(), cmd, arg),
         }
+    }
+
+    /// A queue's doorbell page, mapped at its page of region 1 when the
+    /// parent offers one (`get_vq_notification`): one page per mapping,
+    /// shared, write-only.
+    fn mmap(dev: &Vdev, vma: &vfio::Vma) -> Result {
+        let this = dev.data();
+        let page = PAGE_SIZE as u64;
+        let off = vma.pgoff().checked_mul(page).ok_or(EINVAL)?;
+        if off >> REGION_SHIFT != REGION_NOTIFY || vma.len() != page {
+            return Err(EINVAL);
+        }
+        let idx = region_offset(off) / page;
+        if idx >= u64::from(this.nvqs()) {
+            return Err(EINVAL);
+        }
+        // Not under the state mutex: the caller holds the opener's mmap
+        // lock, which requests take under that mutex (user copies).
+        let addr = this.backend().doorbell(idx as u16).ok_or(EINVAL)?;
+        // SAFETY: the parent keeps its doorbells while the instance exists
+        // (the C ABI's rule), and the instance outlives every mapping: a
+        // mapping holds the file open, and the instance goes after close.
+        unsafe { vma.map_doorbell(addr) }
     }
 
     /// The device is being removed while open (called repeatedly while

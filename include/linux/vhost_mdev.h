@@ -8,8 +8,9 @@
  * onto the vDPA-style device ops below. See Documentation/parent-drivers.rst.
  *
  * Context rules:
- *  - Every op except kick_vq() is called in process context, serialised by
- *    the core's per-instance state mutex; they may sleep.
+ *  - Every op except kick_vq() and get_vq_notification() is called in
+ *    process context, serialised by the core's per-instance state mutex;
+ *    they may sleep.
  *  - kick_vq() may be called in atomic context (from an eventfd wake-up):
  *    it may only queue work, never sleep and never signal an eventfd.
  *  - reset() must quiesce the device: when it returns, no work of the
@@ -142,8 +143,15 @@ struct vhost_mdev_device_ops {
 	int (*set_mem_table)(void *priv, const struct vhost_mdev_mem_region *regions,
 			     u32 nregions);
 	/*
-	 * Optional (ABI 2). The doorbell of queue @idx, which the core may
-	 * map into the opener's region 1 instead of trapping its writes.
+	 * Optional (ABI 2). The doorbell of queue @idx (< get_vq_count()),
+	 * which the core maps into the opener's region 1 instead of trapping
+	 * its writes: a page-aligned area of whole pages, the doorbell at its
+	 * start, that the device keeps while the instance exists (a mapping
+	 * may outlive a reset). Called in process context while the device
+	 * is open, without the state mutex and possibly under the opener's
+	 * mmap lock: return a fixed answer, taking no lock that another op
+	 * holds. An error, or an area that is not page-aligned, means the
+	 * queue has no mappable doorbell.
 	 */
 	int (*get_vq_notification)(void *priv, u16 idx,
 				   struct vhost_mdev_vq_notify_area *area);

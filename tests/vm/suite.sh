@@ -222,10 +222,11 @@ fi
 t "vhost_mdev_blk unloads" rmmod vhost_mdev_blk
 
 # A parent written in C (tests/kmod/c_parent.c) on the C ABI: the version
-# check, a parent on an existing device, per-instance attributes, and
+# check, a parent on an existing device, per-instance attributes,
 # vhost_mdev_vq_interrupt() from a hard IRQ handler (lockdep, on in the
 # debug kernel, reports an IRQ lock that is not IRQ-safe: the vm-tests
-# above took the same lock class with interrupts on).
+# above took the same lock class with interrupts on), and the cparent_
+# tests of vhost-mdev-tests.
 CP=/sys/devices/vhost_mdev_c_parent_root
 UC=66666666-0000-0000-0000-000000000001
 t "C parent: a parent built for another ABI version is refused, with the reason" sh -c "
@@ -267,11 +268,20 @@ t "C parent: the queue count is read at every open, 1 to 1024" sh -c "
 t "C parent: vq_interrupt from a hard IRQ handler, no lockdep report" sh -c "
 	. $TOP/tests/vm/lib.sh
 	D=/sys/bus/mdev/devices/$UC
+	eq \"\$(cat \$D/hardirq_interrupts)\" 0 || exit 1
+	echo 0 >\$D/fire_irq || exit 1
 	for i in \$(seq 50); do [ \"\$(cat \$D/hardirq_interrupts)\" = 1 ] && break; sleep 0.1; done
-	eq \"\$(cat \$D/hardirq_interrupts)\" 1 || exit 1
+	eq \"\$(cat \$D/hardirq_interrupts)\" 1 && eq \"\$(cat \$D/other_interrupts)\" 0 || exit 1
+	! echo x >\$D/fire_irq 2>/dev/null && ! echo 65536 >\$D/fire_irq 2>/dev/null || exit 1
 	grep -q 'debug_locks: *1' /proc/lockdep_stats || { echo 'lockdep is off (an earlier report?)'; exit 1; }
-	! dmesg | grep -E 'inconsistent lock state|possible irq lock inversion' || exit 1
-	echo 1 >\$D/remove && rmmod c_parent && ! test -e $CP"
+	! dmesg | grep -E 'inconsistent lock state|possible irq lock inversion' || exit 1"
+# What the core forwards to a parent (memory tables, statuses) and the
+# interrupt upcall from hard IRQ context, seen from a driver.
+if command -v vhost-mdev-tests >/dev/null; then
+	vhost-mdev-tests --c-parent
+fi
+t "C parent: instances go, the module unloads" sh -c "
+	echo 1 >/sys/bus/mdev/devices/$UC/remove && rmmod c_parent && ! test -e $CP"
 
 # Lifecycle stress proper (1000 cycles, with traffic) is in the hardening
 # suite; here a few rounds of create and remove at the instance limit.

@@ -15,7 +15,7 @@ use virtio_bindings::virtio_blk as vb;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::backend::VhostBackend;
-use crate::driver::{negotiate, wait_eventfd};
+use crate::driver::{negotiate, send_mem_table, wait_eventfd};
 use crate::error::{Error, Result};
 use crate::uapi::*;
 use crate::virtq::{Seg, Virtq, VirtqConfig};
@@ -231,8 +231,7 @@ impl<B: VhostBackend> BlkDriver<B> {
         unsafe { drv.q.memory().map(&drv.backend, drv.q.iova())? };
         drv.mapped = Some((drv.q.iova(), drv.q.memory().len() as u64));
         // Its memory table, before DRIVER_OK (see NetDriver::start).
-        drv.backend
-            .set_mem_table(&[drv.q.memory().region(drv.q.iova())])?;
+        send_mem_table(&drv.backend, &[drv.q.memory().region(drv.q.iova())])?;
         drv.backend.set_vring_num(0, u32::from(size))?;
         drv.backend.set_vring_addr(&drv.q.vring_addr(0))?;
         drv.backend.set_vring_hva(&drv.q.vring_hva(0))?;

@@ -14,6 +14,7 @@
 
 mod blk;
 mod bridge;
+mod cparent;
 mod hostile;
 mod lifecycle;
 mod mq;
@@ -27,20 +28,23 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, STRESS, TESTS};
+use tests::{Test, BRIDGE, C_PARENT, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
-const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick | --stress | --bridge] [FILTER...]
+const USAGE: &str =
+    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge] [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
 one of them; --quick selects the fast subset; --stress runs the ring-index
 stress runs instead (STRESS_FRAMES frames per configuration, default
-100000); --bridge runs the tests of the vDPA bridge instead (a vdpa
-device bound to vhost_mdev_vdpa); --list prints the selection.";
+100000); --c-parent runs the tests of what the core forwards to a
+parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
+runs the tests of the vDPA bridge (a vdpa device bound to
+vhost_mdev_vdpa); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let mut list = false;
     let mut quick = false;
     let mut stress = false;
+    let mut c_parent = false;
     let mut bridge = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
             "--list" => list = true,
             "--quick" => quick = true,
             "--stress" => stress = true,
+            "--c-parent" => c_parent = true,
             "--bridge" => bridge = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -72,6 +78,8 @@ fn main() -> ExitCode {
     }
     let all = if stress {
         STRESS
+    } else if c_parent {
+        C_PARENT
     } else if bridge {
         BRIDGE
     } else {

@@ -31,6 +31,7 @@ use crate::backend::VhostBackend;
 use crate::error::{Error, Result};
 use crate::net::{NetConfig, FRAME_MAX, NET_HDR_LEN};
 use crate::queue::Queue;
+use crate::uapi::{MemRegion, MAX_MEM_REGIONS};
 
 /// RX queue index (of pair 0; pair `i` has `2i`).
 pub const RX: u16 = 0;
@@ -141,6 +142,24 @@ pub struct NetDriver<B: VhostBackend> {
     indirect: bool,
     mrg_rxbuf: bool,
     cfg: NetDriverConfig,
+}
+
+/// Sends the driver's memory table (see [`VhostBackend::set_mem_table`]),
+/// before DRIVER_OK as a VMM sends it. More regions than a table holds is
+/// an error; a core that predates the request (`ENOTTY`) is told nothing:
+/// its parents reach guest memory through it, and a parent that needs the
+/// table needs a core that takes it.
+pub fn send_mem_table<B: VhostBackend>(backend: &B, table: &[MemRegion]) -> Result<()> {
+    if table.len() > MAX_MEM_REGIONS {
+        return Err(Error::InvalidArgument(format!(
+            "{} DMA mappings: a memory table holds at most {MAX_MEM_REGIONS}",
+            table.len()
+        )));
+    }
+    match backend.set_mem_table(table) {
+        Err(e) if e.errno() == Some(libc::ENOTTY) => Ok(()),
+        r => r,
+    }
 }
 
 fn eventfd() -> Result<EventFd> {

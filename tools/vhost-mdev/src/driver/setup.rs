@@ -199,21 +199,15 @@ impl<B: VhostBackend> NetDriver<B> {
                 self.mapped.push((q.iova(), q.memory().len() as u64));
             }
         }
-        // The table of those mappings, before DRIVER_OK as a VMM sends
-        // it: a parent that makes guest memory resident itself needs it.
+        // The table of those mappings: a parent that makes guest memory
+        // resident itself needs it.
         let table: Vec<MemRegion> = self
             .pairs
             .iter()
             .flat_map(|p| [&p.rx, &p.tx])
             .map(|q| q.memory().region(q.iova()))
             .collect();
-        if table.len() > MAX_MEM_REGIONS {
-            return Err(Error::InvalidArgument(format!(
-                "{} DMA mappings: a memory table holds at most {MAX_MEM_REGIONS}",
-                table.len()
-            )));
-        }
-        self.backend.set_mem_table(&table)?;
+        super::send_mem_table(&self.backend, &table)?;
         for pi in 0..self.pairs.len() {
             for j in [RX, TX] {
                 let index = 2 * pi as u16 + j;

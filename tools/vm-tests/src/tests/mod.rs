@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, lifecycle, sample};
+use crate::{blk, bridge, cparent, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -70,6 +70,31 @@ macro_rules! t {
         }
     };
 }
+
+/// What the core forwards to a parent, on the C test parent
+/// (`--c-parent`, with `tests/kmod/c_parent.ko` loaded).
+pub const C_PARENT: &[Test] = &[
+    t!(
+        "cparent_mem_table_forwarded",
+        true,
+        cparent::cparent_mem_table
+    ),
+    t!(
+        "cparent_vq_interrupt_from_hard_irq",
+        true,
+        cparent::cparent_vq_interrupt_hardirq
+    ),
+    t!(
+        "cparent_features_ok_refused",
+        true,
+        cparent::cparent_features_ok_refused
+    ),
+    t!(
+        "cparent_doorbell_mmap",
+        true,
+        cparent::cparent_doorbell_mmap
+    ),
+];
 
 /// The tests of the vDPA bridge (`--bridge`).
 pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
@@ -159,6 +184,11 @@ pub const TESTS: &[Test] = &[
         IommuKind::Iommufd
     )),
     t!("region_info", true, region_info),
+    t!(
+        "mem_table_checked_and_ignored",
+        true,
+        cparent::mem_table_ignored
+    ),
     t!("irq_info", true, irq_info),
     t!("requests_region_type1", true, |e| requests(
         e,
