@@ -60,7 +60,8 @@ uninstall:
 	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev.ko \
 	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_net.ko \
 	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_copy_ceiling.ko \
-	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_blk.ko
+	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_blk.ko \
+	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_vdpa.ko
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KRELEASE)
 	rm -f $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/bin/vhost-mdev
 

@@ -2,7 +2,7 @@
 /*
  * The C APIs that vhost-mdev's Rust code calls and that the 6.12 `kernel`
  * crate does not bind: VFIO, mdev, eventfd, kthread mm switching, vhost_task
- * workers, and the vhost/virtio uAPI. bindgen runs over this header with the
+ * workers, vDPA bus drivers and vhost IOTLBs, and the vhost/virtio uAPI. bindgen runs over this header with the
  * kernel's own C flags (see Kbuild); rust/helpers.c wraps what is
  * `static inline` here.
  */
@@ -21,8 +21,10 @@
 #include <linux/slab.h>
 #include <linux/sysfs.h>
 #include <linux/uaccess.h>
+#include <linux/vdpa.h>
 #include <linux/vfio.h>
 #include <linux/vhost.h>
+#include <linux/vhost_iotlb.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>

@@ -16,6 +16,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/stat.h>
 #include <linux/uaccess.h>
+#include <linux/vdpa.h>
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 
@@ -178,6 +179,26 @@ unsigned long vhost_mdev_helper_spin_lock_irqsave(spinlock_t *lock)
 void vhost_mdev_helper_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 {
 	spin_unlock_irqrestore(lock, flags);
+}
+
+const char *vhost_mdev_helper_dev_name(const struct device *dev)
+{
+	return dev_name(dev);
+}
+
+int vhost_mdev_helper_vdpa_reset(struct vdpa_device *vdev, u32 flags)
+{
+	return vdpa_reset(vdev, flags);
+}
+
+int vhost_mdev_helper_vdpa_set_features(struct vdpa_device *vdev, u64 features)
+{
+	return vdpa_set_features(vdev, features);
+}
+
+struct device *vhost_mdev_helper_vdpa_get_dma_dev(struct vdpa_device *vdev)
+{
+	return vdpa_get_dma_dev(vdev);
 }
 
 unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma)

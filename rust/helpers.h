@@ -14,6 +14,7 @@
 struct vm_area_struct;
 
 struct page;
+struct vdpa_device;
 
 struct vfio_device *vhost_mdev_helper_vfio_alloc_device(size_t size, struct device *dev,
 						const struct vfio_device_ops *ops);
@@ -45,6 +46,10 @@ u64 vhost_mdev_helper_ktime_get_ns(void);
 bool vhost_mdev_helper_may_poll(void);
 unsigned long vhost_mdev_helper_spin_lock_irqsave(spinlock_t *lock);
 void vhost_mdev_helper_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+const char *vhost_mdev_helper_dev_name(const struct device *dev);
+int vhost_mdev_helper_vdpa_reset(struct vdpa_device *vdev, u32 flags);
+int vhost_mdev_helper_vdpa_set_features(struct vdpa_device *vdev, u64 features);
+struct device *vhost_mdev_helper_vdpa_get_dma_dev(struct vdpa_device *vdev);
 unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma);
 unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma);
 int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr);

@@ -53,6 +53,12 @@ impl MmGrab {
         unsafe { bindings::vhost_mdev_helper_current_mm() == self.mm.as_ptr() }
     }
 
+    /// The address space, for a C call that borrows it (the reference
+    /// stays with this object).
+    pub fn as_raw(&self) -> *mut bindings::mm_struct {
+        self.mm.as_ptr()
+    }
+
     /// Hands the reference over as a raw pointer.
     pub fn into_raw(self) -> *mut bindings::mm_struct {
         let mm = self.mm.as_ptr();

@@ -16,6 +16,8 @@ pub mod bindings;
 pub mod datapath;
 #[path = "errno.rs"]
 pub mod errno;
+#[path = "mm.rs"]
+pub mod mm;
 /// The packed-ring walker of the `vhost-mdev-proto` crate.
 #[allow(dead_code)]
 #[path = "../tools/vhost-mdev-proto/src/packed.rs"]

@@ -12,6 +12,7 @@
 
 use crate::bindings;
 use crate::errno::*;
+use crate::mm::MmGrab;
 use crate::sysfs;
 use crate::vhost_mdev_ops::for_each_parent_op;
 use core::marker::PhantomData;
@@ -19,7 +20,7 @@ use core::ptr::NonNull;
 use kernel::error::{from_err_ptr, from_result, Result};
 use kernel::ffi::c_void;
 use kernel::prelude::*;
-use kernel::str::CStr;
+use kernel::str::{CStr, CString};
 
 /// A handle on the core's side of an instance, for upcalls. The parent's
 /// instance owns it (it is neither `Copy` nor `Clone`), so it cannot outlive
@@ -163,6 +164,16 @@ impl DeviceHandle {
         unsafe { bindings::vhost_mdev_log_write(self.ptr.as_ptr(), iova, len) };
     }
 
+    /// The address space of the process that opened the device (a
+    /// reference of its own), or `None` when the device is not open. Call
+    /// it from a [`Device`] method other than [`Device::kick`]: the core
+    /// then holds the lock that close takes.
+    pub fn opener_mm(&self) -> Option<MmGrab> {
+        // SAFETY: `ptr` is valid (type invariant); the core returns null or
+        // an `mmgrab()` reference that it hands over to us.
+        unsafe { MmGrab::from_raw(bindings::vhost_mdev_opener_mm(self.ptr.as_ptr())) }
+    }
+
     /// Whether a user has the device open: true from the start of the
     /// first open (before the core reads [`Device::vq_count`]) to the end
     /// of the last close.
@@ -302,6 +313,31 @@ pub trait Parent {
     fn create(handle: DeviceHandle, type_index: u32) -> Result<Pin<KBox<Self::Device>>>;
 }
 
+/// A parent driver whose instances are made from data of the registration
+/// (a parent on an existing device, such as the vDPA bridge: the context
+/// says which device). Every [`Parent`] is one, with no context.
+pub trait ParentOn: 'static {
+    /// The instances.
+    type Device: Device;
+    /// What the registration keeps for [`ParentOn::create`].
+    type Context: Send + Sync;
+    /// Creates an instance of type `type_index`.
+    fn create(
+        ctx: &Self::Context,
+        handle: DeviceHandle,
+        type_index: u32,
+    ) -> Result<Pin<KBox<Self::Device>>>;
+}
+
+impl<P: Parent + 'static> ParentOn for P {
+    type Device = P::Device;
+    type Context = ();
+
+    fn create(_ctx: &(), handle: DeviceHandle, type_index: u32) -> Result<Pin<KBox<P::Device>>> {
+        <P as Parent>::create(handle, type_index)
+    }
+}
+
 /// An mdev type of a parent.
 pub struct TypeInfo {
     /// Directory name suffix: the type is "<parent name>-<sysfs_name>".
@@ -315,7 +351,7 @@ pub struct TypeInfo {
 }
 
 /// The `extern "C"` callbacks that the core calls, for a parent `P`.
-struct Adapter<P: Parent>(PhantomData<P>);
+struct Adapter<P: ParentOn>(PhantomData<P>);
 
 /// Gets the instance from the parent's private pointer.
 ///
@@ -323,7 +359,7 @@ struct Adapter<P: Parent>(PhantomData<P>);
 ///
 /// `p` must be a pointer returned by `Adapter::<P>::create` and not yet
 /// destroyed.
-unsafe fn dev<'a, P: Parent>(p: *mut c_void) -> &'a P::Device {
+unsafe fn dev<'a, P: ParentOn>(p: *mut c_void) -> &'a P::Device {
     // SAFETY: `create` returned `KBox::into_raw` of a `P::Device`; the core
     // passes it back until `destroy`.
     unsafe { &*p.cast::<P::Device>() }
@@ -336,7 +372,7 @@ macro_rules! adapter_ops {
         $kind:ident $(($has:ident))? $op:ident =>
             $method:ident($($arg:ident: $ty:ty),*) -> $ret:ty [$how:ident];
     )*) => {
-        impl<P: Parent> Adapter<P> {
+        impl<P: ParentOn> Adapter<P> {
             $(adapter_ops!(@thunk $how $op $method ($($arg: $ty),*) -> $ret);)*
 
             /// The ops table of `P`'s instances (`&'static`: a constant).
@@ -370,22 +406,30 @@ macro_rules! adapter_ops {
 for_each_parent_op!(adapter_ops);
 
 /// The callbacks that convert pointers, written by hand.
-impl<P: Parent> Adapter<P> {
+impl<P: ParentOn> Adapter<P> {
     /// `vhost_mdev_parent_info.create`.
     ///
     /// # Safety
     ///
-    /// Called by the core with the `vhost_mdev_device` of a new instance.
+    /// Called by the core with the `vhost_mdev_device` of a new instance
+    /// and the `priv` of the parent info, which [`Registration`] sets to
+    /// its `P::Context` (live while registered).
     unsafe extern "C" fn create(
-        _parent_priv: *mut c_void,
+        parent_priv: *mut c_void,
         vdev: *mut bindings::vhost_mdev_device,
         type_index: u32,
     ) -> *mut c_void {
         let Some(ptr) = NonNull::new(vdev) else {
             return EINVAL.to_ptr();
         };
+        if parent_priv.is_null() {
+            return EINVAL.to_ptr();
+        }
+        // SAFETY: the registration's context (see above), which outlives
+        // every instance.
+        let ctx = unsafe { &*parent_priv.cast::<P::Context>() };
         // INVARIANT: `vdev` is the core's instance, valid until destroy.
-        match P::create(DeviceHandle { ptr }, type_index) {
+        match P::create(ctx, DeviceHandle { ptr }, type_index) {
             // SAFETY: the device is never moved out of the box: the core
             // only passes the pointer back, and `destroy` re-pins it.
             Ok(d) => KBox::into_raw(unsafe { Pin::into_inner_unchecked(d) }).cast(),
@@ -481,22 +525,25 @@ impl<P: Parent> Adapter<P> {
 /// # Invariants
 ///
 /// `parent` was returned by `vhost_mdev_register_parent()` (or `_on()`);
-/// `info` and `types`, which it points into, live as long as this object;
-/// the ops table it points to is a `'static` constant.
-pub struct Registration<P: Parent> {
+/// `info`, `types`, `name` and `ctx`, which it points into, live as long as
+/// this object; the ops table it points to is a `'static` constant.
+pub struct Registration<P: ParentOn> {
     parent: *mut bindings::vhost_mdev_parent,
     _info: KBox<bindings::vhost_mdev_parent_info>,
     _types: KVec<bindings::vhost_mdev_type_info>,
+    _name: Option<CString>,
+    _ctx: KBox<P::Context>,
     _p: PhantomData<P>,
 }
 
 // SAFETY: the registration only holds pointers that the core uses from any
-// thread; dropping it from another thread is fine.
-unsafe impl<P: Parent> Send for Registration<P> {}
+// thread, and a context that is `Send + Sync`; dropping it from another
+// thread is fine.
+unsafe impl<P: ParentOn> Send for Registration<P> {}
 // SAFETY: no method takes `&self`.
-unsafe impl<P: Parent> Sync for Registration<P> {}
+unsafe impl<P: ParentOn> Sync for Registration<P> {}
 
-impl<P: Parent> Registration<P> {
+impl<P: Parent + 'static> Registration<P> {
     /// Registers a parent named `name` with `types`, and `groups` of sysfs
     /// attributes on each instance (`None::<&sysfs::Groups<P, 1>>` for
     /// none).
@@ -509,7 +556,8 @@ impl<P: Parent> Registration<P> {
     where
         P: 'static,
     {
-        Self::register(None, name, module, types, groups)
+        let groups = groups.map_or(core::ptr::null(), |g| g.as_raw());
+        Self::register(None, Name::Static(name), (), module, types, groups)
     }
 
     /// As [`Registration::new`], for a parent that serves the existing
@@ -525,19 +573,53 @@ impl<P: Parent> Registration<P> {
     where
         P: 'static,
     {
-        Self::register(Some(dev), name, module, types, groups)
+        let groups = groups.map_or(core::ptr::null(), |g| g.as_raw());
+        Self::register(Some(dev), Name::Static(name), (), module, types, groups)
     }
+}
 
-    fn register<const G: usize>(
-        on: Option<&kernel::device::Device>,
-        name: &'static CStr,
+/// The name of a parent: a constant, or one made at run time (one parent
+/// per device of a bus, each needing a name of its own).
+enum Name {
+    Static(&'static CStr),
+    Owned(CString),
+}
+
+impl<P: ParentOn> Registration<P> {
+    /// As [`Registration::new_on`], for a [`ParentOn`]: `ctx` is kept by
+    /// the registration and passed to [`ParentOn::create`]; `name` may be
+    /// made at run time (it must be unique: it names a device class). No
+    /// per-instance attributes.
+    pub fn new_on_with(
+        dev: &kernel::device::Device,
+        name: CString,
+        ctx: P::Context,
         module: &'static ThisModule,
         types: &[TypeInfo],
-        groups: Option<&'static sysfs::Groups<P, G>>,
-    ) -> Result<Self>
-    where
-        P: 'static,
-    {
+    ) -> Result<Self> {
+        Self::register(
+            Some(dev),
+            Name::Owned(name),
+            ctx,
+            module,
+            types,
+            core::ptr::null(),
+        )
+    }
+
+    fn register(
+        on: Option<&kernel::device::Device>,
+        name: Name,
+        ctx: P::Context,
+        module: &'static ThisModule,
+        types: &[TypeInfo],
+        groups: *const *const bindings::attribute_group,
+    ) -> Result<Self> {
+        let ctx = KBox::new(ctx, GFP_KERNEL)?;
+        let (name_ptr, owned) = match name {
+            Name::Static(n) => (n.as_char_ptr(), None),
+            Name::Owned(n) => (n.as_char_ptr(), Some(n)),
+        };
         let mut tv = KVec::with_capacity(types.len(), GFP_KERNEL)?;
         for t in types {
             tv.push(
@@ -553,19 +635,20 @@ impl<P: Parent> Registration<P> {
         let info = KBox::new(
             bindings::vhost_mdev_parent_info {
                 abi_version: bindings::VHOST_MDEV_ABI_VERSION,
-                name: name.as_char_ptr(),
+                name: name_ptr,
                 owner: module.as_ptr().cast(),
                 types: tv.as_ptr(),
                 ntypes: u32::try_from(tv.len()).map_err(|_| EINVAL)?,
-                dev_groups: groups.map_or(core::ptr::null_mut(), |g| g.as_raw().cast_mut()),
+                dev_groups: groups.cast_mut(),
                 create: Some(Adapter::<P>::create),
                 ops: &Adapter::<P>::OPS,
-                priv_: core::ptr::null_mut(),
+                priv_: core::ptr::from_ref::<P::Context>(&*ctx).cast_mut().cast(),
             },
             GFP_KERNEL,
         )?;
         // SAFETY: `info` and what it points to outlive the registration
-        // (owned by it, or `'static` groups whose callbacks expect `P`).
+        // (owned by it: the name, the types and the context, which a box
+        // keeps in place; or `'static` groups whose callbacks expect `P`).
         // `kernel::device::Device` is `#[repr(transparent)]` over `struct
         // device`; the caller keeps it registered.
         let on = on.map(|d| core::ptr::from_ref(d).cast_mut().cast::<bindings::device>());
@@ -576,17 +659,20 @@ impl<P: Parent> Registration<P> {
                 None => bindings::vhost_mdev_register_parent(&*info),
             }
         })?;
-        // INVARIANT: registered; `info` and `tv` are owned, `OPS` is static.
+        // INVARIANT: registered; `info`, `tv`, the name and the context are
+        // owned, `OPS` is static.
         Ok(Self {
             parent,
             _info: info,
             _types: tv,
+            _name: owned,
+            _ctx: ctx,
             _p: PhantomData,
         })
     }
 }
 
-impl<P: Parent> Drop for Registration<P> {
+impl<P: ParentOn> Drop for Registration<P> {
     fn drop(&mut self) {
         // SAFETY: registered (type invariant), unregistered only here.
         unsafe { bindings::vhost_mdev_unregister_parent(self.parent) };

@@ -48,7 +48,8 @@ t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
 	test -x '$stage/usr/local/bin/vhost-mdev' &&
 	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
 	grep -qx 'updates/vhost_mdev_copy_ceiling.ko:' '$stage'/lib/modules/*/modules.dep &&
-	grep -q '^updates/vhost_mdev_blk.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
+	grep -q '^updates/vhost_mdev_blk.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
+	grep -q '^updates/vhost_mdev_vdpa.ko: .*updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep"
 
 # DKMS (Debian's dkms): builds the modules against the test kernel's tree.
 # It appends CC=clang LD=ld.lld for clang-built kernels; the Makefile
@@ -60,14 +61,15 @@ else
 	mkdir -p "$src"
 	# What the modules' build needs: the module sources, and those of the
 	# vhost-mdev-proto crate, which they include by #[path].
-	(cd "$top" && cp -a Makefile Kbuild dkms.conf include rust vhost_mdev samples scripts "$src/" &&
+	(cd "$top" && cp -a Makefile Kbuild dkms.conf include rust vhost_mdev samples vdpa_bridge scripts "$src/" &&
 		mkdir -p "$src/tools/vhost-mdev-proto" && cp -a tools/vhost-mdev-proto/src "$src/tools/vhost-mdev-proto/")
 	rm -f "$src"/rust/bindings_generated.rs "$src"/*.ko "$src"/*.o
 	t "dkms add + build against the test kernel's build tree" sh -c "
 		dkms add vhost-mdev/0.1.0 >/dev/null &&
 		dkms build vhost-mdev/0.1.0 -k \$(cat '$kdir/include/config/kernel.release') --kernelsourcedir '$kdir' &&
 		ls /var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_net.ko \
-			/var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_blk.ko"
+			/var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_blk.ko \
+			/var/lib/dkms/vhost-mdev/0.1.0/*/x86_64/module/vhost_mdev_vdpa.ko"
 	dkms remove vhost-mdev/0.1.0 --all >/dev/null 2>&1
 	rm -rf "$src"
 fi

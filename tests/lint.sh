@@ -14,7 +14,7 @@ t() {
 }
 
 # The vhost-mdev-proto crate's sources are compiled into the modules too.
-kernel_rs=$(git ls-files 'vhost_mdev/*.rs' 'rust/*.rs' 'samples/*.rs' 'tools/vhost-mdev-proto/src/*.rs')
+kernel_rs=$(git ls-files 'vhost_mdev/*.rs' 'rust/*.rs' 'samples/*.rs' 'vdpa_bridge/*.rs' 'tools/vhost-mdev-proto/src/*.rs')
 t "rustfmt (kernel settings) on the module code" rustfmt --edition 2021 --config-path .rustfmt.toml --check $kernel_rs
 t "cargo fmt on the userspace crates" cargo fmt --all --check
 t "cargo clippy -D warnings on the userspace crates" cargo clippy -q --release --workspace --all-targets -- -D warnings
@@ -46,7 +46,7 @@ samples/vhost_mdev_copy_ceiling/vhost_mdev_copy_ceiling_main.rs :: bindings :: a
 '
 bindings_outside_rust() {
 	local f pat bad=0 line
-	for f in $(git ls-files 'vhost_mdev/*.rs' 'samples/*.rs' 'tools/vhost-mdev-proto/src/*.rs'); do
+	for f in $(git ls-files 'vhost_mdev/*.rs' 'samples/*.rs' 'vdpa_bridge/*.rs' 'tools/vhost-mdev-proto/src/*.rs'); do
 		pat=$(printf '%s\n' "$bindings_exceptions" | awk -F' :: ' -v f="$f" '$1 == f { print $2 }')
 		while IFS= read -r line; do
 			# The crate roots mount rust/bindings.rs.

@@ -346,6 +346,30 @@ pub(crate) unsafe extern "C" fn vhost_mdev_log_write(
 ) {
 }
 
+/// `vhost_mdev_opener_mm()`: the opener's address space, with an
+/// `mmgrab()` reference for the caller, or null when the device is not open.
+///
+/// # Safety
+///
+/// `vdev` must be a live instance handle; called from a parent op other
+/// than `kick_vq` (under the state lock, which `close` holds while it drops
+/// the core's reference).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn vhost_mdev_opener_mm(
+    vdev: *mut bindings::vhost_mdev_device,
+) -> *mut bindings::mm_struct {
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { Instance::from_handle(vdev) };
+    let mm = this.mm.load(Ordering::Acquire);
+    if !mm.is_null() {
+        // SAFETY: `mm` holds the core's `mmgrab` reference while the device
+        // is open; `close` drops it under the state lock, which the caller
+        // holds, so it is live here.
+        unsafe { bindings::vhost_mdev_helper_mmgrab(mm) };
+    }
+    mm
+}
+
 /// `vhost_mdev_priv_from_dev()`: the parent's instance of an mdev device
 /// (for per-instance sysfs attributes).
 ///

@@ -25,6 +25,7 @@ EXPORT_SYMBOL_GPL(vhost_mdev_dma_end);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_pin);
 EXPORT_SYMBOL_GPL(vhost_mdev_dma_unpin);
 EXPORT_SYMBOL_GPL(vhost_mdev_log_write);
+EXPORT_SYMBOL_GPL(vhost_mdev_opener_mm);
 EXPORT_SYMBOL_GPL(vhost_mdev_priv_from_dev);
 EXPORT_SYMBOL_GPL(vhost_mdev_uuid);
 EXPORT_SYMBOL_GPL(vhost_mdev_is_open);

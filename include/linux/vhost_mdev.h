@@ -31,6 +31,7 @@ struct device;
 struct module;
 struct attribute_group;
 struct page;
+struct mm_struct;
 struct vhost_mdev_parent;
 struct vhost_mdev_device;
 
@@ -39,7 +40,7 @@ struct vhost_mdev_device;
  * 2: .abi_version; a 32-bit vring base; the set_status, set_mem_table and
  *    get_vq_notification ops; vq_interrupt from any context;
  *    vhost_mdev_register_parent_on(); vhost_mdev_dma_pin()/_unpin();
- *    vhost_mdev_log_write().
+ *    vhost_mdev_log_write(), vhost_mdev_opener_mm().
  */
 #define VHOST_MDEV_ABI_VERSION 2
 
@@ -290,6 +291,15 @@ void vhost_mdev_dma_unpin(struct vhost_mdev_device *vdev, u64 iova, int npages);
  * migration work), it does nothing.
  */
 void vhost_mdev_log_write(struct vhost_mdev_device *vdev, u64 iova, u64 len);
+/*
+ * ABI 2. From a parent op other than kick_vq() (the core holds the
+ * instance's state lock, which close takes too), while the device is open:
+ * the address space of the process that opened the device, with an
+ * mmgrab() reference the caller drops with mmdrop(); NULL when the device
+ * is not open or its opener had none. For a parent whose device works on
+ * the opener's virtual addresses (a vDPA device in VA mode: bind_mm()).
+ */
+struct mm_struct *vhost_mdev_opener_mm(struct vhost_mdev_device *vdev);
 void *vhost_mdev_priv_from_dev(struct device *dev);
 const u8 *vhost_mdev_uuid(struct vhost_mdev_device *vdev);
 /*

@@ -179,6 +179,8 @@ t "CLI: vhost-mdev ping and bench drive vdpa_sim_net through vhost-vdpa" sh -c "
 	vdpa dev del vdpa0
 	for m in vhost_vdpa vdpa_sim_net vdpa_sim; do rmmod \$m; done
 	exit \$r"
+# The vDPA bridge on vdpa_sim_net (tests/vm/bridge.sh).
+. "$TOP/tests/vm/bridge.sh"
 t "CLI: vhost-mdev remove, then mdevctl no longer lists it" sh -c "
 	vhost-mdev remove $U2 && ! test -d $D2 && ! mdevctl list | grep -q $U2"
 

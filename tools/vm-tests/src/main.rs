@@ -13,6 +13,7 @@
 //! test, then `N passed, N failed`, and exits non-zero on any failure.
 
 mod blk;
+mod bridge;
 mod cparent;
 mod hostile;
 mod lifecycle;
@@ -27,21 +28,23 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, C_PARENT, STRESS, TESTS};
+use tests::{Test, BRIDGE, C_PARENT, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
-const USAGE: &str = "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent] [FILTER...]
+const USAGE: &str =
+    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge] [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
 one of them; --quick selects the fast subset; --stress runs the ring-index
 stress runs instead (STRESS_FRAMES frames per configuration, default
 100000); --c-parent runs the tests of what the core forwards to a
-parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --list
-prints the selection.";
+parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
+runs the tests of the vDPA bridge (a vdpa device bound to
+vhost_mdev_vdpa); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut stress = false;
     let mut c_parent = false;
+    let mut bridge = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             "--quick" => quick = true,
             "--stress" => stress = true,
             "--c-parent" => c_parent = true,
+            "--bridge" => bridge = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -75,6 +80,8 @@ fn main() -> ExitCode {
         STRESS
     } else if c_parent {
         C_PARENT
+    } else if bridge {
+        BRIDGE
     } else {
         TESTS
     };
@@ -103,7 +110,12 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let env = match Env::discover() {
+    let found = if bridge {
+        Env::discover_bridge()
+    } else {
+        Env::discover()
+    };
+    let env = match found {
         Ok(e) => e,
         Err(e) => {
             // Without a parent every selected test fails for that reason.

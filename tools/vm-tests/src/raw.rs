@@ -38,6 +38,9 @@ pub struct RawOpts {
     pub iova: u64,
     /// Post every RX buffer at start.
     pub post_rx: bool,
+    /// Send the memory table of both queues before DRIVER_OK (as the
+    /// library's drivers do); without it the start sends none.
+    pub mem_table: bool,
 }
 
 impl Default for RawOpts {
@@ -50,6 +53,7 @@ impl Default for RawOpts {
             indirect: false,
             iova: 0x2000_0000,
             post_rx: true,
+            mem_table: false,
         }
     }
 }
@@ -122,6 +126,13 @@ impl<'a> RawNet<'a> {
             // that fails); accessed only through DmaMemory's accessors.
             unsafe { q.memory().map(dev, q.iova()) }.ctx("map queue memory")?;
             net.mapped.push((q.iova(), q.memory().len() as u64));
+        }
+        if o.mem_table {
+            let table = [
+                net.rx.memory().region(net.rx.iova()),
+                net.tx.memory().region(net.tx.iova()),
+            ];
+            dev.set_mem_table(&table).ctx("SET_MEM_TABLE")?;
         }
         for (i, q) in [(RXQ, &net.rx), (TXQ, &net.tx)] {
             let i = u32::from(i);

@@ -74,6 +74,10 @@ pub struct Env {
 /// others do not (they drive a virtio-net loopback).
 pub const BLK_PARENT: &str = "vhost_mdev_blk";
 
+/// How the parents of the vDPA bridge begin (`vhost_mdev_vdpa-<device>`):
+/// the tests of `--bridge` use them, the others never.
+pub const BRIDGE_PARENT: &str = "vhost_mdev_vdpa-";
+
 impl Env {
     /// Finds the first type whose device_api is `vfio-vhost`, other than
     /// the blk sample's.
@@ -82,8 +86,21 @@ impl Env {
         let types = sysfs.vhost_types().map_err(|e| e.to_string())?;
         let ty = types
             .into_iter()
-            .find(|t| t.parent != BLK_PARENT)
+            .find(|t| t.parent != BLK_PARENT && !t.parent.starts_with(BRIDGE_PARENT))
             .ok_or("no vfio-vhost type other than the blk sample's (load vhost_mdev_net)")?;
+        Ok(Env { ty, sysfs })
+    }
+
+    /// Finds the type of a device bound to the vDPA bridge (`--bridge`).
+    pub fn discover_bridge() -> Result<Self, String> {
+        let sysfs = Sysfs::system();
+        let types = sysfs.vhost_types().map_err(|e| e.to_string())?;
+        let ty = types
+            .into_iter()
+            .find(|t| t.parent.starts_with(BRIDGE_PARENT))
+            .ok_or(
+                "no vfio-vhost type of the vDPA bridge (bind a vdpa device to vhost_mdev_vdpa)",
+            )?;
         Ok(Env { ty, sysfs })
     }
 }

@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, cparent, lifecycle, sample};
+use crate::{blk, bridge, cparent, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -95,6 +95,9 @@ pub const C_PARENT: &[Test] = &[
         cparent::cparent_doorbell_mmap
     ),
 ];
+
+/// The tests of the vDPA bridge (`--bridge`).
+pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
 
 /// The ring-index stress runs (`--stress`), one per configuration.
 pub const STRESS: &[Test] = &[

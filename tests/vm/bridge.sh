@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: GPL-2.0
+# The vDPA bridge (vhost_mdev_vdpa.ko) on vdpa_sim_net: binding a device
+# chosen with driver_override, its parent and type, traffic through the
+# userspace library (type1: VA mode) checked byte for byte, removal while
+# open, and unloading. Sourced by suite.sh (vm-full) after the sample's
+# tests; runs alone too: it loads what it needs.
+. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
+KO=${MODDIR:-$TOP}
+
+VB=/sys/bus/vdpa
+BPARENT=/sys/class/mdev_bus/vhost_mdev_vdpa-vdpa1
+BTYPE=$BPARENT/mdev_supported_types/vhost_mdev_vdpa-vdpa1-bridge
+UV=77777777-0000-0000-0000-000000000001
+BMAC=02:00:00:00:00:11
+
+t "vdpa bridge: vfio, mdev, vdpa_sim_net and the core load" sh -c "
+	for m in vfio vfio_iommu_type1 iommufd mdev vdpa vdpa_sim vdpa_sim_net; do
+		modprobe -d $MODROOT \$m || exit 1
+	done
+	lsmod | grep -q '^vhost_mdev ' || insmod $KO/vhost_mdev.ko"
+t "vdpa bridge: loads and registers vhost_mdev_vdpa on the vDPA bus" sh -c "
+	insmod $KO/vhost_mdev_vdpa.ko && test -d $VB/drivers/vhost_mdev_vdpa"
+# The bus matches every driver to every device: with autoprobe on, the
+# first registered driver would take a new device.
+t "vdpa bridge: binds only the device whose driver_override names it" sh -c "
+	. $TOP/tests/vm/lib.sh
+	echo 0 >$VB/drivers_autoprobe || exit 1
+	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
+	test -e $VB/devices/vdpa1/driver && { echo 'vdpa1 bound with autoprobe off'; exit 1; }
+	echo vhost_mdev_vdpa >$VB/devices/vdpa1/driver_override &&
+	echo vdpa1 >$VB/drivers_probe || exit 1
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_mdev_vdpa &&
+	eq \"\$(cat $BTYPE/device_api)\" vfio-vhost &&
+	eq \"\$(cat $BTYPE/name)\" 'vDPA bridge' &&
+	eq \"\$(cat $BTYPE/available_instances)\" 1 &&
+	test -d $VB/devices/vdpa1/vhost_mdev_vdpa-vdpa1/vhost_mdev_vdpa-vdpa1/mdev_supported_types"
+# vdpa_sim starts with an identity map of physical memory: with no table
+# the device must reach nothing (vhost-mdev-tests --bridge, RawNet).
+t "vdpa bridge: no memory table, no DMA; a late table is refused (EBUSY)" \
+	vhost-mdev-tests --bridge
+t "vdpa bridge: one instance; a second is refused" sh -c "
+	. $TOP/tests/vm/lib.sh
+	echo $UV >$BTYPE/create || exit 1
+	eq \"\$(cat $BTYPE/available_instances)\" 0 || exit 1
+	! echo 77777777-0000-0000-0000-000000000002 >$BTYPE/create 2>/dev/null"
+t "vdpa bridge: vhost-mdev info shows vdpa_sim_net's id and MAC" sh -c "
+	out=\$(vhost-mdev info $UV) || exit 1
+	echo \"\$out\" | grep -qx 'virtio device id: 1 (net)' &&
+	echo \"\$out\" | grep -qi 'mac.*$BMAC' || { echo \"\$out\"; exit 1; }"
+# ping checks that every frame comes back byte-identical and in order.
+t "vdpa bridge: frames loop through vdpa_sim_net over type1 (VA mode)" sh -c "
+	vhost-mdev ping $UV -n 50 && vhost-mdev ping $UV -n 20 --size 1514 &&
+	vhost-mdev ping $UV -n 20"
+# vhost_vdpa_remove blocks until the device is closed; so does the bridge.
+t "vdpa bridge: unbind while open waits for the close" sh -c "
+	vhost-mdev bench $UV --seconds 6 >/dev/null & b=\$!
+	sleep 2
+	kill -0 \$b 2>/dev/null || { echo 'bench ended early'; exit 1; }
+	echo vdpa1 >$VB/drivers/vhost_mdev_vdpa/unbind & u=\$!
+	sleep 2
+	kill -0 \$b 2>/dev/null || { echo 'bench ended before the check'; exit 1; }
+	kill -0 \$u 2>/dev/null || { echo 'unbind returned while the instance was open'; exit 1; }
+	wait \$b || { echo 'bench failed'; exit 1; }
+	for i in \$(seq 100); do kill -0 \$u 2>/dev/null || break; sleep 0.1; done
+	kill -0 \$u 2>/dev/null && { echo 'unbind still blocked 10 s after the close'; exit 1; }
+	wait \$u || exit 1
+	! test -e $VB/devices/vdpa1/driver && ! test -d /sys/bus/mdev/devices/$UV &&
+	! test -d $BPARENT"
+t "vdpa bridge: rebinds, and vdpa dev del of a bound device removes it" sh -c "
+	echo vdpa1 >$VB/drivers_probe && test -d $BTYPE || exit 1
+	echo $UV >$BTYPE/create && vhost-mdev ping $UV -n 10 || exit 1
+	vdpa dev del vdpa1 && ! test -d /sys/bus/mdev/devices/$UV && ! test -d $BPARENT"
+t "vdpa bridge: rmmod with an instance (closed) removes it; clean unload" sh -c "
+	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC &&
+	echo vhost_mdev_vdpa >$VB/devices/vdpa1/driver_override &&
+	echo vdpa1 >$VB/drivers_probe && echo $UV >$BTYPE/create || exit 1
+	rmmod vhost_mdev_vdpa || exit 1
+	! test -d /sys/bus/mdev/devices/$UV && ! test -e $VB/devices/vdpa1/driver &&
+	vdpa dev del vdpa1 && echo 1 >$VB/drivers_autoprobe &&
+	rmmod vdpa_sim_net vdpa_sim"
+# Whatever a failed test left: the suite's next tests pick the first
+# vfio-vhost type they find, which must not be the bridge's.
+rmmod vhost_mdev_vdpa 2>/dev/null
+vdpa dev del vdpa1 2>/dev/null
+echo 1 >$VB/drivers_autoprobe
+rmmod vdpa_sim_net vdpa_sim 2>/dev/null
+true
