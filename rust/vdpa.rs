@@ -129,6 +129,19 @@ pub trait Callback: Sync {
     fn call(&self);
 }
 
+/// The `struct vdpa_callback` that calls `cb`, or the empty one that
+/// removes a callback.
+fn raw_callback<C: Callback>(cb: Option<&C>) -> bindings::vdpa_callback {
+    match cb {
+        Some(c) => bindings::vdpa_callback {
+            callback: Some(callback_thunk::<C>),
+            private: core::ptr::from_ref(c).cast_mut().cast(),
+            trigger: core::ptr::null_mut(),
+        },
+        None => bindings::vdpa_callback::default(),
+    }
+}
+
 /// The `vdpa_callback.callback` of a [`Callback`] `C`.
 ///
 /// # Safety
@@ -418,14 +431,7 @@ impl Device {
         if !self.vq_ok(idx) {
             return;
         }
-        let mut raw = match cb {
-            Some(c) => bindings::vdpa_callback {
-                callback: Some(callback_thunk::<C>),
-                private: core::ptr::from_ref(c).cast_mut().cast(),
-                trigger: core::ptr::null_mut(),
-            },
-            None => bindings::vdpa_callback::default(),
-        };
+        let mut raw = raw_callback(cb);
         // SAFETY: a bound device, a valid queue; the device copies the
         // callback, and the caller keeps `cb` valid while it may be used.
         unsafe { f(self.raw(), idx, &mut raw) }
@@ -440,14 +446,7 @@ impl Device {
         let Some(f) = self.ops().set_config_cb else {
             return;
         };
-        let mut raw = match cb {
-            Some(c) => bindings::vdpa_callback {
-                callback: Some(callback_thunk::<C>),
-                private: core::ptr::from_ref(c).cast_mut().cast(),
-                trigger: core::ptr::null_mut(),
-            },
-            None => bindings::vdpa_callback::default(),
-        };
+        let mut raw = raw_callback(cb);
         // SAFETY: as in `set_vq_cb`.
         unsafe { f(self.raw(), &mut raw) }
     }
