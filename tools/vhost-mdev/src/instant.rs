@@ -437,6 +437,7 @@ impl Vq {
     }
 
     /// Takes the next available head, if any.
+    #[inline]
     fn pop(&mut self) -> Result<Option<u16>> {
         let r = self.ring()?;
         if self.last_avail == self.avail_shadow {

@@ -14,9 +14,11 @@ use super::{wait_eventfd, NetDriver, RX};
 
 impl<B: VhostBackend> NetDriver<B> {
     pub(super) fn post_rx(&mut self, slot: usize) -> Result<()> {
-        let addr = self.pairs[self.cur].rx.buf_iova(slot)?;
-        let len = self.pairs[self.cur].rx.buf_size() as u32;
-        if self.indirect {
+        let indirect = self.indirect;
+        let rx = &mut self.pairs[self.cur].rx;
+        let addr = rx.buf_iova(slot)?;
+        let len = rx.buf_size() as u32;
+        if indirect {
             let segs = [
                 Seg {
                     addr,
@@ -29,9 +31,9 @@ impl<B: VhostBackend> NetDriver<B> {
                     write: true,
                 },
             ];
-            self.pairs[self.cur].rx.add_indirect(&segs, slot as u64)?;
+            rx.add_indirect(&segs, slot as u64)?;
         } else {
-            self.pairs[self.cur].rx.add(
+            rx.add(
                 &[Seg {
                     addr,
                     len,
@@ -92,29 +94,26 @@ impl<B: VhostBackend> NetDriver<B> {
         slots: &mut Vec<usize>,
         sink: &mut impl FnMut(&Queue, usize, usize, usize) -> Result<()>,
     ) -> Result<usize> {
-        let bufsz = self.pairs[self.cur].rx.buf_size();
+        let mrg_rxbuf = self.mrg_rxbuf;
+        let rx = &mut self.pairs[self.cur].rx;
+        let bufsz = rx.buf_size();
         let len = (first_len as usize).min(bufsz);
         if len < NET_HDR_LEN {
             return Err(Error::Protocol(format!("RX used length {len} < header")));
         }
         let mut hdr = [0u8; NET_HDR_LEN];
-        self.pairs[self.cur].rx.read_buf_into(first, 0, &mut hdr)?;
+        rx.read_buf_into(first, 0, &mut hdr)?;
         let hdr = VirtioNetHdr::from_bytes(&hdr)?;
-        sink(
-            &self.pairs[self.cur].rx,
-            first,
-            NET_HDR_LEN,
-            len - NET_HDR_LEN,
-        )?;
+        sink(rx, first, NET_HDR_LEN, len - NET_HDR_LEN)?;
         let mut total = len - NET_HDR_LEN;
-        if self.mrg_rxbuf && hdr.num_buffers > 1 {
+        if mrg_rxbuf && hdr.num_buffers > 1 {
             for _ in 1..hdr.num_buffers {
-                let u = self.pairs[self.cur].rx.pop_used()?.ok_or_else(|| {
+                let u = rx.pop_used()?.ok_or_else(|| {
                     Error::Protocol("num_buffers exceeds the used entries".into())
                 })?;
                 slots.push(u.token as usize);
                 let l = (u.len as usize).min(bufsz);
-                sink(&self.pairs[self.cur].rx, u.token as usize, 0, l)?;
+                sink(rx, u.token as usize, 0, l)?;
                 total += l;
             }
         }

@@ -13,9 +13,10 @@ use super::{wait_eventfd, NetDriver, TX};
 impl<B: VhostBackend> NetDriver<B> {
     /// Returns completed TX buffers to the free list; returns how many.
     pub fn reclaim_tx(&mut self) -> Result<usize> {
+        let p = &mut self.pairs[self.cur];
         let mut n = 0;
-        while let Some(u) = self.pairs[self.cur].tx.pop_used()? {
-            self.pairs[self.cur].tx_free.push(u.token as usize);
+        while let Some(u) = p.tx.pop_used()? {
+            p.tx_free.push(u.token as usize);
             n += 1;
         }
         Ok(n)
@@ -45,8 +46,10 @@ impl<B: VhostBackend> NetDriver<B> {
 
     /// Adds TX buffer `slot`, holding the header and `len` frame bytes.
     fn add_tx(&mut self, slot: usize, len: usize) -> Result<()> {
-        let addr = self.pairs[self.cur].tx.buf_iova(slot)?;
-        let r = if self.indirect {
+        let indirect = self.indirect;
+        let p = &mut self.pairs[self.cur];
+        let addr = p.tx.buf_iova(slot)?;
+        let r = if indirect {
             let segs = [
                 Seg {
                     addr,
@@ -59,9 +62,9 @@ impl<B: VhostBackend> NetDriver<B> {
                     write: false,
                 },
             ];
-            self.pairs[self.cur].tx.add_indirect(&segs, slot as u64)
+            p.tx.add_indirect(&segs, slot as u64)
         } else {
-            self.pairs[self.cur].tx.add(
+            p.tx.add(
                 &[Seg {
                     addr,
                     len: (NET_HDR_LEN + len) as u32,
@@ -71,7 +74,7 @@ impl<B: VhostBackend> NetDriver<B> {
             )
         };
         if let Err(e) = r {
-            self.pairs[self.cur].tx_free.push(slot);
+            p.tx_free.push(slot);
             return Err(e);
         }
         Ok(())
@@ -129,18 +132,15 @@ impl<B: VhostBackend> NetDriver<B> {
         let Some(slot) = self.take_tx_slot()? else {
             return Ok(false);
         };
-        if !self.pairs[self.cur].tx_has_template[slot] {
+        let p = &mut self.pairs[self.cur];
+        if !p.tx_has_template[slot] {
             let hdr = VirtioNetHdr::default().to_bytes();
-            self.pairs[self.cur].tx.write_buf(slot, 0, &hdr)?;
-            self.pairs[self.cur]
-                .tx
-                .write_buf(slot, NET_HDR_LEN, &self.tx_template)?;
-            self.pairs[self.cur].tx_has_template[slot] = true;
+            p.tx.write_buf(slot, 0, &hdr)?;
+            p.tx.write_buf(slot, NET_HDR_LEN, &self.tx_template)?;
+            p.tx_has_template[slot] = true;
         }
         for &(at, patch) in patches {
-            self.pairs[self.cur]
-                .tx
-                .write_buf(slot, NET_HDR_LEN + at, patch)?;
+            p.tx.write_buf(slot, NET_HDR_LEN + at, patch)?;
         }
         self.add_tx(slot, len)?;
         Ok(true)
