@@ -2,8 +2,9 @@
 # The vDPA bridge (vhost_mdev_vdpa.ko) on vdpa_sim_net: binding a device
 # chosen with driver_override, its parent and type, traffic through the
 # userspace library (type1: VA mode) checked byte for byte, removal while
-# open, and unloading. Sourced by suite.sh (vm-full) after the sample's
-# tests; runs alone too: it loads what it needs.
+# open, and unloading; then vdpa_sim_blk on the same bridge, driven by the
+# library's BlkDriver over type1 and iommufd. Sourced by suite.sh (vm-full)
+# after the sample's tests; runs alone too: it loads what it needs.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 KO=${MODDIR:-$TOP}
 
@@ -78,10 +79,75 @@ t "vdpa bridge: rmmod with an instance (closed) removes it; clean unload" sh -c 
 	! test -d /sys/bus/mdev/devices/$UV && ! test -e $VB/devices/vdpa1/driver &&
 	vdpa dev del vdpa1 && echo 1 >$VB/drivers_autoprobe &&
 	rmmod vdpa_sim_net vdpa_sim"
+# vdpa_sim_blk through the same bridge: not net-specific. A block device
+# of one queue and a 96-byte config, a RAM disk of 128 MiB of its own
+# (262144 sectors; one per device unless the module's shared_backend is
+# set), driven by the library's BlkDriver over type1 and iommufd.
+B2PARENT=/sys/class/mdev_bus/vhost_mdev_vdpa-vdpa2
+B2TYPE=$B2PARENT/mdev_supported_types/vhost_mdev_vdpa-vdpa2-bridge
+UVB=77777777-0000-0000-0000-000000000003
+BCAP=262144
+t "vdpa bridge blk: vdpa_sim_blk loads; vdpa2 bound to the bridge" sh -c "
+	. $TOP/tests/vm/lib.sh
+	modprobe -d $MODROOT vdpa_sim_blk || exit 1
+	lsmod | grep -q '^vhost_mdev_vdpa ' || insmod $KO/vhost_mdev_vdpa.ko || exit 1
+	echo 0 >$VB/drivers_autoprobe &&
+	vdpa dev add mgmtdev vdpasim_blk name vdpa2 || exit 1
+	test -e $VB/devices/vdpa2/driver && { echo 'vdpa2 bound with autoprobe off'; exit 1; }
+	echo vhost_mdev_vdpa >$VB/devices/vdpa2/driver_override &&
+	echo vdpa2 >$VB/drivers_probe || exit 1
+	eq \"\$(basename \$(readlink $VB/devices/vdpa2/driver))\" vhost_mdev_vdpa &&
+	eq \"\$(cat $B2TYPE/device_api)\" vfio-vhost &&
+	eq \"\$(cat $B2TYPE/available_instances)\" 1"
+# Config, data at both ends of the disk, and vdpa_sim_blk's own answers to
+# bad requests (IOERR past the capacity and for unknown types).
+t "vdpa bridge blk: requests and errors over type1 and iommufd (vhost-mdev-tests)" \
+	vhost-mdev-tests --bridge-blk
+t "vdpa bridge blk: vhost-mdev info shows vdpa_sim_blk's id, queue and capacity" sh -c "
+	echo $UVB >$B2TYPE/create || exit 1
+	out=\$(vhost-mdev info $UVB) || exit 1
+	echo \"\$out\" | grep -qx 'virtio device id: 2 (block)' &&
+	echo \"\$out\" | grep -qx 'queues: 1' &&
+	echo \"\$out\" | grep -qx 'config size: 96' &&
+	echo \"\$out\" | grep -qx 'capacity: $BCAP sectors' || { echo \"\$out\"; exit 1; }"
+# blk check writes a pattern, reads it back and compares every byte.
+t "vdpa bridge blk: vhost-mdev blk check over type1 (VA mode)" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vhost-mdev blk $UVB check -n 16 --sectors 8 &&
+	vhost-mdev blk $UVB check -n 4 --sectors 64 --sector $((BCAP - 128)) &&
+	vhost-mdev blk $UVB flush || exit 1
+	eq \"\$(vhost-mdev blk $UVB id)\" vdpa_blk_sim"
+t "vdpa bridge blk: vhost-mdev blk check over iommufd; each reads the other's data" sh -c "
+	vhost-mdev blk $UVB --iommufd check -n 16 --sectors 8 --sector 4096 &&
+	vhost-mdev blk $UVB --iommufd --ioctl --ioeventfd check -n 4 --sectors 32 --sector 8192 || exit 1
+	head -c 4096 /dev/urandom >/tmp/vb.end &&
+	vhost-mdev blk $UVB write $((BCAP - 8)) </tmp/vb.end &&
+	vhost-mdev blk $UVB --iommufd read $((BCAP - 8)) 8 | cmp - /tmp/vb.end || exit 1
+	head -c 2048 /dev/urandom >/tmp/vb.mid &&
+	vhost-mdev blk $UVB --iommufd write 12 </tmp/vb.mid &&
+	vhost-mdev blk $UVB read 12 4 | cmp - /tmp/vb.mid"
+t "vdpa bridge blk: past the capacity: VIRTIO_BLK_S_IOERR, nothing written" sh -c "
+	for a in '$BCAP 1' '$((BCAP - 1)) 2' '$((BCAP + 1000)) 1'; do
+		err=\$(vhost-mdev blk $UVB read \$a 2>&1 >/dev/null) && { echo \"read \$a succeeded\"; exit 1; }
+		echo \"\$err\" | grep -q 'VIRTIO_BLK_S_IOERR (1)' || { echo \"read \$a: \$err\"; exit 1; }
+	done
+	head -c 1024 /dev/urandom >/tmp/vb.bad || exit 1
+	err=\$(vhost-mdev blk $UVB --iommufd write $((BCAP - 1)) </tmp/vb.bad 2>&1) &&
+		{ echo 'a write across the end succeeded'; exit 1; }
+	echo \"\$err\" | grep -q 'VIRTIO_BLK_S_IOERR (1)' || { echo \"\$err\"; exit 1; }
+	vhost-mdev blk $UVB read $((BCAP - 8)) 8 | cmp - /tmp/vb.end"
+t "vdpa bridge blk: vdpa dev del removes the instance; clean unload" sh -c "
+	vdpa dev del vdpa2 || exit 1
+	! test -d /sys/bus/mdev/devices/$UVB && ! test -d $B2PARENT && ! test -e $VB/devices/vdpa2 &&
+	rmmod vhost_mdev_vdpa && rmmod vdpa_sim_blk && rmmod vdpa_sim &&
+	echo 1 >$VB/drivers_autoprobe && ! lsmod | grep -q '^vdpa_sim'"
+rm -f /tmp/vb.end /tmp/vb.mid /tmp/vb.bad
 # Whatever a failed test left: the suite's next tests pick the first
 # vfio-vhost type they find, which must not be the bridge's.
 rmmod vhost_mdev_vdpa 2>/dev/null
 vdpa dev del vdpa1 2>/dev/null
+vdpa dev del vdpa2 2>/dev/null
 echo 1 >$VB/drivers_autoprobe
+rmmod vdpa_sim_blk 2>/dev/null
 rmmod vdpa_sim_net vdpa_sim 2>/dev/null
 true

@@ -28,14 +28,15 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, C_PARENT, STRESS, TESTS};
+use tests::{Test, BRIDGE, BRIDGE_BLK, C_PARENT, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
-    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge] [FILTER...]
+    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk]
+                        [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
@@ -43,8 +44,9 @@ one of them; --quick selects the fast subset; --stress runs the ring-index
 stress runs instead (STRESS_FRAMES frames per configuration, default
 100000); --c-parent runs the tests of what the core forwards to a
 parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
-runs the tests of the vDPA bridge (a vdpa device bound to
-vhost_mdev_vdpa); --list prints the selection.";
+runs the tests of the vDPA bridge (a vdpa_sim_net device bound to
+vhost_mdev_vdpa), --bridge-blk those on a vdpa_sim_blk device bound to
+it; --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
     let mut stress = false;
     let mut c_parent = false;
     let mut bridge = false;
+    let mut bridge_blk = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             "--stress" => stress = true,
             "--c-parent" => c_parent = true,
             "--bridge" => bridge = true,
+            "--bridge-blk" => bridge_blk = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -82,6 +86,8 @@ fn main() -> ExitCode {
         C_PARENT
     } else if bridge {
         BRIDGE
+    } else if bridge_blk {
+        BRIDGE_BLK
     } else {
         TESTS
     };
@@ -110,7 +116,7 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let found = if bridge {
+    let found = if bridge || bridge_blk {
         Env::discover_bridge()
     } else {
         Env::discover()

@@ -99,6 +99,12 @@ pub const C_PARENT: &[Test] = &[
 /// The tests of the vDPA bridge (`--bridge`).
 pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
 
+/// The tests of the vDPA bridge on a vdpa_sim_blk device (`--bridge-blk`).
+pub const BRIDGE_BLK: &[Test] = &[
+    t!("bridge_blk_type1", true, bridge::sim_blk_type1),
+    t!("bridge_blk_iommufd", true, bridge::sim_blk_iommufd),
+];
+
 /// The ring-index stress runs (`--stress`), one per configuration.
 pub const STRESS: &[Test] = &[
     t!("ring_stress_type1_q256_64", false, |e| stress::run(
