@@ -15,6 +15,7 @@
 mod blk;
 mod bridge;
 mod cparent;
+mod diff;
 mod hostile;
 mod lifecycle;
 mod mq;
@@ -28,14 +29,15 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, C_PARENT, STRESS, TESTS};
+use tests::{Test, BRIDGE, C_PARENT, DIFFERENTIAL, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
-    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge] [FILTER...]
+    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --differential]
+                        [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
 vfio-vhost parent driver loaded). FILTERs select tests whose name contains
@@ -44,7 +46,9 @@ stress runs instead (STRESS_FRAMES frames per configuration, default
 100000); --c-parent runs the tests of what the core forwards to a
 parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
 runs the tests of the vDPA bridge (a vdpa device bound to
-vhost_mdev_vdpa); --list prints the selection.";
+vhost_mdev_vdpa); --differential compares a vdpa_sim_net device bound to
+the bridge with one bound to vhost_vdpa, request by request (tests/vm/
+bridge.sh sets both up); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
     let mut stress = false;
     let mut c_parent = false;
     let mut bridge = false;
+    let mut differential = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
             "--stress" => stress = true,
             "--c-parent" => c_parent = true,
             "--bridge" => bridge = true,
+            "--differential" => differential = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
         C_PARENT
     } else if bridge {
         BRIDGE
+    } else if differential {
+        DIFFERENTIAL
     } else {
         TESTS
     };
@@ -110,7 +118,7 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let found = if bridge {
+    let found = if bridge || differential {
         Env::discover_bridge()
     } else {
         Env::discover()

@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, lifecycle, sample};
+use crate::{blk, bridge, cparent, diff, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -98,6 +98,11 @@ pub const C_PARENT: &[Test] = &[
 
 /// The tests of the vDPA bridge (`--bridge`).
 pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
+
+/// vhost-vdpa and the vDPA bridge compared on one device model
+/// (`--differential`: vdpa_sim_net devices bound to both, see
+/// tests/vm/bridge.sh).
+pub const DIFFERENTIAL: &[Test] = &[t!("differential_vhost_vdpa", true, diff::differential)];
 
 /// The ring-index stress runs (`--stress`), one per configuration.
 pub const STRESS: &[Test] = &[
