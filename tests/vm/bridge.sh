@@ -142,6 +142,32 @@ t "vdpa bridge blk: vdpa dev del removes the instance; clean unload" sh -c "
 	rmmod vhost_mdev_vdpa && rmmod vdpa_sim_blk && rmmod vdpa_sim &&
 	echo 1 >$VB/drivers_autoprobe && ! lsmod | grep -q '^vdpa_sim'"
 rm -f /tmp/vb.end /tmp/vb.mid /tmp/vb.bad
+# vhost-vdpa and the bridge compared (vhost-mdev-tests --differential):
+# one vdpa_sim_net model, vdpa1 behind the bridge and vdpa2 behind
+# vhost_vdpa (same MAC), the same requests on both; every difference must
+# be one that Documentation/uapi.rst lists. Its DIFF lines go to the
+# console log. Loads and removes what it uses.
+t "vdpa bridge: requests, errnos and state agree with vhost_vdpa (differential)" sh -c "
+	for m in vdpa vdpa_sim vdpa_sim_net vhost_vdpa; do modprobe -d $MODROOT \$m || exit 1; done
+	lsmod | grep -q '^vhost_mdev_vdpa ' || insmod $KO/vhost_mdev_vdpa.ko || exit 1
+	echo 0 >$VB/drivers_autoprobe
+	r=0
+	for d in 'vdpa1 vhost_mdev_vdpa' 'vdpa2 vhost_vdpa'; do
+		set -- \$d
+		vdpa dev add mgmtdev vdpasim_net name \$1 mac $BMAC &&
+			echo \$2 >$VB/devices/\$1/driver_override &&
+			echo \$1 >$VB/drivers_probe || r=1
+	done
+	if [ \$r = 0 ]; then
+		vhost-mdev-tests --differential >/tmp/differential.out 2>&1 || r=1
+		grep '^DIFF' /tmp/differential.out >/dev/console
+		tail -n 4 /tmp/differential.out
+	fi
+	vdpa dev del vdpa1; vdpa dev del vdpa2
+	rmmod vhost_mdev_vdpa; rmmod vhost_vdpa
+	echo 1 >$VB/drivers_autoprobe
+	rmmod vdpa_sim_net vdpa_sim
+	exit \$r"
 # Whatever a failed test left: the suite's next tests pick the first
 # vfio-vhost type they find, which must not be the bridge's.
 rmmod vhost_mdev_vdpa 2>/dev/null

@@ -644,10 +644,12 @@ fn vring_addr(p: &[u8]) -> VringAddr {
 }
 
 /// Checks a config access of `len` bytes at `off` against a config space
-/// of `size` bytes (`off + len` overflow included).
+/// of `size` bytes (`off + len` overflow included). An access of no bytes
+/// is refused too, as `vhost_vdpa_config_validate()` (Linux 6.12) refuses
+/// it.
 pub fn check_config_range(off: u32, len: u32, size: u32) -> Result<(), Errno> {
     match off.checked_add(len) {
-        Some(end) if end <= size => Ok(()),
+        Some(end) if len != 0 && end <= size => Ok(()),
         _ => Err(EINVAL),
     }
 }

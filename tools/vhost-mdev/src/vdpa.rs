@@ -91,6 +91,12 @@ impl VhostVdpa {
         self.backend_features
     }
 
+    /// The character device, for requests the typed API does not carry
+    /// (tests compare raw requests with a vhost-mdev instance's).
+    pub fn file(&self) -> &File {
+        &self.fd
+    }
+
     fn iotlb(&self, type_: u8, iova: u64, size: u64, uaddr: u64) -> Result<()> {
         // struct vhost_msg_v2, serialised field by field (72 bytes).
         let mut m = [0u8; std::mem::size_of::<VhostMsgV2>()];

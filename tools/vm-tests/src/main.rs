@@ -15,6 +15,7 @@
 mod blk;
 mod bridge;
 mod cparent;
+mod diff;
 mod hostile;
 mod lifecycle;
 mod mq;
@@ -28,14 +29,15 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, BRIDGE_BLK, C_PARENT, STRESS, TESTS};
+use tests::{Test, BRIDGE, BRIDGE_BLK, C_PARENT, DIFFERENTIAL, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
-    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk]
+    "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk
+                         | --differential]
                         [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
@@ -46,7 +48,9 @@ stress runs instead (STRESS_FRAMES frames per configuration, default
 parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
 runs the tests of the vDPA bridge (a vdpa_sim_net device bound to
 vhost_mdev_vdpa), --bridge-blk those on a vdpa_sim_blk device bound to
-it; --list prints the selection.";
+it; --differential compares a vdpa_sim_net device bound to the bridge
+with one bound to vhost_vdpa, request by request (tests/vm/bridge.sh
+sets both up); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
     let mut c_parent = false;
     let mut bridge = false;
     let mut bridge_blk = false;
+    let mut differential = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
             "--c-parent" => c_parent = true,
             "--bridge" => bridge = true,
             "--bridge-blk" => bridge_blk = true,
+            "--differential" => differential = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -88,6 +94,8 @@ fn main() -> ExitCode {
         BRIDGE
     } else if bridge_blk {
         BRIDGE_BLK
+    } else if differential {
+        DIFFERENTIAL
     } else {
         TESTS
     };
@@ -116,7 +124,7 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let found = if bridge || bridge_blk {
+    let found = if bridge || bridge_blk || differential {
         Env::discover_bridge()
     } else {
         Env::discover()

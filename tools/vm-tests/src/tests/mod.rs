@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, lifecycle, sample};
+use crate::{blk, bridge, cparent, diff, lifecycle, sample};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -104,6 +104,11 @@ pub const BRIDGE_BLK: &[Test] = &[
     t!("bridge_blk_type1", true, bridge::sim_blk_type1),
     t!("bridge_blk_iommufd", true, bridge::sim_blk_iommufd),
 ];
+
+/// vhost-vdpa and the vDPA bridge compared on one device model
+/// (`--differential`: vdpa_sim_net devices bound to both, see
+/// tests/vm/bridge.sh).
+pub const DIFFERENTIAL: &[Test] = &[t!("differential_vhost_vdpa", true, diff::differential)];
 
 /// The ring-index stress runs (`--stress`), one per configuration.
 pub const STRESS: &[Test] = &[
