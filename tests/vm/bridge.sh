@@ -175,5 +175,6 @@ vdpa dev del vdpa1 2>/dev/null
 vdpa dev del vdpa2 2>/dev/null
 echo 1 >$VB/drivers_autoprobe
 rmmod vdpa_sim_blk 2>/dev/null
+rmmod vhost_vdpa 2>/dev/null
 rmmod vdpa_sim_net vdpa_sim 2>/dev/null
 true
