@@ -19,6 +19,7 @@
 use crate::bindings;
 use crate::errno::*;
 use crate::mm::MmGrab;
+use crate::sysfs;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::error::{from_result, to_result, Result};
@@ -622,6 +623,33 @@ impl<T: Driver> DriverVTable<T> {
     }
 }
 
+/// The devices bound to driver `T`, as the [`sysfs::Owner`] of the
+/// attribute groups the driver shows on them ([`Registration::new`]): an
+/// attribute of the group finds the driver's data of the device.
+pub struct Bound<T: Driver>(PhantomData<T>);
+
+impl<T: Driver> sysfs::Owner for Bound<T> {
+    type Data = T::Data;
+
+    /// # Safety
+    ///
+    /// `dev` must be the embedded device of a vDPA device bound to `T` on
+    /// which the driver core shows `T`'s groups: the core adds them after
+    /// `probe_callback` set the drvdata and removes them (waiting for the
+    /// callbacks in progress) before `remove_callback` takes it back.
+    unsafe fn from_device<'a>(dev: *mut bindings::device) -> Option<&'a T::Data> {
+        // SAFETY: a live device (the contract).
+        let p = unsafe { bindings::vhost_mdev_helper_dev_get_drvdata(dev) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: the drvdata of a device bound to `T` is the `KBox` of
+        // `T::Data` that `probe_callback` set, live until
+        // `remove_callback`, which runs after the groups are gone.
+        Some(unsafe { &*p.cast::<T::Data>() })
+    }
+}
+
 /// A registered vDPA bus driver; unregistered (unbinding its devices) on
 /// drop.
 ///
@@ -643,14 +671,22 @@ impl<T: Driver> Registration<T> {
     /// Registers driver `name` of `module` on the vDPA bus. With the bus's
     /// `drivers_autoprobe` on, it binds every unbound device at once (the
     /// bus matches every driver to every device without a
-    /// `driver_override`).
-    pub fn new(name: &'static CStr, module: &'static ThisModule) -> Result<Self> {
+    /// `driver_override`). `groups` (`None::<&sysfs::Groups<Bound<T>, 1>>`
+    /// for none) are shown on each device while it is bound to the driver.
+    pub fn new<const G: usize>(
+        name: &'static CStr,
+        module: &'static ThisModule,
+        groups: Option<&'static sysfs::Groups<Bound<T>, G>>,
+    ) -> Result<Self> {
         let mut raw = bindings::vdpa_driver {
             probe: Some(DriverVTable::<T>::probe_callback),
             remove: Some(DriverVTable::<T>::remove_callback),
             ..Default::default()
         };
         raw.driver.name = name.as_char_ptr();
+        // The driver core shows them from the end of a successful probe to
+        // the start of the remove, when the drvdata is set (see `Bound`).
+        raw.driver.dev_groups = groups.map_or(core::ptr::null(), |g| g.as_raw()).cast_mut();
         let drv = KBox::new(Opaque::new(raw), GFP_KERNEL)?;
         // SAFETY: `drv` is a filled-in driver that stays in place until
         // unregistered (boxed, owned by the registration); `name` is

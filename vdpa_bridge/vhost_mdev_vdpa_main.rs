@@ -359,7 +359,7 @@ impl VdpaDev {
     fn mem_table(&self, regions: &[MemRegion]) -> Result {
         // VA mode only in this version (PA mode, for devices that
         // translate to physical addresses, is to come).
-        if !self.vdpa.use_va() || !self.vdpa.has_bind_mm() {
+        if DmaMode::of(&self.vdpa) != DmaMode::Va {
             return Err(eopnotsupp());
         }
         let iotlb = va_iotlb(regions)?;
@@ -449,9 +449,52 @@ impl ParentOn for BridgeParent {
     }
 }
 
+/// How the bridge gives a device the memory of the instance's opener.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DmaMode {
+    /// Tables of user addresses in the opener's address space (`use_va`
+    /// and `bind_mm`).
+    Va,
+    /// None in this version: the device works on physical addresses (PA
+    /// mode is to come); its memory tables are refused.
+    None,
+}
+
+impl DmaMode {
+    fn of(dev: &vdpa::Device) -> Self {
+        if dev.use_va() && dev.has_bind_mm() {
+            DmaMode::Va
+        } else {
+            DmaMode::None
+        }
+    }
+}
+
 /// What the driver keeps for a bound device: its parent registration.
 struct Bound {
     _reg: Registration<BridgeParent>,
+    mode: DmaMode,
+}
+
+/// `dma_mode` of a bound vDPA device: `va`, or `none` (PA mode is to
+/// come). Read-only; shown while the device is bound to the bridge.
+struct DmaModeAttr;
+
+#[vtable]
+impl sysfs::Attribute<vdpa::Bound<Bridge>> for DmaModeAttr {
+    const NAME: &'static CStr = c_str!("dma_mode");
+
+    fn show(b: &Bound) -> Result<CString> {
+        let mode = match b.mode {
+            DmaMode::Va => "va",
+            DmaMode::None => "none",
+        };
+        CString::try_from_fmt(fmt!("{}\n", mode))
+    }
+}
+
+sysfs::attribute_groups! {
+    static GROUPS: vdpa::Bound<Bridge> = [(None, [DmaModeAttr])];
 }
 
 /// The vDPA bus driver.
@@ -502,14 +545,20 @@ impl vdpa::Driver for Bridge {
             &THIS_MODULE,
             &types,
         )?;
+        let mode = DmaMode::of(dev);
         pr_info!(
-            "{}: bridged as vhost_mdev_vdpa-{}-bridge ({} queues, {} address spaces)\n",
+            "{}: bridged as vhost_mdev_vdpa-{}-bridge ({} queues, {} address spaces, DMA {})\n",
             dev.name(),
             dev.name(),
             nvqs,
-            dev.nas()
+            dev.nas(),
+            if mode == DmaMode::Va {
+                "VA mode"
+            } else {
+                "none: PA mode is to come"
+            }
         );
-        Ok(KBox::new(Bound { _reg: reg }, GFP_KERNEL)?)
+        Ok(KBox::new(Bound { _reg: reg, mode }, GFP_KERNEL)?)
     }
 }
 
@@ -520,7 +569,7 @@ struct VhostMdevVdpa {
 impl kernel::Module for VhostMdevVdpa {
     fn init(module: &'static ThisModule) -> Result<Self> {
         Ok(VhostMdevVdpa {
-            _drv: vdpa::Registration::new(c_str!("vhost_mdev_vdpa"), module)?,
+            _drv: vdpa::Registration::new(c_str!("vhost_mdev_vdpa"), module, Some(&GROUPS))?,
         })
     }
 }

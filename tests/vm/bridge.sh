@@ -168,6 +168,134 @@ t "vdpa bridge: requests, errnos and state agree with vhost_vdpa (differential)"
 	echo 1 >$VB/drivers_autoprobe
 	rmmod vdpa_sim_net vdpa_sim
 	exit \$r"
+# The same moves with vhost-mdev attach/detach, from and to vhost_vdpa
+# (loaded before the bridge: with autoprobe on, it takes a new device, and
+# the kernel's own matching picks it over the bridge).
+t "vdpa bridge (cli): attach without the bridge says what to load" sh -c "
+	. $TOP/tests/vm/lib.sh
+	for m in vdpa_sim vdpa_sim_net vhost_vdpa; do modprobe -d $MODROOT \$m || exit 1; done
+	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa || exit 1
+	out=\$(vhost-mdev attach vdpa1 2>&1) && { echo \"attach succeeded: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q 'modprobe vhost_mdev_vdpa' || { echo \"\$out\"; exit 1; }
+	eq \"\$(cat $VB/devices/vdpa1/driver_override)\" '(null)' &&
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa"
+t "vdpa bridge (cli): attach of a missing device fails, naming vdpa dev show" sh -c "
+	insmod $KO/vhost_mdev_vdpa.ko || exit 1
+	out=\$(vhost-mdev attach nosuch 2>&1) && { echo \"attach succeeded: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q 'no vDPA device .nosuch. (devices: vdpa1; see .vdpa dev show.' ||
+		{ echo \"\$out\"; exit 1; }
+	out=\$(vhost-mdev attach ../devices/vdpa1 2>&1) && { echo \"attach succeeded: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q 'is not a vDPA device name' || { echo \"\$out\"; exit 1; }"
+t "vdpa bridge (cli): attach refuses while /dev/vhost-vdpa-N is open" sh -c "
+	. $TOP/tests/vm/lib.sh
+	n=\$(ls $VB/devices/vdpa1 | grep '^vhost-vdpa-') && test -c /dev/\$n ||
+		{ echo 'no /dev/vhost-vdpa-N'; exit 1; }
+	sleep 30 3<>/dev/\$n & h=\$!
+	sleep 1
+	out=\$(vhost-mdev attach vdpa1 2>&1); rc=\$?
+	kill \$h; wait \$h
+	test \$rc != 0 || { echo \"attach succeeded: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q \"in use by pid \$h (sleep) through /dev/\$n.*--wait\" ||
+		{ echo \"\$out\"; exit 1; }
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa &&
+	eq \"\$(cat $VB/devices/vdpa1/driver_override)\" '(null)'"
+t "vdpa bridge (cli): attach --create moves it from vhost_vdpa; list shows it and its mode" sh -c "
+	. $TOP/tests/vm/lib.sh
+	out=\$(vhost-mdev attach vdpa1 --create $UV) || { echo \"\$out\"; exit 1; }
+	echo \"\$out\" | grep -qx 'vdpa1: on the bridge: parent vhost_mdev_vdpa-vdpa1, type vhost_mdev_vdpa-vdpa1-bridge, dma mode va' &&
+	echo \"\$out\" | grep -qx $UV || { echo \"\$out\"; exit 1; }
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_mdev_vdpa &&
+	eq \"\$(cat $VB/devices/vdpa1/driver_override)\" vhost_mdev_vdpa &&
+	one_line $VB/devices/vdpa1/dma_mode va &&
+	eq \"\$(stat -c %a $VB/devices/vdpa1/dma_mode)\" 444 || exit 1
+	echo pa 2>/dev/null >$VB/devices/vdpa1/dma_mode && { echo 'dma_mode took a write'; exit 1; }
+	ls $VB/devices/vdpa1 | grep '^vhost-vdpa-' && { echo 'vhost-vdpa node left'; exit 1; }
+	l=\$(vhost-mdev list) || exit 1
+	echo \"\$l\" | grep -qx 'parent vhost_mdev_vdpa-vdpa1 (driver [^)]*): vDPA bridge of vdpa1, dma mode va' &&
+	echo \"\$l\" | grep -qx '  vdpa1 driver vhost_mdev_vdpa (driver_override vhost_mdev_vdpa): parent vhost_mdev_vdpa-vdpa1, type vhost_mdev_vdpa-vdpa1-bridge, dma mode va' &&
+	echo \"\$l\" | grep -q '^  $UV parent vhost_mdev_vdpa-vdpa1 type vhost_mdev_vdpa-vdpa1-bridge ' ||
+		{ echo \"\$l\"; exit 1; }
+	vhost-mdev ping $UV -n 20"
+t "vdpa bridge (cli): attach of an attached device changes nothing" sh -c "
+	out=\$(vhost-mdev attach vdpa1) || exit 1
+	echo \"\$out\" | grep -q '^vdpa1: already on the bridge' || { echo \"\$out\"; exit 1; }
+	test -d /sys/bus/mdev/devices/$UV && vhost-mdev ping $UV -n 5"
+t "vdpa bridge (cli): detach refuses while the instance is open" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vhost-mdev bench $UV --seconds 5 >/dev/null & b=\$!
+	sleep 2
+	kill -0 \$b 2>/dev/null || { echo 'bench ended early'; exit 1; }
+	out=\$(vhost-mdev detach vdpa1 2>&1); rc=\$?
+	wait \$b || { echo 'bench failed'; exit 1; }
+	test \$rc != 0 || { echo \"detach succeeded: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q \"in use by pid \$b (vhost-mdev).*--wait\" || { echo \"\$out\"; exit 1; }
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_mdev_vdpa &&
+	test -d /sys/bus/mdev/devices/$UV"
+t "vdpa bridge (cli): detach --to vhost_vdpa gives /dev/vhost-vdpa-N back" sh -c "
+	. $TOP/tests/vm/lib.sh
+	out=\$(vhost-mdev detach vdpa1 --to vhost_vdpa) || { echo \"\$out\"; exit 1; }
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa &&
+	eq \"\$(cat $VB/devices/vdpa1/driver_override)\" vhost_vdpa || exit 1
+	n=\$(ls $VB/devices/vdpa1 | grep '^vhost-vdpa-') && test -c /dev/\$n ||
+		{ echo 'no /dev/vhost-vdpa-N'; exit 1; }
+	echo \"\$out\" | grep -qx \"vdpa1 driver vhost_vdpa (driver_override vhost_vdpa): /dev/\$n\" ||
+		{ echo \"\$out\"; exit 1; }
+	! test -e $VB/devices/vdpa1/dma_mode && ! test -d $BPARENT &&
+	! test -d /sys/bus/mdev/devices/$UV && vhost-mdev ping /dev/\$n -n 10"
+t "vdpa bridge (cli): re-attach; detach --wait waits for the close, then vhost_vdpa" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vhost-mdev attach vdpa1 --create $UV >/dev/null && vhost-mdev ping $UV -n 10 || exit 1
+	vhost-mdev bench $UV --seconds 6 >/dev/null & b=\$!
+	sleep 2
+	vhost-mdev detach vdpa1 --wait >/tmp/detach.out 2>&1 & d=\$!
+	sleep 2
+	kill -0 \$d 2>/dev/null || { echo 'detach returned while the instance was open'; exit 1; }
+	wait \$b || { echo 'bench failed'; exit 1; }
+	for i in \$(seq 100); do kill -0 \$d 2>/dev/null || break; sleep 0.1; done
+	kill -0 \$d 2>/dev/null && { echo 'detach still blocked 10 s after the close'; exit 1; }
+	wait \$d || { cat /tmp/detach.out; exit 1; }
+	grep -q \"waiting until pid \$b (vhost-mdev)\" /tmp/detach.out || { cat /tmp/detach.out; exit 1; }
+	eq \"\$(cat $VB/devices/vdpa1/driver_override)\" '(null)' &&
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa &&
+	! test -d /sys/bus/mdev/devices/$UV"
+t "vdpa bridge (cli): detach of a device not on the bridge changes nothing" sh -c "
+	out=\$(vhost-mdev detach vdpa1) && echo \"\$out\" | grep -q '^vdpa1: not on the bridge' &&
+	test \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" = vhost_vdpa"
+# Persistence: the udev rule of Documentation/vdpa-bridge.rst matches a
+# new device, which vhost_vdpa took first, and its command moves it. The
+# test kernel has no inotify, which systemd-udevd needs: `udevadm test`
+# applies the rule (the host's rules hidden) and the test runs what it
+# would.
+t "vdpa bridge (cli): the documented udev rule attaches a new device" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vdpa dev del vdpa1 && vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_vdpa || exit 1
+	for d in /etc/udev/rules.d /usr/lib/udev/rules.d; do mount -t tmpfs tmpfs \$d || exit 1; done
+	sed -n 's|^   \(ACTION==.*\)/usr/local/bin/vhost-mdev|\1$TOP/target/release/vhost-mdev|p' \
+		$TOP/Documentation/vdpa-bridge.rst >/etc/udev/rules.d/90-vhost-mdev-vdpa.rules
+	run=\$(udevadm test --action=add $VB/devices/vdpa1 2>&1 | sed -n \"s/^run: '\(.*\)'\$/\1/p\")
+	umount /etc/udev/rules.d /usr/lib/udev/rules.d
+	eq \"\$run\" '$TOP/target/release/vhost-mdev attach vdpa1' || exit 1
+	\$run || exit 1
+	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_mdev_vdpa &&
+	echo $UV >$BTYPE/create && vhost-mdev ping $UV -n 10"
+# vdpa_sim with use_va=0 works on physical addresses: PA mode, to come.
+t "vdpa bridge (cli): a device without VA shows dma mode none; tables refused" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vhost-mdev detach vdpa1 >/dev/null && vdpa dev del vdpa1 && rmmod vdpa_sim_net vdpa_sim &&
+	modprobe -d $MODROOT vdpa_sim use_va=0 && modprobe -d $MODROOT vdpa_sim_net &&
+	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
+	out=\$(vhost-mdev attach vdpa1 --create $UV) || { echo \"\$out\"; exit 1; }
+	echo \"\$out\" | grep -q '^vdpa1: on the bridge: .*, dma mode none\$' || { echo \"\$out\"; exit 1; }
+	one_line $VB/devices/vdpa1/dma_mode none || exit 1
+	vhost-mdev list | grep -qx 'parent vhost_mdev_vdpa-vdpa1 (driver [^)]*): vDPA bridge of vdpa1, dma mode none' ||
+		{ vhost-mdev list; exit 1; }
+	out=\$(vhost-mdev ping $UV -n 1 2>&1) && { echo \"ping worked: \$out\"; exit 1; }
+	echo \"\$out\" | grep -q EOPNOTSUPP || { echo \"\$out\"; exit 1; }"
+t "vdpa bridge (cli): detach, vdpa dev del, clean unload" sh -c "
+	vhost-mdev detach vdpa1 >/dev/null && vdpa dev del vdpa1 && rmmod vhost_mdev_vdpa &&
+	rmmod vhost_vdpa vdpa_sim_net vdpa_sim"
 # Whatever a failed test left: the suite's next tests pick the first
 # vfio-vhost type they find, which must not be the bridge's.
 rmmod vhost_mdev_vdpa 2>/dev/null

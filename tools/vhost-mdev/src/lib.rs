@@ -6,6 +6,7 @@
 //!   VFIO and iommufd request codes.
 //! - [`msg`]: `struct vhost_vfio_op` encoding and decoding.
 //! - [`sysfs`]: mdev parents, types and instances; create and remove.
+//! - [`bridge`]: vDPA devices, and moving them onto the vDPA bridge and off.
 //! - [`vfio`]: opening an instance through a type1 container or iommufd.
 //! - [`device`]: a vhost-mdev instance; requests over region 0 or ioctls.
 //! - [`vdpa`]: the same driver API over vhost-vdpa.
@@ -21,6 +22,7 @@
 
 pub mod backend;
 pub mod blk;
+pub mod bridge;
 pub mod device;
 pub mod driver;
 pub mod error;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use vhost_mdev::blk::{self, BlkConfig, BlkDriver, BlkDriverConfig, VIRTIO_ID_BLOCK};
+use vhost_mdev::bridge::{self, bridge_parent_name, bridge_type_id, VdpaDevice};
 use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
 use vhost_mdev::instant::{InstantOptions, HEAD_COPY};
 use vhost_mdev::net::{NetConfig, FRAME_MAX, NET_CONFIG_LEN};
@@ -32,8 +33,39 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// List mdev parents, their types and the instances.
+    /// List mdev parents, their types and the instances, and the vDPA
+    /// devices (a bridged one with its parent and DMA mode).
     List,
+    /// Move a vDPA device onto the vDPA bridge (vhost_mdev_vdpa): it
+    /// becomes an mdev parent vhost_mdev_vdpa-NAME with one instance.
+    Attach {
+        /// The vDPA device (`vdpa dev show`).
+        name: String,
+        /// Also create the instance, with this UUID (default: a random v4
+        /// UUID).
+        #[arg(long, value_name = "UUID", num_args = 0..=1)]
+        create: Option<Option<Uuid>>,
+        /// If a process holds the device open through its driver
+        /// (/dev/vhost-vdpa-N), unbind it anyway and wait until that
+        /// process closes it (default: refuse).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Move a vDPA device off the vDPA bridge: clear its driver_override
+    /// and let the kernel pick a driver, or bind it to --to.
+    Detach {
+        /// The vDPA device.
+        name: String,
+        /// The driver to bind it to (e.g. vhost_vdpa, virtio_vdpa) instead
+        /// of the kernel's choice.
+        #[arg(long, value_name = "DRIVER")]
+        to: Option<String>,
+        /// If a process holds the bridge instance open, unbind anyway: the
+        /// instance's user is asked to release it (request IRQ) and detach
+        /// waits until it closes it (default: refuse).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Create an instance of a type.
     Create {
         /// Parent device name (see `list`).
@@ -271,8 +303,18 @@ fn list(sysfs: &Sysfs) -> Result<()> {
         );
     }
     for p in &parents {
+        let bridged = sysfs
+            .bridged_vdpa(p)
+            .map(|v| {
+                format!(
+                    ": vDPA bridge of {}, dma mode {}",
+                    v.name,
+                    v.dma_mode.as_deref().unwrap_or("unknown")
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "parent {} (driver {})",
+            "parent {} (driver {}){bridged}",
             p.name,
             p.driver.as_deref().unwrap_or("none")
         );
@@ -307,6 +349,79 @@ fn list(sysfs: &Sysfs) -> Result<()> {
             i.driver.as_deref().unwrap_or("-"),
         );
     }
+    let vdpa = sysfs.vdpa_devices()?;
+    if !vdpa.is_empty() {
+        println!("vdpa devices:");
+    }
+    for d in &vdpa {
+        println!("  {}", vdpa_line(d));
+    }
+    Ok(())
+}
+
+/// A vDPA device in one line: its driver and what the driver made of it.
+fn vdpa_line(d: &VdpaDevice) -> String {
+    let mut s = format!(
+        "{} driver {}",
+        d.name,
+        d.driver.as_deref().unwrap_or("none")
+    );
+    if let Some(o) = &d.driver_override {
+        s += &format!(" (driver_override {o})");
+    }
+    if d.on_bridge() {
+        s += &format!(
+            ": parent {}, type {}, dma mode {}",
+            bridge_parent_name(&d.name),
+            bridge_type_id(&d.name),
+            d.dma_mode.as_deref().unwrap_or("unknown")
+        );
+    } else if !d.vhost_vdpa.is_empty() {
+        s += &format!(": {}", d.vhost_vdpa_nodes().join(", "));
+    }
+    s
+}
+
+fn notify(msg: &str) {
+    eprintln!("vhost-mdev: {msg}");
+}
+
+fn attach(sysfs: &Sysfs, name: &str, create: Option<Option<Uuid>>, wait: bool) -> Result<()> {
+    let a = bridge::attach(sysfs, name, wait, &mut notify)?;
+    println!(
+        "{}: {} bridge: parent {}, type {}, dma mode {}",
+        name,
+        if a.already {
+            "already on the"
+        } else {
+            "on the"
+        },
+        a.parent,
+        a.type_id,
+        a.device.dma_mode.as_deref().unwrap_or("unknown")
+    );
+    if let Some(uuid) = create {
+        let t = sysfs.find_type(&a.parent, &a.type_id)?;
+        if t.available_instances == 0 {
+            return Err(Error::NotFound(format!(
+                "{} has its instance already (see `vhost-mdev list`)",
+                a.parent
+            )));
+        }
+        println!("{}", sysfs.create(&t, uuid)?);
+    }
+    Ok(())
+}
+
+fn detach(sysfs: &Sysfs, name: &str, to: Option<&str>, wait: bool) -> Result<()> {
+    let d = bridge::detach(sysfs, name, to, wait, &mut notify)?;
+    if !d.was_attached {
+        println!("{name}: not on the bridge");
+    }
+    if let Some(n) = &d.note {
+        notify(n);
+    }
+    println!("{}", vdpa_line(&d.device));
     Ok(())
 }
 
@@ -638,6 +753,8 @@ fn run(cli: Cli) -> Result<()> {
     let sysfs = Sysfs::with_root(&cli.root);
     match cli.cmd {
         Cmd::List => list(&sysfs),
+        Cmd::Attach { name, create, wait } => attach(&sysfs, &name, create, wait),
+        Cmd::Detach { name, to, wait } => detach(&sysfs, &name, to.as_deref(), wait),
         Cmd::Create {
             parent,
             type_,
@@ -765,6 +882,65 @@ mod tests {
             _ => panic!("not blk check"),
         }
         assert!(Cli::try_parse_from(["vhost-mdev", "blk", "x", "read"]).is_err());
+    }
+
+    #[test]
+    fn parses_attach_and_detach() {
+        let attach = |args: &[&str]| {
+            let mut v = vec!["vhost-mdev", "attach"];
+            v.extend(args);
+            match Cli::try_parse_from(v).map(|c| c.cmd) {
+                Ok(Cmd::Attach { name, create, wait }) => Ok((name, create, wait)),
+                Ok(c) => panic!("not attach: {c:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(attach(&["vdpa1"]).unwrap(), ("vdpa1".into(), None, false));
+        assert_eq!(
+            attach(&["vdpa1", "--create", "--wait"]).unwrap(),
+            ("vdpa1".into(), Some(None), true)
+        );
+        let u = "77777777-0000-0000-0000-000000000001";
+        assert_eq!(
+            attach(&["vdpa1", "--create", u]).unwrap().1,
+            Some(Some(Uuid::parse_str(u).unwrap()))
+        );
+        assert!(attach(&["vdpa1", "--create", "nope"]).is_err());
+        assert!(attach(&[]).is_err());
+        let c =
+            Cli::try_parse_from(["vhost-mdev", "detach", "vdpa1", "--to", "vhost_vdpa"]).unwrap();
+        match c.cmd {
+            Cmd::Detach { name, to, wait } => {
+                assert_eq!(
+                    (name.as_str(), to.as_deref(), wait),
+                    ("vdpa1", Some("vhost_vdpa"), false)
+                )
+            }
+            _ => panic!("not detach"),
+        }
+        assert!(Cli::try_parse_from(["vhost-mdev", "detach", "vdpa1", "--to"]).is_err());
+    }
+
+    #[test]
+    fn vdpa_line_names_parent_mode_and_node() {
+        let mut d = VdpaDevice {
+            name: "vdpa1".into(),
+            path: "/sys/devices/x/vdpa1".into(),
+            driver: Some("vhost_mdev_vdpa".into()),
+            driver_override: Some("vhost_mdev_vdpa".into()),
+            dma_mode: Some("va".into()),
+            vhost_vdpa: vec![],
+        };
+        assert_eq!(
+            vdpa_line(&d),
+            "vdpa1 driver vhost_mdev_vdpa (driver_override vhost_mdev_vdpa): parent \
+             vhost_mdev_vdpa-vdpa1, type vhost_mdev_vdpa-vdpa1-bridge, dma mode va"
+        );
+        d.driver = Some("vhost_vdpa".into());
+        d.driver_override = None;
+        d.dma_mode = None;
+        d.vhost_vdpa = vec!["vhost-vdpa-0".into()];
+        assert_eq!(vdpa_line(&d), "vdpa1 driver vhost_vdpa: /dev/vhost-vdpa-0");
     }
 
     #[test]

@@ -334,6 +334,12 @@ impl Sysfs {
         if let Some(c) = &inst.vfio_cdev {
             nodes.push(format!("/dev/vfio/devices/{c}"));
         }
+        self.node_holders(&nodes)
+    }
+
+    /// Processes that hold one of `nodes` (paths as `/proc/PID/fd` links
+    /// show them, e.g. `/dev/vhost-vdpa-0`) open: one entry per process.
+    pub fn node_holders(&self, nodes: &[String]) -> Result<Vec<Holder>> {
         let mut holders = Vec::new();
         for e in read_dir_sorted(&self.path("proc"))? {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
