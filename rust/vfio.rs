@@ -310,6 +310,7 @@ impl<T: Driver> Device<T> {
     ///
     /// `vdev` must be the `vdev` of a live `Device<T>` returned by
     /// [`Device::new`], for `'a`.
+    #[inline]
     pub unsafe fn from_raw<'a>(vdev: *mut bindings::vfio_device) -> &'a Self {
         // SAFETY: `vdev` is the first field of a live `Device<T>` whose
         // data is initialised (the caller guarantees).
@@ -322,6 +323,7 @@ impl<T: Driver> Device<T> {
     }
 
     /// The driver's data of the device.
+    #[inline]
     pub fn data(&self) -> &T::Data {
         // SAFETY: initialised for every `&Device<T>` (type invariant).
         unsafe { self.data.assume_init_ref() }
@@ -731,6 +733,7 @@ impl Dma {
 /// # Safety
 ///
 /// `pages` must stay pinned until this returns.
+#[inline]
 pub unsafe fn with_mapped<R, const N: usize>(
     pages: [PinnedPage; N],
     f: impl FnOnce([*mut u8; N]) -> R,

@@ -97,6 +97,7 @@ const FREE: Slot = Slot {
 
 impl Slot {
     /// Whether this slot holds `pfn`, pinned for at least `access`.
+    #[inline]
     fn serves(&self, pfn: u64, access: Access) -> bool {
         self.pfn == Some(pfn) && (self.write || access == Access::Read)
     }
@@ -140,16 +141,18 @@ pub(crate) struct PinCache {
 /// The slot of IOVA page `pfn` in a table of `n > 0` slots: any `n`
 /// consecutive IOVA pages (a guest's memory is mapped IOVA-contiguous) get
 /// distinct slots.
+#[inline]
 fn slot_of(pfn: u64, n: usize) -> usize {
     (pfn % n as u64) as usize
 }
 
 /// The values of `a` when it has no `None`.
-fn all_some<T: Copy, const N: usize>(a: [Option<T>; N]) -> Option<[T; N]> {
+#[inline]
+fn all_some<T: Copy, const N: usize>(a: &[Option<T>; N]) -> Option<[T; N]> {
     let first = (*a.first()?)?;
     let mut out = [first; N];
     for (o, v) in out.iter_mut().zip(a) {
-        *o = v?;
+        *o = (*v)?;
     }
     Some(out)
 }
@@ -202,6 +205,7 @@ impl PinCache {
     }
 
     /// Whether accesses may be served from the cache (iommufd).
+    #[inline]
     pub(crate) fn enabled(&self) -> bool {
         self.on.load(Ordering::Acquire)
     }
@@ -324,6 +328,7 @@ impl PinCache {
     /// Calls `f` with the kernel addresses of the cached pages of the
     /// page numbers in `pfns` (each with its access), under the lock;
     /// `None` when they cannot all be cached at once.
+    #[inline]
     fn with_pages<R, const N: usize>(
         &self,
         pfns: [(u64, Access); N],
@@ -353,7 +358,7 @@ impl PinCache {
                     .filter(|s| s.serves(pfn, access))
                     .and_then(|s| s.page);
             }
-            let Some(pages) = all_some(pages) else {
+            let Some(pages) = all_some(&pages) else {
                 continue;
             };
             // SAFETY: the pages are pinned while they are in the table, and

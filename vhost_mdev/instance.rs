@@ -91,6 +91,7 @@ impl Instance {
     ///
     /// `handle` must be a handle passed to a parent's `create` whose
     /// instance is not yet destroyed.
+    #[inline]
     pub(crate) unsafe fn from_handle<'a>(
         handle: *mut bindings::vhost_mdev_device,
     ) -> &'a InstanceState {
