@@ -182,7 +182,8 @@ L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 # The balloon steps: QEMU traces every RAM discard into a file; and what
 # vhost-vfio sends the device: the features, queue enables and disables.
 BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range
-	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable)
+	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable
+	-trace vhost_vfio_set_mem_table)
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -397,6 +398,20 @@ check_features() {
 		fail "$what: SET_FEATURES sent bits outside the device's and the client's:$bad"
 	fi
 }
+# check_mem_tables WHAT HOW: QEMU sent its memory table at every start
+# (L2 starts the device twice: at boot and after its driver reset), and
+# the instance accepted each (the vhost_vfio_set_mem_table trace has the
+# result).
+check_mem_tables() {
+	local n bad
+	n=$(grep -c '^vhost_vfio_set_mem_table ' "$l2trace" 2>/dev/null)
+	bad=$(grep '^vhost_vfio_set_mem_table ' "$l2trace" 2>/dev/null | grep -vc ', result 0$')
+	if [ "${n:-0}" -ge 2 ] && [ "$bad" = 0 ]; then
+		pass "$1: QEMU sent its memory table (VHOST_SET_MEM_TABLE) $n times, $2 ($(grep -m1 '^vhost_vfio_set_mem_table ' "$l2trace" | sed 's/.*: //'))"
+	else
+		fail "$1: ${n:-0} memory tables sent (want >= 2), $bad refused: $(grep '^vhost_vfio_set_mem_table ' "$l2trace" 2>/dev/null | head -n3 | tr '\n' ' ' | cut -c1-200)"
+	fi
+}
 # l2_reports WHAT: fails when L2's kernel log has reports.
 l2_reports() {
 	if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
@@ -472,6 +487,7 @@ else
 fi
 l2_reports "L2 guest"
 check_features "L2" "$l2log" "$l2trace"
+check_mem_tables "L2" "the core accepted each (the sample has no use for it)"
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
 fi
@@ -606,6 +622,84 @@ if [ -c /dev/iommu ]; then
 else
 	fail "no /dev/iommu in L1 (iommufd module): iommufd=on cannot be tested"
 fi
+
+# --- 4c. The vDPA bridge: L2 on a vdpa_sim_net device (VA mode) ---
+# The same L2 guest on a vdpa_sim_net device bound to the vDPA bridge
+# (vhost_mdev_vdpa.ko), as tests/vm/bridge.sh binds it. The device reaches
+# guest memory only through QEMU's memory table (VHOST_SET_MEM_TABLE, sent
+# at every start before DRIVER_OK and on every change of the memory map):
+# without it no frame would come back. The device's control queue is left
+# unused: the client never offers the guest the device's CTRL_VQ (QEMU's
+# virtio-net has its own) and check_features fails if a SET_FEATURES
+# carries it. vdpa_sim_net returns a TX frame on RX only when its
+# destination is the device's MAC (or broadcast/multicast): L2's MAC is
+# the device's (config space, through the client) and netloop sends to
+# its own MAC.
+VB=/sys/bus/vdpa
+BNAME=vdpa18
+BMAC=02:00:00:00:18:01
+BUUID=77777777-0000-0000-0000-000000000018
+BPARENT=/sys/class/mdev_bus/vhost_mdev_vdpa-$BNAME
+bridge_cleanup() {
+	[ -e "/sys/bus/mdev/devices/$BUUID" ] && echo 1 >"/sys/bus/mdev/devices/$BUUID/remove"
+	vdpa dev del $BNAME 2>/dev/null
+	rmmod vhost_mdev_vdpa 2>/dev/null
+	echo 1 >$VB/drivers_autoprobe 2>/dev/null
+	rmmod vdpa_sim_net vdpa_sim 2>/dev/null
+	[ "$vdpa_loaded" = 1 ] || rmmod vdpa 2>/dev/null
+	true
+}
+bridge_phase() {
+	local m bdev out bfeatures dev_features
+	for m in vdpa vdpa_sim vdpa_sim_net; do
+		modprobe -d "$MODROOT" $m || { fail "vDPA bridge: modprobe $m"; return; }
+	done
+	insmod "$MODDIR/vhost_mdev_vdpa.ko" || { fail "vDPA bridge: insmod $MODDIR/vhost_mdev_vdpa.ko"; return; }
+	if ! { echo 0 >$VB/drivers_autoprobe &&
+		vdpa dev add mgmtdev vdpasim_net name $BNAME mac $BMAC &&
+		echo vhost_mdev_vdpa >$VB/devices/$BNAME/driver_override &&
+		echo $BNAME >$VB/drivers_probe &&
+		echo $BUUID >"$BPARENT/mdev_supported_types/vhost_mdev_vdpa-$BNAME-bridge/create"; }; then
+		fail "vDPA bridge: binding $BNAME (vdpa_sim_net) to vhost_mdev_vdpa and creating its instance"
+		return
+	fi
+	bdev=/sys/bus/mdev/devices/$BUUID
+	out=$(vhost-mdev info $BUUID)
+	bfeatures=$(echo "$out" | sed -n 's/^features: *//p')
+	info "vDPA bridge: $BNAME (vdpa_sim_net, MAC $BMAC) behind instance $BUUID, features $bfeatures"
+	l2_start "${L2COMMON[@]}" -smp 1 \
+		-device "virtio-net-pci,netdev=n0,romfile=,mac=$BMAC" \
+		-netdev "vhost-vfio,id=n0,sysfsdev=$bdev" \
+		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$BMAC l2.frames=200"
+	l2_wait
+	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: vdpa /'
+	if [ $qrc = 124 ] || [ $qrc = 137 ]; then
+		fail "vDPA bridge: L2 guest: QEMU timed out after $L2_TIMEOUT s"
+		excerpt "$l2log" 30
+	elif tr -d '\r' <"$l2log" | grep -aq '^L2: PASS: all checks passed'; then
+		pass "vDPA bridge (vdpa_sim_net, VA mode): L2 guest: link up, MAC $BMAC (the device's), 200 mixed-size frames returned byte for byte, again after down/up and after a driver reset with renegotiation (QEMU exit $qrc, ${dt}s)"
+	else
+		fail "vDPA bridge: L2 guest did not pass (QEMU exit $qrc, ${dt}s)"
+		excerpt "$l2log" 30
+	fi
+	l2_reports "vDPA bridge"
+	# The device's features, for check_features: CTRL_VQ (bit 17) is
+	# the device's, and must never reach it.
+	dev_features=$bfeatures
+	check_features "vDPA bridge" "$l2log" "$l2trace"
+	check_mem_tables "vDPA bridge" "the bridge took each"
+	if dmesg | grep -q "$BNAME: memory table refused"; then
+		fail "vDPA bridge: the bridge refused a memory table: $(dmesg | grep -m1 "$BNAME: memory table refused")"
+	fi
+}
+tb=$(date +%s)
+vdpa_loaded=$(lsmod | grep -c '^vdpa ')
+bridge_phase
+bridge_cleanup
+if [ -e "$BPARENT" ] || lsmod | grep -qE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_sim) '; then
+	fail "vDPA bridge: clean-up left $(ls -d "$BPARENT" 2>/dev/null) $(lsmod | grep -oE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_sim) ' | tr '\n' ' ')"
+fi
+info "vDPA bridge phase: $(( $(date +%s) - tb )) s"
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
