@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # Benchmark job (release kernel): the same driver-side workload through a
 # vhost-mdev sample instance (type1 and iommufd), through vdpa_sim_net
-# behind vhost-vdpa, and through the in-process "instant" device of the
+# behind vhost-vdpa, through a second vdpa_sim_net behind the vDPA bridge
+# (vhost_mdev_vdpa.ko; device "vdpa_sim_net-bridge": the transport's cost
+# on the same device model, both in VA mode), and through the in-process
+# "instant" device of the
 # driver itself (vhost-mdev bench instant: completes each frame before the
 # kick returns, copies only its first 64 bytes), the driver's own ceiling
 # under this CPU. Prints one "BENCH {json}" line per run; the host's
@@ -62,8 +65,18 @@ if wanted copy; then
 fi
 vdpa dev add mgmtdev vdpasim_net name vdpa0 mac 02:00:00:00:00:01
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+# The same device model behind vhost-mdev's transport: a second
+# vdpa_sim_net device, bound to the vDPA bridge (loaded after vdpa0 was
+# bound to vhost_vdpa), both in VA mode (vdpa_sim's use_va, the default).
+insmod "$MODDIR/vhost_mdev_vdpa.ko"
+echo 0 >/sys/bus/vdpa/drivers_autoprobe
+vdpa dev add mgmtdev vdpasim_net name vdpa1 mac 02:00:00:00:00:02
+echo vhost_mdev_vdpa >/sys/bus/vdpa/devices/vdpa1/driver_override
+echo vdpa1 >/sys/bus/vdpa/drivers_probe
+buuid=$(vhost-mdev create --parent vhost_mdev_vdpa-vdpa1 --type vhost_mdev_vdpa-vdpa1-bridge)
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
-simpid=$(pgrep -f "vDPA sim worker" | head -n1)
+simpid=$(pgrep -f "vDPA sim worker: vdpa0")
+bsimpid=$(pgrep -f "vDPA sim worker: vdpa1")
 wq_mask=$(cat /sys/devices/virtual/workqueue/cpumask)
 all_cpus=0-$(($(nproc) - 1))
 pin=()
@@ -71,10 +84,12 @@ case $PLACEMENT in
 same)
 	echo 2 >/sys/devices/virtual/workqueue/cpumask
 	taskset -p -c 1 "$simpid" >/dev/null
+	taskset -p -c 1 "$bsimpid" >/dev/null
 	pin=(taskset -c 1) ;;
 split)
 	echo 1 >/sys/devices/virtual/workqueue/cpumask
 	taskset -p -c 0 "$simpid" >/dev/null
+	taskset -p -c 0 "$bsimpid" >/dev/null
 	pin=(taskset -c 1) ;;
 free) ;;
 *) echo "FAIL: BENCH_PLACEMENT=$PLACEMENT (same, split or free)"; exit 1 ;;
@@ -118,7 +133,7 @@ run() { # label size mode target [opts]
 # repetition, size and mode, pinned like the others.
 modes=() total=0
 for mode in batch pingpong; do
-	wanted $mode && modes+=($mode) && total=$((total + REPS * 11))
+	wanted $mode && modes+=($mode) && total=$((total + REPS * 13))
 done
 # The packed rows: in the modes run above, or both when only "packed" is.
 pmodes=()
@@ -136,6 +151,7 @@ for rep in $(seq "$REPS"); do
 			run vhost-mdev-iommufd $size $mode "$uuid" --iommufd; n=$((n + 1))
 			if [ $size != 65535 ]; then
 				run vdpa_sim_net $size $mode /dev/vhost-vdpa-0; n=$((n + 1))
+				run vdpa_sim_net-bridge $size $mode "$buuid"; n=$((n + 1))
 			fi
 			echo "INFO: progress $n/$total runs"
 		done
@@ -175,17 +191,19 @@ fi
 # it.
 echo "$wq_mask" >/sys/devices/virtual/workqueue/cpumask
 taskset -p -c "$all_cpus" "$simpid" >/dev/null
+taskset -p -c "$all_cpus" "$bsimpid" >/dev/null
 pin=() saved_placement=$PLACEMENT PLACEMENT=free
 # The "-nopoll" rows: the sample's worker sleeps right after each run
 # (poll_us=0) instead of polling for the next kick for 50 us (the default).
 poll=/sys/module/vhost_mdev_net/parameters/poll_us
 poll_default=$(cat $poll)
-wanted pp-noyield && total=$((total + REPS * 5))
+wanted pp-noyield && total=$((total + REPS * 6))
 for rep in $(seq "$REPS"); do
 	wanted pp-noyield || break
 	run vhost-mdev-type1 64 pp-noyield "$uuid"; n=$((n + 1))
 	run vhost-mdev-iommufd 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
 	run vdpa_sim_net 64 pp-noyield /dev/vhost-vdpa-0; n=$((n + 1))
+	run vdpa_sim_net-bridge 64 pp-noyield "$buuid"; n=$((n + 1))
 	echo 0 >$poll
 	run vhost-mdev-type1-nopoll 64 pp-noyield "$uuid"; n=$((n + 1))
 	run vhost-mdev-iommufd-nopoll 64 pp-noyield "$uuid" --iommufd; n=$((n + 1))
@@ -219,4 +237,6 @@ done
 echo "PASS: benchmark: $n runs"
 vhost-mdev stats "$uuid" | sed 's/^/INFO: stats: /'
 vhost-mdev remove "$uuid"
+vhost-mdev remove "$buuid"
 vdpa dev del vdpa0
+vdpa dev del vdpa1
