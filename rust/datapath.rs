@@ -101,7 +101,7 @@ use crate::vhost_task::{TaskHandler, TaskSlot};
 use crate::virtio::{VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::vring::{Fault, GuestMemory, RingError};
 use core::marker::PhantomData;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::str::CStr;
@@ -231,11 +231,20 @@ impl Outcome {
 
     /// The queues to interrupt, lowest index first, of the item whose
     /// first queue is `first`.
+    ///
+    /// Visits the set bits only: this runs after every run of the worker.
     fn queues(self, first: u16) -> impl Iterator<Item = u16> {
         let block = first & !63;
-        (0..u64::BITS as u16)
-            .filter(move |&i| self.irqs & (1 << i) != 0)
-            .map(move |i| block + i)
+        let mut bits = self.irqs;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            // Below 64: `bits` is not zero.
+            let i = bits.trailing_zeros() as u16;
+            bits &= bits - 1;
+            Some(block + i)
+        })
     }
 }
 
@@ -371,6 +380,9 @@ pub struct Datapath<W: Work> {
     /// Bit `i`: work item `i` was kicked (or enabled, or started) and has
     /// not run since.
     pending: [AtomicU64; PENDING_WORDS],
+    /// Words of `pending` that the device's work items use (set at each
+    /// start, from the queue count): the worker scans only these.
+    words: AtomicUsize,
     kicks: AtomicU64,
     interrupts: AtomicU64,
     /// Runs that failed (each set DEVICE_NEEDS_RESET).
@@ -399,6 +411,7 @@ impl<W: Work> Datapath<W> {
             stop_runs: AtomicU64::new(0),
             max_stop_runs: AtomicU64::new(0),
             pending: [const { AtomicU64::new(0) }; PENDING_WORDS],
+            words: AtomicUsize::new(0),
             kicks: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
             ring_errors: AtomicU64::new(0),
@@ -516,6 +529,8 @@ impl<W: Work> Datapath<W> {
     fn kick_all(&self) {
         let count = self.with(|w| w.queue_count().min(MAX_QUEUES));
         let items = usize::from(count.div_ceil(W::ITEM_QUEUES));
+        self.words
+            .store(items.div_ceil(64).min(PENDING_WORDS), Ordering::Release);
         for (i, word) in self.pending.iter().enumerate() {
             let n = items.saturating_sub(i * 64).min(64);
             let bits = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
@@ -695,7 +710,10 @@ impl<W: Work> TaskHandler for Datapath<W> {
     /// interrupts it asked for, with the lock dropped. Work is left when
     /// an item was kicked meanwhile or has work left.
     fn run(&self) -> bool {
-        for (w, word) in self.pending.iter().enumerate() {
+        // Only the words of the device's items: a kick of a queue beyond
+        // them has no item to run (`run_item` would refuse it).
+        let words = self.words.load(Ordering::Acquire);
+        for (w, word) in self.pending.iter().take(words).enumerate() {
             let mut bits = word.swap(0, Ordering::AcqRel);
             while bits != 0 {
                 let b = bits.trailing_zeros();
@@ -713,6 +731,7 @@ impl<W: Work> TaskHandler for Datapath<W> {
         }
         self.pending
             .iter()
+            .take(words)
             .any(|word| word.load(Ordering::Acquire) != 0)
     }
 
