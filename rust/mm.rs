@@ -15,6 +15,7 @@ use kernel::prelude::*;
 
 /// Whether the current task has an address space (a user task, or a
 /// kernel thread that entered one).
+#[inline]
 pub fn current_has_mm() -> bool {
     // SAFETY: reading `current->mm` of the calling task.
     !unsafe { bindings::vhost_mdev_helper_current_mm() }.is_null()
@@ -48,6 +49,7 @@ impl MmGrab {
     }
 
     /// Whether this is the current task's address space.
+    #[inline]
     pub fn is_current(&self) -> bool {
         // SAFETY: reading `current->mm` of the calling task.
         unsafe { bindings::vhost_mdev_helper_current_mm() == self.mm.as_ptr() }
@@ -72,6 +74,7 @@ impl MmGrab {
     ///
     /// `mm` must be null or come from [`MmGrab::into_raw`], not taken back
     /// before.
+    #[inline]
     pub unsafe fn from_raw(mm: *mut bindings::mm_struct) -> Option<Self> {
         // INVARIANT: the reference `into_raw` handed over.
         NonNull::new(mm).map(|mm| Self { mm })
@@ -84,6 +87,7 @@ impl MmGrab {
     ///
     /// Fails with `EFAULT` when the current task is another process, or the
     /// address space is gone.
+    #[inline]
     pub fn with_current<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         if self.is_current() {
             return Ok(f());
@@ -152,6 +156,7 @@ impl MmSlot {
     }
 
     /// Whether the slot holds the current task's address space.
+    #[inline]
     pub fn is_current(&self) -> bool {
         // SAFETY: reading `current->mm` of the calling task.
         let cur = unsafe { bindings::vhost_mdev_helper_current_mm() };
@@ -184,6 +189,7 @@ impl MmSlot {
     /// # Safety
     ///
     /// The slot must not be taken from, nor dropped, until this returns.
+    #[inline]
     pub unsafe fn with_current<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         let p = self.mm.load(Ordering::Acquire);
         // SAFETY: the slot's reference, which the caller guarantees stays
@@ -208,6 +214,7 @@ impl Drop for MmSlot {
 /// Reads the `u16` at user address `uaddr` of the current address space
 /// as one access (`get_user()`), unlike `copy_from_user()`, which may copy
 /// a byte at a time.
+#[inline]
 pub fn get_user_u16(uaddr: u64) -> Result<u16> {
     let mut v = 0u16;
     // SAFETY: `get_user()` checks the user address and faults safely.
@@ -217,6 +224,7 @@ pub fn get_user_u16(uaddr: u64) -> Result<u16> {
 
 /// Writes `v` to user address `uaddr` of the current address space as one
 /// access (`put_user()`).
+#[inline]
 pub fn put_user_u16(uaddr: u64, v: u16) -> Result {
     // SAFETY: `put_user()` checks the user address and faults safely.
     to_result(unsafe { bindings::vhost_mdev_helper_put_user_u16(v, uaddr) })

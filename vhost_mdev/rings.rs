@@ -163,6 +163,7 @@ impl RingMap {
     /// `buf` must be valid for reads and writes of 2 bytes. Called in
     /// process context by a parent's worker of an open device, which the
     /// parent's `reset` quiesces before [`RingMap::clear`] runs.
+    #[inline]
     pub(crate) unsafe fn rw_u16(&self, hva: u64, buf: *mut u8, write: bool) -> i32 {
         // A worker that runs in the VMM's address space (a DMA session, a
         // thread of the VMM) accesses it directly; a kthread enters it for
