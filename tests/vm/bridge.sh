@@ -5,7 +5,7 @@
 # open, and unloading; then vdpa_sim_blk on the same bridge, driven by the
 # library's BlkDriver over type1 and iommufd; the differential test and
 # vhost-mdev attach/detach; last PA mode (vdpa_sim use_va=0: pins through
-# iommufd). Sourced by suite.sh (vm-full)
+# iommufd, unmaps while running, hostile tables). Sourced by suite.sh (vm-full)
 # after the sample's tests; runs alone too: it loads what it needs.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 KO=${MODDIR:-$TOP}
@@ -302,6 +302,10 @@ t "vdpa bridge PA: over type1 a table is refused (EOPNOTSUPP), saying why" sh -c
 	echo \"\$out\" | grep -q EOPNOTSUPP || { echo \"\$out\"; exit 1; }
 	dmesg | tail -n 20 | grep -q 'vdpa1: PA mode pins through iommufd' || { dmesg | tail; exit 1; }
 	one_line $VB/devices/vdpa1/pinned_pages 0 && echo 1 >/sys/bus/mdev/devices/$UV/remove"
+# Replaced tables, unmaps while running (of a ring: NEEDS_RESET), hostile
+# tables, unmaps racing with pins, RLIMIT_MEMLOCK, removal while open.
+t "vdpa bridge PA: tables, unmaps and hostile tables (vhost-mdev-tests --bridge-pa)" \
+	vhost-mdev-tests --bridge-pa
 # vdpa_sim with batch_mapping=0 takes ranges one by one (dma_map).
 t "vdpa bridge PA: a device with dma_map only (batch_mapping=0); traffic over iommufd" sh -c "
 	. $TOP/tests/vm/lib.sh
