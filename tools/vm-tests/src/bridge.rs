@@ -14,7 +14,7 @@ use vhost_mdev::driver::TEST_SRC_MAC;
 use vhost_mdev::mem::DmaMemory;
 use vhost_mdev::net::build_frame;
 use vhost_mdev::uapi::VIRTIO_CONFIG_S_NEEDS_RESET;
-use vhost_mdev::{DmaMapper, IommuKind, VhostBackend};
+use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, VfioDevice, VhostBackend};
 
 use crate::check;
 use crate::raw::{wait_needs_reset, RawNet, RawOpts};
@@ -773,4 +773,39 @@ pub fn pa_remove_while_open(env: &Env) -> TestResult {
         "pages pinned after the device bound again"
     );
     Ok(())
+}
+
+/// Close gives back every pin by itself: with the memory still mapped in
+/// the IOAS (a second iommufd fd keeps it), VmPin is back where it was
+/// once the device is closed, before the IOAS goes.
+pub fn pa_close_with_mappings(env: &Env) -> TestResult {
+    let name = vdpa_name(env)?;
+    let inst = Inst::create(env)?;
+    iommufd_available(&inst)?;
+    let base = vm_pin_kib()?;
+    let v = VfioDevice::open(&env.sysfs, &inst.info()?, IommuKind::Iommufd).ctx("open")?;
+    let (device, mut fds, ioas) = v.into_parts();
+    let iommufd = fds.pop().ok_or("no iommufd fd")?;
+    let keep = iommufd.try_clone().ctx("dup the iommufd fd")?;
+    let dev = MdevDevice::from_vfio(
+        VfioDevice::from_iommufd_fds(iommufd, ioas.ok_or("no IOAS")?, device, "pa"),
+        "bridge PA".to_string(),
+    );
+    let mem = DmaMemory::new(256 * page_size() as usize).ctx("memory")?;
+    // SAFETY: the mapping goes with the IOAS (`keep`), before `mem`.
+    unsafe { mem.map(&dev, 0x1000_0000) }.ctx("map")?;
+    dev.set_mem_table(&[mem.region(0x1000_0000)]).ctx("table")?;
+    expect_pins(&name, base, 256, "open")?;
+    drop(dev);
+    let v = vm_pin_kib()?;
+    let r = if v == base {
+        Ok(())
+    } else {
+        Err(format!(
+            "VmPin {v} kB after close with the memory still mapped, expected {base} kB"
+        ))
+    };
+    drop(keep);
+    drop(mem);
+    r
 }
