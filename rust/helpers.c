@@ -108,6 +108,11 @@ void vhost_mdev_helper_kunmap_local(const void *addr)
 	kunmap_local(addr);
 }
 
+u64 vhost_mdev_helper_page_to_phys(struct page *page)
+{
+	return page_to_phys(page);
+}
+
 void vhost_mdev_helper_cond_resched(void)
 {
 	cond_resched();

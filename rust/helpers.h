@@ -34,6 +34,7 @@ bool vhost_mdev_helper_mmget_not_zero(struct mm_struct *mm);
 bool vhost_mdev_helper_current_is_kthread(void);
 void *vhost_mdev_helper_kmap_local_page(struct page *page);
 void vhost_mdev_helper_kunmap_local(const void *addr);
+u64 vhost_mdev_helper_page_to_phys(struct page *page);
 void vhost_mdev_helper_cond_resched(void);
 int vhost_mdev_helper_get_user_u16(u16 *val, u64 uaddr);
 int vhost_mdev_helper_put_user_u16(u16 val, u64 uaddr);

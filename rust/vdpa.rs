@@ -229,6 +229,12 @@ impl Device {
         self.ops().set_map.is_some()
     }
 
+    /// Whether the device takes translations range by range
+    /// ([`Device::dma_map`], [`Device::dma_unmap`]).
+    pub fn has_dma_map(&self) -> bool {
+        self.ops().dma_map.is_some() && self.ops().dma_unmap.is_some()
+    }
+
     /// Whether the device can work on an address space ([`Device::bind_mm`]).
     pub fn has_bind_mm(&self) -> bool {
         self.ops().bind_mm.is_some() && self.ops().unbind_mm.is_some()
@@ -485,10 +491,57 @@ impl Device {
         to_result(unsafe { f(self.raw(), asid, iotlb.as_raw()) })
     }
 
+    /// Adds the translation of `[iova, iova + size)` to `pa` in address
+    /// space `asid` of a device that takes ranges one by one
+    /// ([`Device::has_dma_map`]; `EOPNOTSUPP` for others).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Device::set_map`]: `pa` must be the start of physical
+    /// memory of `size` bytes that stays pinned for the device until the
+    /// range is removed ([`Device::dma_unmap`]).
+    pub unsafe fn dma_map(&self, asid: u32, iova: u64, size: u64, pa: u64, perm: Perm) -> Result {
+        let f = self.ops().dma_map.ok_or(eopnotsupp())?;
+        if asid >= self.nas() || size == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: a bound device, a valid ASID; the caller vouches for the
+        // range; no opaque data (a device with `dma_map` and no `use_va`
+        // reads none).
+        to_result(unsafe {
+            f(
+                self.raw(),
+                asid,
+                iova,
+                size,
+                pa,
+                perm.raw(),
+                core::ptr::null_mut(),
+            )
+        })
+    }
+
+    /// Removes the translations of `[iova, iova + size)` from address
+    /// space `asid` of a device that takes ranges one by one.
+    pub fn dma_unmap(&self, asid: u32, iova: u64, size: u64) -> Result {
+        let f = self.ops().dma_unmap.ok_or(eopnotsupp())?;
+        if asid >= self.nas() || size == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: a bound device, a valid ASID; removing translations.
+        to_result(unsafe { f(self.raw(), asid, iova, size) })
+    }
+
     /// Removes every translation of address space `asid` (an empty
-    /// [`Device::set_map`]): the device can reach no memory through it.
-    /// Never `reset_map`, which gives `vdpa_sim` its identity map back.
+    /// [`Device::set_map`], or a [`Device::dma_unmap`] of every IOVA for a
+    /// device without `set_map`): the device can reach no memory through
+    /// it. Never `reset_map`, which gives `vdpa_sim` its identity map back.
     pub fn clear_map(&self, asid: u32) -> Result {
+        if !self.has_set_map() {
+            // `[0, u64::MAX)`, then the last byte (a size cannot say 2^64).
+            self.dma_unmap(asid, 0, u64::MAX)?;
+            return self.dma_unmap(asid, u64::MAX, 1);
+        }
         let empty = Iotlb::new(1)?;
         // SAFETY: an empty table translates nothing.
         unsafe { self.set_map(asid, &empty) }

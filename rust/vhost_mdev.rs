@@ -144,6 +144,69 @@ impl DeviceHandle {
         })
     }
 
+    /// Pins `phys.len()` pages (1 to [`PIN_MAX`]) of guest memory from the
+    /// page-aligned `iova`, for reads and writes when `write`, else for
+    /// reads, and fills `phys` with the physical address of each page (see
+    /// `vhost_mdev_dma_pin()`). Process context, while the device is open
+    /// through iommufd (`EOPNOTSUPP` for a type1 container); hold no lock
+    /// that [`Device::dma_unmap`] takes: iommufd may call it meanwhile.
+    ///
+    /// The pins must be given back with [`DeviceHandle::dma_unpin`], for
+    /// exactly this `iova` and page count, at the latest when
+    /// [`Device::dma_unmap`] is told of a range that meets them (before it
+    /// returns) or when the device is reset for its close.
+    pub fn dma_pin(&self, iova: u64, phys: &mut [u64], write: bool) -> Result {
+        let n = phys.len();
+        if n == 0 || n > PIN_MAX {
+            return Err(EINVAL);
+        }
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            pages.push(core::ptr::null_mut::<bindings::page>(), GFP_KERNEL)?;
+        }
+        // SAFETY: `ptr` is valid (type invariant); `pages` has room for `n`
+        // (at most `PIN_MAX`) entries; process context (the contract).
+        let r = unsafe {
+            bindings::vhost_mdev_dma_pin(
+                self.ptr.as_ptr(),
+                iova,
+                n as i32,
+                write,
+                pages.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(Error::from_errno(r));
+        }
+        if r as usize != n || pages.iter().any(|p| p.is_null()) {
+            if r > 0 {
+                // SAFETY: the `r` pages just pinned, given back once.
+                unsafe { self.dma_unpin(iova, r as usize) };
+            }
+            return Err(EIO);
+        }
+        for (pa, page) in phys.iter_mut().zip(pages.iter()) {
+            // SAFETY: a page pinned just above (not null).
+            *pa = unsafe { bindings::vhost_mdev_helper_page_to_phys(*page) };
+        }
+        Ok(())
+    }
+
+    /// Gives back the pins of `npages` pages from `iova`.
+    ///
+    /// # Safety
+    ///
+    /// `iova` and `npages` must be those of one [`DeviceHandle::dma_pin`]
+    /// that succeeded on this opening of the device and was not given back
+    /// yet; the device must not use the pages any more; process context.
+    pub unsafe fn dma_unpin(&self, iova: u64, npages: usize) {
+        if npages == 0 || npages > PIN_MAX {
+            return;
+        }
+        // SAFETY: `ptr` is valid; the caller guarantees the pin.
+        unsafe { bindings::vhost_mdev_dma_unpin(self.ptr.as_ptr(), iova, npages as i32) };
+    }
+
     /// The instance's UUID.
     pub fn uuid(&self) -> [u8; 16] {
         let mut u = [0u8; 16];
@@ -288,6 +351,10 @@ pub trait Device: Sized + Send + Sync {
         Err(eopnotsupp())
     }
 }
+
+/// Most pages one [`DeviceHandle::dma_pin`] pins (VFIO's
+/// `VFIO_PIN_PAGES_MAX_ENTRIES`).
+pub const PIN_MAX: usize = 512;
 
 /// One region of the driver's memory table (`struct
 /// vhost_mdev_mem_region`).

@@ -8,7 +8,7 @@
 use crate::bindings;
 use crate::driver;
 use crate::errno::{eopnotsupp, E2BIG, EINVAL, ESRCH};
-use crate::instance::Instance;
+use crate::instance::{Instance, Vdev};
 use crate::lifecycle;
 use crate::mdev;
 use crate::proto;
@@ -278,7 +278,16 @@ const PIN_MAX: i32 = 512;
 ///
 /// Returns the number pinned, or `-EINVAL` (device not open, `iova` not
 /// page-aligned, `npages` not positive, `pages` null), `-E2BIG` (more than
-/// [`PIN_MAX`]), or VFIO's error.
+/// [`PIN_MAX`]), `-EOPNOTSUPP` (the device is open through a type1
+/// container, see below), or VFIO's error.
+///
+/// Only an opening bound to iommufd (the vfio cdev, or iommufd's compat
+/// container) may pin. With 6.12's type1, a device that unpins from its
+/// `dma_unmap` (as it must) takes `iommu->lock` under the
+/// `device_list_lock` that `vfio_notify_dma_unmap()` holds, the reverse of
+/// `vfio_iommu_type1_register_device()`'s order: a lockdep cycle and a
+/// real deadlock against a concurrent unmap; and one that does not unpin
+/// hits `BUG_ON` in `vfio_dma_do_unmap()`.
 ///
 /// # Safety
 ///
@@ -303,6 +312,11 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_pin(
     // VFIO WARNs on a pin of a closed device: refuse it here.
     if !this.kicks_on.load(Ordering::Acquire) {
         return EINVAL.to_errno();
+    }
+    // SAFETY: the handle is the instance's `vfio_device` (see
+    // `Instance::from_handle`), live (the caller guarantees).
+    if !unsafe { Vdev::from_raw(vdev.cast()) }.iommufd_bound() {
+        return eopnotsupp().to_errno();
     }
     let prot = bindings::IOMMU_READ | if write { bindings::IOMMU_WRITE } else { 0 };
     // SAFETY: the handle is the instance, whose first field is the

@@ -272,12 +272,19 @@ int vhost_mdev_dma_begin(struct vhost_mdev_device *vdev);
 void vhost_mdev_dma_end(struct vhost_mdev_device *vdev);
 /*
  * ABI 2. Process context, while the device is open. Pins @npages pages
- * from the page-aligned @iova for a device that does its own DMA (with
- * type1 or iommufd, as vfio_pin_pages()); @pages receives them. Returns
- * the number pinned or a negative errno (-EINVAL when the device is not
- * open, -E2BIG above 512 pages). The parent's dma_unmap() op must unpin
- * (vhost_mdev_dma_unpin()) every page of a range the VMM unmaps before it
- * returns: a parent that pins must implement dma_unmap().
+ * from the page-aligned @iova for a device that does its own DMA (through
+ * iommufd: the vfio cdev or iommufd's compat container, as
+ * vfio_pin_pages()); @pages receives them. Returns the number pinned or a
+ * negative errno (-EINVAL when the device is not open, -E2BIG above 512
+ * pages, -EOPNOTSUPP when it is open through a type1 container: unpinning
+ * from type1's unmap notifier is a lock inversion inside 6.12's type1, see
+ * parent-drivers.rst; VFIO's error, e.g. -ENOENT for an IOVA not mapped,
+ * -EPERM for a write pin of a read-only mapping, -ENOMEM at
+ * RLIMIT_MEMLOCK). Hold no lock that dma_unmap() takes across the call:
+ * iommufd may call it meanwhile. The parent's dma_unmap() op must unpin
+ * (vhost_mdev_dma_unpin(), exactly the @iova and @npages pinned) every
+ * page of a range the VMM unmaps before it returns: a parent that pins
+ * must implement dma_unmap().
  */
 int vhost_mdev_dma_pin(struct vhost_mdev_device *vdev, u64 iova, int npages,
 		       bool write, struct page **pages);

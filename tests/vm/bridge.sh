@@ -3,7 +3,9 @@
 # chosen with driver_override, its parent and type, traffic through the
 # userspace library (type1: VA mode) checked byte for byte, removal while
 # open, and unloading; then vdpa_sim_blk on the same bridge, driven by the
-# library's BlkDriver over type1 and iommufd. Sourced by suite.sh (vm-full)
+# library's BlkDriver over type1 and iommufd; the differential test and
+# vhost-mdev attach/detach; last PA mode (vdpa_sim use_va=0: pins through
+# iommufd, unmaps while running, hostile tables). Sourced by suite.sh (vm-full)
 # after the sample's tests; runs alone too: it loads what it needs.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 KO=${MODDIR:-$TOP}
@@ -280,19 +282,39 @@ t "vdpa bridge (cli): the documented udev rule attaches a new device" sh -c "
 	\$run || exit 1
 	eq \"\$(basename \$(readlink $VB/devices/vdpa1/driver))\" vhost_mdev_vdpa &&
 	echo $UV >$BTYPE/create && vhost-mdev ping $UV -n 10"
-# vdpa_sim with use_va=0 works on physical addresses: PA mode, to come.
-t "vdpa bridge (cli): a device without VA shows dma mode none; tables refused" sh -c "
+# vdpa_sim with use_va=0 works on physical addresses: PA mode. The
+# bridge pins the table's IOVA ranges through iommufd (never type1).
+t "vdpa bridge PA: a device without VA shows dma mode pa; traffic over iommufd" sh -c "
 	. $TOP/tests/vm/lib.sh
 	vhost-mdev detach vdpa1 >/dev/null && vdpa dev del vdpa1 && rmmod vdpa_sim_net vdpa_sim &&
 	modprobe -d $MODROOT vdpa_sim use_va=0 && modprobe -d $MODROOT vdpa_sim_net &&
 	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
 	out=\$(vhost-mdev attach vdpa1 --create $UV) || { echo \"\$out\"; exit 1; }
-	echo \"\$out\" | grep -q '^vdpa1: on the bridge: .*, dma mode none\$' || { echo \"\$out\"; exit 1; }
-	one_line $VB/devices/vdpa1/dma_mode none || exit 1
-	vhost-mdev list | grep -qx 'parent vhost_mdev_vdpa-vdpa1 (driver [^)]*): vDPA bridge of vdpa1, dma mode none' ||
+	echo \"\$out\" | grep -q '^vdpa1: on the bridge: .*, dma mode pa\$' || { echo \"\$out\"; exit 1; }
+	one_line $VB/devices/vdpa1/dma_mode pa && one_line $VB/devices/vdpa1/pinned_pages 0 || exit 1
+	vhost-mdev list | grep -qx 'parent vhost_mdev_vdpa-vdpa1 (driver [^)]*): vDPA bridge of vdpa1, dma mode pa' ||
 		{ vhost-mdev list; exit 1; }
+	vhost-mdev ping $UV --iommufd -n 30 && vhost-mdev ping $UV --iommufd -n 10 --size 1514 || exit 1
+	one_line $VB/devices/vdpa1/pinned_pages 0"
+t "vdpa bridge PA: over type1 a table is refused (EOPNOTSUPP), saying why" sh -c "
+	. $TOP/tests/vm/lib.sh
 	out=\$(vhost-mdev ping $UV -n 1 2>&1) && { echo \"ping worked: \$out\"; exit 1; }
-	echo \"\$out\" | grep -q EOPNOTSUPP || { echo \"\$out\"; exit 1; }"
+	echo \"\$out\" | grep -q EOPNOTSUPP || { echo \"\$out\"; exit 1; }
+	dmesg | tail -n 20 | grep -q 'vdpa1: PA mode pins through iommufd' || { dmesg | tail; exit 1; }
+	one_line $VB/devices/vdpa1/pinned_pages 0 && echo 1 >/sys/bus/mdev/devices/$UV/remove"
+# Replaced tables, unmaps while running (of a ring: NEEDS_RESET), hostile
+# tables, unmaps racing with pins, RLIMIT_MEMLOCK, removal while open.
+t "vdpa bridge PA: tables, unmaps and hostile tables (vhost-mdev-tests --bridge-pa)" \
+	vhost-mdev-tests --bridge-pa
+# vdpa_sim with batch_mapping=0 takes ranges one by one (dma_map).
+t "vdpa bridge PA: a device with dma_map only (batch_mapping=0); traffic over iommufd" sh -c "
+	. $TOP/tests/vm/lib.sh
+	vhost-mdev detach vdpa1 >/dev/null && vdpa dev del vdpa1 && rmmod vdpa_sim_net vdpa_sim &&
+	modprobe -d $MODROOT vdpa_sim use_va=0 batch_mapping=0 && modprobe -d $MODROOT vdpa_sim_net &&
+	vdpa dev add mgmtdev vdpasim_net name vdpa1 mac $BMAC || exit 1
+	vhost-mdev attach vdpa1 --create $UV >/dev/null && one_line $VB/devices/vdpa1/dma_mode pa &&
+	vhost-mdev ping $UV --iommufd -n 20 && vhost-mdev ping $UV --iommufd -n 5 --size 1514 &&
+	one_line $VB/devices/vdpa1/pinned_pages 0"
 t "vdpa bridge (cli): detach, vdpa dev del, clean unload" sh -c "
 	vhost-mdev detach vdpa1 >/dev/null && vdpa dev del vdpa1 && rmmod vhost_mdev_vdpa &&
 	rmmod vhost_vdpa vdpa_sim_net vdpa_sim"

@@ -40,7 +40,7 @@ pub struct VdpaDevice {
     pub driver: Option<String>,
     /// The `driver_override`, if set.
     pub driver_override: Option<String>,
-    /// The bridge's `dma_mode` (`va`, or `none`: PA mode is to come),
+    /// The bridge's `dma_mode` (`va` or `pa`),
     /// while the device is on the bridge.
     pub dma_mode: Option<String>,
     /// The vhost-vdpa character devices (`vhost-vdpa-N`) while the device

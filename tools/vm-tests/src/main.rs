@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, BRIDGE_BLK, C_PARENT, DIFFERENTIAL, STRESS, TESTS};
+use tests::{Test, BRIDGE, BRIDGE_BLK, BRIDGE_PA, C_PARENT, DIFFERENTIAL, STRESS, TESTS};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
@@ -37,7 +37,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
     "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk
-                         | --differential]
+                         | --bridge-pa | --differential]
                         [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
@@ -48,7 +48,8 @@ stress runs instead (STRESS_FRAMES frames per configuration, default
 parent, on the C test parent (tests/kmod/c_parent.ko, loaded); --bridge
 runs the tests of the vDPA bridge (a vdpa_sim_net device bound to
 vhost_mdev_vdpa), --bridge-blk those on a vdpa_sim_blk device bound to
-it; --differential compares a vdpa_sim_net device bound to the bridge
+it, --bridge-pa those of PA mode (a vdpa_sim_net device of vdpa_sim
+use_va=0); --differential compares a vdpa_sim_net device bound to the bridge
 with one bound to vhost_vdpa, request by request (tests/vm/bridge.sh
 sets both up); --list prints the selection.";
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
     let mut c_parent = false;
     let mut bridge = false;
     let mut bridge_blk = false;
+    let mut bridge_pa = false;
     let mut differential = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             "--c-parent" => c_parent = true,
             "--bridge" => bridge = true,
             "--bridge-blk" => bridge_blk = true,
+            "--bridge-pa" => bridge_pa = true,
             "--differential" => differential = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -94,6 +97,8 @@ fn main() -> ExitCode {
         BRIDGE
     } else if bridge_blk {
         BRIDGE_BLK
+    } else if bridge_pa {
+        BRIDGE_PA
     } else if differential {
         DIFFERENTIAL
     } else {
@@ -124,7 +129,7 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let found = if bridge || bridge_blk || differential {
+    let found = if bridge || bridge_blk || bridge_pa || differential {
         Env::discover_bridge()
     } else {
         Env::discover()

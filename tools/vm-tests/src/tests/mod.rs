@@ -99,6 +99,25 @@ pub const C_PARENT: &[Test] = &[
 /// The tests of the vDPA bridge (`--bridge`).
 pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
 
+/// The tests of the vDPA bridge's PA mode (`--bridge-pa`: a vdpa_sim_net
+/// device of `vdpa_sim use_va=0`).
+pub const BRIDGE_PA: &[Test] = &[
+    t!("bridge_pa_iommufd", true, bridge::pa_iommufd),
+    t!("bridge_pa_type1", true, bridge::pa_type1),
+    t!("bridge_pa_unmap_race", true, bridge::pa_unmap_race),
+    t!("bridge_pa_memlock", true, bridge::pa_memlock),
+    t!(
+        "bridge_pa_close_with_mappings",
+        true,
+        bridge::pa_close_with_mappings
+    ),
+    t!(
+        "bridge_pa_remove_while_open",
+        true,
+        bridge::pa_remove_while_open
+    ),
+];
+
 /// The tests of the vDPA bridge on a vdpa_sim_blk device (`--bridge-blk`).
 pub const BRIDGE_BLK: &[Test] = &[
     t!("bridge_blk_type1", true, bridge::sim_blk_type1),
