@@ -144,6 +144,17 @@ pub struct MemRegion {
 }
 
 impl MemRegion {
+    /// A region of `size` bytes at IOVA `iova`, seen at `uaddr` by the
+    /// process that sends the table.
+    pub const fn new(iova: u64, size: u64, uaddr: u64) -> Self {
+        MemRegion {
+            guest_phys_addr: iova,
+            memory_size: size,
+            userspace_addr: uaddr,
+            flags_padding: 0,
+        }
+    }
+
     /// The region from its 32 bytes (`b` holds at least that many).
     fn read(b: &[u8]) -> Self {
         MemRegion {

@@ -79,15 +79,6 @@ fn handle(m: &mut M, d: &mut Dev, r: &Request<'_>) -> Result<(), i32> {
     m.handle(d, r, &mut Reply::new(&mut buf))
 }
 
-fn region(iova: u64, size: u64, uaddr: u64) -> MemRegion {
-    MemRegion {
-        guest_phys_addr: iova,
-        memory_size: size,
-        userspace_addr: uaddr,
-        flags_padding: 0,
-    }
-}
-
 /// `struct vhost_memory` bytes: the header as given, then the regions.
 fn wire(nregions: u32, padding: u32, regions: &[MemRegion]) -> Vec<u8> {
     let mut v = Vec::new();
@@ -177,7 +168,7 @@ fn valid_table() -> impl Strategy<Value = Vec<MemRegion>> {
                 .iter()
                 .map(|&(size, gap, uaddr)| {
                     at += gap;
-                    let r = region(at, size, uaddr.min(u64::MAX - (size - 1)));
+                    let r = MemRegion::new(at, size, uaddr.min(u64::MAX - (size - 1)));
                     at += size;
                     r
                 })
@@ -329,7 +320,7 @@ proptest! {
 
 #[test]
 fn limits_and_edges() {
-    let ok = region(0x1000, 0x1000, 0x10_0000);
+    let ok = MemRegion::new(0x1000, 0x1000, 0x10_0000);
     let dec = |p: &[u8]| proto::decode(req::SET_MEM_TABLE.into(), p).map(|_| ());
     assert_eq!(dec(&wire(0, 0, &[])), Ok(()));
     assert_eq!(dec(&[]), Err(EINVAL));
@@ -337,7 +328,9 @@ fn limits_and_edges() {
     // The count is checked first, whatever follows.
     assert_eq!(dec(&wire(65, 0, &[])), Err(E2BIG));
     assert_eq!(dec(&wire(u32::MAX, 7, &[ok])), Err(E2BIG));
-    let many: Vec<MemRegion> = (0..65u64).map(|i| region(i << 20, 0x1000, 0)).collect();
+    let many: Vec<MemRegion> = (0..65u64)
+        .map(|i| MemRegion::new(i << 20, 0x1000, 0))
+        .collect();
     assert_eq!(dec(&wire(64, 0, &many[..64])), Ok(()));
     assert_eq!(dec(&wire(65, 0, &many)), Err(E2BIG));
     // A table of 64 regions fits one message.
@@ -345,29 +338,36 @@ fn limits_and_edges() {
     assert!(r.encode(&mut [0u8; proto::MSG_REGION_SIZE]).is_ok());
     assert_eq!(dec(&wire(1, 1, &[ok])), Err(EINVAL));
     // The last byte of the address space is reachable; one more wraps.
-    let top = region(u64::MAX - 0xfff, 0x1000, u64::MAX - 0xfff);
+    let top = MemRegion::new(u64::MAX - 0xfff, 0x1000, u64::MAX - 0xfff);
     assert_eq!(dec(&wire(1, 0, &[top])), Ok(()));
     assert_eq!(
-        dec(&wire(1, 0, &[region(u64::MAX - 0xfff, 0x1001, 0)])),
+        dec(&wire(1, 0, &[MemRegion::new(u64::MAX - 0xfff, 0x1001, 0)])),
         Err(EINVAL)
     );
     assert_eq!(
-        dec(&wire(1, 0, &[region(0, 0x1001, u64::MAX - 0xfff)])),
+        dec(&wire(1, 0, &[MemRegion::new(0, 0x1001, u64::MAX - 0xfff)])),
         Err(EINVAL)
     );
-    assert_eq!(dec(&wire(1, 0, &[region(0, u64::MAX, 0)])), Ok(()));
-    assert_eq!(dec(&wire(1, 0, &[region(1, u64::MAX, 0)])), Ok(()));
-    assert_eq!(dec(&wire(1, 0, &[region(2, u64::MAX, 0)])), Err(EINVAL));
+    assert_eq!(dec(&wire(1, 0, &[MemRegion::new(0, u64::MAX, 0)])), Ok(()));
+    assert_eq!(dec(&wire(1, 0, &[MemRegion::new(1, u64::MAX, 0)])), Ok(()));
+    assert_eq!(
+        dec(&wire(1, 0, &[MemRegion::new(2, u64::MAX, 0)])),
+        Err(EINVAL)
+    );
     // Touching is not overlapping; one byte of overlap is.
-    let next = region(0x2000, 0x1000, 0);
+    let next = MemRegion::new(0x2000, 0x1000, 0);
     assert_eq!(dec(&wire(2, 0, &[ok, next])), Ok(()));
     assert_eq!(dec(&wire(2, 0, &[next, ok])), Ok(()));
-    let over = region(0x1fff, 0x1000, 0);
+    let over = MemRegion::new(0x1fff, 0x1000, 0);
     assert_eq!(dec(&wire(2, 0, &[ok, over])), Err(EINVAL));
     assert_eq!(dec(&wire(2, 0, &[over, ok])), Err(EINVAL));
     // Aliased user memory is fine.
     assert_eq!(
-        dec(&wire(2, 0, &[ok, region(0x8000, 0x1000, 0x10_0000)])),
+        dec(&wire(
+            2,
+            0,
+            &[ok, MemRegion::new(0x8000, 0x1000, 0x10_0000)]
+        )),
         Ok(())
     );
 }
@@ -377,7 +377,7 @@ fn limits_and_edges() {
 fn device_refusal_fails_the_request() {
     let (mut m, mut dev) = (M::default(), Dev::default());
     dev.refuse = Some(ENOMEM);
-    let t = [region(0, 0x1000, 0)];
+    let t = [MemRegion::new(0, 0x1000, 0)];
     let before = m.clone();
     assert_eq!(
         handle(
@@ -441,8 +441,8 @@ fn default_backend_accepts_valid_tables_only() {
     let mut m = M::default();
     let mut dev = Plain(Dev::default());
     let mut buf = vec![0u8; proto::MAX_PAYLOAD];
-    let good = [region(0, 0x1000, 0)];
-    let bad = [region(0, 0, 0)];
+    let good = [MemRegion::new(0, 0x1000, 0)];
+    let bad = [MemRegion::new(0, 0, 0)];
     assert_eq!(
         m.handle(
             &mut dev,

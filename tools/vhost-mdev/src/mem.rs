@@ -94,12 +94,7 @@ impl DmaMemory {
 
     /// The memory-table region of this memory mapped at `iova`.
     pub fn region(&self, iova: u64) -> MemRegion {
-        MemRegion {
-            guest_phys_addr: iova,
-            memory_size: self.len as u64,
-            userspace_addr: self.addr(),
-            flags_padding: 0,
-        }
+        MemRegion::new(iova, self.len as u64, self.addr())
     }
 
     fn check(&self, off: usize, len: usize, align: usize) -> Result<()> {

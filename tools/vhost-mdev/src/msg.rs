@@ -429,18 +429,8 @@ mod tests {
             Request::SetOwner,
             Request::SetMemTable(vec![]),
             Request::SetMemTable(vec![
-                MemRegion {
-                    guest_phys_addr: 0,
-                    memory_size: 0x8000_0000,
-                    userspace_addr: 0x7f00_0000_0000,
-                    flags_padding: 0,
-                },
-                MemRegion {
-                    guest_phys_addr: 0x1_0000_0000,
-                    memory_size: 0x4000_0000,
-                    userspace_addr: 0x7f00_8000_0000,
-                    flags_padding: 0,
-                },
+                MemRegion::new(0, 0x8000_0000, 0x7f00_0000_0000),
+                MemRegion::new(0x1_0000_0000, 0x4000_0000, 0x7f00_8000_0000),
             ]),
             Request::GetDeviceId,
             Request::GetStatus,

@@ -32,7 +32,7 @@ fn blk_type(env: &Env) -> Result<MdevType, String> {
 }
 
 /// A pattern that differs in every byte and from request to request.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u64 ^ (i as u64 >> 9).wrapping_mul(37) ^ seed.wrapping_mul(101)) as u8)
         .collect()
@@ -128,9 +128,51 @@ fn start(dev: &MdevDevice, indirect: bool) -> Result<BlkDriver<&MdevDevice>, Str
     .ctx("start the blk driver")
 }
 
-fn expect_status(what: &str, got: u8, want: u8) -> TestResult {
+pub(crate) fn expect_status(what: &str, got: u8, want: u8) -> TestResult {
     check!(got == want, "{what}: status {got}, expected {want}");
     Ok(())
+}
+
+/// Writes a pattern to each `(sector, sectors)` span of `spans` (in 1-4
+/// buffers, seeds from `seed`), reads every span back whole in 1 to 5
+/// buffers, and checks the bytes. The second span must be `(7, 8)`: its
+/// second sector is then read back alone. Returns what was written where.
+pub(crate) fn write_read_back<B: VhostBackend>(
+    drv: &mut BlkDriver<B>,
+    spans: &[(u64, usize)],
+    seed: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    check!(
+        spans.get(1) == Some(&(7, 8)),
+        "write_read_back: the second span must be (7, 8)"
+    );
+    let mut written = Vec::new();
+    for (k, &(sector, sectors)) in spans.iter().enumerate() {
+        let data = pattern(sectors * SECTOR_SIZE, k as u64 + seed);
+        let s = drv.write(sector, &data, 1 + k % 4).ctx("write")?;
+        expect_status(&format!("write of {sectors} at {sector}"), s, blk::S_OK)?;
+        written.push((sector, data));
+    }
+    for (sector, data) in &written {
+        for bufs in 1..=5 {
+            let (s, got) = drv.read(*sector, data.len(), bufs).ctx("read")?;
+            expect_status(&format!("read at {sector}"), s, blk::S_OK)?;
+            check!(
+                &got == data,
+                "read at sector {sector} in {bufs} buffers: not the bytes written (first \
+                 difference at byte {:?})",
+                got.iter().zip(data).position(|(a, b)| a != b)
+            );
+        }
+    }
+    // The second of the 8 sectors at 7, alone.
+    let (s, got) = drv.read(8, SECTOR_SIZE, 2).ctx("read")?;
+    expect_status("read at 8", s, blk::S_OK)?;
+    check!(
+        got == written[1].1[SECTOR_SIZE..2 * SECTOR_SIZE],
+        "sector 8 differs"
+    );
+    Ok(written)
 }
 
 /// Requests over `kind`: the device and config, data byte for byte across
@@ -165,41 +207,11 @@ fn requests(env: &Env, kind: IommuKind) -> TestResult {
 
     // Writes of 1-4 buffers, each read back whole in 1-5 buffers and in
     // part; over the start, the middle and the end of the disk.
-    let mut written = Vec::new();
-    for (k, &(sector, sectors)) in [
-        (0u64, 1usize),
-        (7, 8),
-        (100, 3),
-        (cap - 17, 16),
-        (cap - 1, 1),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let data = pattern(sectors * SECTOR_SIZE, k as u64);
-        let s = drv.write(sector, &data, 1 + k % 4).ctx("write")?;
-        expect_status(&format!("write of {sectors} at {sector}"), s, blk::S_OK)?;
-        written.push((sector, data));
-    }
-    for (sector, data) in &written {
-        for bufs in 1..=5 {
-            let (s, got) = drv.read(*sector, data.len(), bufs).ctx("read")?;
-            expect_status(&format!("read at {sector}"), s, blk::S_OK)?;
-            check!(
-                &got == data,
-                "read at sector {sector} in {bufs} buffers: not the bytes written (first \
-                 difference at byte {:?})",
-                got.iter().zip(data).position(|(a, b)| a != b)
-            );
-        }
-    }
-    // The second of the 8 sectors at 7, alone.
-    let (s, got) = drv.read(8, SECTOR_SIZE, 2).ctx("read")?;
-    expect_status("read at 8", s, blk::S_OK)?;
-    check!(
-        got == written[1].1[SECTOR_SIZE..2 * SECTOR_SIZE],
-        "sector 8 differs"
-    );
+    let written = write_read_back(
+        &mut drv,
+        &[(0, 1), (7, 8), (100, 3), (cap - 17, 16), (cap - 1, 1)],
+        0,
+    )?;
 
     // Chain shapes: a header in two buffers, data and status in one
     // buffer; the same as indirect chains.

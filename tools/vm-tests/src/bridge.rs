@@ -14,8 +14,9 @@ use vhost_mdev::driver::TEST_SRC_MAC;
 use vhost_mdev::mem::DmaMemory;
 use vhost_mdev::net::build_frame;
 use vhost_mdev::uapi::VIRTIO_CONFIG_S_NEEDS_RESET;
-use vhost_mdev::{DmaMapper, IommuKind, VhostBackend};
+use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, VfioDevice, VhostBackend};
 
+use crate::blk::{expect_status, pattern, write_read_back};
 use crate::check;
 use crate::raw::{wait_needs_reset, RawNet, RawOpts};
 use crate::util::*;
@@ -77,18 +78,6 @@ const SIM_BLK_CAPACITY: u64 = 0x40000;
 /// Bytes of `struct virtio_blk_config` in Linux 6.12 (with the zoned
 /// characteristics): `vdpa_sim_blk`'s config size.
 const SIM_BLK_CONFIG_SIZE: u32 = 96;
-
-/// A pattern that differs in every byte and from request to request.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u64 ^ (i as u64 >> 9).wrapping_mul(37) ^ seed.wrapping_mul(101)) as u8)
-        .collect()
-}
-
-fn expect_status(what: &str, got: u8, want: u8) -> TestResult {
-    check!(got == want, "{what}: status {got}, expected {want}");
-    Ok(())
-}
 
 fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
@@ -164,45 +153,18 @@ fn sim_blk(env: &Env, kind: IommuKind) -> TestResult {
 
     // Writes of 1-4 buffers, each read back whole in 1-5 buffers, over
     // the start, the middle and the end of the disk; 128 KiB at once.
-    let mut written = Vec::new();
-    for (k, &(sector, sectors)) in [
-        (0u64, 1usize),
-        (7, 8),
-        (1000, 3),
-        (70_000, 256),
-        (cap - 17, 16),
-        (cap - 1, 1),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let data = pattern(
-            sectors * SECTOR_SIZE,
-            k as u64 + 10 * u64::from(kind == IommuKind::Iommufd),
-        );
-        let s = drv.write(sector, &data, 1 + k % 4).ctx("write")?;
-        expect_status(&format!("write of {sectors} at {sector}"), s, blk::S_OK)?;
-        written.push((sector, data));
-    }
-    for (sector, data) in &written {
-        for bufs in 1..=5 {
-            let (s, got) = drv.read(*sector, data.len(), bufs).ctx("read")?;
-            expect_status(&format!("read at {sector}"), s, blk::S_OK)?;
-            check!(
-                &got == data,
-                "read at sector {sector} in {bufs} buffers: not the bytes written (first \
-                 difference at byte {:?})",
-                got.iter().zip(data).position(|(a, b)| a != b)
-            );
-        }
-    }
-    // The second of the 8 sectors at 7, alone.
-    let (s, got) = drv.read(8, SECTOR_SIZE, 2).ctx("read")?;
-    expect_status("read at 8", s, blk::S_OK)?;
-    check!(
-        got == written[1].1[SECTOR_SIZE..2 * SECTOR_SIZE],
-        "sector 8 differs"
-    );
+    let written = write_read_back(
+        &mut drv,
+        &[
+            (0, 1),
+            (7, 8),
+            (1000, 3),
+            (70_000, 256),
+            (cap - 17, 16),
+            (cap - 1, 1),
+        ],
+        10 * u64::from(kind == IommuKind::Iommufd),
+    )?;
     // A header in two buffers, the data in odd pieces; used lengths.
     let data = pattern(3 * SECTOR_SIZE, 50);
     let h = header(blk::T_OUT, 200).to_vec();
@@ -773,4 +735,39 @@ pub fn pa_remove_while_open(env: &Env) -> TestResult {
         "pages pinned after the device bound again"
     );
     Ok(())
+}
+
+/// Close gives back every pin by itself: with the memory still mapped in
+/// the IOAS (a second iommufd fd keeps it), VmPin is back where it was
+/// once the device is closed, before the IOAS goes.
+pub fn pa_close_with_mappings(env: &Env) -> TestResult {
+    let name = vdpa_name(env)?;
+    let inst = Inst::create(env)?;
+    iommufd_available(&inst)?;
+    let base = vm_pin_kib()?;
+    let v = VfioDevice::open(&env.sysfs, &inst.info()?, IommuKind::Iommufd).ctx("open")?;
+    let (device, mut fds, ioas) = v.into_parts();
+    let iommufd = fds.pop().ok_or("no iommufd fd")?;
+    let keep = iommufd.try_clone().ctx("dup the iommufd fd")?;
+    let dev = MdevDevice::from_vfio(
+        VfioDevice::from_iommufd_fds(iommufd, ioas.ok_or("no IOAS")?, device, "pa"),
+        "bridge PA".to_string(),
+    );
+    let mem = DmaMemory::new(256 * page_size() as usize).ctx("memory")?;
+    // SAFETY: the mapping goes with the IOAS (`keep`), before `mem`.
+    unsafe { mem.map(&dev, 0x1000_0000) }.ctx("map")?;
+    dev.set_mem_table(&[mem.region(0x1000_0000)]).ctx("table")?;
+    expect_pins(&name, base, 256, "open")?;
+    drop(dev);
+    let v = vm_pin_kib()?;
+    let r = if v == base {
+        Ok(())
+    } else {
+        Err(format!(
+            "VmPin {v} kB after close with the memory still mapped, expected {base} kB"
+        ))
+    };
+    drop(keep);
+    drop(mem);
+    r
 }

@@ -29,15 +29,6 @@ fn c_parent_type(env: &Env) -> Result<MdevType, String> {
         .ok_or_else(|| format!("no type of parent {C_PARENT} (load tests/kmod/c_parent.ko)"))
 }
 
-fn region(iova: u64, size: u64, uaddr: u64) -> MemRegion {
-    MemRegion {
-        guest_phys_addr: iova,
-        memory_size: size,
-        userspace_addr: uaddr,
-        flags_padding: 0,
-    }
-}
-
 /// `struct vhost_memory` as raw bytes: `nregions`, `padding`, then the
 /// regions as given (whatever their number).
 fn raw_table(nregions: u32, padding: u32, regions: &[MemRegion]) -> Vec<u8> {
@@ -61,7 +52,7 @@ fn raw_table(nregions: u32, padding: u32, regions: &[MemRegion]) -> Vec<u8> {
 fn disjoint(n: usize) -> Vec<MemRegion> {
     (0..n as u64)
         .map(|i| {
-            region(
+            MemRegion::new(
                 0x1_0000_0000 + i * 0x40_0000,
                 0x20_0000,
                 0x7f00_0000_0000 + i * 0x20_0000,
@@ -78,7 +69,7 @@ fn good_tables() -> Vec<(&'static str, Vec<MemRegion>)> {
         ("an empty table", vec![]),
         (
             "a region ending at the last IOVA and user address",
-            vec![region(
+            vec![MemRegion::new(
                 0u64.wrapping_sub(0x1000),
                 0x1000,
                 0u64.wrapping_sub(0x1000),
@@ -87,15 +78,15 @@ fn good_tables() -> Vec<(&'static str, Vec<MemRegion>)> {
         (
             "touching IOVA ranges",
             vec![
-                region(0x1000, 0x1000, 0x10_0000),
-                region(0x2000, 0x1000, 0x20_0000),
+                MemRegion::new(0x1000, 0x1000, 0x10_0000),
+                MemRegion::new(0x2000, 0x1000, 0x20_0000),
             ],
         ),
         (
             "two IOVA ranges on the same user memory",
             vec![
-                region(0, 0x10_0000, 0x7f00_0000_0000),
-                region(0x100_0000, 0x10_0000, 0x7f00_0000_0000),
+                MemRegion::new(0, 0x10_0000, 0x7f00_0000_0000),
+                MemRegion::new(0x100_0000, 0x10_0000, 0x7f00_0000_0000),
             ],
         ),
         ("64 regions", disjoint(MAX_MEM_REGIONS)),
@@ -107,7 +98,7 @@ fn good_tables() -> Vec<(&'static str, Vec<MemRegion>)> {
 /// ioctl's argument has no length; the kernel reads what `nregions`
 /// says).
 fn bad_tables() -> Vec<(&'static str, Vec<u8>, i32, bool)> {
-    let ok = region(0x1000, 0x1000, 0x10_0000);
+    let ok = MemRegion::new(0x1000, 0x1000, 0x10_0000);
     let max = u64::MAX;
     let mut v = vec![
         ("65 regions", raw_table(65, 0, &disjoint(65)), E2BIG, false),
@@ -126,25 +117,25 @@ fn bad_tables() -> Vec<(&'static str, Vec<u8>, i32, bool)> {
         ("padding 1", raw_table(1, 1, &[ok]), EINVAL, false),
         (
             "a region of size 0",
-            raw_table(1, 0, &[region(0x1000, 0, 0x10_0000)]),
+            raw_table(1, 0, &[MemRegion::new(0x1000, 0, 0x10_0000)]),
             EINVAL,
             false,
         ),
         (
             "an IOVA range that wraps",
-            raw_table(1, 0, &[region(max - 0xfff, 0x2000, 0x10_0000)]),
+            raw_table(1, 0, &[MemRegion::new(max - 0xfff, 0x2000, 0x10_0000)]),
             EINVAL,
             false,
         ),
         (
             "a user address range that wraps",
-            raw_table(1, 0, &[region(0x1000, 0x2000, max - 0xfff)]),
+            raw_table(1, 0, &[MemRegion::new(0x1000, 0x2000, max - 0xfff)]),
             EINVAL,
             false,
         ),
         (
             "the largest size from IOVA 2",
-            raw_table(1, 0, &[region(2, max, 0)]),
+            raw_table(1, 0, &[MemRegion::new(2, max, 0)]),
             EINVAL,
             false,
         ),
@@ -154,8 +145,8 @@ fn bad_tables() -> Vec<(&'static str, Vec<u8>, i32, bool)> {
                 2,
                 0,
                 &[
-                    region(0x1000, 0x2000, 0x10_0000),
-                    region(0x2000, 0x1000, 0x20_0000),
+                    MemRegion::new(0x1000, 0x2000, 0x10_0000),
+                    MemRegion::new(0x2000, 0x1000, 0x20_0000),
                 ],
             ),
             EINVAL,
@@ -165,7 +156,7 @@ fn bad_tables() -> Vec<(&'static str, Vec<u8>, i32, bool)> {
             "one IOVA range inside another, last of 64",
             {
                 let mut r = disjoint(63);
-                r.push(region(0x1_0000_1000, 0x1000, 0x10_0000));
+                r.push(MemRegion::new(0x1_0000_1000, 0x1000, 0x10_0000));
                 raw_table(64, 0, &r)
             },
             EINVAL,
@@ -198,7 +189,7 @@ fn bad_tables() -> Vec<(&'static str, Vec<u8>, i32, bool)> {
         ),
         (
             "nregions 1 with two regions",
-            raw_table(1, 0, &[ok, region(0x10_0000, 0x1000, 0)]),
+            raw_table(1, 0, &[ok, MemRegion::new(0x10_0000, 0x1000, 0)]),
             EINVAL,
             true,
         ),
@@ -288,7 +279,7 @@ pub fn mem_table_ignored(env: &Env) -> TestResult {
     // The driver sends the table of its mappings at bring-up; the sample
     // runs traffic all the same.
     let dev = inst.open(IommuKind::Type1)?;
-    dev.set_mem_table(&[region(0, 0x1000, 0x1000)])
+    dev.set_mem_table(&[MemRegion::new(0, 0x1000, 0x1000)])
         .ctx("VHOST_SET_MEM_TABLE")?;
     let mut drv = NetDriver::start(&dev, NetDriverConfig::default()).ctx("start driver")?;
     driver::ping(&mut drv, 5, 0).ctx("traffic after the tables")?;
@@ -324,8 +315,8 @@ pub fn cparent_mem_table(env: &Env) -> TestResult {
     for t in [Transport::Region, Transport::Ioctl] {
         dev.set_transport(t);
         let table = [
-            region(0x4000_0000, 0x8000_0000, 0x7f12_3400_0000),
-            region(0, 0xa_0000, 0x7f00_0000_0000),
+            MemRegion::new(0x4000_0000, 0x8000_0000, 0x7f12_3400_0000),
+            MemRegion::new(0, 0xa_0000, 0x7f00_0000_0000),
         ];
         dev.set_mem_table(&table)
             .ctx(&format!("{t}: VHOST_SET_MEM_TABLE while running"))?;

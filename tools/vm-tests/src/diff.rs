@@ -382,15 +382,6 @@ fn ring_addr(index: u32, base: u64) -> VhostVringAddr {
     }
 }
 
-fn region(iova: u64, size: u64, uaddr: u64) -> MemRegion {
-    MemRegion {
-        guest_phys_addr: iova,
-        memory_size: size,
-        userspace_addr: uaddr,
-        flags_padding: 0,
-    }
-}
-
 fn reset(s: Side, r: &mut Rec) {
     r.ok("SET_STATUS(0)", s.dev().set_status(0));
 }
@@ -886,29 +877,45 @@ fn mem_table(s: Side, c: &Rings) -> Rec {
         ("rings", c.table()),
         (
             "two touching",
-            vec![region(0x1000, 0x1000, u), region(0x2000, 0x1000, u)],
+            vec![
+                MemRegion::new(0x1000, 0x1000, u),
+                MemRegion::new(0x2000, 0x1000, u),
+            ],
         ),
-        ("ending at the last IOVA", vec![region(last, 0x1000, u)]),
+        (
+            "ending at the last IOVA",
+            vec![MemRegion::new(last, 0x1000, u)],
+        ),
         (
             "64 regions",
-            (0..64).map(|i| region(i * 0x1000, 0x1000, u)).collect(),
+            (0..64)
+                .map(|i| MemRegion::new(i * 0x1000, 0x1000, u))
+                .collect(),
         ),
         (
             "65 regions",
-            (0..65).map(|i| region(i * 0x1000, 0x1000, u)).collect(),
+            (0..65)
+                .map(|i| MemRegion::new(i * 0x1000, 0x1000, u))
+                .collect(),
         ),
-        ("size 0", vec![region(0x1000, 0, u)]),
+        ("size 0", vec![MemRegion::new(0x1000, 0, u)]),
         (
             "overlap",
-            vec![region(0x1000, 0x2000, u), region(0x2000, 0x1000, u)],
+            vec![
+                MemRegion::new(0x1000, 0x2000, u),
+                MemRegion::new(0x2000, 0x1000, u),
+            ],
         ),
-        ("iova wraps", vec![region(last, 0x2000, u)]),
-        ("user range wraps", vec![region(0x1000, 0x2000, last)]),
+        ("iova wraps", vec![MemRegion::new(last, 0x2000, u)]),
+        (
+            "user range wraps",
+            vec![MemRegion::new(0x1000, 0x2000, last)],
+        ),
         (
             "flags_padding 1",
             vec![MemRegion {
                 flags_padding: 1,
-                ..region(RING_IOVA, len, u)
+                ..MemRegion::new(RING_IOVA, len, u)
             }],
         ),
     ];

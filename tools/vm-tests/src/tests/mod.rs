@@ -116,6 +116,11 @@ pub const BRIDGE_PA: &[Test] = &[
     t!("bridge_pa_unmap_race", true, bridge::pa_unmap_race),
     t!("bridge_pa_memlock", true, bridge::pa_memlock),
     t!(
+        "bridge_pa_close_with_mappings",
+        true,
+        bridge::pa_close_with_mappings
+    ),
+    t!(
         "bridge_pa_remove_while_open",
         true,
         bridge::pa_remove_while_open
