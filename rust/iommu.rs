@@ -72,10 +72,7 @@ unsafe impl Sync for Domain {}
 pub fn cache_coherent(dev: &Device) -> bool {
     // SAFETY: `dev` is a live device (we hold `&dev`).
     unsafe {
-        bindings::device_iommu_capable(
-            raw_dev(dev),
-            bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY,
-        )
+        bindings::device_iommu_capable(raw_dev(dev), bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY)
     }
 }
 
