@@ -45,7 +45,7 @@ t "vp_vdpa: vp_vdpa takes the first NIC; vdpa dev add; the bridge binds it (PA m
 # hard-IRQ callbacks (iommufd); an unmap while running (NEEDS_RESET).
 # One PASS/FAIL line per test (vp_vdpa_device, vp_vdpa_traffic_iommufd,
 # vp_vdpa_unmap_running) and the callback count on stderr.
-vhost-mdev-tests --vp-vdpa 2>&1 | grep -E '^(PASS|FAIL|vp_vdpa:)'
+vhost-mdev-tests --vp-vdpa 2>&1 | grep -E '^(PASS|FAIL|INFO)'
 t "vp_vdpa: vdpa dev del with an instance, rmmod; virtio_net takes the NIC back and reaches the other" sh -c "
 	. $TOP/tests/vm/lib.sh
 	echo $UV >/sys/class/mdev_bus/vhost_mdev_vdpa-$VDEV/mdev_supported_types/vhost_mdev_vdpa-$VDEV-bridge/create &&

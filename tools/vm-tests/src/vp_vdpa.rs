@@ -422,7 +422,7 @@ pub fn traffic(env: &Env) -> TestResult {
             c2 - calls0
         );
         eprintln!(
-            "vp_vdpa: {} queue callbacks, {} in hard IRQ context",
+            "INFO: vp_vdpa: {} queue callbacks, {} in hard IRQ context",
             c2 - calls0,
             h2 - hard0
         );
