@@ -236,3 +236,9 @@ int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr
 	vm_flags_clear(vma, VM_MAYREAD | VM_MAYEXEC);
 	return io_remap_pfn_range(vma, vma->vm_start, pfn, PAGE_SIZE, prot);
 }
+
+/* Whether the caller runs in a hard IRQ handler (in_hardirq()). */
+bool vhost_mdev_helper_in_hardirq(void)
+{
+	return in_hardirq();
+}

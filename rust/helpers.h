@@ -54,5 +54,6 @@ struct device *vhost_mdev_helper_vdpa_get_dma_dev(struct vdpa_device *vdev);
 unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma);
 unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma);
 int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr);
+bool vhost_mdev_helper_in_hardirq(void);
 
 #endif

@@ -130,6 +130,13 @@ pub trait Callback: Sync {
     fn call(&self);
 }
 
+/// Whether the caller runs in a hard IRQ handler (`in_hardirq()`): where
+/// a [`Callback`] of a PCI device's driver is called from.
+pub fn in_hardirq() -> bool {
+    // SAFETY: reads the preemption count of the current context.
+    unsafe { bindings::vhost_mdev_helper_in_hardirq() }
+}
+
 /// The `struct vdpa_callback` that calls `cb`, or the empty one that
 /// removes a callback.
 fn raw_callback<C: Callback>(cb: Option<&C>) -> bindings::vdpa_callback {
@@ -569,6 +576,46 @@ impl Device {
             // SAFETY: a bound device.
             unsafe { f(self.raw()) }
         }
+    }
+
+    /// Whether the device has no translation of its own (neither
+    /// `set_map` nor `dma_map`): its DMA goes through the platform IOMMU
+    /// of its DMA device ([`Device::dma_device`]), which its user
+    /// programs (`vp_vdpa`, `ifcvf` and the other PCI drivers).
+    pub fn uses_platform_iommu(&self) -> bool {
+        self.ops().set_map.is_none() && self.ops().dma_map.is_none()
+    }
+
+    /// Number of virtqueue groups.
+    pub fn ngroups(&self) -> u32 {
+        // SAFETY: as for `nvqs`.
+        unsafe { (*self.raw()).ngroups }
+    }
+
+    /// The device that does the DMA (`vdpa_get_dma_dev()`): the PCI
+    /// function of a hardware device, the vDPA device itself for a
+    /// software one.
+    pub fn dma_device(&self) -> &kernel::device::Device {
+        // SAFETY: a bound device; its DMA device is set before it is
+        // registered and lives at least as long (its parent, or itself).
+        unsafe {
+            kernel::device::Device::as_ref(
+                bindings::vhost_mdev_helper_vdpa_get_dma_dev(self.raw()).cast(),
+            )
+        }
+    }
+
+    /// The doorbell area of queue `idx` (`get_vq_notification`): its
+    /// physical address and length. `EOPNOTSUPP` for a device without
+    /// doorbells, `EINVAL` for a bad queue.
+    pub fn vq_notification(&self, idx: u16) -> Result<(u64, u64)> {
+        let f = self.ops().get_vq_notification.ok_or(eopnotsupp())?;
+        if !self.vq_ok(idx) {
+            return Err(EINVAL);
+        }
+        // SAFETY: a bound device, a valid queue; the op only reads.
+        let a = unsafe { f(self.raw(), idx) };
+        Ok((a.addr, a.size))
     }
 }
 

@@ -32,8 +32,10 @@
 //! device holds an empty table, so the device reaches no memory
 //! (`vdpa_sim` starts with an identity map, and `reset_map` would bring it
 //! back: the bridge never calls it). A device that has neither `set_map`
-//! nor `dma_map` (vp_vdpa, ifcvf: the platform IOMMU translates) is not
-//! bridged: that would need an IOMMU domain of the bridge's own.
+//! nor `dma_map` (vp_vdpa, ifcvf: the platform IOMMU translates) works in
+//! PA mode through an IOMMU domain of the bridge (`domain.rs`), which its
+//! DMA device is on while an instance exists and which maps the same
+//! translations.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
@@ -46,7 +48,15 @@ include!("../rust/parent_modules.rs");
 #[path = "../rust/vdpa.rs"]
 pub mod vdpa;
 
+#[path = "../rust/iommu.rs"]
+pub mod iommu;
+
 mod pa;
+
+// The platform-IOMMU path (vp_vdpa and other PCI devices): the bridge's own
+// IOMMU domain, and interrupt counters.
+mod domain;
+mod irqs;
 
 use errno::eopnotsupp;
 use mm::MmGrab;
@@ -80,6 +90,7 @@ const MAX_REGIONS: usize = 509;
 struct VqCb {
     handle: *const DeviceHandle,
     idx: u16,
+    irqs: Arc<irqs::IrqStats>,
 }
 
 // SAFETY: `DeviceHandle` is `Sync` and the pointer is only read.
@@ -89,6 +100,7 @@ unsafe impl Sync for VqCb {}
 
 impl vdpa::Callback for VqCb {
     fn call(&self) {
+        self.irqs.note();
         // SAFETY: the handle outlives every call (type invariant).
         unsafe { &*self.handle }.vq_interrupt(self.idx);
     }
@@ -150,6 +162,10 @@ struct VdpaDev {
     /// Signalled when `State::busy` drops to zero.
     #[pin]
     idle: CondVar,
+    /// A platform-IOMMU device's domain (`domain.rs`), which maps what
+    /// `State::programmed` says; dropped (the device back on its default
+    /// domain) after `PinnedDrop` reset the device and unmapped it all.
+    iommu: Option<domain::BridgeDomain>,
 }
 
 /// How many times a pin that raced with an unmap is tried again.
@@ -169,18 +185,8 @@ impl VdpaDev {
     /// every pin given back: the device reaches no memory any more. The
     /// device must be quiet (reset).
     fn unmap_all(&self, s: &mut State) {
-        for asid in 0..self.vdpa.nas() {
-            if let Err(e) = self.vdpa.clear_map(asid) {
-                pr_err!(
-                    "{}: could not clear address space {}: {:?}\n",
-                    self.vdpa.name(),
-                    asid,
-                    e
-                );
-            }
-        }
+        self.clear_maps(&mut s.programmed);
         s.table = None;
-        s.programmed = KVec::new();
         if s.mm.take().is_some() {
             self.vdpa.unbind_mm();
         }
@@ -210,6 +216,27 @@ impl VdpaDev {
             }
             self.unmap_all(s);
         }
+    }
+
+    /// Takes every translation away from the device: empty tables in
+    /// every address space, or an empty domain of the bridge (whose
+    /// translations `programmed` lists).
+    fn clear_maps(&self, programmed: &mut KVec<Run>) {
+        if let Some(d) = &self.iommu {
+            d.clear(programmed);
+            return;
+        }
+        for asid in 0..self.vdpa.nas() {
+            if let Err(e) = self.vdpa.clear_map(asid) {
+                pr_err!(
+                    "{}: could not clear address space {}: {:?}\n",
+                    self.vdpa.name(),
+                    asid,
+                    e
+                );
+            }
+        }
+        *programmed = KVec::new();
     }
 
     /// Gives `iotlb` to every address space of the device.
@@ -442,6 +469,11 @@ impl vhost_mdev::Device for VdpaDev {
             self.pa_unmap(iova, iova.saturating_add(len - 1));
         }
     }
+
+    fn get_vq_notification(&self, idx: u16) -> Result<vhost_mdev::NotifyArea> {
+        let (addr, size) = self.vdpa.vq_notification(idx)?;
+        Ok(vhost_mdev::NotifyArea { addr, size })
+    }
 }
 
 impl VdpaDev {
@@ -567,6 +599,9 @@ impl VdpaDev {
     /// one: the caller programs what it should hold.
     fn program(&self, programmed: &mut KVec<Run>, chunks: &[&Chunk]) -> Result {
         let runs = pa::runs(chunks)?;
+        if let Some(d) = &self.iommu {
+            return d.program(programmed, runs);
+        }
         if self.vdpa.has_set_map() {
             let limit = u32::try_from(runs.len().max(1)).map_err(|_| E2BIG)?;
             let mut iotlb = vdpa::Iotlb::new(limit)?;
@@ -815,9 +850,7 @@ impl VdpaDev {
                     if let Err(c) = push_or_give_back(&mut gone, c) {
                         // No room to hold it until the switch: the device
                         // must not reach it either.
-                        for a in 0..self.vdpa.nas() {
-                            let _ = self.vdpa.clear_map(a);
-                        }
+                        self.clear_maps(&mut s.programmed);
                         self.unpin(c);
                     }
                 }
@@ -842,9 +875,7 @@ impl VdpaDev {
                 self.vdpa.name(),
                 e
             );
-            for a in 0..self.vdpa.nas() {
-                let _ = self.vdpa.clear_map(a);
-            }
+            self.clear_maps(&mut s.programmed);
         }
         s.chunks = kept;
         for c in gone {
@@ -886,6 +917,8 @@ struct Ctx {
     mode: DmaMode,
     /// Pages pinned for the device (PA mode), shared with `Bound`.
     pinned: Arc<AtomicUsize>,
+    /// Queue interrupt counters, shared with `Bound`.
+    irqs: Arc<irqs::IrqStats>,
 }
 
 /// The parent of one vDPA device.
@@ -900,10 +933,16 @@ impl ParentOn for BridgeParent {
         // holds `ctx` is dropped, which the device's `remove` does.
         let vdpa = unsafe { vdpa::DeviceRef::new(&ctx.vdpa) };
         let nvqs = u16::try_from(vdpa.nvqs()).map_err(|_| EINVAL)?;
-        // Whatever a previous user left: empty tables.
-        for asid in 0..vdpa.nas() {
-            vdpa.clear_map(asid)?;
-        }
+        // Whatever a previous user left: empty tables; or, for a
+        // platform-IOMMU device, a new domain of the bridge, empty.
+        let iommu = if vdpa.uses_platform_iommu() {
+            Some(domain::BridgeDomain::attach(&vdpa)?)
+        } else {
+            for asid in 0..vdpa.nas() {
+                vdpa.clear_map(asid)?;
+            }
+            None
+        };
         let handle = KBox::new(handle, GFP_KERNEL)?;
         let mut cbs = KVec::with_capacity(usize::from(nvqs), GFP_KERNEL)?;
         for idx in 0..nvqs {
@@ -913,6 +952,7 @@ impl ParentOn for BridgeParent {
                 VqCb {
                     handle: &*handle,
                     idx,
+                    irqs: ctx.irqs.clone(),
                 },
                 GFP_KERNEL,
             )?;
@@ -943,6 +983,7 @@ impl ParentOn for BridgeParent {
                     halted: false,
                 }, "vhost_mdev_vdpa_state"),
                 idle <- new_condvar!("vhost_mdev_vdpa_idle"),
+                iommu,
             }),
             GFP_KERNEL,
         )
@@ -956,7 +997,8 @@ enum DmaMode {
     /// and `bind_mm`).
     Va,
     /// Tables of physical addresses of pages pinned through VFIO (a device
-    /// without `use_va`, with `set_map` or `dma_map`).
+    /// without `use_va`, with `set_map` or `dma_map`, or with neither: on
+    /// an IOMMU domain of the bridge, `domain.rs`).
     Pa,
 }
 
@@ -974,11 +1016,9 @@ impl DmaMode {
         } else if dev.has_set_map() || dev.has_dma_map() {
             return Ok(DmaMode::Pa);
         } else {
-            pr_warn!(
-                "{}: not bridged: the platform IOMMU translates for it (no set_map or dma_map), \
-                 and the bridge has no IOMMU domain of its own; use vhost_vdpa\n",
-                dev.name()
-            );
+            // The platform IOMMU translates for it: a domain of the bridge.
+            domain::check(dev)?;
+            return Ok(DmaMode::Pa);
         }
         Err(eopnotsupp())
     }
@@ -989,6 +1029,7 @@ struct Bound {
     _reg: Registration<BridgeParent>,
     mode: DmaMode,
     pinned: Arc<AtomicUsize>,
+    irqs: Arc<irqs::IrqStats>,
 }
 
 /// `dma_mode` of a bound vDPA device: `va` or `pa`. Read-only; shown
@@ -1022,8 +1063,23 @@ impl sysfs::Attribute<vdpa::Bound<Bridge>> for PinnedAttr {
     }
 }
 
+/// `vq_irqs` of a bound vDPA device: the queue callbacks it made since it
+/// was bound, and how many of them ran in a hard IRQ handler (`irqs.rs`).
+/// Read-only, for tests and debugging.
+struct VqIrqsAttr;
+
+#[vtable]
+impl sysfs::Attribute<vdpa::Bound<Bridge>> for VqIrqsAttr {
+    const NAME: &'static CStr = c_str!("vq_irqs");
+
+    fn show(b: &Bound) -> Result<CString> {
+        let (calls, hard) = b.irqs.get();
+        CString::try_from_fmt(fmt!("{} {}\n", calls, hard))
+    }
+}
+
 sysfs::attribute_groups! {
-    static GROUPS: vdpa::Bound<Bridge> = [(None, [DmaModeAttr, PinnedAttr])];
+    static GROUPS: vdpa::Bound<Bridge> = [(None, [DmaModeAttr, PinnedAttr, VqIrqsAttr])];
 }
 
 /// The vDPA bus driver.
@@ -1045,18 +1101,23 @@ impl vdpa::Driver for Bridge {
             );
             return Err(EINVAL);
         }
-        // The device reaches no memory until an opener's table arrives.
-        for asid in 0..dev.nas() {
-            dev.clear_map(asid)?;
+        // The device reaches no memory until an opener's table arrives (a
+        // platform-IOMMU device: until an instance's domain maps it).
+        if !dev.uses_platform_iommu() {
+            for asid in 0..dev.nas() {
+                dev.clear_map(asid)?;
+            }
         }
         let name = CString::try_from_fmt(fmt!("vhost_mdev_vdpa-{}", dev.name()))?;
         let pinned = Arc::new(AtomicUsize::new(0), GFP_KERNEL)?;
+        let irqs = Arc::new(irqs::IrqStats::default(), GFP_KERNEL)?;
         // SAFETY: the registration, which owns the context, is dropped in
         // `remove` (dropping `Bound`).
         let ctx = Ctx {
             vdpa: unsafe { vdpa::DeviceRef::new(dev) },
             mode,
             pinned: pinned.clone(),
+            irqs: irqs.clone(),
         };
         let types = [TypeInfo {
             sysfs_name: c_str!("bridge"),
@@ -1081,10 +1142,10 @@ impl vdpa::Driver for Bridge {
             dev.name(),
             nvqs,
             dev.nas(),
-            if mode == DmaMode::Va {
-                "VA mode"
-            } else {
-                "PA mode"
+            match mode {
+                DmaMode::Va => "VA mode",
+                DmaMode::Pa if dev.uses_platform_iommu() => "PA mode, IOMMU domain of the bridge",
+                DmaMode::Pa => "PA mode",
             }
         );
         Ok(KBox::new(
@@ -1092,6 +1153,7 @@ impl vdpa::Driver for Bridge {
                 _reg: reg,
                 mode,
                 pinned,
+                irqs,
             },
             GFP_KERNEL,
         )?)

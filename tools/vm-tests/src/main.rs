@@ -24,12 +24,13 @@ mod sample;
 mod stress;
 mod tests;
 mod util;
+mod vp_vdpa;
 
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, BRIDGE_BLK, BRIDGE_PA, C_PARENT, DIFFERENTIAL, STRESS, TESTS};
+use tests::{Test, BRIDGE, BRIDGE_BLK, BRIDGE_PA, C_PARENT, DIFFERENTIAL, STRESS, TESTS, VP_VDPA};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
@@ -37,7 +38,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
     "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk
-                         | --bridge-pa | --differential]
+                         | --bridge-pa | --differential | --vp-vdpa | --hub-check]
                         [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
@@ -51,13 +52,29 @@ vhost_mdev_vdpa), --bridge-blk those on a vdpa_sim_blk device bound to
 it, --bridge-pa those of PA mode (a vdpa_sim_net device of vdpa_sim
 use_va=0); --differential compares a vdpa_sim_net device bound to the bridge
 with one bound to vhost_vdpa, request by request (tests/vm/bridge.sh
-sets both up); --list prints the selection.";
+sets both up); --vp-vdpa runs those of a vp_vdpa device bound to it
+(tests/vm/vp-vdpa.sh, on scripts/vm --machine q35-iommu), and
+--hub-check, alone, checks that the two NICs of that machine reach each
+other; --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--hold-fds") {
         return lifecycle::hold_fds(&args[2..]);
+    }
+    // The two NICs of `scripts/vm --machine q35-iommu` reach each other.
+    if args.get(1).map(String::as_str) == Some("--hub-check") {
+        return match vp_vdpa::hub_check() {
+            Ok(()) => {
+                println!("PASS: vp_vdpa_hub_path");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("FAIL: vp_vdpa_hub_path: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let mut list = false;
     let mut quick = false;
@@ -66,6 +83,7 @@ fn main() -> ExitCode {
     let mut bridge = false;
     let mut bridge_blk = false;
     let mut bridge_pa = false;
+    let mut vp = false;
     let mut differential = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
@@ -77,6 +95,7 @@ fn main() -> ExitCode {
             "--bridge" => bridge = true,
             "--bridge-blk" => bridge_blk = true,
             "--bridge-pa" => bridge_pa = true,
+            "--vp-vdpa" => vp = true,
             "--differential" => differential = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -99,6 +118,8 @@ fn main() -> ExitCode {
         BRIDGE_BLK
     } else if bridge_pa {
         BRIDGE_PA
+    } else if vp {
+        VP_VDPA
     } else if differential {
         DIFFERENTIAL
     } else {
@@ -129,7 +150,7 @@ fn main() -> ExitCode {
     }
 
     util::QUICK.store(quick, std::sync::atomic::Ordering::Relaxed);
-    let found = if bridge || bridge_blk || bridge_pa || differential {
+    let found = if bridge || bridge_blk || bridge_pa || vp || differential {
         Env::discover_bridge()
     } else {
         Env::discover()

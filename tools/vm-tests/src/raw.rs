@@ -41,6 +41,10 @@ pub struct RawOpts {
     /// Send the memory table of both queues before DRIVER_OK (as the
     /// library's drivers do); without it the start sends none.
     pub mem_table: bool,
+    /// Feature bits not to ask for (of those asked by default: a device
+    /// that does not offer one, as QEMU's virtio-net-pci without
+    /// `host_mtu` does not offer MTU).
+    pub drop_features: u64,
 }
 
 impl Default for RawOpts {
@@ -54,6 +58,7 @@ impl Default for RawOpts {
             iova: 0x2000_0000,
             post_rx: true,
             mem_table: false,
+            drop_features: 0,
         }
     }
 }
@@ -93,6 +98,7 @@ impl<'a> RawNet<'a> {
         if o.indirect {
             want |= 1 << VIRTIO_RING_F_INDIRECT_DESC;
         }
+        want &= !o.drop_features;
         let features = negotiate(dev, want).ctx("negotiate")?;
         check!(
             features == want,

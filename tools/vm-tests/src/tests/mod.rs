@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, diff, lifecycle, sample};
+use crate::{blk, bridge, cparent, diff, lifecycle, sample, vp_vdpa};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -98,6 +98,15 @@ pub const C_PARENT: &[Test] = &[
 
 /// The tests of the vDPA bridge (`--bridge`).
 pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
+
+/// `vp_vdpa` on a virtio-net-pci NIC behind the VM's intel-iommu, bound
+/// to the bridge (`--vp-vdpa`, tests/vm/vp-vdpa.sh on `scripts/vm
+/// --machine q35-iommu`).
+pub const VP_VDPA: &[Test] = &[
+    t!("vp_vdpa_device", true, vp_vdpa::device),
+    t!("vp_vdpa_traffic_iommufd", true, vp_vdpa::traffic),
+    t!("vp_vdpa_unmap_running", true, vp_vdpa::unmap_running),
+];
 
 /// The tests of the vDPA bridge's PA mode (`--bridge-pa`: a vdpa_sim_net
 /// device of `vdpa_sim use_va=0`).
