@@ -430,9 +430,8 @@ fn remove(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
     let holders = sysfs.holders(&inst)?;
     if let Some(h) = holders.first() {
         return Err(Error::InUse(format!(
-            "instance {uuid} is in use by pid {} ({}) through {}: stop that process first \
-             (removal would wait until it closes the device)",
-            h.pid, h.comm, h.node
+            "instance {uuid} is in use by {h}: stop that process first (removal would wait \
+             until it closes the device)"
         )));
     }
     sysfs.remove(uuid)?;
