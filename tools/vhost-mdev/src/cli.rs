@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-//! The command line of `vhost-mdev`: its clap definitions.
+//! The command line of `vhost-mdev`: its clap definitions, shared by the
+//! binary and by build.rs, which generates the man pages and the shell
+//! completions from them.
 
 use std::path::PathBuf;
 
@@ -367,4 +369,20 @@ pub struct RingArgs {
     /// flight on each pair and reports the frames of each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub pairs: u16,
+}
+
+/// Not a command of the CLI (so in neither the man pages nor the
+/// completions): `vhost-mdev install-assets DIR`, which `make install`
+/// runs, writes the man pages and shell completions that build.rs
+/// generated.
+#[derive(Parser, Debug)]
+#[command(name = "vhost-mdev install-assets")]
+pub struct InstallAssets {
+    /// The share directory (e.g. /usr/local/share): man/man1/,
+    /// bash-completion/completions/, zsh/site-functions/,
+    /// fish/vendor_completions.d/ below it.
+    pub dir: PathBuf,
+    /// Print the paths (relative to DIR) instead of writing the files.
+    #[arg(long)]
+    pub list: bool,
 }

@@ -13,6 +13,11 @@ use uuid::Uuid;
 mod cli;
 use cli::*;
 
+/// The man pages and completions build.rs generated (`ASSETS`).
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
 use vhost_mdev::blk::{self, BlkConfig, BlkDriver, BlkDriverConfig, VIRTIO_ID_BLOCK};
 use vhost_mdev::bridge::{self, bridge_parent_name, bridge_type_id, VdpaDevice};
 use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
@@ -951,6 +956,23 @@ fn link(sysfs: &Sysfs, uuid: &Uuid, state: LinkState) -> Result<()> {
     Ok(())
 }
 
+fn install_assets(a: &InstallAssets) -> Result<()> {
+    for (rel, data) in assets::ASSETS {
+        let path = a.dir.join(rel);
+        if a.list {
+            println!("{}", path.display());
+            continue;
+        }
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("mkdir {}", d.display()), &e))?;
+        }
+        std::fs::write(&path, data)
+            .map_err(|e| Error::io(format!("write {}", path.display()), &e))?;
+    }
+    Ok(())
+}
+
 fn bench(
     sysfs: &Sysfs,
     a: &DeviceArgs,
@@ -1103,7 +1125,15 @@ fn hint(e: &Error) -> Option<&'static str> {
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's), --help and --version with 0.
-    match run(Cli::parse()) {
+    let r = if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "install-assets")
+    {
+        install_assets(&InstallAssets::parse_from(std::env::args_os().skip(1)))
+    } else {
+        run(Cli::parse())
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vhost-mdev: error: {e}");
@@ -1279,6 +1309,38 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["vhost-mdev", "config", "set", u, "--mtu", "x"]).is_err());
+    }
+
+    #[test]
+    fn generated_assets_cover_every_command_and_shell() {
+        let names: Vec<&str> = assets::ASSETS.iter().map(|(n, _)| *n).collect();
+        for want in [
+            "man/man1/vhost-mdev.1",
+            "man/man1/vhost-mdev-list.1",
+            "man/man1/vhost-mdev-list-instances.1",
+            "man/man1/vhost-mdev-config-set.1",
+            "man/man1/vhost-mdev-remove.1",
+            "bash-completion/completions/vhost-mdev",
+            "zsh/site-functions/_vhost-mdev",
+            "fish/vendor_completions.d/vhost-mdev.fish",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+        // The hidden command is in neither.
+        assert!(!names.iter().any(|n| n.contains("install-assets")));
+        let top = assets::ASSETS
+            .iter()
+            .find(|(n, _)| *n == "man/man1/vhost-mdev.1")
+            .map(|(_, d)| String::from_utf8_lossy(d))
+            .unwrap();
+        assert!(top.contains("EXIT STATUS") && top.contains("no available instances"));
+        let bash = assets::ASSETS
+            .iter()
+            .find(|(n, _)| n.starts_with("bash"))
+            .map(|(_, d)| String::from_utf8_lossy(d))
+            .unwrap();
+        assert!(bash.contains("--queue-pairs") && !bash.contains("install-assets"));
+        assert!(Cli::try_parse_from(["vhost-mdev", "install-assets", "/tmp"]).is_err());
     }
 
     #[test]

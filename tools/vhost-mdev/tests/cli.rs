@@ -271,3 +271,24 @@ fn create_config_set_and_link_write_the_attributes() {
     assert_eq!(read("remove"), "1");
     fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn install_assets_writes_man_pages_and_completions() {
+    let dir = std::env::temp_dir().join(format!("vhost-mdev-assets-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_vhost-mdev"))
+        .arg("install-assets")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let page = fs::read_to_string(dir.join("man/man1/vhost-mdev.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(dir.join("man/man1/vhost-mdev-info.1").is_file());
+    assert!(dir.join("bash-completion/completions/vhost-mdev").is_file());
+    assert!(dir.join("zsh/site-functions/_vhost-mdev").is_file());
+    assert!(dir
+        .join("fish/vendor_completions.d/vhost-mdev.fish")
+        .is_file());
+    fs::remove_dir_all(dir).unwrap();
+}
