@@ -441,13 +441,34 @@ fn remove(sysfs: &Sysfs, uuid: &Uuid, wait: bool, force: bool, timeout: u64) -> 
     let holders = sysfs.holders(&inst)?;
     if let Some(h) = holders.first() {
         if force {
-            notify(&format!(
-                "instance {uuid} is in use by {h}: ending it (SIGTERM, SIGKILL after {timeout} s)"
-            ));
-            signal(h, libc::SIGTERM, "TERM")?;
+            // Only a process that has the device's nodes open: the opener
+            // the core names may have passed the device on (and be
+            // something else entirely now), or live in another PID
+            // namespace.
+            let victims = if h.node.is_some() || sysfs.holds(&inst, h.pid) {
+                vec![h.clone()]
+            } else {
+                sysfs.scan_holders(&inst)?
+            };
+            if victims.is_empty() {
+                return Err(Error::InUse(format!(
+                    "instance {uuid} was opened by {h}, but no process has its VFIO nodes \
+                     open (the device fd was passed on, or that pid is of another PID \
+                     namespace): stop its VMM yourself, then `vhost-mdev remove {uuid}`"
+                )));
+            }
+            for v in &victims {
+                notify(&format!(
+                    "instance {uuid} is in use by {v}: ending it (SIGTERM, SIGKILL after \
+                     {timeout} s)"
+                ));
+                signal(v, libc::SIGTERM, "TERM")?;
+            }
             if !wait_released(sysfs, &inst, Duration::from_secs(timeout))? {
-                notify(&format!("pid {} still holds {uuid}: SIGKILL", h.pid));
-                signal(h, libc::SIGKILL, "KILL")?;
+                for v in &victims {
+                    notify(&format!("pid {} still holds {uuid}: SIGKILL", v.pid));
+                    signal(v, libc::SIGKILL, "KILL")?;
+                }
                 if !wait_released(sysfs, &inst, Duration::from_secs(10))? {
                     return Err(Error::InUse(format!(
                         "instance {uuid} is still in use by {h} after SIGKILL: it may be \

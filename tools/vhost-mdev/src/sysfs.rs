@@ -438,6 +438,12 @@ impl Sysfs {
                 .into_iter()
                 .collect());
         }
+        self.scan_holders(inst)
+    }
+
+    /// The device nodes of an instance, as `/proc/PID/fd` links show them:
+    /// its group node and its cdev.
+    fn nodes(inst: &Instance) -> Vec<String> {
         let mut nodes = Vec::new();
         if let Some(g) = inst.iommu_group {
             nodes.push(format!("/dev/vfio/{g}"));
@@ -445,7 +451,29 @@ impl Sysfs {
         if let Some(c) = &inst.vfio_cdev {
             nodes.push(format!("/dev/vfio/devices/{c}"));
         }
-        self.node_holders(&nodes)
+        nodes
+    }
+
+    /// The processes that have the instance's group node or cdev open,
+    /// found by scanning `/proc/*/fd` (slow with many processes; misses
+    /// the processes of other users when run unprivileged).
+    pub fn scan_holders(&self, inst: &Instance) -> Result<Vec<Holder>> {
+        self.node_holders(&Self::nodes(inst))
+    }
+
+    /// Whether process `pid` has the instance's group node or cdev open
+    /// (what the core's `holder` names is the opener, which may have
+    /// passed the device on, or be in another PID namespace).
+    pub fn holds(&self, inst: &Instance, pid: u32) -> bool {
+        let nodes = Self::nodes(inst);
+        let Ok(fds) = fs::read_dir(self.path("proc").join(pid.to_string()).join("fd")) else {
+            return false;
+        };
+        fds.filter_map(|f| f.ok()).any(|fd| {
+            fs::read_link(fd.path())
+                .map(|t| nodes.iter().any(|n| *n == t.to_string_lossy()))
+                .unwrap_or(false)
+        })
     }
 
     /// Instance `uuid` again, with its status as of now.

@@ -184,6 +184,15 @@ fn exit_statuses_are_distinct_and_errors_say_what_to_do() {
         e.contains("pid 4243 (bash)") && e.contains("--wait") && e.contains("--force"),
         "{e}"
     );
+    // --force ends only a process that has the device's nodes open: the
+    // fixture's pid 4243 has not (and no other has), so nothing is
+    // signalled (pids are the host's: a test must never reach kill()).
+    let o = run(&f, &["remove", NEW, "--force", "--timeout", "1"]);
+    assert_eq!(code(&o), 4, "{o:?}");
+    assert!(
+        stderr(&o).contains("no process has its VFIO nodes open"),
+        "{o:?}"
+    );
     // Open: config set refuses.
     let o = run(&f, &["config", "set", NEW, "--mtu", "1400"]);
     assert_eq!(code(&o), 4, "{o:?}");
