@@ -114,3 +114,42 @@ impl Reservoir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_valid_for_every_value() {
+        let mut r = BenchResult {
+            packets: u64::MAX,
+            bytes: 0,
+            seconds: 1.5,
+            pps: f64::NAN,
+            gbps: f64::INFINITY,
+            p50_us: f64::NEG_INFINITY,
+            p90_us: 0.0,
+            p99_us: 1e300,
+            p999_us: -0.0,
+            max_us: 2.25,
+            waits: 1,
+            wait_timeouts: 2,
+            late_irqs: 3,
+            busy_poll: true,
+            no_yield: false,
+            packed: true,
+            pair_packets: vec![7, 8],
+        };
+        let j = r.to_json();
+        assert!(!j.contains('\n'), "{j}");
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["packets"], u64::MAX);
+        assert!(v["pps"].is_null() && v["gbps"].is_null() && v["p50_us"].is_null());
+        assert_eq!(v["max_us"], 2.25);
+        assert_eq!(v["pairs"], 2);
+        assert_eq!(v["pair_packets"], serde_json::json!([7, 8]));
+        r.pair_packets.clear();
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["pairs"], 0);
+    }
+}
