@@ -5,8 +5,10 @@
 #
 #   make                 build the modules against $(KDIR) (default: the
 #                        running kernel's build tree), after checking it
-#   make install         modules_install + depmod, the uAPI header and the
-#                        vhost-mdev CLI (INSTALL_MOD_PATH, DESTDIR, PREFIX)
+#   make install         modules_install + depmod, the uAPI header, the
+#                        vhost-mdev CLI with its man pages and bash, zsh
+#                        and fish completions (INSTALL_MOD_PATH, DESTDIR,
+#                        PREFIX)
 #   make uninstall       undo make install
 #   make demo            set up, build the test kernel, boot it, create an
 #                        instance and move packets (the README's first command)
@@ -55,6 +57,9 @@ tools:
 install: modules_install tools
 	install -D -m 0644 include/uapi/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h
 	install -D -m 0755 target/release/vhost-mdev $(DESTDIR)$(PREFIX)/bin/vhost-mdev
+	# The man pages and completions build.rs generated from the clap
+	# definitions (the binary carries them).
+	target/release/vhost-mdev install-assets $(DESTDIR)$(PREFIX)/share
 
 uninstall:
 	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev.ko \
@@ -63,7 +68,12 @@ uninstall:
 	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_blk.ko \
 	      $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev_vdpa.ko
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KRELEASE)
-	rm -f $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/bin/vhost-mdev
+	rm -f $(DESTDIR)$(PREFIX)/include/linux/vhost_mdev.h $(DESTDIR)$(PREFIX)/bin/vhost-mdev \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/vhost-mdev.1 \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/vhost-mdev-*.1 \
+	      $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vhost-mdev \
+	      $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vhost-mdev \
+	      $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vhost-mdev.fish
 
 clean:
 	-$(KMAKE) clean 2>/dev/null

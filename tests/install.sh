@@ -46,6 +46,12 @@ t "make install into a staging tree (INSTALL_MOD_PATH, DESTDIR)" sh -c "
 	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' install &&
 	test -f '$stage/usr/local/include/linux/vhost_mdev.h' &&
 	test -x '$stage/usr/local/bin/vhost-mdev' &&
+	grep -q 'EXIT STATUS' '$stage/usr/local/share/man/man1/vhost-mdev.1' &&
+	grep -q 'queue.*pairs' '$stage/usr/local/share/man/man1/vhost-mdev-create.1' &&
+	{ ! command -v man >/dev/null || man -l '$stage/usr/local/share/man/man1/vhost-mdev-remove.1' 2>/dev/null | grep -q -- '--force'; } &&
+	bash -c \". '$stage/usr/local/share/bash-completion/completions/vhost-mdev' && complete -p vhost-mdev\" &&
+	test -s '$stage/usr/local/share/zsh/site-functions/_vhost-mdev' &&
+	test -s '$stage/usr/local/share/fish/vendor_completions.d/vhost-mdev.fish' &&
 	grep -q '^updates/vhost_mdev_net.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
 	grep -qx 'updates/vhost_mdev_copy_ceiling.ko:' '$stage'/lib/modules/*/modules.dep &&
 	grep -q '^updates/vhost_mdev_blk.ko: updates/vhost_mdev.ko' '$stage'/lib/modules/*/modules.dep &&
@@ -95,4 +101,8 @@ JOB
 
 t "make uninstall removes what install put" sh -c "
 	make -s -C '$top' KDIR='$kdir' INSTALL_MOD_PATH='$stage' DESTDIR='$stage' uninstall &&
-	! test -e '$stage/usr/local/bin/vhost-mdev' && ! ls '$stage'/lib/modules/*/updates/vhost_mdev*.ko 2>/dev/null"
+	! test -e '$stage/usr/local/bin/vhost-mdev' && ! ls '$stage'/lib/modules/*/updates/vhost_mdev*.ko 2>/dev/null &&
+	! ls '$stage'/usr/local/share/man/man1/vhost-mdev* 2>/dev/null &&
+	! test -e '$stage/usr/local/share/bash-completion/completions/vhost-mdev' &&
+	! test -e '$stage/usr/local/share/zsh/site-functions/_vhost-mdev' &&
+	! test -e '$stage/usr/local/share/fish/vendor_completions.d/vhost-mdev.fish'"

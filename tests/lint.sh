@@ -41,7 +41,7 @@ vhost_mdev/parent.rs :: bindings::(vhost_mdev_(parent_info|device_ops|type_info)
 vhost_mdev/driver.rs :: bindings::(vhost_mdev_parent_info|device)\b :: the C ABI parent info, and the device a parent registers on, that abi.rs hands to the registration
 vhost_mdev/types.rs :: bindings::vhost_mdev_type_info\b :: the C ABI type table entry that parent.rs builds a type from
 vhost_mdev/instance.rs :: bindings::(vhost_mdev_device|mm_struct)\b :: the C ABI handle of an instance, and the opener mm that abi.rs adopts (vhost_mdev_dma_begin)
-vhost_mdev/lifecycle.rs :: bindings::device\b :: of_dev(): the struct device that abi.rs passes (vhost_mdev_priv_from_dev)
+vhost_mdev/lifecycle.rs :: bindings::device\b :: of_dev(): the struct device that abi.rs passes (vhost_mdev_priv_from_dev), and the one sysfs passes to the attributes of the core (sysfs::Owner::from_device)
 samples/vhost_mdev_copy_ceiling/vhost_mdev_copy_ceiling_main.rs :: bindings :: a benchmark aid, not a parent: it times the C copy routines of the data paths (copy_from_user, copy_to_user, memcpy) behind a debugfs file, and is built on no rust/ abstraction
 '
 bindings_outside_rust() {

@@ -17,6 +17,7 @@ use crate::irq::{Irqs, Kick};
 use crate::live;
 use crate::parent::Parent;
 use crate::rings::RingMap;
+use crate::status::Status;
 use crate::transport::Channel;
 use crate::vfio;
 use crate::vfio_ops::VhostVfio;
@@ -61,6 +62,9 @@ pub(crate) struct InstanceState {
     /// [`crate::rings`]).
     #[pin]
     pub(crate) rings: RingMap,
+    /// Who holds the device and whether a removal waits: the core's
+    /// sysfs attributes (`status.rs`).
+    pub(crate) status: Status,
     /// Counts the instance until it is dropped (last: after the rest).
     pub(crate) live: live::Token,
 }

@@ -17,6 +17,8 @@ use crate::mm::MmGrab;
 use crate::parent::Parent;
 use crate::proto;
 use crate::rings::RingMap;
+use crate::status::{self, Backend, Status};
+use crate::sysfs;
 use crate::transport::Channel;
 use crate::vfio;
 use core::ptr;
@@ -42,6 +44,7 @@ pub(crate) fn create(parent: &Parent, mdev: &mdev::Device, type_index: u32) -> R
         mm: AtomicPtr::new(ptr::null_mut()),
         pins <- PinCache::new(),
         rings <- RingMap::new(),
+        status: Status::new(),
         // VFIO drops the state when the last reference goes, however
         // late: module exit waits for it.
         live: live::Token::new(),
@@ -82,16 +85,29 @@ pub(crate) fn create(parent: &Parent, mdev: &mdev::Device, type_index: u32) -> R
     mdev.set_drvdata(ptr::from_ref::<Vdev>(&dev).cast_mut().cast());
 
     let groups = parent.info.dev_groups;
-    if !groups.is_null() {
+    let core_groups = status::GROUPS.as_raw().cast_mut();
+    // SAFETY: the core's groups are `'static` and their callbacks expect a
+    // device of ours (`status::Core`), whose drvdata is set above; removed
+    // in `destroy`.
+    let added = unsafe { mdev.add_groups(core_groups) }.and_then(|()| {
+        if groups.is_null() {
+            return Ok(());
+        }
         // SAFETY: `groups` is a NULL-terminated array of the parent driver
         // that outlives the registration, removed in `destroy`.
-        if let Err(e) = unsafe { mdev.add_groups(groups) } {
-            mdev.set_drvdata(ptr::null_mut());
-            // Before the parent's instance goes: this waits for a user that
-            // opened the device meanwhile to close it.
-            dev.unregister();
-            return Err(e);
+        let r = unsafe { mdev.add_groups(groups) };
+        if r.is_err() {
+            // SAFETY: added just above.
+            unsafe { mdev.remove_groups(core_groups) };
         }
+        r
+    });
+    if let Err(e) = added {
+        mdev.set_drvdata(ptr::null_mut());
+        // Before the parent's instance goes: this waits for a user that
+        // opened the device meanwhile to close it.
+        dev.unregister();
+        return Err(e);
     }
     destroy.dismiss();
     // Our reference goes back in `destroy`.
@@ -132,8 +148,11 @@ pub(crate) unsafe fn destroy(mdev: &mdev::Device) {
         unsafe { mdev.remove_groups(parent.info.dev_groups) };
     }
     // This blocks, calling `request`, until the device is closed; `close`
-    // has reset it by then.
+    // has reset it by then. The core's attributes stay meanwhile: they say
+    // who holds the device and that its removal waits.
     dev.unregister();
+    // SAFETY: added in `create`; no show callback runs after this.
+    unsafe { mdev.remove_groups(status::GROUPS.as_raw().cast_mut()) };
     if let Some(f) = parent.ops().destroy {
         // SAFETY: the device is closed and unregistered: no op or upcall
         // of this instance runs any more.
@@ -192,6 +211,11 @@ pub(crate) fn open(dev: &Vdev) -> Result {
     this.mm.store(mm, Ordering::Release);
     this.pins.open(dev.dma(), dev.iommufd_bound());
     this.device_status.store(0, Ordering::Release);
+    this.status.opened(if dev.iommufd_bound() {
+        Backend::Iommufd
+    } else {
+        Backend::Type1
+    });
     Ok(())
 }
 
@@ -217,4 +241,23 @@ pub(crate) fn close(dev: &Vdev) {
     let mm = this.mm.swap(ptr::null_mut(), Ordering::AcqRel);
     // SAFETY: null or the reference `open` handed over.
     drop(unsafe { MmGrab::from_raw(mm) });
+    this.status.closed();
+}
+
+/// The core's attributes find the device of the instance they are shown
+/// on.
+impl sysfs::Owner for status::Core {
+    type Data = Vdev;
+
+    /// # Safety
+    ///
+    /// `dev` must be the device of one of our mdevs with the core's groups
+    /// (added in `create` after its drvdata, removed in `destroy` before).
+    unsafe fn from_device<'a>(dev: *mut bindings::device) -> Option<&'a Vdev> {
+        // SAFETY: the caller guarantees `dev`; its drvdata is a live
+        // instance while the groups exist.
+        let vdev = unsafe { mdev::drvdata_of(dev) }.cast::<Vdev>();
+        // SAFETY: null or live (above).
+        unsafe { vdev.as_ref() }
+    }
 }

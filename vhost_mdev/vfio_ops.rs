@@ -125,6 +125,7 @@ impl vfio::Driver for VhostVfio {
                 "instance removed while in use: asking the user to release it\n"
             ));
         }
+        dev.data().status.requested(count);
         dev.data().irqs.signal(IRQ_REQ, 0);
     }
 

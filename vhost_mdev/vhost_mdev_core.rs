@@ -23,6 +23,8 @@
 //!   requests on region 0 and as ioctls, kicks on region 1; [`irq`]: IRQ
 //!   eventfds and ioeventfds; [`uapi`]: the region and IRQ layout (from
 //!   [`uapi_h`]);
+//! - [`status`]: the core's sysfs attributes of every instance (`state`,
+//!   `holder`, `backend`, `remove_requested`);
 //! - [`backend`]: the parent's device ops as the model's backend;
 //! - [`abi`]: the exported C ABI for parent drivers;
 //! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
@@ -80,6 +82,9 @@ pub mod proto;
 mod rings;
 #[path = "../rust/spinlock_irq.rs"]
 pub mod spinlock_irq;
+mod status;
+#[path = "../rust/sysfs.rs"]
+pub mod sysfs;
 mod transport;
 mod types;
 mod uapi;

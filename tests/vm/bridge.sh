@@ -41,13 +41,15 @@ t "vdpa bridge: binds only the device whose driver_override names it" sh -c "
 # the device must reach nothing (vhost-mdev-tests --bridge, RawNet).
 t "vdpa bridge: no memory table, no DMA; a late table is refused (EBUSY)" \
 	vhost-mdev-tests --bridge
-t "vdpa bridge: one instance; a second is refused" sh -c "
+t "vdpa bridge: one instance; a second is refused (vhost-mdev create: exit 6)" sh -c "
 	. $TOP/tests/vm/lib.sh
 	echo $UV >$BTYPE/create || exit 1
 	eq \"\$(cat $BTYPE/available_instances)\" 0 || exit 1
-	! echo 77777777-0000-0000-0000-000000000002 >$BTYPE/create 2>/dev/null"
-t "vdpa bridge: vhost-mdev info shows vdpa_sim_net's id and MAC" sh -c "
-	out=\$(vhost-mdev info $UV) || exit 1
+	! echo 77777777-0000-0000-0000-000000000002 >$BTYPE/create 2>/dev/null || exit 1
+	vhost-mdev create -p vhost_mdev_vdpa-vdpa1 -t vhost_mdev_vdpa-vdpa1-bridge 2>/tmp/na.err; rc=\$?
+	[ \$rc = 6 ] && grep -q 'no available instances' /tmp/na.err || { echo \"rc \$rc\"; cat /tmp/na.err; exit 1; }"
+t "vdpa bridge: vhost-mdev probe shows vdpa_sim_net's id and MAC" sh -c "
+	out=\$(vhost-mdev probe $UV) || exit 1
 	echo \"\$out\" | grep -qx 'virtio device id: 1 (net)' &&
 	echo \"\$out\" | grep -qi 'mac.*$BMAC' || { echo \"\$out\"; exit 1; }"
 # ping checks that every frame comes back byte-identical and in order.
@@ -105,9 +107,9 @@ t "vdpa bridge blk: vdpa_sim_blk loads; vdpa2 bound to the bridge" sh -c "
 # bad requests (IOERR past the capacity and for unknown types).
 t "vdpa bridge blk: requests and errors over type1 and iommufd (vhost-mdev-tests)" \
 	vhost-mdev-tests --bridge-blk
-t "vdpa bridge blk: vhost-mdev info shows vdpa_sim_blk's id, queue and capacity" sh -c "
+t "vdpa bridge blk: vhost-mdev probe shows vdpa_sim_blk's id, queue and capacity" sh -c "
 	echo $UVB >$B2TYPE/create || exit 1
-	out=\$(vhost-mdev info $UVB) || exit 1
+	out=\$(vhost-mdev probe $UVB) || exit 1
 	echo \"\$out\" | grep -qx 'virtio device id: 2 (block)' &&
 	echo \"\$out\" | grep -qx 'queues: 1' &&
 	echo \"\$out\" | grep -qx 'config size: 96' &&

@@ -41,9 +41,9 @@ done
 # A process without access to the device nodes cannot reach the device.
 u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
 t "an unprivileged process cannot open the device (group node, cdev)" sh -c "
-	! setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev info $u >/tmp/np.out 2>&1 &&
+	! setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev probe $u >/tmp/np.out 2>&1 &&
 	grep -qi 'permission' /tmp/np.out &&
-	! setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev info $u --iommufd >/dev/null 2>&1"
+	! setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev probe $u --iommufd >/dev/null 2>&1"
 echo 1 >/sys/bus/mdev/devices/$u/remove
 
 run vhost-mdev-fuzz stress --cycles "$cycles"

@@ -40,13 +40,13 @@ load_kernel_modules || { echo "FAIL: loading VFIO/mdev modules"; exit 1; }
 load_ours || { echo "FAIL: loading vhost_mdev modules"; exit 1; }
 uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || { echo "FAIL: create instance"; exit 1; }
 dev=/sys/bus/mdev/devices/$uuid
-devinfo=$(vhost-mdev info "$uuid")
+devinfo=$(vhost-mdev probe "$uuid")
 mac=$(echo "$devinfo" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
 dev_mtu=$(echo "$devinfo" | sed -n 's/^mtu: *//p')
 dev_features=$(echo "$devinfo" | sed -n 's/^features: *//p')
 info "instance $uuid, MAC $mac, MTU $dev_mtu, features $dev_features"
-[ -n "$mac" ] || fail "no MAC in 'vhost-mdev info $uuid'"
-[ -n "$dev_mtu" ] && [ -n "$dev_features" ] || fail "no MTU or features in 'vhost-mdev info $uuid'"
+[ -n "$mac" ] || fail "no MAC in 'vhost-mdev probe $uuid'"
+[ -n "$dev_mtu" ] && [ -n "$dev_features" ] || fail "no MTU or features in 'vhost-mdev probe $uuid'"
 # The feature bits the vhost-vfio client implements on the device
 # (VHOST_VFIO_NET_FEATURES in net/vhost-vfio.c): a guest may only see those
 # the device also offers, and only those reach the device...
@@ -664,7 +664,7 @@ bridge_phase() {
 		return
 	fi
 	bdev=/sys/bus/mdev/devices/$BUUID
-	out=$(vhost-mdev info $BUUID)
+	out=$(vhost-mdev probe $BUUID)
 	bfeatures=$(echo "$out" | sed -n 's/^features: *//p')
 	info "vDPA bridge: $BNAME (vdpa_sim_net, MAC $BMAC) behind instance $BUUID, features $bfeatures"
 	l2_start "${L2COMMON[@]}" -smp 1 \

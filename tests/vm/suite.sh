@@ -116,9 +116,18 @@ D2=/sys/bus/mdev/devices/$U2
 t "CLI: mdevctl start, vhost-mdev list shows the instance" sh -c "
 	mdevctl start -u $U2 -p vhost_mdev_net --type $TYPE && test -d $D2 &&
 	vhost-mdev list | grep -q '$U2.*free'"
-t "CLI: vhost-mdev info" sh -c "
+t "CLI: vhost-mdev info -j from sysfs: closed, no holder, the sample's config" sh -c "
+	vhost-mdev info $U2 -j | jq -e '(.state == \"closed\") and (.holder == null) and
+		(.backend == null) and (.remove_requested == 0) and (.device_api == \"vfio-vhost\") and
+		(.config.mac == \"02:33:33:33:33:44\") and (.config.mtu == \"1500\") and
+		(.config.queue_pairs == \"1\") and (.config | has(\"state\") | not)' >/dev/null ||
+		{ vhost-mdev info $U2 -j; exit 1; }
+	vhost-mdev list -j | jq -e '.parents | map(.name) | index(\"vhost_mdev_net\") != null' >/dev/null &&
+	vhost-mdev list types -j | jq -e 'map(select(.device_api == \"vfio-vhost\")) | length > 0' >/dev/null &&
+	vhost-mdev list instances | grep -q '^$U2 .*: free\$'"
+t "CLI: vhost-mdev probe (opens the device)" sh -c "
 	. $TOP/tests/vm/lib.sh
-	out=\$(vhost-mdev info $U2) || exit 1
+	out=\$(vhost-mdev probe $U2) || exit 1
 	echo \"\$out\" | grep -qx 'virtio device id: 1 (net)' &&
 	echo \"\$out\" | grep -qx 'mac: 02:33:33:33:33:44' &&
 	echo \"\$out\" | grep -qx 'mtu: 1500' &&
@@ -142,11 +151,35 @@ t "CLI: vhost-mdev remove refuses while another process holds the device" sh -c 
 		sleep 0.05
 	done
 	out=\$(vhost-mdev remove $U2 2>&1); rc=\$?
+	# While held: the views name the holder (unprivileged too), config
+	# set is refused, the link changes.
+	r=0
+	vhost-mdev info $U2 --json | jq -e \".state == \\\"open\\\" and .holder.pid == \$pid and
+		.backend == \\\"type1\\\" and .holder.comm == \\\"vhost-mdev\\\"\" >/dev/null ||
+		{ vhost-mdev info $U2 -j; r=1; }
+	setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev list instances |
+		grep -q \"^$U2 .*in use by pid \$pid\" || { echo 'unprivileged list misses the holder'; r=1; }
+	vhost-mdev config set $U2 --mtu 1400 2>/tmp/cs.err; c=\$?
+	[ \$c = 4 ] && grep -q 'stop that process' /tmp/cs.err || { echo \"config set on open: \$c\"; cat /tmp/cs.err; r=1; }
+	vhost-mdev link $U2 down && [ \$(cat $D2/link) = 0 ] && vhost-mdev link $U2 up &&
+		[ \$(cat $D2/link) = 1 ] || { echo 'link down/up while open'; r=1; }
 	kill \$pid; wait \$pid
+	[ \$r = 0 ] || exit 1
 	[ \$held = 1 ] || { echo \"vhost-mdev list never showed pid \$pid holding $U2\"; exit 1; }
-	[ \$rc != 0 ] || { echo \"remove succeeded while pid \$pid held the device\"; exit 1; }
+	[ \$rc = 4 ] || { echo \"remove exited \$rc while pid \$pid held the device\"; exit 1; }
 	echo \"\$out\" | grep -q \"pid \$pid\" || { echo \"message does not name pid \$pid: \$out\"; exit 1; }
 	test -d $D2 || { echo 'the instance is gone'; exit 1; }"
+t "CLI: exit statuses: not found, usage, permission; stats -j per pair" sh -c "
+	vhost-mdev info 00000000-0000-4000-8000-000000000000 2>/dev/null; c1=\$?
+	vhost-mdev info not-a-uuid 2>/dev/null; c2=\$?
+	setpriv --reuid=65534 --regid=65534 --clear-groups vhost-mdev config set $U2 --mtu 1400 2>/tmp/perm.err; c3=\$?
+	vhost-mdev config set $U2 --mtu 10 2>/dev/null; c4=\$?
+	[ \$c1.\$c2.\$c3.\$c4 = 3.2.5.2 ] || { echo \"exit statuses \$c1.\$c2.\$c3.\$c4\"; cat /tmp/perm.err; exit 1; }
+	grep -q 'run as root' /tmp/perm.err || { cat /tmp/perm.err; exit 1; }
+	vhost-mdev config set $U2 --mtu 1400 && [ \$(cat $D2/mtu) = 1400 ] &&
+		vhost-mdev config set $U2 --mtu 1500 || exit 1
+	vhost-mdev stats $U2 -j | jq -e '(.counters.tx_packets > 250) and (.pairs | length == 1) and
+		(.pairs[0].tx_packets == .counters.tx_packets)' >/dev/null || { vhost-mdev stats $U2 -j; exit 1; }"
 t "CLI: vhost-mdev bench --json prints packets/s" sh -c "
 	out=\$(vhost-mdev bench $U2 --seconds 1 --json) || exit 1
 	echo \"\$out\" | jq -e '(.pps > 0) and (.packets > 0) and (.seconds >= 1) and (.bytes > 0)' >/dev/null ||
@@ -181,8 +214,42 @@ t "CLI: vhost-mdev ping and bench drive vdpa_sim_net through vhost-vdpa" sh -c "
 	exit \$r"
 # The vDPA bridge on vdpa_sim_net (tests/vm/bridge.sh).
 . "$TOP/tests/vm/bridge.sh"
-t "CLI: vhost-mdev remove, then mdevctl no longer lists it" sh -c "
-	vhost-mdev remove $U2 && ! test -d $D2 && ! mdevctl list | grep -q $U2"
+U3=33333333-4444-5555-6666-000000000003
+t "CLI: create -p -t -u with --mac --mtu --queue-pairs; remove --force ends the holder" sh -c "
+	. $TOP/tests/vm/lib.sh
+	eq \"\$(vhost-mdev create -p vhost_mdev_net -t $TYPE -u $U3 --mac 02:00:00:00:03:03 --mtu 9000 --queue-pairs 2)\" $U3 || exit 1
+	vhost-mdev info $U3 -j | jq -e '.config.mac == \"02:00:00:00:03:03\" and .config.mtu == \"9000\" and
+		.config.queue_pairs == \"2\"' >/dev/null || { vhost-mdev info $U3; exit 1; }
+	vhost-mdev bench $U3 --seconds 60 --iommufd >/dev/null 2>&1 &
+	pid=\$!
+	for i in \$(seq 200); do [ \"\$(cat /sys/bus/mdev/devices/$U3/holder)\" = \$pid ] && break; sleep 0.05; done
+	eq \"\$(cat /sys/bus/mdev/devices/$U3/backend)\" iommufd || { kill \$pid; exit 1; }
+	out=\$(vhost-mdev remove $U3 --force --timeout 5 2>&1) || { echo \"\$out\"; kill \$pid; exit 1; }
+	echo \"\$out\" | grep -q \"in use by pid \$pid (vhost-mdev)\" || { echo \"\$out\"; exit 1; }
+	wait \$pid; ! kill -0 \$pid 2>/dev/null && ! test -d /sys/bus/mdev/devices/$U3"
+t "CLI: remove --wait: the core says a removal waits, until the holder closes" sh -c "
+	. $TOP/tests/vm/lib.sh
+	# The device's own directory: the kernel takes the bus link away
+	# while the removal waits.
+	R=\$(readlink -f $D2)
+	vhost-mdev bench $U2 --seconds 6 >/dev/null 2>&1 &
+	pid=\$!
+	for i in \$(seq 200); do [ \"\$(cat \$R/holder)\" = \$pid ] && break; sleep 0.05; done
+	eq \"\$(cat \$R/remove_requested)\" 0 || exit 1
+	vhost-mdev remove $U2 --wait 2>/tmp/rw.err & rp=\$!
+	seen=0
+	for i in \$(seq 60); do
+		[ \"\$(cat \$R/state 2>/dev/null)\" = removing ] && [ \"\$(cat \$R/remove_requested)\" -ge 1 ] &&
+			vhost-mdev info $U2 -j | jq -e \".state == \\\"removing\\\" and .holder.pid == \$pid\" >/dev/null &&
+			{ seen=1; break; }
+		sleep 0.05
+	done
+	wait \$rp; rc=\$?; wait \$pid
+	[ \$seen = 1 ] || { echo 'state never said removing'; exit 1; }
+	[ \$rc = 0 ] && grep -q \"in use by pid \$pid\" /tmp/rw.err || { echo \"rc \$rc\"; cat /tmp/rw.err; exit 1; }
+	! test -d \$R && ! mdevctl list | grep -q $U2"
+t "CLI: vhost-mdev remove of a removed instance: not found" sh -c "
+	vhost-mdev remove $U2 2>/dev/null; [ \$? = 3 ] && ! mdevctl list | grep -q $U2"
 
 # The second sample parent, a virtio-blk RAM disk: the blk_ tests of
 # vhost-mdev-tests drive it (the others pick the loopback's type).
@@ -195,10 +262,10 @@ t "vhost_mdev_blk loads with max_instances=4" sh -c "
 	eq \"\$(cat $BLKTYPE/name)\" 'virtio-blk RAM disk' &&
 	eq \"\$(cat $BLKTYPE/available_instances)\" 4"
 UB=66666666-0000-0000-0000-000000000001
-t "CLI: vhost-mdev info, blk check and blk id on the blk sample" sh -c "
+t "CLI: vhost-mdev probe, blk check and blk id on the blk sample" sh -c "
 	. $TOP/tests/vm/lib.sh
 	echo $UB >$BLKTYPE/create || exit 1
-	out=\$(vhost-mdev info $UB) || exit 1
+	out=\$(vhost-mdev probe $UB) || exit 1
 	echo \"\$out\" | grep -qx 'virtio device id: 2 (block)' &&
 	echo \"\$out\" | grep -qx 'capacity: 2048 sectors' &&
 	echo \"\$out\" | grep -qx 'read-only: 0' || { echo \"\$out\"; exit 1; }
@@ -246,7 +313,8 @@ t "C parent: registers on its own device; instances carry its attributes" sh -c 
 	echo $UC >\$T/create || exit 1
 	D=/sys/bus/mdev/devices/$UC
 	case \$(readlink -f \$D) in $CP/*) ;; *) echo \"instance at \$(readlink -f \$D)\"; exit 1 ;; esac
-	vhost-mdev info $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
+	vhost-mdev probe $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
+	vhost-mdev info $UC -j | jq -e '.config.nvqs == \"2\" and .state == \"closed\"' >/dev/null || { vhost-mdev info $UC; exit 1; }
 	grep -qx 'virtio device id: 1 (net)' /tmp/cp.info && grep -qx 'queues: 2' /tmp/cp.info &&
 	grep -qx 'max queue size: 256' /tmp/cp.info || { cat /tmp/cp.info; exit 1; }"
 t "C parent: the queue count is read at every open, 1 to 1024" sh -c "
@@ -254,17 +322,18 @@ t "C parent: the queue count is read at every open, 1 to 1024" sh -c "
 	D=/sys/bus/mdev/devices/$UC
 	for n in 1024 1 513; do
 		echo \$n >\$D/nvqs || exit 1
-		vhost-mdev info $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
+		vhost-mdev probe $UC >/tmp/cp.info 2>&1 || { cat /tmp/cp.info; exit 1; }
 		grep -qx \"queues: \$n\" /tmp/cp.info || { grep queues /tmp/cp.info; exit 1; }
 	done
 	for n in 0 1025; do
 		dmesg -C
 		echo \$n >\$D/nvqs || exit 1
-		vhost-mdev info $UC >/tmp/cp.info 2>&1 && { echo \"opened with \$n queues\"; exit 1; }
+		vhost-mdev probe $UC >/tmp/cp.info 2>&1; rc=\$?
+		[ \$rc = 1 ] || { echo \"opened with \$n queues: exit \$rc (device error: 1)\"; exit 1; }
 		dmesg | grep -q \"a parent instance with \$n virtqueues is refused: the core carries 1 to 1024\" ||
 			{ dmesg | tail -3; exit 1; }
 	done
-	echo 2 >\$D/nvqs && vhost-mdev info $UC | grep -qx 'queues: 2'"
+	echo 2 >\$D/nvqs && vhost-mdev probe $UC | grep -qx 'queues: 2'"
 t "C parent: vq_interrupt from a hard IRQ handler, no lockdep report" sh -c "
 	. $TOP/tests/vm/lib.sh
 	D=/sys/bus/mdev/devices/$UC

@@ -30,7 +30,7 @@ pub fn bridge_type_id(vdpa: &str) -> String {
 }
 
 /// A device of the vDPA bus (`/sys/bus/vdpa/devices/NAME`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VdpaDevice {
     /// The device name (`vdpa dev add ... name NAME`).
     pub name: String,
@@ -116,7 +116,7 @@ fn list_names(dir: &Path) -> Vec<String> {
 
 fn holders_text(h: &[Holder]) -> String {
     h.iter()
-        .map(|h| format!("pid {} ({}) through {}", h.pid, h.comm, h.node))
+        .map(|h| h.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -74,8 +74,8 @@ impl MdevDevice {
             }
             match sysfs.holders(inst).unwrap_or_default().first() {
                 Some(h) => Error::InUse(format!(
-                    "instance {} is in use by pid {} ({}) through {}",
-                    inst.uuid, h.pid, h.comm, h.node
+                    "instance {} is in use by {h}: stop that process first",
+                    inst.uuid
                 )),
                 None => e,
             }

@@ -115,6 +115,47 @@ pub enum Error {
     /// Waiting for the device timed out.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The parent does not offer what was asked (an attribute); the
+    /// message says what it offers.
+    #[error("{0}")]
+    NotOffered(String),
+    /// A type has no room for another instance.
+    #[error("{0}")]
+    NoAvailableInstances(String),
+}
+
+/// What kind of failure an error is: each has its own exit status of the
+/// CLI (see [`Class::exit_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The device, the kernel or the system failed the operation.
+    Device,
+    /// A command line or argument the command does not accept.
+    Usage,
+    /// The parent, type, instance or attribute does not exist.
+    NotFound,
+    /// Another process holds the device, or it is open.
+    Busy,
+    /// Not allowed (EACCES, EPERM).
+    Permission,
+    /// The type has no available instances.
+    NoAvailableInstances,
+}
+
+impl Class {
+    /// The CLI's exit status (documented in Documentation/cli.rst and the
+    /// man page): 1 device error, 2 usage, 3 not found, 4 busy,
+    /// 5 permission denied, 6 no available instances.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Device => 1,
+            Class::Usage => 2,
+            Class::NotFound => 3,
+            Class::Busy => 4,
+            Class::Permission => 5,
+            Class::NoAvailableInstances => 6,
+        }
+    }
 }
 
 impl Error {
@@ -124,6 +165,23 @@ impl Error {
             Error::Request { errno, .. } | Error::Sys { errno, .. } => Some(errno.0),
             Error::Sysfs { source, .. } => source.raw_os_error(),
             _ => None,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn class(&self) -> Class {
+        match self {
+            Error::NotFound(_) | Error::NotOffered(_) => return Class::NotFound,
+            Error::InUse(_) => return Class::Busy,
+            Error::InvalidArgument(_) => return Class::Usage,
+            Error::NoAvailableInstances(_) => return Class::NoAvailableInstances,
+            _ => {}
+        }
+        match self.errno() {
+            Some(libc::EACCES | libc::EPERM) => Class::Permission,
+            Some(libc::EBUSY) => Class::Busy,
+            Some(libc::ENOENT | libc::ENODEV) => Class::NotFound,
+            _ => Class::Device,
         }
     }
 
@@ -150,6 +208,52 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classes_have_distinct_exit_codes() {
+        let sysfs = |e| Error::Sysfs {
+            path: "/sys/x".into(),
+            source: io::Error::from_raw_os_error(e),
+        };
+        let cases = [
+            (Error::Protocol("x".into()), Class::Device),
+            (Error::InvalidArgument("x".into()), Class::Usage),
+            (Error::NotFound("x".into()), Class::NotFound),
+            (Error::NotOffered("x".into()), Class::NotFound),
+            (Error::InUse("x".into()), Class::Busy),
+            (sysfs(libc::EBUSY), Class::Busy),
+            (sysfs(libc::EACCES), Class::Permission),
+            (
+                Error::Sys {
+                    op: "open /dev/vfio/3".into(),
+                    errno: Errno(libc::EPERM),
+                },
+                Class::Permission,
+            ),
+            (sysfs(libc::EIO), Class::Device),
+            (
+                Error::NoAvailableInstances("x".into()),
+                Class::NoAvailableInstances,
+            ),
+        ];
+        for (e, c) in &cases {
+            assert_eq!(e.class(), *c, "{e}");
+        }
+        let mut codes: Vec<u8> = [
+            Class::Device,
+            Class::Usage,
+            Class::NotFound,
+            Class::Busy,
+            Class::Permission,
+            Class::NoAvailableInstances,
+        ]
+        .iter()
+        .map(|c| c.exit_code())
+        .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6]);
+    }
 
     #[test]
     fn display_names_request_and_errno() {

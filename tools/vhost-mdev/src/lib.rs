@@ -40,7 +40,7 @@ pub mod virtq;
 
 pub use backend::VhostBackend;
 pub use device::{MdevDevice, Transport};
-pub use error::{Errno, Error, Result};
+pub use error::{Class, Errno, Error, Result};
 pub use instant::InstantNet;
 pub use sysfs::Sysfs;
 pub use vdpa::VhostVdpa;

@@ -1,226 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! `vhost-mdev`: manage and exercise vhost-mdev instances.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+use serde::Serialize;
 use uuid::Uuid;
+
+mod cli;
+use cli::*;
+
+/// The man pages and completions build.rs generated (`ASSETS`).
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
 
 use vhost_mdev::blk::{self, BlkConfig, BlkDriver, BlkDriverConfig, VIRTIO_ID_BLOCK};
 use vhost_mdev::bridge::{self, bridge_parent_name, bridge_type_id, VdpaDevice};
 use vhost_mdev::driver::{self, BenchOptions, KickMode, NetDriver, NetDriverConfig};
 use vhost_mdev::instant::{InstantOptions, HEAD_COPY};
 use vhost_mdev::net::{NetConfig, FRAME_MAX, NET_CONFIG_LEN};
+use vhost_mdev::sysfs::{Holder, Instance, MdevType, Parent};
 use vhost_mdev::uapi::{feature_names, status_names, VIRTIO_ID_NET};
 use vhost_mdev::{
-    Error, InstantNet, IommuKind, MdevDevice, Result, Sysfs, Transport, VhostBackend, VhostVdpa,
+    Class, Error, InstantNet, IommuKind, MdevDevice, Result, Sysfs, Transport, VhostBackend,
+    VhostVdpa,
 };
-
-/// Manage and exercise vhost-mdev instances (the vhost protocol over VFIO
-/// mediated devices).
-#[derive(Parser, Debug)]
-#[command(name = "vhost-mdev", version, propagate_version = true)]
-struct Cli {
-    /// Root under which /sys, /proc and /dev are looked up (for tests).
-    #[arg(long, global = true, default_value = "/", hide = true)]
-    root: PathBuf,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// List mdev parents, their types and the instances, and the vDPA
-    /// devices (a bridged one with its parent and DMA mode).
-    List,
-    /// Move a vDPA device onto the vDPA bridge (vhost_mdev_vdpa): it
-    /// becomes an mdev parent vhost_mdev_vdpa-NAME with one instance.
-    Attach {
-        /// The vDPA device (`vdpa dev show`).
-        name: String,
-        /// Also create the instance, with this UUID (default: a random v4
-        /// UUID).
-        #[arg(long, value_name = "UUID", num_args = 0..=1)]
-        create: Option<Option<Uuid>>,
-        /// If a process holds the device open through its driver
-        /// (/dev/vhost-vdpa-N), unbind it anyway and wait until that
-        /// process closes it (default: refuse).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Move a vDPA device off the vDPA bridge: clear its driver_override
-    /// and let the kernel pick a driver, or bind it to --to.
-    Detach {
-        /// The vDPA device.
-        name: String,
-        /// The driver to bind it to (e.g. vhost_vdpa, virtio_vdpa) instead
-        /// of the kernel's choice.
-        #[arg(long, value_name = "DRIVER")]
-        to: Option<String>,
-        /// If a process holds the bridge instance open, unbind anyway: the
-        /// instance's user is asked to release it (request IRQ) and detach
-        /// waits until it closes it (default: refuse).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Create an instance of a type.
-    Create {
-        /// Parent device name (see `list`).
-        #[arg(long)]
-        parent: String,
-        /// Type id (`<parent driver>-<name>`) or type name.
-        #[arg(long = "type")]
-        type_: String,
-        /// UUID of the new instance (default: a random v4 UUID).
-        #[arg(long)]
-        uuid: Option<Uuid>,
-    },
-    /// Remove an instance (refused while a process holds it open).
-    Remove {
-        /// The instance UUID.
-        uuid: Uuid,
-    },
-    /// Show the device id, features and network config of a device.
-    Info(DeviceArgs),
-    /// Loop frames through a loopback device and check each comes back
-    /// byte-identical and in order.
-    Ping {
-        #[command(flatten)]
-        dev: DeviceArgs,
-        #[command(flatten)]
-        ring: RingArgs,
-        /// Number of frames.
-        #[arg(short = 'n', long, default_value_t = 10)]
-        count: u64,
-        /// Frame size in bytes (60..=65535; above 1514 the device needs
-        /// MRG_RXBUF or large RX buffers); 0 mixes sizes of 60..=1514.
-        #[arg(long, default_value_t = 0)]
-        size: usize,
-    },
-    /// Print the counters under /sys/bus/mdev/devices/UUID/stats/.
-    Stats {
-        /// The instance UUID.
-        uuid: Uuid,
-    },
-    /// Measure packets/s, Gbit/s and latency through a loopback device.
-    Bench {
-        #[command(flatten)]
-        dev: DeviceArgs,
-        #[command(flatten)]
-        ring: RingArgs,
-        /// Frame size in bytes.
-        #[arg(long, default_value_t = 1514)]
-        size: usize,
-        /// Frames in flight.
-        #[arg(long, default_value_t = 64)]
-        depth: usize,
-        /// Run time in seconds.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// One frame at a time (latency).
-        #[arg(long)]
-        pingpong: bool,
-        /// Spin on the used ring with interrupts off instead of blocking
-        /// in poll() on the call eventfd.
-        #[arg(long)]
-        busy_poll: bool,
-        /// With --busy-poll, never yield the CPU while spinning (by
-        /// default the driver yields after 32 empty polls).
-        #[arg(long, requires = "busy_poll")]
-        no_yield: bool,
-        /// Print the result as one line of JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send requests to a virtio-blk device (the vhost_mdev_blk RAM disk
-    /// sample): check, read, write, flush, id.
-    Blk {
-        #[command(flatten)]
-        dev: DeviceArgs,
-        #[command(subcommand)]
-        op: BlkOp,
-    },
-}
-
-/// A virtio-blk operation.
-#[derive(Subcommand, Debug)]
-enum BlkOp {
-    /// Write a pattern over sectors and read it back, checking every byte;
-    /// the data in several buffers, as a driver splits it.
-    Check {
-        /// First sector.
-        #[arg(long, default_value_t = 0)]
-        sector: u64,
-        /// Sectors per request.
-        #[arg(long, default_value_t = 8)]
-        sectors: u64,
-        /// Requests (each at the next sectors, wrapping at the capacity).
-        #[arg(short = 'n', long, default_value_t = 16)]
-        count: u64,
-    },
-    /// Read sectors and write their bytes to stdout.
-    Read {
-        /// First sector.
-        sector: u64,
-        /// Number of sectors.
-        #[arg(default_value_t = 1)]
-        count: u64,
-    },
-    /// Write stdin (a whole number of 512-byte sectors) at a sector.
-    Write {
-        /// First sector.
-        sector: u64,
-    },
-    /// Send a flush.
-    Flush,
-    /// Print the device ID string (VIRTIO_BLK_T_GET_ID).
-    Id,
-}
-
-/// Which device to open and how.
-#[derive(Args, Debug)]
-struct DeviceArgs {
-    /// An instance UUID, the path of a vhost-vdpa device
-    /// (/dev/vhost-vdpa-N) to drive the same way, or `instant`: in-process
-    /// device that completes at once: the driver's own ceiling (bench
-    /// copies the first 64 bytes of each frame, ping whole frames; it
-    /// offers packed rings and has as many queue pairs as --pairs asks).
-    device: String,
-    /// Open through iommufd and the VFIO cdev instead of a type1 container.
-    #[arg(long)]
-    iommufd: bool,
-    /// Send vhost requests as ioctls instead of region-0 messages.
-    #[arg(long)]
-    ioctl: bool,
-    /// Kick through VFIO_DEVICE_IOEVENTFD eventfds instead of region 1.
-    #[arg(long)]
-    ioeventfd: bool,
-    /// Use indirect descriptors.
-    #[arg(long)]
-    indirect: bool,
-    /// Queue size to request.
-    #[arg(long, default_value_t = 256)]
-    queue_size: u16,
-}
-
-/// Ring type and queue pairs of `ping` and `bench`.
-#[derive(Args, Debug, Clone, Copy)]
-struct RingArgs {
-    /// Use packed rings (VIRTIO_F_RING_PACKED, virtio 1.1) instead of
-    /// split rings; an error if the device does not offer them.
-    #[arg(long)]
-    packed: bool,
-    /// Queue pairs to drive (vq 2i = RX, 2i + 1 = TX of pair i), all from
-    /// one thread in turn. More than 1 needs VIRTIO_NET_F_MQ and 2N queues
-    /// on the device (the sample: write its queue_pairs attribute first).
-    /// ping checks every pair in turn; bench keeps --depth frames in
-    /// flight on each pair and reports the frames of each.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pairs: u16,
-}
 
 /// The `device` argument naming the in-process instant device.
 const INSTANT: &str = "instant";
@@ -295,68 +103,236 @@ fn driver_config(a: &DeviceArgs, r: RingArgs, max_frame: usize) -> NetDriverConf
     }
 }
 
-fn list(sysfs: &Sysfs) -> Result<()> {
-    let parents = sysfs.parents()?;
-    if parents.is_empty() {
-        println!(
-            "no mdev parents (load vhost_mdev and a parent driver, e.g. `modprobe vhost_mdev_net`)"
-        );
-    }
-    for p in &parents {
-        let bridged = sysfs
-            .bridged_vdpa(p)
-            .map(|v| {
-                format!(
-                    ": vDPA bridge of {}, dma mode {}",
-                    v.name,
-                    v.dma_mode.as_deref().unwrap_or("unknown")
-                )
-            })
-            .unwrap_or_default();
-        println!(
-            "parent {} (driver {}){bridged}",
-            p.name,
-            p.driver.as_deref().unwrap_or("none")
-        );
-        for t in &p.types {
-            println!(
-                "  type {:<32} api {:<10} available {:<3} {}",
-                t.id,
-                t.device_api,
-                t.available_instances,
-                t.description.as_deref().or(t.name.as_deref()).unwrap_or("")
-            );
+/// Prints `v` as pretty-printed JSON on stdout.
+fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Protocol(format!("cannot encode the result as JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// An instance as `list` and `info` show it (the JSON fields of
+/// Documentation/cli.rst).
+#[derive(Serialize)]
+struct InstanceView {
+    uuid: Uuid,
+    parent: Option<String>,
+    #[serde(rename = "type")]
+    type_id: Option<String>,
+    path: String,
+    iommu_group: Option<u32>,
+    vfio_cdev: Option<String>,
+    driver: Option<String>,
+    /// `closed`, `open`, `removing`; `unbound` without a driver;
+    /// `unknown` with a core that does not say.
+    state: String,
+    holder: Option<Holder>,
+    backend: Option<String>,
+    remove_requested: Option<u32>,
+}
+
+impl InstanceView {
+    fn new(sysfs: &Sysfs, i: &Instance) -> Self {
+        let holder = sysfs.holders(i).unwrap_or_default().into_iter().next();
+        let state = match (&i.status, &i.driver) {
+            (Some(st), _) => st.state.clone(),
+            (None, None) => "unbound".into(),
+            (None, Some(_)) if holder.is_some() => "open".into(),
+            (None, Some(_)) => "unknown".into(),
+        };
+        InstanceView {
+            uuid: i.uuid,
+            parent: i.parent.clone(),
+            type_id: i.type_id.clone(),
+            path: i.path.display().to_string(),
+            iommu_group: i.iommu_group,
+            vfio_cdev: i.vfio_cdev.clone(),
+            driver: i.driver.clone(),
+            state,
+            holder,
+            backend: i.status.as_ref().and_then(|s| s.backend.clone()),
+            remove_requested: i.status.as_ref().map(|s| s.remove_requested),
         }
     }
-    let instances = sysfs.instances()?;
-    if !instances.is_empty() {
-        println!("instances:");
-    }
-    for i in &instances {
-        let holders = sysfs.holders(i).unwrap_or_default();
-        let state = match holders.first() {
-            Some(h) => format!("in use by pid {} ({})", h.pid, h.comm),
-            None if i.driver.is_none() => "no driver".to_string(),
-            None => "free".to_string(),
+
+    /// The state in words: `free`, `in use by pid N (comm)`, ...
+    fn state_text(&self, driver: bool) -> String {
+        let removing = if self.state == "removing" {
+            ", removal requested"
+        } else {
+            ""
         };
-        println!(
-            "  {} parent {} type {} group {} cdev {} driver {}: {state}",
-            i.uuid,
-            i.parent.as_deref().unwrap_or("?"),
-            i.type_id.as_deref().unwrap_or("?"),
-            i.iommu_group.map_or("-".into(), |g| g.to_string()),
-            i.vfio_cdev.as_deref().unwrap_or("-"),
-            i.driver.as_deref().unwrap_or("-"),
-        );
+        match &self.holder {
+            Some(h) => format!("in use by pid {} ({}){removing}", h.pid, h.comm),
+            None if !driver => "no driver".to_string(),
+            None if self.state == "open" || self.state == "removing" => {
+                format!("in use{removing}")
+            }
+            None => "free".to_string(),
+        }
     }
-    let vdpa = sysfs.vdpa_devices()?;
-    if !vdpa.is_empty() {
-        println!("vdpa devices:");
+}
+
+/// The line of a parent in `list`.
+fn parent_line(sysfs: &Sysfs, p: &Parent) -> String {
+    let bridged = sysfs
+        .bridged_vdpa(p)
+        .map(|v| {
+            format!(
+                ": vDPA bridge of {}, dma mode {}",
+                v.name,
+                v.dma_mode.as_deref().unwrap_or("unknown")
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "parent {} (driver {}){bridged}",
+        p.name,
+        p.driver.as_deref().unwrap_or("none")
+    )
+}
+
+/// The line of a type in `list`.
+fn type_line(t: &MdevType) -> String {
+    format!(
+        "type {:<32} api {:<10} available {:<3} {}",
+        t.id,
+        t.device_api,
+        t.available_instances,
+        t.description.as_deref().or(t.name.as_deref()).unwrap_or("")
+    )
+}
+
+/// The line of an instance in `list`.
+fn instance_line(i: &Instance, v: &InstanceView) -> String {
+    format!(
+        "{} parent {} type {} group {} cdev {} driver {}: {}",
+        i.uuid,
+        i.parent.as_deref().unwrap_or("?"),
+        i.type_id.as_deref().unwrap_or("?"),
+        i.iommu_group.map_or("-".into(), |g| g.to_string()),
+        i.vfio_cdev.as_deref().unwrap_or("-"),
+        i.driver.as_deref().unwrap_or("-"),
+        v.state_text(i.driver.is_some()),
+    )
+}
+
+/// A parent in `list --json`: its driver, its types, and the vDPA device
+/// it bridges.
+#[derive(Serialize)]
+struct ParentView<'a> {
+    #[serde(flatten)]
+    parent: &'a Parent,
+    vdpa: Option<BridgedView>,
+}
+
+#[derive(Serialize)]
+struct BridgedView {
+    name: String,
+    dma_mode: Option<String>,
+}
+
+fn parent_views<'a>(sysfs: &Sysfs, parents: &'a [Parent]) -> Vec<ParentView<'a>> {
+    parents
+        .iter()
+        .map(|p| ParentView {
+            parent: p,
+            vdpa: sysfs.bridged_vdpa(p).map(|v| BridgedView {
+                name: v.name,
+                dma_mode: v.dma_mode,
+            }),
+        })
+        .collect()
+}
+
+fn list(sysfs: &Sysfs, what: Option<ListWhat>, json: bool) -> Result<()> {
+    let parents = match what {
+        None | Some(ListWhat::Parents) | Some(ListWhat::Types) => sysfs.parents()?,
+        _ => Vec::new(),
+    };
+    let instances = match what {
+        None | Some(ListWhat::Instances) => sysfs.instances()?,
+        _ => Vec::new(),
+    };
+    let views: Vec<InstanceView> = instances
+        .iter()
+        .map(|i| InstanceView::new(sysfs, i))
+        .collect();
+    let vdpa = match what {
+        None | Some(ListWhat::Vdpa) => sysfs.vdpa_devices()?,
+        _ => Vec::new(),
+    };
+    let types: Vec<&MdevType> = parents.iter().flat_map(|p| &p.types).collect();
+    match (what, json) {
+        (None, true) => {
+            #[derive(Serialize)]
+            struct All<'a> {
+                parents: Vec<ParentView<'a>>,
+                instances: &'a [InstanceView],
+                vdpa: &'a [VdpaDevice],
+            }
+            print_json(&All {
+                parents: parent_views(sysfs, &parents),
+                instances: &views,
+                vdpa: &vdpa,
+            })
+        }
+        (Some(ListWhat::Parents), true) => print_json(&parent_views(sysfs, &parents)),
+        (Some(ListWhat::Types), true) => print_json(&types),
+        (Some(ListWhat::Instances), true) => print_json(&views),
+        (Some(ListWhat::Vdpa), true) => print_json(&vdpa),
+        (None, false) => {
+            if parents.is_empty() {
+                println!(
+                    "no mdev parents (load vhost_mdev and a parent driver, e.g. `modprobe \
+                     vhost_mdev_net`)"
+                );
+            }
+            for p in &parents {
+                println!("{}", parent_line(sysfs, p));
+                for t in &p.types {
+                    println!("  {}", type_line(t));
+                }
+            }
+            if !instances.is_empty() {
+                println!("instances:");
+            }
+            for (i, v) in instances.iter().zip(&views) {
+                println!("  {}", instance_line(i, v));
+            }
+            if !vdpa.is_empty() {
+                println!("vdpa devices:");
+            }
+            for d in &vdpa {
+                println!("  {}", vdpa_line(d));
+            }
+            Ok(())
+        }
+        (Some(ListWhat::Parents), false) => {
+            for p in &parents {
+                println!("{}", parent_line(sysfs, p));
+            }
+            Ok(())
+        }
+        (Some(ListWhat::Types), false) => {
+            for t in &types {
+                println!("{} {}", t.parent, type_line(t));
+            }
+            Ok(())
+        }
+        (Some(ListWhat::Instances), false) => {
+            for (i, v) in instances.iter().zip(&views) {
+                println!("{}", instance_line(i, v));
+            }
+            Ok(())
+        }
+        (Some(ListWhat::Vdpa), false) => {
+            for d in &vdpa {
+                println!("{}", vdpa_line(d));
+            }
+            Ok(())
+        }
     }
-    for d in &vdpa {
-        println!("  {}", vdpa_line(d));
-    }
-    Ok(())
 }
 
 /// A vDPA device in one line: its driver and what the driver made of it.
@@ -403,8 +379,8 @@ fn attach(sysfs: &Sysfs, name: &str, create: Option<Option<Uuid>>, wait: bool) -
     if let Some(uuid) = create {
         let t = sysfs.find_type(&a.parent, &a.type_id)?;
         if t.available_instances == 0 {
-            return Err(Error::NotFound(format!(
-                "{} has its instance already (see `vhost-mdev list`)",
+            return Err(Error::NoAvailableInstances(format!(
+                "{} has its instance already (see `vhost-mdev list instances`)",
                 a.parent
             )));
         }
@@ -425,22 +401,178 @@ fn detach(sysfs: &Sysfs, name: &str, to: Option<&str>, wait: bool) -> Result<()>
     Ok(())
 }
 
-fn remove(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
+/// Waits until instance `inst` has no holder, up to `limit`.
+fn wait_released(sysfs: &Sysfs, inst: &Instance, limit: Duration) -> Result<bool> {
+    let start = Instant::now();
+    loop {
+        let now = match sysfs.refresh(inst) {
+            Ok(i) => i,
+            // Gone: released (and removed by someone else).
+            Err(Error::NotFound(_)) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        if sysfs.holders(&now)?.is_empty() {
+            return Ok(true);
+        }
+        if start.elapsed() >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends `sig` to the holder `h`.
+fn signal(h: &Holder, sig: libc::c_int, name: &str) -> Result<()> {
+    let pid = libc::pid_t::try_from(h.pid)
+        .map_err(|_| Error::Protocol(format!("pid {} out of range", h.pid)))?;
+    // SAFETY: kill() has no memory effects; a stale pid is caught by the
+    // kernel (ESRCH), which counts as gone.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        let e = Error::last_os(format!("kill -{name} {}", h.pid));
+        if e.errno() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn remove(sysfs: &Sysfs, uuid: &Uuid, wait: bool, force: bool, timeout: u64) -> Result<()> {
     let inst = sysfs.instance(uuid)?;
     let holders = sysfs.holders(&inst)?;
     if let Some(h) = holders.first() {
-        return Err(Error::InUse(format!(
-            "instance {uuid} is in use by pid {} ({}) through {}: stop that process first \
-             (removal would wait until it closes the device)",
-            h.pid, h.comm, h.node
-        )));
+        if force {
+            // Only a process that has the device's nodes open: the opener
+            // the core names may have passed the device on (and be
+            // something else entirely now), or live in another PID
+            // namespace.
+            let victims = if h.node.is_some() || sysfs.holds(&inst, h.pid) {
+                vec![h.clone()]
+            } else {
+                sysfs.scan_holders(&inst)?
+            };
+            if victims.is_empty() {
+                return Err(Error::InUse(format!(
+                    "instance {uuid} was opened by {h}, but no process has its VFIO nodes \
+                     open (the device fd was passed on, or that pid is of another PID \
+                     namespace): stop its VMM yourself, then `vhost-mdev remove {uuid}`"
+                )));
+            }
+            for v in &victims {
+                notify(&format!(
+                    "instance {uuid} is in use by {v}: ending it (SIGTERM, SIGKILL after \
+                     {timeout} s)"
+                ));
+                signal(v, libc::SIGTERM, "TERM")?;
+            }
+            if !wait_released(sysfs, &inst, Duration::from_secs(timeout))? {
+                for v in &victims {
+                    notify(&format!("pid {} still holds {uuid}: SIGKILL", v.pid));
+                    signal(v, libc::SIGKILL, "KILL")?;
+                }
+                if !wait_released(sysfs, &inst, Duration::from_secs(10))? {
+                    return Err(Error::InUse(format!(
+                        "instance {uuid} is still in use by {h} after SIGKILL: it may be \
+                         stuck in the kernel (see dmesg); retry `vhost-mdev remove --wait`"
+                    )));
+                }
+            }
+        } else if wait {
+            notify(&format!(
+                "instance {uuid} is in use by {h}: asking it to release the device (the \
+                 kernel signals its request IRQ, again every 10 s) and waiting until it \
+                 closes it; after a signal to this command the wait cannot be interrupted"
+            ));
+        } else {
+            return Err(Error::InUse(format!(
+                "instance {uuid} is in use by {h}: stop that process first, or use \
+                 `vhost-mdev remove --wait` (asks it to release the device and waits) or \
+                 `--force` (ends it)"
+            )));
+        }
     }
-    sysfs.remove(uuid)?;
+    if inst.status.as_ref().is_some_and(|s| s.remove_requested > 0) {
+        // Another removal waits already: wait for it to complete.
+        notify(&format!("a removal of {uuid} is pending: waiting for it"));
+        while sysfs.instance(uuid).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        match sysfs.remove(uuid) {
+            // Removed meanwhile (the holder's manager may remove it on
+            // release).
+            Err(Error::NotFound(_)) if force || wait => {}
+            r => r?,
+        }
+    }
     println!("removed {uuid}");
     Ok(())
 }
 
-fn info(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
+/// `info`: an instance from sysfs only.
+#[derive(Serialize)]
+struct InfoView {
+    #[serde(flatten)]
+    inst: InstanceView,
+    type_name: Option<String>,
+    description: Option<String>,
+    device_api: Option<String>,
+    /// The parent's attributes (name to text).
+    config: BTreeMap<String, String>,
+}
+
+fn info(sysfs: &Sysfs, uuid: &Uuid, json: bool) -> Result<()> {
+    let inst = sysfs.instance(uuid)?;
+    let ty = |f: &str| {
+        std::fs::read_to_string(inst.path.join("mdev_type").join(f))
+            .ok()
+            .map(|s| s.trim_end().to_string())
+    };
+    let v = InfoView {
+        inst: InstanceView::new(sysfs, &inst),
+        type_name: ty("name"),
+        description: ty("description"),
+        device_api: ty("device_api"),
+        config: sysfs.config(&inst)?,
+    };
+    if json {
+        return print_json(&v);
+    }
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    println!("uuid: {}", inst.uuid);
+    println!("parent: {}", dash(&inst.parent));
+    println!(
+        "type: {}{}",
+        dash(&inst.type_id),
+        v.description
+            .as_ref()
+            .or(v.type_name.as_ref())
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    );
+    println!("device_api: {}", dash(&v.device_api));
+    println!("driver: {}", dash(&inst.driver));
+    if let Some(g) = inst.iommu_group {
+        println!("iommu group: {g} (/dev/vfio/{g})");
+    }
+    if let Some(c) = &inst.vfio_cdev {
+        println!("vfio cdev: /dev/vfio/devices/{c}");
+    }
+    println!("state: {}", v.inst.state);
+    match &v.inst.holder {
+        Some(h) => println!("holder: pid {} ({})", h.pid, h.comm),
+        None => println!("holder: -"),
+    }
+    println!("backend: {}", dash(&v.inst.backend));
+    if let Some(n) = v.inst.remove_requested {
+        println!("remove requested: {n}");
+    }
+    for (k, val) in &v.config {
+        println!("{k}: {val}");
+    }
+    Ok(())
+}
+
+fn probe(sysfs: &Sysfs, a: &DeviceArgs) -> Result<()> {
     let t = open(sysfs, a, HEAD_COPY)?;
     let b = t.backend();
     println!("device: {}", b.describe());
@@ -668,14 +800,196 @@ fn ping(sysfs: &Sysfs, a: &DeviceArgs, r: RingArgs, count: u64, size: usize) -> 
     drv.stop()
 }
 
-fn stats(sysfs: &Sysfs, uuid: &Uuid) -> Result<()> {
+/// A counter's value: a number, or the text when it is not one.
+fn counter(v: &str) -> serde_json::Value {
+    v.parse::<u64>()
+        .map(serde_json::Value::from)
+        .unwrap_or_else(|_| serde_json::Value::from(v))
+}
+
+fn stats(sysfs: &Sysfs, uuid: &Uuid, json: bool) -> Result<()> {
     let inst = sysfs.instance(uuid)?;
     let s = sysfs.stats(&inst)?;
+    // `NAME_per_pair`: one value per queue pair, space separated.
+    let mut pairs: Vec<BTreeMap<String, serde_json::Value>> = Vec::new();
+    let mut counters = BTreeMap::new();
+    for (k, v) in &s {
+        match k.strip_suffix("_per_pair") {
+            Some(name) => {
+                for (p, x) in v.split_whitespace().enumerate() {
+                    if pairs.len() <= p {
+                        pairs.resize_with(p + 1, BTreeMap::new);
+                    }
+                    pairs[p].insert(name.to_string(), counter(x));
+                }
+            }
+            None => {
+                counters.insert(k.clone(), counter(v));
+            }
+        }
+    }
+    if json {
+        #[derive(Serialize)]
+        struct Stats {
+            uuid: Uuid,
+            counters: BTreeMap<String, serde_json::Value>,
+            pairs: Vec<BTreeMap<String, serde_json::Value>>,
+        }
+        return print_json(&Stats {
+            uuid: *uuid,
+            counters,
+            pairs,
+        });
+    }
     if s.is_empty() {
         println!("{uuid}: no counters (the parent exposes no stats/ directory)");
     }
-    for (k, v) in s {
+    for (k, v) in &s {
         println!("{k}: {v}");
+    }
+    for (p, m) in pairs.iter().enumerate() {
+        let fields: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("pair {p}: {}", fields.join(", "));
+    }
+    Ok(())
+}
+
+fn create(
+    sysfs: &Sysfs,
+    parent: &str,
+    type_: &str,
+    uuid: Option<Uuid>,
+    config: &ConfigArgs,
+    json: bool,
+) -> Result<()> {
+    let t = sysfs.find_type(parent, type_)?;
+    if !t.is_vhost() {
+        return Err(Error::InvalidArgument(format!(
+            "type {} of {parent} has device_api {:?}, not vfio-vhost: vhost-mdev creates \
+             vhost-mdev instances only (`vhost-mdev list types`); use mdevctl for others",
+            t.id, t.device_api
+        )));
+    }
+    if t.available_instances == 0 {
+        return Err(Error::NoAvailableInstances(format!(
+            "type {} of {parent} has no available instances: remove one first \
+             (`vhost-mdev list instances`)",
+            t.id
+        )));
+    }
+    let u = sysfs.create(&t, uuid)?;
+    let configured = (|| {
+        let inst = sysfs.instance(&u)?;
+        let attrs = config.attrs();
+        // All or nothing: check that the parent offers each first.
+        for (k, _) in &attrs {
+            if !sysfs.has_attr(&inst, k) {
+                return Err(Error::NotOffered(format!(
+                    "--{}: the parent {parent} offers no {k} attribute (`vhost-mdev info {u}` \
+                     lists what it offers)",
+                    k.replace('_', "-")
+                )));
+            }
+        }
+        for (k, v) in &attrs {
+            sysfs.set_attr(&inst, k, v)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = configured {
+        // Not left half-configured.
+        let _ = sysfs.remove(&u);
+        notify(&format!("instance {u} removed again"));
+        return Err(e);
+    }
+    if json {
+        #[derive(Serialize)]
+        struct Created {
+            uuid: Uuid,
+        }
+        print_json(&Created { uuid: u })
+    } else {
+        println!("{u}");
+        Ok(())
+    }
+}
+
+fn config(sysfs: &Sysfs, cmd: &ConfigCmd, json: bool) -> Result<()> {
+    match cmd {
+        ConfigCmd::Show { inst } => {
+            let i = sysfs.instance(&inst.get())?;
+            let c = sysfs.config(&i)?;
+            if json {
+                return print_json(&c);
+            }
+            for (k, v) in &c {
+                println!("{k}: {v}");
+            }
+            Ok(())
+        }
+        ConfigCmd::Set { inst, config } => {
+            let u = inst.get();
+            let i = sysfs.instance(&u)?;
+            let attrs = config.attrs();
+            if attrs.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "nothing to set: give --mac, --mtu or --queue-pairs".into(),
+                ));
+            }
+            if let Some(st) = &i.status {
+                if st.is_open() {
+                    let who = sysfs
+                        .holders(&i)?
+                        .first()
+                        .map_or("a process".to_string(), |h| h.to_string());
+                    return Err(Error::InUse(format!(
+                        "instance {u} is open (held by {who}): its configuration changes \
+                         only while it is closed; stop that process first (`vhost-mdev link` \
+                         works while open)"
+                    )));
+                }
+            }
+            for (k, _) in &attrs {
+                if !sysfs.has_attr(&i, k) {
+                    return Err(Error::NotOffered(format!(
+                        "--{}: the parent of {u} offers no {k} attribute (`vhost-mdev info \
+                         {u}` lists what it offers)",
+                        k.replace('_', "-")
+                    )));
+                }
+            }
+            for (k, v) in &attrs {
+                sysfs.set_attr(&i, k, v)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn link(sysfs: &Sysfs, uuid: &Uuid, state: LinkState) -> Result<()> {
+    let i = sysfs.instance(uuid)?;
+    let v = match state {
+        LinkState::Up => "up",
+        LinkState::Down => "down",
+    };
+    sysfs.set_attr(&i, "link", v)?;
+    println!("{uuid}: link {v}");
+    Ok(())
+}
+
+fn install_assets(a: &InstallAssets) -> Result<()> {
+    for (rel, data) in assets::ASSETS {
+        let path = a.dir.join(rel);
+        if a.list {
+            println!("{}", path.display());
+            continue;
+        }
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("mkdir {}", d.display()), &e))?;
+        }
+        std::fs::write(&path, data)
+            .map_err(|e| Error::io(format!("write {}", path.display()), &e))?;
     }
     Ok(())
 }
@@ -751,35 +1065,34 @@ fn bench(
 
 fn run(cli: Cli) -> Result<()> {
     let sysfs = Sysfs::with_root(&cli.root);
+    let json = cli.json;
     match cli.cmd {
-        Cmd::List => list(&sysfs),
+        Cmd::List { what } => list(&sysfs, what, json),
         Cmd::Attach { name, create, wait } => attach(&sysfs, &name, create, wait),
         Cmd::Detach { name, to, wait } => detach(&sysfs, &name, to.as_deref(), wait),
         Cmd::Create {
             parent,
             type_,
             uuid,
-        } => {
-            let t = sysfs.find_type(&parent, &type_)?;
-            if t.available_instances == 0 {
-                return Err(Error::NotFound(format!(
-                    "type {} of {parent} has no available instances (remove one first)",
-                    t.id
-                )));
-            }
-            let u = sysfs.create(&t, uuid)?;
-            println!("{u}");
-            Ok(())
-        }
-        Cmd::Remove { uuid } => remove(&sysfs, &uuid),
-        Cmd::Info(a) => info(&sysfs, &a),
+            config,
+        } => create(&sysfs, &parent, &type_, uuid, &config, json),
+        Cmd::Remove {
+            inst,
+            wait,
+            force,
+            timeout,
+        } => remove(&sysfs, &inst.get(), wait, force, timeout),
+        Cmd::Info { inst } => info(&sysfs, &inst.get(), json),
+        Cmd::Probe(a) => probe(&sysfs, &a),
+        Cmd::Config { cmd } => config(&sysfs, &cmd, json),
+        Cmd::Link { uuid, state } => link(&sysfs, &uuid, state),
         Cmd::Ping {
             dev,
             ring,
             count,
             size,
         } => ping(&sysfs, &dev, ring, count, size),
-        Cmd::Stats { uuid } => stats(&sysfs, &uuid),
+        Cmd::Stats { inst } => stats(&sysfs, &inst.get(), json),
         Cmd::Blk { dev, op } => blk_cmd(&sysfs, &dev, &op),
         Cmd::Bench {
             dev,
@@ -790,10 +1103,11 @@ fn run(cli: Cli) -> Result<()> {
             pingpong,
             busy_poll,
             no_yield,
-            json,
         } => {
             if !(seconds > 0.0 && seconds.is_finite()) {
-                return Err(Error::InvalidArgument(format!("--seconds {seconds}")));
+                return Err(Error::InvalidArgument(format!(
+                    "--seconds {seconds}: a positive number of seconds"
+                )));
             }
             let opts = BenchOptions {
                 size,
@@ -808,12 +1122,46 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What to do about an error whose message may not say it.
+fn hint(e: &Error) -> Option<&'static str> {
+    match (e.class(), e) {
+        (Class::Permission, _) => Some(
+            "run as root, or give the user the instance's VFIO nodes (see Permissions in \
+             Documentation/admin-guide.rst)",
+        ),
+        (Class::Busy, Error::InUse(_)) => None,
+        (Class::Busy, _) => {
+            Some("another process holds the device: `vhost-mdev list instances` names it")
+        }
+        (Class::NotFound, Error::Sysfs { .. } | Error::Sys { .. }) => {
+            Some("`vhost-mdev list` shows the parents, types and instances there are")
+        }
+        (Class::Device, Error::Sysfs { .. } | Error::Sys { .. } | Error::Request { .. }) => {
+            Some("the kernel log (dmesg) may say why; `vhost-mdev info UUID` shows the instance")
+        }
+        (Class::Usage, _) => Some("`vhost-mdev help COMMAND` lists what a command takes"),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    // Usage errors exit with 2 (clap's), --help and --version with 0.
+    let r = if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "install-assets")
+    {
+        install_assets(&InstallAssets::parse_from(std::env::args_os().skip(1)))
+    } else {
+        run(Cli::parse())
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vhost-mdev: error: {e}");
-            ExitCode::FAILURE
+            if let Some(h) = hint(&e) {
+                eprintln!("vhost-mdev: {h}");
+            }
+            ExitCode::from(e.class().exit_code())
         }
     }
 }
@@ -843,18 +1191,17 @@ mod tests {
             "--iommufd",
         ])
         .unwrap();
-        match c.cmd {
+        match &c.cmd {
             Cmd::Bench {
                 dev,
                 size,
                 pingpong,
                 busy_poll,
                 no_yield,
-                json,
                 ..
             } => {
-                assert!(dev.iommufd && pingpong && busy_poll && no_yield && json);
-                assert_eq!(size, 60);
+                assert!(c.json && dev.iommufd && *pingpong && *busy_poll && *no_yield);
+                assert_eq!(*size, 60);
             }
             _ => panic!("not bench"),
         }
@@ -882,6 +1229,139 @@ mod tests {
             _ => panic!("not blk check"),
         }
         assert!(Cli::try_parse_from(["vhost-mdev", "blk", "x", "read"]).is_err());
+    }
+
+    #[test]
+    fn parses_mdevctl_short_options_and_new_commands() {
+        let u = "77777777-0000-4000-8000-000000000001";
+        let c = Cli::try_parse_from([
+            "vhost-mdev",
+            "create",
+            "-p",
+            "mvnet",
+            "-t",
+            "net",
+            "-u",
+            u,
+            "--mac",
+            "52:54:00:00:00:01",
+            "--mtu",
+            "9000",
+            "--queue-pairs",
+            "4",
+        ])
+        .unwrap();
+        match c.cmd {
+            Cmd::Create {
+                parent,
+                type_,
+                uuid,
+                config,
+            } => {
+                assert_eq!((parent.as_str(), type_.as_str()), ("mvnet", "net"));
+                assert_eq!(uuid.unwrap().to_string(), u);
+                assert_eq!(
+                    config.attrs(),
+                    [
+                        ("mac", "52:54:00:00:00:01".to_string()),
+                        ("mtu", "9000".to_string()),
+                        ("queue_pairs", "4".to_string())
+                    ]
+                );
+            }
+            c => panic!("not create: {c:?}"),
+        }
+        // A UUID positional or as -u, not both, and one of them.
+        for args in [
+            vec!["info", u],
+            vec!["info", "-u", u],
+            vec!["stats", "--uuid", u],
+        ] {
+            let mut v = vec!["vhost-mdev"];
+            v.extend(args);
+            let c = Cli::try_parse_from(v).unwrap();
+            let (Cmd::Info { inst } | Cmd::Stats { inst }) = c.cmd else {
+                panic!("not info/stats")
+            };
+            assert_eq!(inst.get().to_string(), u);
+        }
+        assert!(Cli::try_parse_from(["vhost-mdev", "info", u, "-u", u]).is_err());
+        assert!(Cli::try_parse_from(["vhost-mdev", "info"]).is_err());
+        // -j anywhere; list's views.
+        let c = Cli::try_parse_from(["vhost-mdev", "list", "instances", "-j"]).unwrap();
+        assert!(
+            c.json
+                && matches!(
+                    c.cmd,
+                    Cmd::List {
+                        what: Some(ListWhat::Instances)
+                    }
+                )
+        );
+        let c = Cli::try_parse_from(["vhost-mdev", "-j", "list"]).unwrap();
+        assert!(c.json && matches!(c.cmd, Cmd::List { what: None }));
+        let c = Cli::try_parse_from(["vhost-mdev", "link", u, "down"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Link {
+                state: LinkState::Down,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["vhost-mdev", "link", u, "sideways"]).is_err());
+        let c =
+            Cli::try_parse_from(["vhost-mdev", "remove", u, "--force", "--timeout", "3"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Remove {
+                force: true,
+                wait: false,
+                timeout: 3,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["vhost-mdev", "remove", u, "--force", "--wait"]).is_err());
+        assert!(Cli::try_parse_from(["vhost-mdev", "remove", u, "--timeout", "3"]).is_err());
+        let c = Cli::try_parse_from(["vhost-mdev", "config", "set", u, "--mtu", "1400"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Config {
+                cmd: ConfigCmd::Set { .. }
+            }
+        ));
+        assert!(Cli::try_parse_from(["vhost-mdev", "config", "set", u, "--mtu", "x"]).is_err());
+    }
+
+    #[test]
+    fn generated_assets_cover_every_command_and_shell() {
+        let names: Vec<&str> = assets::ASSETS.iter().map(|(n, _)| *n).collect();
+        for want in [
+            "man/man1/vhost-mdev.1",
+            "man/man1/vhost-mdev-list.1",
+            "man/man1/vhost-mdev-list-instances.1",
+            "man/man1/vhost-mdev-config-set.1",
+            "man/man1/vhost-mdev-remove.1",
+            "bash-completion/completions/vhost-mdev",
+            "zsh/site-functions/_vhost-mdev",
+            "fish/vendor_completions.d/vhost-mdev.fish",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+        // The hidden command is in neither.
+        assert!(!names.iter().any(|n| n.contains("install-assets")));
+        let top = assets::ASSETS
+            .iter()
+            .find(|(n, _)| *n == "man/man1/vhost-mdev.1")
+            .map(|(_, d)| String::from_utf8_lossy(d))
+            .unwrap();
+        assert!(top.contains("EXIT STATUS") && top.contains("no available instances"));
+        let bash = assets::ASSETS
+            .iter()
+            .find(|(n, _)| n.starts_with("bash"))
+            .map(|(_, d)| String::from_utf8_lossy(d))
+            .unwrap();
+        assert!(bash.contains("--queue-pairs") && !bash.contains("install-assets"));
+        assert!(Cli::try_parse_from(["vhost-mdev", "install-assets", "/tmp"]).is_err());
     }
 
     #[test]
@@ -987,7 +1467,7 @@ mod tests {
             };
             bench(&sysfs, &dev, ring, opts, false).unwrap();
         }
-        info(&sysfs, &dev).unwrap();
+        probe(&sysfs, &dev).unwrap();
         let bad = DeviceArgs {
             device: "instantly".into(),
             ..dev

@@ -5,17 +5,19 @@
 //! All paths are taken relative to a configurable root (normally `/`), so
 //! the unit tests run on a fixture tree.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::uapi::VHOST_VFIO_DEVICE_API;
 
 /// An mdev parent device: a device with `mdev_supported_types/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Parent {
     /// The device name (`dev_name()`), e.g. `mvnet`.
     pub name: String,
@@ -28,7 +30,7 @@ pub struct Parent {
 }
 
 /// An mdev type of a parent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MdevType {
     /// The type id (directory name), `<parent driver>-<sysfs name>`.
     pub id: String,
@@ -54,7 +56,7 @@ impl MdevType {
 }
 
 /// An mdev instance under `/sys/bus/mdev/devices/UUID`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
     /// The instance UUID.
     pub uuid: Uuid,
@@ -70,17 +72,66 @@ pub struct Instance {
     pub vfio_cdev: Option<String>,
     /// The bound driver (`vfio-vhost` once the core claimed it).
     pub driver: Option<String>,
+    /// What the core says of the instance (its attributes `state`,
+    /// `holder`, `backend`, `remove_requested`); `None` without them (no
+    /// driver, or a core older than these attributes).
+    pub status: Option<CoreStatus>,
 }
 
-/// A process that holds a device node open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The core's attributes of an instance (see `vhost_mdev/status.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoreStatus {
+    /// `closed`, `open`, or `removing` (open, and a removal waits for its
+    /// user to close it).
+    pub state: String,
+    /// The process that opened the device, while open.
+    pub holder: Option<u32>,
+    /// `type1` or `iommufd` while open.
+    pub backend: Option<String>,
+    /// How many times a pending removal signalled the request IRQ (0: no
+    /// removal waits).
+    pub remove_requested: u32,
+}
+
+impl CoreStatus {
+    /// Whether the device is open.
+    pub fn is_open(&self) -> bool {
+        self.state != "closed"
+    }
+}
+
+/// The files of an instance directory that are not its parent's
+/// configuration: the driver core's, mdev's and the vhost-mdev core's.
+pub const STANDARD_ATTRS: [&str; 6] = [
+    "uevent",
+    "remove",
+    "state",
+    "holder",
+    "backend",
+    "remove_requested",
+];
+
+/// A process that holds a device open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holder {
     /// The process id.
     pub pid: u32,
-    /// The process name (`/proc/PID/comm`).
+    /// The process name (`/proc/PID/comm`; empty if it cannot be read).
     pub comm: String,
-    /// The device node it holds.
-    pub node: String,
+    /// The device node it holds, when found by scanning `/proc/*/fd`
+    /// (`None` when the core's `holder` attribute named the process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({})", self.pid, self.comm)?;
+        if let Some(n) = &self.node {
+            write!(f, " through {n}")?;
+        }
+        Ok(())
+    }
 }
 
 /// sysfs, /proc and /dev below a root directory.
@@ -254,25 +305,61 @@ impl Sysfs {
             })
     }
 
-    /// All instances under `/sys/bus/mdev/devices`.
+    /// All instances: those under `/sys/bus/mdev/devices`, and those being
+    /// removed (see [`Sysfs::instance`]).
     pub fn instances(&self) -> Result<Vec<Instance>> {
-        let mut v = Vec::new();
+        let mut uuids = Vec::new();
         for e in read_dir_sorted(&self.path("sys/bus/mdev/devices"))? {
             if let Ok(uuid) = Uuid::parse_str(&e.file_name().to_string_lossy()) {
-                v.push(self.instance(&uuid)?);
+                uuids.push(uuid);
+            }
+        }
+        for p in self.parents()? {
+            for e in read_dir_sorted(&p.path)? {
+                if let Ok(uuid) = Uuid::parse_str(&e.file_name().to_string_lossy()) {
+                    if !uuids.contains(&uuid) {
+                        uuids.push(uuid);
+                    }
+                }
+            }
+        }
+        uuids.sort();
+        let mut v = Vec::new();
+        for uuid in uuids {
+            match self.instance(&uuid) {
+                Ok(i) => v.push(i),
+                // Gone while we looked.
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(v)
     }
 
+    /// The directory of instance `uuid`: its link under
+    /// `/sys/bus/mdev/devices`, or, while a removal waits for the device
+    /// to be closed (the kernel has taken that link and `mdev_type` away
+    /// by then), the device directory under its parent.
+    fn find_instance_dir(&self, uuid: &Uuid) -> Option<PathBuf> {
+        let link = self.instance_dir(uuid);
+        if link.exists() {
+            return Some(link);
+        }
+        let name = uuid.to_string();
+        self.parents()
+            .ok()?
+            .into_iter()
+            .map(|p| p.path.join(&name))
+            .find(|d| d.is_dir())
+    }
+
     /// Instance `uuid`.
     pub fn instance(&self, uuid: &Uuid) -> Result<Instance> {
-        let link = self.instance_dir(uuid);
-        if !link.exists() {
+        let Some(link) = self.find_instance_dir(uuid) else {
             return Err(Error::NotFound(format!(
                 "no mdev instance {uuid} (see `vhost-mdev list`)"
             )));
-        }
+        };
         let path = fs::canonicalize(&link).unwrap_or(link);
         let parent = path
             .parent()
@@ -282,8 +369,17 @@ impl Sysfs {
             .into_iter()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .find(|n| n.starts_with("vfio"));
+        let status = read_opt(&path.join("state")).map(|state| CoreStatus {
+            state,
+            holder: read_opt(&path.join("holder")).and_then(|h| h.parse().ok()),
+            backend: read_opt(&path.join("backend")).filter(|b| !b.is_empty()),
+            remove_requested: read_opt(&path.join("remove_requested"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        });
         Ok(Instance {
             uuid: *uuid,
+            status,
             parent,
             type_id: link_basename(&path.join("mdev_type")),
             iommu_group: link_basename(&path.join("iommu_group")).and_then(|g| g.parse().ok()),
@@ -324,9 +420,30 @@ impl Sysfs {
             .map(|c| self.path("dev/vfio/devices").join(c))
     }
 
-    /// Processes that hold the instance's group node or cdev open, found by
-    /// scanning `/proc/*/fd`.
+    /// The process that holds the instance open: the one the core's
+    /// `holder` attribute names, or, with a core without it, those found by
+    /// scanning `/proc/*/fd` for the group node and cdev (which misses the
+    /// processes of other users when run unprivileged).
     pub fn holders(&self, inst: &Instance) -> Result<Vec<Holder>> {
+        if let Some(st) = &inst.status {
+            return Ok(st
+                .holder
+                .filter(|_| st.is_open())
+                .map(|pid| Holder {
+                    pid,
+                    comm: read_opt(&self.path("proc").join(pid.to_string()).join("comm"))
+                        .unwrap_or_default(),
+                    node: None,
+                })
+                .into_iter()
+                .collect());
+        }
+        self.scan_holders(inst)
+    }
+
+    /// The device nodes of an instance, as `/proc/PID/fd` links show them:
+    /// its group node and its cdev.
+    fn nodes(inst: &Instance) -> Vec<String> {
         let mut nodes = Vec::new();
         if let Some(g) = inst.iommu_group {
             nodes.push(format!("/dev/vfio/{g}"));
@@ -334,7 +451,87 @@ impl Sysfs {
         if let Some(c) = &inst.vfio_cdev {
             nodes.push(format!("/dev/vfio/devices/{c}"));
         }
-        self.node_holders(&nodes)
+        nodes
+    }
+
+    /// The processes that have the instance's group node or cdev open,
+    /// found by scanning `/proc/*/fd` (slow with many processes; misses
+    /// the processes of other users when run unprivileged).
+    pub fn scan_holders(&self, inst: &Instance) -> Result<Vec<Holder>> {
+        self.node_holders(&Self::nodes(inst))
+    }
+
+    /// Whether process `pid` has the instance's group node or cdev open
+    /// (what the core's `holder` names is the opener, which may have
+    /// passed the device on, or be in another PID namespace).
+    pub fn holds(&self, inst: &Instance, pid: u32) -> bool {
+        let nodes = Self::nodes(inst);
+        let Ok(fds) = fs::read_dir(self.path("proc").join(pid.to_string()).join("fd")) else {
+            return false;
+        };
+        fds.filter_map(|f| f.ok()).any(|fd| {
+            fs::read_link(fd.path())
+                .map(|t| nodes.iter().any(|n| *n == t.to_string_lossy()))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Instance `uuid` again, with its status as of now.
+    pub fn refresh(&self, inst: &Instance) -> Result<Instance> {
+        self.instance(&inst.uuid)
+    }
+
+    /// The parent's configuration attributes of an instance: the readable
+    /// files of its directory but the [`STANDARD_ATTRS`] (e.g. the net
+    /// sample's `mac`, `mtu`, `link`, `queue_pairs`), as (name, text).
+    pub fn config(&self, inst: &Instance) -> Result<BTreeMap<String, String>> {
+        let mut m = BTreeMap::new();
+        for e in read_dir_sorted(&inst.path)? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if STANDARD_ATTRS.contains(&name.as_str()) {
+                continue;
+            }
+            // Not following links (driver, mdev_type, ...); write-only
+            // files do not read.
+            if !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                continue;
+            }
+            if let Some(v) = read_opt(&e.path()) {
+                m.insert(name, v);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Whether the parent offers attribute `name` on the instance.
+    pub fn has_attr(&self, inst: &Instance, name: &str) -> bool {
+        inst.path.join(name).is_file()
+    }
+
+    /// Writes the parent's attribute `name` of an instance; the errno
+    /// becomes an error that says what to do.
+    pub fn set_attr(&self, inst: &Instance, name: &str, value: &str) -> Result<()> {
+        let path = inst.path.join(name);
+        if !path.is_file() {
+            return Err(Error::NotOffered(format!(
+                "cannot set {name}: the parent {} of instance {} has no {name} attribute; \
+                 `vhost-mdev info {}` lists what it offers)",
+                inst.parent.as_deref().unwrap_or("?"),
+                inst.uuid,
+                inst.uuid
+            )));
+        }
+        fs::write(&path, value).map_err(|source| match source.raw_os_error() {
+            Some(libc::EBUSY) => Error::InUse(format!(
+                "{name} of instance {} cannot change while the device is open: stop its \
+                 user first (`vhost-mdev info {}` names it)",
+                inst.uuid, inst.uuid
+            )),
+            Some(libc::EINVAL) => Error::InvalidArgument(format!(
+                "{name} {value:?}: the parent refused the value (out of range or malformed)"
+            )),
+            _ => Error::Sysfs { path, source },
+        })
     }
 
     /// Processes that hold one of `nodes` (paths as `/proc/PID/fd` links
@@ -358,7 +555,7 @@ impl Sysfs {
                     holders.push(Holder {
                         pid,
                         comm: read_opt(&e.path().join("comm")).unwrap_or_default(),
-                        node: node.clone(),
+                        node: Some(node.clone()),
                     });
                     break;
                 }

@@ -10,6 +10,8 @@ use vhost_mdev::Sysfs;
 
 const UUID: &str = "7d6c2f6e-0f0a-4a4e-9d0e-3f1b2c3d4e5f";
 const TYPE: &str = "vhost_mdev_net_sample-net";
+/// The instance with the core's status attributes.
+const NEW: &str = "8e7d3f70-1b1b-4c5c-8d8d-9e0f1a2b3c4d";
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs")
@@ -97,7 +99,10 @@ fn parents_without_mdev_bus_class() {
 fn instances() {
     let s = Sysfs::with_root(fixture());
     let v = s.instances().unwrap();
-    assert_eq!(v.len(), 1);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].uuid.to_string(), NEW);
+    assert_eq!(v[1].iommu_group, Some(8));
+    assert_eq!(v[1].vfio_cdev.as_deref(), Some("vfio1"));
     let i = &v[0];
     assert_eq!(i.uuid.to_string(), UUID);
     assert_eq!(i.parent.as_deref(), Some("mvnet"));
@@ -131,7 +136,56 @@ fn holders_are_found_in_proc() {
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].pid, 4242);
     assert_eq!(h[0].comm, "qemu-system-x86");
-    assert_eq!(h[0].node, "/dev/vfio/7");
+    assert_eq!(h[0].node.as_deref(), Some("/dev/vfio/7"));
+    assert_eq!(i.status, None);
+}
+
+#[test]
+fn the_core_attributes_name_the_holder() {
+    let s = Sysfs::with_root(fixture());
+    let i = s.instance(&Uuid::parse_str(NEW).unwrap()).unwrap();
+    let st = i.status.clone().unwrap();
+    assert_eq!(st.state, "removing");
+    assert!(st.is_open());
+    assert_eq!(st.holder, Some(4243));
+    assert_eq!(st.backend.as_deref(), Some("iommufd"));
+    assert_eq!(st.remove_requested, 2);
+    // Not by scanning /proc: pid 4243 holds no VFIO node there.
+    let h = s.holders(&i).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].pid, h[0].comm.as_str(), h[0].node.as_deref()),
+        (4243, "bash", None)
+    );
+    assert_eq!(h[0].to_string(), "pid 4243 (bash)");
+    let c = s.config(&i).unwrap();
+    let keys: Vec<_> = c.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["link", "mac", "mtu", "queue_pairs"]);
+    assert!(s.has_attr(&i, "mtu") && !s.has_attr(&i, "capacity"));
+    let e = s.set_attr(&i, "capacity", "8").unwrap_err();
+    assert_eq!(e.class(), vhost_mdev::Class::NotFound, "{e}");
+
+    // Closed: no holder, whatever a stale pid says.
+    let root = scratch("closed");
+    let d = root
+        .join("sys/devices/virtual/vhost_mdev_net_sample/mvnet")
+        .join(NEW);
+    fs::write(d.join("state"), "closed\n").unwrap();
+    fs::write(d.join("holder"), "\n").unwrap();
+    fs::write(d.join("backend"), "\n").unwrap();
+    let s = Sysfs::with_root(&root);
+    let i = s.instance(&Uuid::parse_str(NEW).unwrap()).unwrap();
+    let st = i.status.clone().unwrap();
+    assert!(!st.is_open() && st.holder.is_none() && st.backend.is_none());
+    assert!(s.holders(&i).unwrap().is_empty());
+
+    // While a removal waits, the kernel has taken the bus link away: the
+    // instance is found under its parent.
+    fs::remove_file(root.join("sys/bus/mdev/devices").join(NEW)).unwrap();
+    let i = s.instance(&Uuid::parse_str(NEW).unwrap()).unwrap();
+    assert_eq!(i.parent.as_deref(), Some("mvnet"));
+    assert!(s.instances().unwrap().iter().any(|x| x.uuid == i.uuid));
+    fs::remove_dir_all(root).unwrap();
 }
 
 #[test]

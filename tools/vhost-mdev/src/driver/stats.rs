@@ -5,7 +5,7 @@
 use super::bench;
 
 /// Result of [`bench`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BenchResult {
     /// Frames looped back.
     pub packets: u64,
@@ -45,37 +45,21 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
-    /// One-line JSON.
+    /// One-line JSON: the fields of the result, and `pairs`, the number of
+    /// queue pairs. A value that is not a finite number (no measurement)
+    /// is `null`.
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"packets\":{},\"bytes\":{},\"seconds\":{:.3},\"pps\":{:.1},\"gbps\":{:.4},\
-             \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\
-             \"max_us\":{:.2},\"waits\":{},\"wait_timeouts\":{},\"late_irqs\":{},\
-             \"busy_poll\":{},\"no_yield\":{},\"packed\":{},\"pairs\":{},\
-             \"pair_packets\":[{}]}}",
-            self.packets,
-            self.bytes,
-            self.seconds,
-            self.pps,
-            self.gbps,
-            self.p50_us,
-            self.p90_us,
-            self.p99_us,
-            self.p999_us,
-            self.max_us,
-            self.waits,
-            self.wait_timeouts,
-            self.late_irqs,
-            self.busy_poll,
-            self.no_yield,
-            self.packed,
-            self.pair_packets.len(),
-            self.pair_packets
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        )
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            r: &'a BenchResult,
+            pairs: usize,
+        }
+        serde_json::to_string(&Json {
+            r: self,
+            pairs: self.pair_packets.len(),
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -128,5 +112,44 @@ impl Reservoir {
         if let Some(s) = self.samples.get_mut(j as usize) {
             *s = v;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_valid_for_every_value() {
+        let mut r = BenchResult {
+            packets: u64::MAX,
+            bytes: 0,
+            seconds: 1.5,
+            pps: f64::NAN,
+            gbps: f64::INFINITY,
+            p50_us: f64::NEG_INFINITY,
+            p90_us: 0.0,
+            p99_us: 1e300,
+            p999_us: -0.0,
+            max_us: 2.25,
+            waits: 1,
+            wait_timeouts: 2,
+            late_irqs: 3,
+            busy_poll: true,
+            no_yield: false,
+            packed: true,
+            pair_packets: vec![7, 8],
+        };
+        let j = r.to_json();
+        assert!(!j.contains('\n'), "{j}");
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["packets"], u64::MAX);
+        assert!(v["pps"].is_null() && v["gbps"].is_null() && v["p50_us"].is_null());
+        assert_eq!(v["max_us"], 2.25);
+        assert_eq!(v["pairs"], 2);
+        assert_eq!(v["pair_packets"], serde_json::json!([7, 8]));
+        r.pair_packets.clear();
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["pairs"], 0);
     }
 }
