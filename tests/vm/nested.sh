@@ -183,7 +183,8 @@ L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 # vhost-vfio sends the device: the features, queue enables and disables.
 BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range
 	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable
-	-trace vhost_vfio_set_mem_table)
+	-trace vhost_vfio_set_mem_table -trace vhost_vfio_notify_region
+	-trace 'vhost_vfio_host_notifier*')
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -412,6 +413,21 @@ check_mem_tables() {
 		fail "$1: ${n:-0} memory tables sent (want >= 2), $bad refused: $(grep '^vhost_vfio_set_mem_table ' "$l2trace" 2>/dev/null | head -n3 | tr '\n' ' ' | cut -c1-200)"
 	fi
 }
+# check_no_notifier WHAT: a device without doorbell pages (the sample,
+# vdpa_sim_net) does not offer region 1 for mmap, and QEMU kept every
+# queue's kicks on the ioeventfd (the vhost_vfio_host_notifier_fallback
+# trace at each start), with no host notifier installed.
+check_no_notifier() {
+	local region fb hn
+	region=$(grep -m1 '^vhost_vfio_notify_region ' "$l2trace" 2>/dev/null | sed 's/.*: //')
+	fb=$(grep -c '^vhost_vfio_host_notifier_fallback .*region 1 is not mappable' "$l2trace" 2>/dev/null)
+	hn=$(grep -c '^vhost_vfio_host_notifier ' "$l2trace" 2>/dev/null)
+	if [ "${region##* }" = 0 ] && [ "${fb:-0}" -ge 2 ] && [ "${hn:-0}" = 0 ]; then
+		pass "$1: no doorbell pages ($region): kicks stayed on the ioeventfd for $fb queue starts, no host notifier"
+	else
+		fail "$1: region 1 '${region:-no trace}', $fb ioeventfd fallbacks, $hn host notifiers (want mmap 0, >= 2, 0)"
+	fi
+}
 # l2_reports WHAT: fails when L2's kernel log has reports.
 l2_reports() {
 	if tr -d '\r' <"$l2log" | grep -aqE '(WARNING:|BUG:|Oops|Call Trace:|Kernel panic)'; then
@@ -488,6 +504,7 @@ fi
 l2_reports "L2 guest"
 check_features "L2" "$l2log" "$l2trace"
 check_mem_tables "L2" "the core accepted each (the sample has no use for it)"
+check_no_notifier "L2"
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
 fi
@@ -688,6 +705,7 @@ bridge_phase() {
 	dev_features=$bfeatures
 	check_features "vDPA bridge" "$l2log" "$l2trace"
 	check_mem_tables "vDPA bridge" "the bridge took each"
+	check_no_notifier "vDPA bridge"
 	if dmesg | grep -q "$BNAME: memory table refused"; then
 		fail "vDPA bridge: the bridge refused a memory table: $(dmesg | grep -m1 "$BNAME: memory table refused")"
 	fi
