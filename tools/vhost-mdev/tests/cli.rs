@@ -3,7 +3,6 @@
 //! their JSON, the configuration commands, and the exit statuses.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,31 +16,12 @@ const OLD: &str = "7d6c2f6e-0f0a-4a4e-9d0e-3f1b2c3d4e5f";
 const NEW: &str = "8e7d3f70-1b1b-4c5c-8d8d-9e0f1a2b3c4d";
 const TYPE: &str = "vhost_mdev_net_sample-net";
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs")
-}
+mod common;
+use common::fixture;
 
 /// A writable copy of the fixture.
 fn scratch(name: &str) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for e in fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-            } else if ft.is_dir() {
-                copy(&src, &dst);
-            } else {
-                fs::copy(&src, &dst).unwrap();
-            }
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("vhost-mdev-cli-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    copy(&fixture(), &dir);
-    dir
+    common::scratch("vhost-mdev-cli", name)
 }
 
 fn run(root: &Path, args: &[&str]) -> Output {

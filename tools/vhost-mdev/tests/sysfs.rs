@@ -2,8 +2,7 @@
 //! sysfs discovery on the fixture tree under tests/fixtures/sysfs.
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use uuid::Uuid;
 use vhost_mdev::Sysfs;
@@ -13,32 +12,12 @@ const TYPE: &str = "vhost_mdev_net_sample-net";
 /// The instance with the core's status attributes.
 const NEW: &str = "8e7d3f70-1b1b-4c5c-8d8d-9e0f1a2b3c4d";
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs")
-}
+mod common;
+use common::fixture;
 
-/// Copies the fixture (keeping symlinks) to a fresh directory, so tests can
-/// write `create` and `remove`.
+/// A writable copy of the fixture.
 fn scratch(name: &str) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for e in fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-            } else if ft.is_dir() {
-                copy(&src, &dst);
-            } else {
-                fs::copy(&src, &dst).unwrap();
-            }
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("vhost-mdev-sysfs-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    copy(&fixture(), &dir);
-    dir
+    common::scratch("vhost-mdev-sysfs", name)
 }
 
 #[test]
