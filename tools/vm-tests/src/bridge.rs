@@ -290,7 +290,7 @@ pub fn sim_blk_iommufd(env: &Env) -> TestResult {
 
 /// The vDPA device behind the bridge's type under test (`vdpa1` of
 /// parent `vhost_mdev_vdpa-vdpa1`).
-fn vdpa_name(env: &Env) -> Result<String, String> {
+pub(crate) fn vdpa_name(env: &Env) -> Result<String, String> {
     env.ty
         .parent
         .strip_prefix(BRIDGE_PARENT)
@@ -300,7 +300,7 @@ fn vdpa_name(env: &Env) -> Result<String, String> {
 
 /// The bridge's count of pages it holds pinned for the device
 /// (`/sys/bus/vdpa/devices/<dev>/pinned_pages`).
-fn pinned_pages(dev: &str) -> Result<u64, String> {
+pub(crate) fn pinned_pages(dev: &str) -> Result<u64, String> {
     let p = format!("/sys/bus/vdpa/devices/{dev}/pinned_pages");
     std::fs::read_to_string(&p)
         .ctx(&p)?

@@ -21,6 +21,7 @@ use vhost_mdev::net::{build_frame, Mac, ETHERTYPE_TEST};
 use vhost_mdev::uapi::*;
 use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, VhostBackend};
 
+use crate::bridge::{pinned_pages, vdpa_name};
 use crate::check;
 use crate::raw::{wait_needs_reset, RawNet, RawOpts, TXQ};
 use crate::util::*;
@@ -157,24 +158,9 @@ pub fn hub_check() -> TestResult {
     Ok(())
 }
 
-/// The vDPA device behind the bridge's type under test.
-fn vdpa_name(env: &Env) -> Result<String, String> {
-    env.ty
-        .parent
-        .strip_prefix(BRIDGE_PARENT)
-        .map(str::to_string)
-        .ok_or_else(|| format!("{} is not a parent of the bridge", env.ty.parent))
-}
-
 fn attr(vdpa: &str, name: &str) -> Result<String, String> {
     let p = format!("/sys/bus/vdpa/devices/{vdpa}/{name}");
     Ok(std::fs::read_to_string(&p).ctx(&p)?.trim().to_string())
-}
-
-fn pinned_pages(vdpa: &str) -> Result<u64, String> {
-    attr(vdpa, "pinned_pages")?
-        .parse()
-        .map_err(|e| format!("pinned_pages: {e}"))
 }
 
 /// The bridge's `vq_irqs`: queue callbacks, and those in hard IRQ context.
