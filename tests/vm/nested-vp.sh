@@ -16,28 +16,13 @@
 # scripts/vm --machine q35-iommu. Run:
 #   scripts/vm --machine q35-iommu --timeout 900 tests/vm/nested-vp.sh
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
-CACHE=${VHOST_MDEV_CACHE:-${KDIR%/kbuild/*}}
-export VHOST_MDEV_CACHE=$CACHE
 L2_TIMEOUT=${L2_TIMEOUT:-600}
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-info() { echo "INFO: $*"; }
-excerpt() { tail -n "${2:-25}" "$1" | tr -d '\r' | sed -E 's/(WARNING|BUG|Oops|KASAN|UBSAN|Call Trace|panic|lockdep)/<\1>/Ig; s/^/INFO:   | /'; }
 
 if [ "${VM_MACHINE:-}" != q35-iommu ]; then
 	echo "FAIL: nested-vp: needs scripts/vm --machine q35-iommu (the machine is '${VM_MACHINE:-pc}')"
 	exit 1
 fi
-if [ -n "${VM_QEMU:-}" ]; then
-	QEMU=$VM_QEMU
-else
-	QEMU=$("$TOP/tools/qemu/build-qemu.sh" --print 2>&1) ||
-		{ echo "FAIL: no patched QEMU: $QEMU (build it on the host: tools/qemu/build-qemu.sh)"; exit 1; }
-fi
-l2=$("$TOP/tools/qemu/build-l2.sh" --print 2>&1) ||
-	{ echo "FAIL: no L2 guest: $l2 (build it on the host: tools/qemu/build-l2.sh)"; exit 1; }
-read -r L2_KERNEL L2_INITRD <<<"$l2"
+. "$VHOST_MDEV_TOP/tests/vm/nested-lib.sh"
 VB=/sys/bus/vdpa VDEV=vdpa6 UV=77777777-0000-0000-0000-000000000008
 MAC=52:54:00:00:18:01
 nic() { grep -lix "$1" /sys/class/net/*/address | head -n 1 | xargs -r dirname | xargs -r basename; }
