@@ -50,6 +50,8 @@ pub mod vdpa;
 
 #[path = "../rust/iommu.rs"]
 pub mod iommu;
+#[path = "../rust/ratelimit.rs"]
+pub mod ratelimit;
 
 mod pa;
 
@@ -362,7 +364,7 @@ impl vhost_mdev::Device for VdpaDev {
             r.0 = [desc, driver, device];
         }
         if let Err(e) = self.vdpa.set_vq_address(idx, desc, driver, device) {
-            pr_warn!(
+            pr_warn_ratelimited!(
                 "{}: queue {}: the device refused the ring addresses: {:?}\n",
                 self.vdpa.name(),
                 idx,
@@ -385,7 +387,7 @@ impl vhost_mdev::Device for VdpaDev {
     fn set_vq_base(&self, idx: u16, base: u32) {
         let packed = Self::packed(&self.state.lock());
         if let Err(e) = self.vdpa.set_vq_base(idx, base, packed) {
-            pr_warn!(
+            pr_warn_ratelimited!(
                 "{}: queue {}: the device refused the base: {:?}\n",
                 self.vdpa.name(),
                 idx,
@@ -459,7 +461,7 @@ impl vhost_mdev::Device for VdpaDev {
             DmaMode::Pa => self.pa_table(regions),
         };
         if let Err(e) = r {
-            pr_warn!("{}: memory table refused: {:?}\n", self.vdpa.name(), e);
+            pr_warn_ratelimited!("{}: memory table refused: {:?}\n", self.vdpa.name(), e);
         }
         r
     }
@@ -643,13 +645,13 @@ impl VdpaDev {
         if self.vdpa.has_suspend() {
             match self.vdpa.suspend() {
                 Ok(()) => return Quiet::Suspended,
-                Err(e) => pr_warn!("{}: suspend failed: {:?}\n", self.vdpa.name(), e),
+                Err(e) => pr_warn_ratelimited!("{}: suspend failed: {:?}\n", self.vdpa.name(), e),
             }
         } else if !dropping && self.vdpa.has_set_map() {
             // A whole new table that only adds: the device goes on.
             return Quiet::Idle;
         }
-        pr_warn!(
+        pr_warn_ratelimited!(
             "{}: the device cannot suspend: reset for a change of its map (NEEDS_RESET)\n",
             self.vdpa.name()
         );
@@ -663,7 +665,7 @@ impl VdpaDev {
     fn go_on(&self, s: &State, q: Quiet) {
         if q == Quiet::Suspended && !s.halted {
             if let Err(e) = self.vdpa.resume() {
-                pr_warn!("{}: resume failed: {:?}\n", self.vdpa.name(), e);
+                pr_warn_ratelimited!("{}: resume failed: {:?}\n", self.vdpa.name(), e);
                 self.handle.needs_reset();
             }
         }
@@ -700,7 +702,7 @@ impl VdpaDev {
             if let Err(e) = self.pin_pending(iova, n) {
                 self.drop_pending(&mut self.state.lock());
                 if e == eopnotsupp() {
-                    pr_warn!(
+                    pr_warn_ratelimited!(
                         "{}: PA mode pins through iommufd: open the instance through the vfio cdev \
                          (a type1 container cannot take a device's pins)\n",
                         self.vdpa.name()
@@ -870,7 +872,7 @@ impl VdpaDev {
             }
         };
         if let Err(e) = programmed {
-            pr_err!(
+            pr_err_ratelimited!(
                 "{}: unmap: could not give the device its new map ({:?}): it reaches no memory\n",
                 self.vdpa.name(),
                 e
@@ -882,7 +884,7 @@ impl VdpaDev {
             self.unpin(c);
         }
         if ring || programmed.is_err() {
-            pr_warn!(
+            pr_warn_ratelimited!(
                 "{}: unmap of [{:#x}, {:#x}] took {}: NEEDS_RESET\n",
                 self.vdpa.name(),
                 iova,

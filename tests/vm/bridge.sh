@@ -306,8 +306,18 @@ t "vdpa bridge PA: over type1 a table is refused (EOPNOTSUPP), saying why" sh -c
 	one_line $VB/devices/vdpa1/pinned_pages 0 && echo 1 >/sys/bus/mdev/devices/$UV/remove"
 # Replaced tables, unmaps while running (of a ring: NEEDS_RESET), hostile
 # tables, unmaps racing with pins, RLIMIT_MEMLOCK, removal while open.
+mark=$(dmesg | wc -l)
 t "vdpa bridge PA: tables, unmaps and hostile tables (vhost-mdev-tests --bridge-pa)" \
 	vhost-mdev-tests --bridge-pa
+# The hostile and racing tables above are refused by the dozen, each with a
+# warning a VMM can cause: rate-limited (10 per 5 s; about 90 lines
+# before), the count of those dropped said with the next line allowed.
+t "vdpa bridge PA: refused tables log rate-limited (the VMM cannot flood the log)" sh -c "
+	lines=\$(dmesg | tail -n +$((mark + 1)))
+	n=\$(echo \"\$lines\" | grep -c 'vdpa1: memory table refused')
+	s=\$(echo \"\$lines\" | grep -c 'similar lines suppressed')
+	echo \"\$n refusal lines, \$s suppression notes\"
+	[ \$n -ge 1 ] && [ \$n -le 40 ]"
 # vdpa_sim with batch_mapping=0 takes ranges one by one (dma_map).
 t "vdpa bridge PA: a device with dma_map only (batch_mapping=0); traffic over iommufd" sh -c "
 	. $TOP/tests/vm/lib.sh
