@@ -136,6 +136,17 @@ else
 	fail "nested-vp: region 1 '${region:-no trace}', $on host notifiers installed, $off removed, $fb fallbacks (want mmap 1, >= 4, as many, 0)"
 	grep '^vhost_vfio_host_notifier' "$l2trace" | head -n 5 | sed 's/^/INFO:   | /'
 fi
+# Every memory table QEMU sent was taken (the doorbell pages are RAM
+# devices of the guest's address space: the table must leave them out).
+tables=$(grep -c '^vhost_vfio_set_mem_table ' "$l2trace")
+bad=$(grep '^vhost_vfio_set_mem_table ' "$l2trace" | grep -vc 'result 0$')
+refused=$(dmesg | grep -c "$VDEV: memory table refused")
+if [ "$tables" -ge 1 ] && [ "$bad" = 0 ] && [ "$refused" = 0 ]; then
+	pass "nested-vp: all $tables memory tables taken by the bridge (the doorbell pages left out of them)"
+else
+	fail "nested-vp: $tables memory tables sent, $bad failed in QEMU, $refused refused by the bridge (want >= 1, 0, 0)"
+	grep '^vhost_vfio_set_mem_table ' "$l2trace" | sort | uniq -c | head -n 5 | sed 's/^/INFO:   | /'
+fi
 n=$(grep -c 'prio 1, ramd): vhost-vfio/host-notifier@'"$UV"'\[[01]\]' "$mtree")
 if [ "$n" -ge 2 ]; then
 	pass "nested-vp: info mtree: both queues' doorbell pages over the NIC's notify region (RAM device, not trapped)"
