@@ -44,8 +44,10 @@ all: modules
 check-kernel:
 	@scripts/check-kernel $(KDIR) $(RUSTC) $(BINDGEN)
 
+# '+': KMAKE names $(MAKE) only indirectly, and make -jN (DKMS) would run
+# Kbuild without its jobserver, serially.
 modules: check-kernel
-	$(KMAKE) modules
+	+$(KMAKE) modules
 
 modules_install: modules
 	$(KMAKE) INSTALL_MOD_PATH=$(INSTALL_MOD_PATH) modules_install
