@@ -21,10 +21,15 @@
 #   make clean           remove build products
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
-VHOST_MDEV_CACHE ?= $(HOME)/.cache/vhost-mdev
 LLVM ?= -19
 RUSTC ?= /usr/bin/rustc
-BINDGEN ?= $(VHOST_MDEV_CACHE)/bindgen/bin/bindgen
+# bindgen: the version the kernel was built with (scripts/check-kernel
+# insists), from the system location scripts/setup installs it to, one
+# directory per version; nothing under a HOME, so that a DKMS rebuild (root,
+# another HOME, no cache) finds it.
+VHOST_MDEV_BINDGEN_ROOT ?= /usr/local/lib/vhost-mdev
+KBINDGEN_V := $(shell sed -n 's/^CONFIG_BINDGEN_VERSION_TEXT="bindgen \(.*\)"$$/\1/p' $(KDIR)/.config 2>/dev/null)
+BINDGEN ?= $(VHOST_MDEV_BINDGEN_ROOT)/bindgen-$(or $(KBINDGEN_V),unknown)/bin/bindgen
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 
 PREFIX ?= /usr/local

@@ -35,7 +35,28 @@ t "check-kernel: a headers-only tree is refused (no rust/*.rmeta)" sh -c "
 t "check-kernel: a different rustc is named" sh -c "
 	! out=\$('$top/scripts/check-kernel' '$kdir' \$HOME/.cargo/bin/rustc '$BINDGEN' 2>&1) &&
 	echo \"\$out\" | grep -q 'RUSTC='"
-t "check-kernel: the test kernel's tree passes" "$top/scripts/check-kernel" "$kdir" $rustc "$BINDGEN"
+t "check-kernel (make's default BINDGEN, the system one): the test kernel's tree passes" \
+	make -s -C "$top" KDIR="$kdir" check-kernel
+# A kernel built with another bindgen: make looks for that version in the
+# system location and says how to put it there.
+mkdir -p "$work/bindgen-next/rust"
+cp "$kdir/Makefile" "$work/bindgen-next/"
+touch "$work/bindgen-next/rust/libkernel.rmeta"
+sed 's/^CONFIG_BINDGEN_VERSION_TEXT=.*/CONFIG_BINDGEN_VERSION_TEXT="bindgen 0.70.1"/' "$kdir/.config" >"$work/bindgen-next/.config"
+t "make: a kernel built with another bindgen gets that version's system path and how to install it" sh -c "
+	! out=\$(make -s -C '$top' KDIR='$work/bindgen-next' check-kernel 2>&1) &&
+	echo \"\$out\" | grep -q \"built with 'bindgen 0.70.1' but BINDGEN=$BINDGEN_ROOT/bindgen-0.70.1/bin/bindgen is 'missing'\" &&
+	echo \"\$out\" | grep -q -- '--root $BINDGEN_ROOT/bindgen-0.70.1 bindgen-cli@0.70.1'"
+# The set-up's copy of the pinned bindgen to the system location: from its
+# cache, without cargo (a system PATH), then nothing to do.
+t "setup installs the pinned bindgen from its cache without cargo, then only checks it" sh -c "
+	r='$work/bindgen-root'
+	run() { env -i HOME=\"\$HOME\" PATH=/usr/sbin:/usr/bin:/sbin:/bin VHOST_MDEV_CACHE='$CACHE' \
+		VHOST_MDEV_BINDGEN_ROOT=\"\$r\" '$top/scripts/setup' 2>&1; }
+	out=\$(run) && echo \"\$out\" | grep -q \"installing bindgen $BINDGEN_V to \$r/bindgen-$BINDGEN_V/bin/bindgen\" &&
+	! echo \"\$out\" | grep -q 'building bindgen' &&
+	test \"\$(\$r/bindgen-$BINDGEN_V/bin/bindgen --version)\" = 'bindgen $BINDGEN_V' &&
+	out=\$(run) && ! echo \"\$out\" | grep -q bindgen"
 t "make modules refuses a kernel without Rust" sh -c "
 	! make -s -C '$top' KDIR='$work/norust' modules >/dev/null 2>&1"
 
