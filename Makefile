@@ -18,7 +18,8 @@
 #   make stress          the ring-index stress, 10^6 frames per configuration
 #   make fuzz            the hardening suite (fuzzer, races, lifecycle) at
 #                        8 to 40 times its CI size, outside CI
-#   make clean           remove build products
+#   make clean           remove build products (modules_clean: the
+#                        modules' only, as DKMS does)
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= -19
@@ -82,10 +83,13 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vhost-mdev \
 	      $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vhost-mdev.fish
 
-clean:
+# The modules' build products only: DKMS's CLEAN (no cargo, no HOME).
+modules_clean:
 	-$(KMAKE) clean 2>/dev/null
-	-$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean 2>/dev/null
 	rm -f rust/bindings_generated.rs rust/.bindings_generated.rs.cmd
+
+clean: modules_clean
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean 2>/dev/null
 	-$(CARGO) clean 2>/dev/null
 
 setup:
@@ -112,4 +116,4 @@ stress:
 fuzz:
 	scripts/run fuzz
 
-.PHONY: bench stress fuzz all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
+.PHONY: bench stress fuzz all check-kernel modules modules_clean modules_install tools install uninstall clean setup kernel demo check check-quick
