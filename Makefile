@@ -18,13 +18,19 @@
 #   make stress          the ring-index stress, 10^6 frames per configuration
 #   make fuzz            the hardening suite (fuzzer, races, lifecycle) at
 #                        8 to 40 times its CI size, outside CI
-#   make clean           remove build products
+#   make clean           remove build products (modules_clean: the
+#                        modules' only, as DKMS does)
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
-VHOST_MDEV_CACHE ?= $(HOME)/.cache/vhost-mdev
 LLVM ?= -19
 RUSTC ?= /usr/bin/rustc
-BINDGEN ?= $(VHOST_MDEV_CACHE)/bindgen/bin/bindgen
+# bindgen: the version the kernel was built with (scripts/check-kernel
+# insists), from the system location scripts/setup installs it to, one
+# directory per version; nothing under a HOME, so that a DKMS rebuild (root,
+# another HOME, no cache) finds it.
+VHOST_MDEV_BINDGEN_ROOT ?= /usr/local/lib/vhost-mdev
+KBINDGEN_V := $(shell sed -n 's/^CONFIG_BINDGEN_VERSION_TEXT="bindgen \(.*\)"$$/\1/p' $(KDIR)/.config 2>/dev/null)
+BINDGEN ?= $(VHOST_MDEV_BINDGEN_ROOT)/bindgen-$(or $(KBINDGEN_V),unknown)/bin/bindgen
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 
 PREFIX ?= /usr/local
@@ -44,8 +50,10 @@ all: modules
 check-kernel:
 	@scripts/check-kernel $(KDIR) $(RUSTC) $(BINDGEN)
 
+# '+': KMAKE names $(MAKE) only indirectly, and make -jN (DKMS) would run
+# Kbuild without its jobserver, serially.
 modules: check-kernel
-	$(KMAKE) modules
+	+$(KMAKE) modules
 
 modules_install: modules
 	$(KMAKE) INSTALL_MOD_PATH=$(INSTALL_MOD_PATH) modules_install
@@ -75,10 +83,13 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vhost-mdev \
 	      $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vhost-mdev.fish
 
-clean:
+# The modules' build products only: DKMS's CLEAN (no cargo, no HOME).
+modules_clean:
 	-$(KMAKE) clean 2>/dev/null
-	-$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean 2>/dev/null
 	rm -f rust/bindings_generated.rs rust/.bindings_generated.rs.cmd
+
+clean: modules_clean
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean 2>/dev/null
 	-$(CARGO) clean 2>/dev/null
 
 setup:
@@ -105,4 +116,4 @@ stress:
 fuzz:
 	scripts/run fuzz
 
-.PHONY: bench stress fuzz all check-kernel modules modules_install tools install uninstall clean setup kernel demo check check-quick
+.PHONY: bench stress fuzz all check-kernel modules modules_clean modules_install tools install uninstall clean setup kernel demo check check-quick

@@ -4,7 +4,13 @@
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${VHOST_MDEV_CACHE:-$HOME/.cache/vhost-mdev}
 KSRC=$CACHE/linux-6.12
-BINDGEN=$CACHE/bindgen/bin/bindgen
+# bindgen-cli, pinned: scripts/setup builds it into the cache and installs it
+# in a system location, where the Makefile (and so a DKMS rebuild, run as
+# root with another HOME and no cache) finds it: one directory per version,
+# so that a kernel built with another bindgen can have its own beside it.
+BINDGEN_V=0.69.5
+BINDGEN_ROOT=${VHOST_MDEV_BINDGEN_ROOT:-/usr/local/lib/vhost-mdev}
+BINDGEN=$BINDGEN_ROOT/bindgen-$BINDGEN_V/bin/bindgen
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
 mkdir -p "$CACHE"
 
