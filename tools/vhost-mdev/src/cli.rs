@@ -22,9 +22,6 @@ use uuid::Uuid;
     after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
-    /// Root under which /sys, /proc and /dev are looked up (for tests).
-    #[arg(long, global = true, default_value = "/", hide = true)]
-    pub root: PathBuf,
     /// Print the result as JSON (list, info, stats, create, bench): one
     /// document on stdout; the fields are in Documentation/cli.rst.
     #[arg(short = 'j', long, global = true)]

@@ -1063,8 +1063,17 @@ fn bench(
     drv.stop()
 }
 
+/// The root under which /sys, /proc, /dev and /etc are looked up:
+/// `VHOST_MDEV_ROOT` (the host tests' fixtures), else /.
+fn sysfs() -> Sysfs {
+    match std::env::var_os("VHOST_MDEV_ROOT") {
+        Some(r) if !r.is_empty() => Sysfs::with_root(r),
+        _ => Sysfs::system(),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let sysfs = Sysfs::with_root(&cli.root);
+    let sysfs = sysfs();
     let json = cli.json;
     match cli.cmd {
         Cmd::List { what } => list(&sysfs, what, json),
@@ -1361,6 +1370,11 @@ mod tests {
             .map(|(_, d)| String::from_utf8_lossy(d))
             .unwrap();
         assert!(bash.contains("--queue-pairs") && !bash.contains("install-assets"));
+        // Nor the test hook.
+        for (n, d) in assets::ASSETS {
+            let d = String::from_utf8_lossy(d);
+            assert!(!d.contains("--root"), "{n} offers a hidden option");
+        }
         assert!(Cli::try_parse_from(["vhost-mdev", "install-assets", "/tmp"]).is_err());
     }
 

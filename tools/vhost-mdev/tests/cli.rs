@@ -26,8 +26,7 @@ fn scratch(name: &str) -> PathBuf {
 
 fn run(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vhost-mdev"))
-        .arg("--root")
-        .arg(root)
+        .env("VHOST_MDEV_ROOT", root)
         .args(args)
         .output()
         .unwrap()
