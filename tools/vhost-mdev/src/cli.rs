@@ -228,10 +228,13 @@ pub enum Cmd {
     /// Set the link of an instance up or down (the guest sees a config
     /// change).
     Link {
-        /// The instance UUID.
-        uuid: Uuid,
-        /// The new link state.
-        state: LinkState,
+        /// The instance UUID (as mdevctl's -u; or the first argument).
+        #[arg(short = 'u', long = "uuid", value_name = "UUID")]
+        uuid: Option<Uuid>,
+        /// The instance UUID (unless -u gives it), then the new link
+        /// state: up or down.
+        #[arg(value_name = "UUID up|down", num_args = 1..=2, required = true)]
+        args: Vec<String>,
     },
     /// Loop frames through a loopback device and check each comes back
     /// byte-identical and in order.

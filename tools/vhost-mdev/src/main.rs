@@ -966,6 +966,50 @@ fn config(sysfs: &Sysfs, cmd: &ConfigCmd, json: bool) -> Result<()> {
     }
 }
 
+/// The instance of a command whose UUID comes first among its positional
+/// arguments unless `-u` gives it (`link`, `own`), and the other
+/// arguments, of which there may be `min..=max`; `usage` says how.
+fn uuid_first(
+    uuid: Option<Uuid>,
+    args: &[String],
+    min: usize,
+    max: usize,
+    usage: &str,
+) -> Result<(Uuid, Vec<String>)> {
+    let (u, rest) = match (uuid, args) {
+        (Some(u), rest) => (u, rest),
+        (None, [u, rest @ ..]) => (
+            Uuid::parse_str(u).map_err(|_| {
+                Error::InvalidArgument(format!("{u:?} is not an instance UUID: {usage}"))
+            })?,
+            rest,
+        ),
+        (None, []) => return Err(Error::InvalidArgument(format!("no instance: {usage}"))),
+    };
+    if rest.len() < min || rest.len() > max {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {usage}",
+            if uuid.is_some() && !args.is_empty() && Uuid::parse_str(&args[0]).is_ok() {
+                "the UUID given twice (-u and an argument)"
+            } else {
+                "wrong number of arguments"
+            }
+        )));
+    }
+    Ok((u, rest.to_vec()))
+}
+
+/// `link [UUID] up|down` (or `-u UUID up|down`): the UUID and the state.
+fn link_args(uuid: Option<Uuid>, args: &[String]) -> Result<(Uuid, LinkState)> {
+    use clap::ValueEnum;
+    let usage = "`vhost-mdev link UUID up|down` or `vhost-mdev link -u UUID up|down`";
+    let (u, rest) = uuid_first(uuid, args, 1, 1, usage)?;
+    let st = &rest[0];
+    let state = LinkState::from_str(st, false)
+        .map_err(|_| Error::InvalidArgument(format!("link state {st:?}: up or down")))?;
+    Ok((u, state))
+}
+
 fn link(sysfs: &Sysfs, uuid: &Uuid, state: LinkState) -> Result<()> {
     let i = sysfs.instance(uuid)?;
     let v = match state {
@@ -1094,7 +1138,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Info { inst } => info(&sysfs, &inst.get(), json),
         Cmd::Probe(a) => probe(&sysfs, &a),
         Cmd::Config { cmd } => config(&sysfs, &cmd, json),
-        Cmd::Link { uuid, state } => link(&sysfs, &uuid, state),
+        Cmd::Link { uuid, args } => {
+            let (u, state) = link_args(uuid, &args)?;
+            link(&sysfs, &u, state)
+        }
         Cmd::Ping {
             dev,
             ring,
@@ -1309,15 +1356,31 @@ mod tests {
         );
         let c = Cli::try_parse_from(["vhost-mdev", "-j", "list"]).unwrap();
         assert!(c.json && matches!(c.cmd, Cmd::List { what: None }));
-        let c = Cli::try_parse_from(["vhost-mdev", "link", u, "down"]).unwrap();
-        assert!(matches!(
-            c.cmd,
-            Cmd::Link {
-                state: LinkState::Down,
-                ..
+        // link: the UUID positional or as -u/--uuid, as the others.
+        let link = |args: &[&str]| {
+            let mut v = vec!["vhost-mdev", "link"];
+            v.extend(args);
+            match Cli::try_parse_from(v).map(|c| c.cmd) {
+                Ok(Cmd::Link { uuid, args }) => link_args(uuid, &args).map_err(|e| e.to_string()),
+                Ok(c) => panic!("not link: {c:?}"),
+                Err(e) => Err(e.to_string()),
             }
-        ));
-        assert!(Cli::try_parse_from(["vhost-mdev", "link", u, "sideways"]).is_err());
+        };
+        let want = (Uuid::parse_str(u).unwrap(), LinkState::Down);
+        assert_eq!(link(&[u, "down"]).unwrap(), want);
+        assert_eq!(link(&["-u", u, "down"]).unwrap(), want);
+        assert_eq!(link(&["--uuid", u, "up"]).unwrap(), (want.0, LinkState::Up));
+        for bad in [
+            &[u, "sideways"][..],
+            &["-u", u, "up", "down"],
+            &["-u", u, u, "up"],
+            &["-u", u],
+            &[u],
+            &["up"],
+            &["not-a-uuid", "up"],
+        ] {
+            assert!(link(bad).is_err(), "{bad:?}");
+        }
         let c =
             Cli::try_parse_from(["vhost-mdev", "remove", u, "--force", "--timeout", "3"]).unwrap();
         assert!(matches!(

@@ -280,3 +280,23 @@ fn install_assets_writes_man_pages_and_completions() {
         .is_file());
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn link_takes_the_uuid_as_u_too() {
+    let root = scratch("link");
+    let d = inst_dir(&root, NEW);
+    for (args, want) in [
+        (vec!["link", "-u", NEW, "down"], "down"),
+        (vec!["link", "--uuid", NEW, "up"], "up"),
+        (vec!["link", NEW, "down"], "down"),
+    ] {
+        let o = run(&root, &args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        assert_eq!(fs::read_to_string(d.join("link")).unwrap(), want);
+    }
+    let o = run(&root, &["link", "-u", NEW]);
+    assert_eq!(code(&o), 2, "{o:?}");
+    let o = run(&root, &["link", "-u", NEW, NEW, "up"]);
+    assert_eq!(code(&o), 2, "{o:?}");
+    fs::remove_dir_all(root).unwrap();
+}
