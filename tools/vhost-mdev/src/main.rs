@@ -11,6 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod cli;
+mod own;
 use cli::*;
 
 /// The man pages and completions build.rs generated (`ASSETS`).
@@ -504,6 +505,9 @@ fn remove(sysfs: &Sysfs, uuid: &Uuid, wait: bool, force: bool, timeout: u64) -> 
             r => r?,
         }
     }
+    // Gone for good: its nodes do not come back to that owner. (mdevctl
+    // stop does not get here: its definitions keep theirs.)
+    own::record(sysfs, uuid, None)?;
     println!("removed {uuid}");
     Ok(())
 }
@@ -860,8 +864,11 @@ fn create(
     type_: &str,
     uuid: Option<Uuid>,
     config: &ConfigArgs,
+    owner: Option<&str>,
     json: bool,
 ) -> Result<()> {
+    // Before anything is created: an unknown user is a usage error.
+    let owner = owner.map(own::parse_owner).transpose()?;
     let t = sysfs.find_type(parent, type_)?;
     if !t.is_vhost() {
         return Err(Error::InvalidArgument(format!(
@@ -893,6 +900,13 @@ fn create(
         }
         for (k, v) in &attrs {
             sysfs.set_attr(&inst, k, v)?;
+        }
+        if let Some(o) = &owner {
+            own::record(sysfs, &u, Some(o))?;
+            if let Err(e) = own::apply(sysfs, &inst, o) {
+                let _ = own::record(sysfs, &u, None);
+                return Err(e);
+            }
         }
         Ok(())
     })();
@@ -1008,6 +1022,36 @@ fn link_args(uuid: Option<Uuid>, args: &[String]) -> Result<(Uuid, LinkState)> {
     let state = LinkState::from_str(st, false)
         .map_err(|_| Error::InvalidArgument(format!("link state {st:?}: up or down")))?;
     Ok((u, state))
+}
+
+/// `own [UUID] [USER[:GROUP]]` (or `-u UUID`): the UUID and the owner.
+fn own_args(uuid: Option<Uuid>, args: &[String], reset: bool) -> Result<(Uuid, Option<String>)> {
+    let usage = "`vhost-mdev own UUID [USER[:GROUP] | --reset]` (or -u UUID)";
+    let (u, rest) = uuid_first(uuid, args, 0, 1, usage)?;
+    let owner = rest.into_iter().next();
+    if reset && owner.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "--reset gives the nodes to root: no owner with it: {usage}"
+        )));
+    }
+    Ok((u, owner))
+}
+
+/// `own`: shows, sets or resets who owns an instance's VFIO nodes.
+fn own_cmd(sysfs: &Sysfs, uuid: &Uuid, owner: Option<&str>, reset: bool, json: bool) -> Result<()> {
+    let owner = owner.map(own::parse_owner).transpose()?;
+    let inst = sysfs.instance(uuid)?;
+    if reset {
+        own::apply(sysfs, &inst, &own::Owner::ROOT)?;
+        own::record(sysfs, uuid, None)?;
+    } else if let Some(o) = &owner {
+        // Checked first: the record must not name nodes that cannot be
+        // given.
+        own::nodes(sysfs, &inst)?;
+        own::record(sysfs, uuid, Some(o))?;
+        own::apply(sysfs, &inst, o)?;
+    }
+    own::show(sysfs, &inst, json)
 }
 
 fn link(sysfs: &Sysfs, uuid: &Uuid, state: LinkState) -> Result<()> {
@@ -1128,7 +1172,20 @@ fn run(cli: Cli) -> Result<()> {
             type_,
             uuid,
             config,
-        } => create(&sysfs, &parent, &type_, uuid, &config, json),
+            owner,
+        } => create(
+            &sysfs,
+            &parent,
+            &type_,
+            uuid,
+            &config,
+            owner.as_deref(),
+            json,
+        ),
+        Cmd::Own { uuid, args, reset } => {
+            let (u, owner) = own_args(uuid, &args, reset)?;
+            own_cmd(&sysfs, &u, owner.as_deref(), reset, json)
+        }
         Cmd::Remove {
             inst,
             wait,
@@ -1182,8 +1239,8 @@ fn run(cli: Cli) -> Result<()> {
 fn hint(e: &Error) -> Option<&'static str> {
     match (e.class(), e) {
         (Class::Permission, _) => Some(
-            "run as root, or give the user the instance's VFIO nodes (see Permissions in \
-             Documentation/admin-guide.rst)",
+            "run as root, or give the user the instance's VFIO nodes: `vhost-mdev own UUID \
+             USER[:GROUP]` (\"Unprivileged VMMs\" in Documentation/admin-guide.rst)",
         ),
         (Class::Busy, Error::InUse(_)) => None,
         (Class::Busy, _) => {
@@ -1202,11 +1259,12 @@ fn hint(e: &Error) -> Option<&'static str> {
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's), --help and --version with 0.
-    let r = if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "install-assets")
-    {
+    let first = std::env::args_os().nth(1);
+    let r = if first.as_ref().is_some_and(|a| a == "install-assets") {
         install_assets(&InstallAssets::parse_from(std::env::args_os().skip(1)))
+    } else if first.as_ref().is_some_and(|a| a == "udev-import") {
+        let a = UdevImport::parse_from(std::env::args_os().skip(1));
+        own::udev_import(&sysfs(), &a.devpath)
     } else {
         run(Cli::parse())
     };
@@ -1305,6 +1363,8 @@ mod tests {
             "9000",
             "--queue-pairs",
             "4",
+            "--owner",
+            "qemu:kvm",
         ])
         .unwrap();
         match c.cmd {
@@ -1313,8 +1373,10 @@ mod tests {
                 type_,
                 uuid,
                 config,
+                owner,
             } => {
                 assert_eq!((parent.as_str(), type_.as_str()), ("mvnet", "net"));
+                assert_eq!(owner.as_deref(), Some("qemu:kvm"));
                 assert_eq!(uuid.unwrap().to_string(), u);
                 assert_eq!(
                     config.attrs(),
@@ -1381,6 +1443,38 @@ mod tests {
         ] {
             assert!(link(bad).is_err(), "{bad:?}");
         }
+        // own: show, set, reset; the UUID as for link.
+        let own = |args: &[&str]| {
+            let mut v = vec!["vhost-mdev", "own"];
+            v.extend(args);
+            match Cli::try_parse_from(v).map(|c| c.cmd) {
+                Ok(Cmd::Own { uuid, args, reset }) => own_args(uuid, &args, reset)
+                    .map(|(u, o)| (u, o, reset))
+                    .map_err(|e| e.to_string()),
+                Ok(c) => panic!("not own: {c:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let id = Uuid::parse_str(u).unwrap();
+        let kvm = Some("4711:kvm".to_string());
+        assert_eq!(
+            own(&["-u", u, "4711:kvm"]).unwrap(),
+            (id, kvm.clone(), false)
+        );
+        assert_eq!(own(&[u, "4711:kvm"]).unwrap(), (id, kvm, false));
+        assert_eq!(own(&[u]).unwrap(), (id, None, false));
+        assert_eq!(own(&["--uuid", u]).unwrap(), (id, None, false));
+        assert_eq!(own(&[u, "--reset"]).unwrap(), (id, None, true));
+        for bad in [
+            &[u, "qemu", "--reset"][..],
+            &["-u", u, u, "qemu"],
+            &["-u", u, "qemu", "kvm"],
+            &[u, "qemu", "kvm"],
+            &[],
+            &["qemu"],
+        ] {
+            assert!(own(bad).is_err(), "{bad:?}");
+        }
         let c =
             Cli::try_parse_from(["vhost-mdev", "remove", u, "--force", "--timeout", "3"]).unwrap();
         assert!(matches!(
@@ -1433,10 +1527,13 @@ mod tests {
             .map(|(_, d)| String::from_utf8_lossy(d))
             .unwrap();
         assert!(bash.contains("--queue-pairs") && !bash.contains("install-assets"));
-        // Nor the test hook.
+        // Nor the test hooks.
         for (n, d) in assets::ASSETS {
             let d = String::from_utf8_lossy(d);
-            assert!(!d.contains("--root"), "{n} offers a hidden option");
+            assert!(
+                !d.contains("--root") && !d.contains("udev-import"),
+                "{n} offers a hidden option or command"
+            );
         }
         assert!(Cli::try_parse_from(["vhost-mdev", "install-assets", "/tmp"]).is_err());
     }
