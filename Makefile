@@ -68,6 +68,11 @@ install: modules_install tools
 	# The man pages and completions build.rs generated from the clap
 	# definitions (the binary carries them).
 	target/release/vhost-mdev install-assets $(DESTDIR)$(PREFIX)/share
+	# The udev rule that gives instances' VFIO nodes their recorded owner
+	# (udev reads /usr/local/lib/udev/rules.d too).
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/udev/rules.d
+	sed 's|/usr/local/bin/vhost-mdev|$(PREFIX)/bin/vhost-mdev|' udev/70-vhost-mdev.rules \
+		>$(DESTDIR)$(PREFIX)/lib/udev/rules.d/70-vhost-mdev.rules
 
 uninstall:
 	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KRELEASE)/updates/vhost_mdev.ko \
@@ -81,7 +86,8 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/share/man/man1/vhost-mdev-*.1 \
 	      $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vhost-mdev \
 	      $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vhost-mdev \
-	      $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vhost-mdev.fish
+	      $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vhost-mdev.fish \
+	      $(DESTDIR)$(PREFIX)/lib/udev/rules.d/70-vhost-mdev.rules
 
 # The modules' build products only: DKMS's CLEAN (no cargo, no HOME).
 modules_clean:

@@ -16,7 +16,13 @@ info "L2 $L2_KERNEL $L2_INITRD"
 
 load_kernel_modules || { echo "FAIL: loading VFIO/mdev modules"; exit 1; }
 load_ours || { echo "FAIL: loading vhost_mdev modules"; exit 1; }
-uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || { echo "FAIL: create instance"; exit 1; }
+# The instance belongs to an unprivileged user (no account needed: ids),
+# whose QEMU runs the iommufd phase (4b). The owners are recorded under
+# /run: the guest's /etc is the host's, read-only.
+OWN_UID=4711 OWN_GID=4712
+export VHOST_MDEV_OWNERS=/run/vhost-mdev/owners
+uuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE" --owner "$OWN_UID:$OWN_GID") ||
+	{ echo "FAIL: create instance"; exit 1; }
 dev=/sys/bus/mdev/devices/$uuid
 devinfo=$(vhost-mdev probe "$uuid")
 mac=$(echo "$devinfo" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
@@ -319,12 +325,14 @@ l2in=/tmp/l2-console.in
 # l2_start QEMU-ARGS...: boots L2 in the background with the balloon,
 # QEMU's trace log in $l2trace, QMP at $qmpsock and its console input on
 # fd 7 (a line lets L2 go on at each l2.wait step); sets qpid and t0.
+# L2_AS: a command that runs QEMU (as another user); L2_QEMU: the QEMU.
+L2_AS=()
 l2_start() {
 	rm -f "$qmpsock" "$l2in" "$l2trace"
 	mkfifo "$l2in"
 	exec 7<>"$l2in"
 	t0=$(date +%s)
-	timeout -k 5 "$L2_TIMEOUT" "$QEMU" "$@" "${BALLOON[@]}" -D "$l2trace" \
+	timeout -k 5 "$L2_TIMEOUT" "${L2_AS[@]}" "${L2_QEMU:-$QEMU}" "$@" "${BALLOON[@]}" -D "$l2trace" \
 		-qmp "unix:$qmpsock,server=on,wait=off" <&7 >"$l2log" 2>&1 &
 	qpid=$!
 }
@@ -500,6 +508,129 @@ fi
 # --- 4. Reusable after QEMU quit ---
 t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -n 100
 
+# --- 4a. Ownership: the instance's VFIO nodes are its owner's, only its ---
+# `create --owner` gave the instance's group node and cdev to
+# OWN_UID:OWN_GID; a second instance stays root's, and the owner's
+# processes cannot open it (EACCES through either node). The udev rule
+# (udev/70-vhost-mdev.rules) gives a re-created instance's nodes their
+# recorded owner again, and matches no other VFIO group.
+town=$(date +%s)
+# The owner's processes: no supplementary groups, a memlock limit for
+# iommufd's pins (the pin cache: 64 MiB per instance; admin-guide.rst).
+AS_OWNER=(prlimit --memlock=$((128 << 20)) setpriv --reuid=$OWN_UID --regid=$OWN_GID --clear-groups)
+nodes_of() {  # UUID: its group node and its cdev
+	local d=/sys/bus/mdev/devices/$1
+	echo "/dev/vfio/$(basename "$(readlink "$d/iommu_group")") /dev/vfio/devices/$(ls "$d/vfio-dev" 2>/dev/null)"
+}
+perms() { stat -c '%u:%g %a' "$@" | sort -u | tr '\n' ' ' | sed 's/ $//'; }
+uuid2=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE") || fail "create a second instance"
+read -r g1 c1 <<<"$(nodes_of "$uuid")"
+read -r g2 c2 <<<"$(nodes_of "$uuid2")"
+o1=$(perms "$g1" "$c1") o2=$(perms "$g2" "$c2")
+if [ "$o1" = "$OWN_UID:$OWN_GID 660" ] && [ "$o2" = "0:0 600" ] &&
+	[ "$(cat "$VHOST_MDEV_OWNERS/$uuid" 2>&1)" = "$OWN_UID:$OWN_GID" ]; then
+	pass "create --owner $OWN_UID:$OWN_GID: $g1 and $c1 are the owner's (0660), recorded; the other instance's $g2 and $c2 stay root's (0600)"
+else
+	fail "create --owner: $g1 $c1: $o1 (want $OWN_UID:$OWN_GID 660); $g2 $c2: $o2 (want 0:0 600); record: $(cat "$VHOST_MDEV_OWNERS/$uuid" 2>&1)"
+fi
+# iommufd needs /dev/iommu too: the test gives it to the owner's group.
+iommu_was=$(stat -c '%u:%g %a' /dev/iommu 2>/dev/null)
+chgrp "$OWN_GID" /dev/iommu && chmod 0660 /dev/iommu
+# The three opens at once (each a process start of a few seconds in TCG).
+as_owner_probe() {  # NAME ARGS...: the owner's `vhost-mdev probe ARGS`, output and status in /tmp/own-NAME
+	local name=$1; shift
+	"${AS_OWNER[@]}" vhost-mdev probe "$@" >"/tmp/own-$name" 2>&1
+	echo "exit $?" >>"/tmp/own-$name"
+}
+as_owner_probe own --iommufd "$uuid" & p1=$!
+as_owner_probe type1 "$uuid2" & p2=$!
+as_owner_probe iommufd --iommufd "$uuid2" & p3=$!
+wait $p1 $p2 $p3
+out=$(cat /tmp/own-own) rc=$(sed -n 's/^exit //p' /tmp/own-own)
+if [ "$rc" = 0 ] && echo "$out" | grep -q '^virtio device id: 1 (net)'; then
+	pass "the owner (uid $OWN_UID, no groups but $OWN_GID) opens its instance through iommufd (cdev $c1, /dev/iommu)"
+else
+	fail "the owner cannot open its instance through iommufd: exit $rc: $(echo "$out" | tail -n2 | tr '\n' ' ' | cut -c1-200)"
+fi
+for how in type1 iommufd; do
+	out=$(cat "/tmp/own-$how") rc=$(sed -n 's/^exit //p' "/tmp/own-$how")
+	if [ "$rc" = 5 ] && echo "$out" | grep -q 'Permission denied (EACCES)'; then
+		pass "the owner cannot open the other instance ($how): exit 5, $(echo "$out" | grep -m1 EACCES | cut -c1-160)"
+	else
+		fail "the owner and the other instance ($how): exit $rc (want 5, EACCES): $(echo "$out" | tail -n2 | tr '\n' ' ' | cut -c1-200)"
+	fi
+done
+# The udev rule, with the CLI of this tree and the test's owner records.
+# The test kernel has no inotify, which systemd-udevd needs: `udevadm
+# test` plays the kernel's "add" event of a node through the rules (and
+# applies the OWNER, GROUP and MODE they assign, as udevd would).
+RULE=/run/udev/rules.d/70-vhost-mdev.rules
+mkdir -p /run/udev/rules.d
+sed "s|/usr/local/bin/vhost-mdev|/usr/bin/env VHOST_MDEV_OWNERS=$VHOST_MDEV_OWNERS $(command -v vhost-mdev)|" \
+	"$TOP/udev/70-vhost-mdev.rules" >"$RULE"
+# udev_says SYSPATH: what the rule did in `udevadm test`: the instance it
+# imported, and OWNER, GROUP, MODE as the rule assigned them (sorted).
+udev_says() {
+	udevadm test --action=add "$1" 2>&1 | tr -d '\r' | sed -n \
+		-e 's/^[[:space:]]*\(VHOST_MDEV_UUID=[^ ]*\)$/\1/p' \
+		-e 's/.*70-vhost-mdev\.rules:[0-9]* \(OWNER\|GROUP\|MODE\) \([0-9]*\).*/\1 \2/p' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+if command -v udevadm >/dev/null; then
+	# The other instance, given to the owner too, then removed and
+	# created again through sysfs (as mdevctl start, or a reboot, creates
+	# it): its nodes are root's again until the rule gives them back.
+	vhost-mdev own "$uuid2" "$OWN_UID:$OWN_GID" >/dev/null || fail "vhost-mdev own $uuid2 $OWN_UID:$OWN_GID"
+	echo 1 >"/sys/bus/mdev/devices/$uuid2/remove" &&
+		echo "$uuid2" >"/sys/class/mdev_bus/vhost_mdev_net/mdev_supported_types/$TYPE/create"
+	read -r g2 c2 <<<"$(nodes_of "$uuid2")"
+	o2=$(perms "$g2" "$c2")
+	want="GROUP $OWN_GID MODE 0600 MODE 0660 OWNER $OWN_UID VHOST_MDEV_UUID=$uuid2"
+	# A VFIO group that is not a vhost-mdev instance's: mtty's (loaded above).
+	mt=5e1f0000-0000-4000-8000-00000000a77f mg=
+	mtype=$(ls /sys/class/mdev_bus/mtty/mdev_supported_types 2>/dev/null | head -n1)
+	if [ -n "$mtype" ] && echo "$mt" >"/sys/class/mdev_bus/mtty/mdev_supported_types/$mtype/create"; then
+		mg=$(basename "$(readlink "/sys/bus/mdev/devices/$mt/iommu_group")")
+	else
+		fail "no mtty instance for the udev rule's negative case"
+	fi
+	# The three at once (each reads all the rules: seconds in TCG).
+	udev_says "/sys/class/vfio/${g2##*/}" >/tmp/udev-group & p1=$!
+	udev_says "/sys/class/vfio-dev/${c2##*/}" >/tmp/udev-cdev & p2=$!
+	[ -n "$mg" ] && { udev_says "/sys/class/vfio/$mg" >/tmp/udev-mtty & p3=$!; }
+	wait $p1 $p2 ${mg:+$p3}
+	for k in group cdev; do
+		n=/sys/class/vfio/${g2##*/}
+		[ $k = cdev ] && n=/sys/class/vfio-dev/${c2##*/}
+		got=$(cat "/tmp/udev-$k")
+		if [ "$got" = "$want" ]; then
+			pass "udev rule (udevadm test $n): $got"
+		else
+			fail "udev rule on $n: '$got' (want '$want')"
+		fi
+	done
+	o2b=$(perms "$g2" "$c2")
+	if [ "$o2" = "0:0 600" ] && [ "$o2b" = "$OWN_UID:$OWN_GID 660" ]; then
+		pass "instance re-created through sysfs: $g2 and $c2 root's ($o2) until the rule gave them the recorded owner ($o2b)"
+	else
+		fail "instance re-created through sysfs: $g2 $c2 were $o2 (want 0:0 600), after the rule $o2b (want $OWN_UID:$OWN_GID 660)"
+	fi
+	if [ -n "$mg" ]; then
+		got=$(cat /tmp/udev-mtty)
+		if [ -z "$got" ] && [ "$(perms "/dev/vfio/$mg")" = "0:0 600" ]; then
+			pass "udev rule on an mtty instance's VFIO group $mg: not matched, root's (0600)"
+		else
+			fail "udev rule on an mtty instance's VFIO group $mg: '$got' (want nothing), $(perms "/dev/vfio/$mg")"
+		fi
+		echo 1 >"/sys/bus/mdev/devices/$mt/remove"
+	fi
+	rm -f "$RULE"
+else
+	fail "no udevadm: the udev rule cannot be checked"
+fi
+vhost-mdev remove "$uuid2" >/dev/null || fail "remove $uuid2"
+[ -e "$VHOST_MDEV_OWNERS/$uuid2" ] && fail "remove left the owner of $uuid2 recorded"
+info "ownership checks: $(( $(date +%s) - town )) s"
+
 # --- 4b. iommufd=on, 2 queue pairs and the packed ring ---
 # The same L2 guest, with 2 vCPUs, on an instance of 2 queue pairs that
 # QEMU opens through iommufd's VFIO type1 compatibility, with queues=2,
@@ -510,6 +641,9 @@ t "instance reusable after QEMU quit: ping 100 frames" vhost-mdev ping "$uuid" -
 # queue) and sends from each CPU: the device's per-pair counters (L1
 # sysfs) must show traffic on both pairs with 2, none on pair 1 with 1,
 # and QEMU must have disabled and enabled pair 1's queues on the device.
+# This QEMU runs unprivileged, as the instance's owner (4a): the instance's
+# group node is its, /dev/iommu its group's, and iommufd's pins are
+# charged to it within its memlock limit.
 # pair_counts: "tx0 tx1 rx0 rx1" from the instance's per-pair counters.
 pair_counts() {
 	local tx rx
@@ -531,18 +665,27 @@ if [ -c /dev/iommu ]; then
 		fail "cannot give the instance 2 queue pairs (queue_pairs attribute: $(cat "$dev/queue_pairs" 2>&1))"
 	fi
 	rx0=$(cat "$dev/stats/rx_packets") tx0=$(cat "$dev/stats/tx_packets")
+	# QEMU runs as the instance's owner (4a), not root: the cache (QEMU,
+	# L2) is under root's home, which only root may enter, so the owner
+	# reaches it through a bind mount.
+	OWN_CACHE=/run/own-cache
+	mkdir -p $OWN_CACHE && mount --bind "$CACHE" $OWN_CACHE || fail "bind-mounting $CACHE on $OWN_CACHE"
+	L2_AS=("${AS_OWNER[@]}") L2_QEMU=${QEMU/#"$CACHE"/$OWN_CACHE}
 	# sockets=2: SeaBIOS's MP table (the L2 kernel has no ACPI) lists one
 	# CPU per socket, and QEMU 7.2's -smp 2 alone makes one socket of two.
-	l2_start "${L2COMMON[@]}" -smp 2,sockets=2 \
+	l2_start "${L2COMMON[@]/#"$CACHE"/$OWN_CACHE}" -smp 2,sockets=2 \
 		-device "virtio-net-pci,netdev=n0,romfile=,mac=$mac,mq=on,vectors=6,packed=on" \
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on,queues=2" \
 		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon,mq-one,mq-two,mq-end"
 	if l2_step balloon; then
 		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
-		if [ "$fds" = "1 0 1" ]; then
-			pass "iommufd=on: QEMU holds /dev/iommu and the group, no type1 container (/dev/vfio/vfio)"
+		qp=$(pgrep -P $qpid -f qemu-system | head -n1)
+		quid=$(awk '/^Uid:/ { print $2 " " $3 " " $4 " " $5 }' "/proc/$qp/status" 2>/dev/null)
+		info "the owner's QEMU (pid $qp): $(grep -E '^(Groups|VmLck):' "/proc/$qp/status" 2>/dev/null | tr -s '\t\n' '  ')"
+		if [ "$fds" = "1 0 1" ] && [ "$quid" = "$OWN_UID $OWN_UID $OWN_UID $OWN_UID" ]; then
+			pass "iommufd=on: QEMU runs unprivileged (uid $OWN_UID) and holds /dev/iommu and the group, no type1 container (/dev/vfio/vfio)"
 		else
-			fail "iommufd=on: QEMU holds /dev/iommu, /dev/vfio/vfio, groups: $fds (want 1 0 1)"
+			fail "iommufd=on: QEMU's uids '$quid' (want $OWN_UID x4); it holds /dev/iommu, /dev/vfio/vfio, groups: $fds (want 1 0 1)"
 		fi
 		mib=$(balloon_inflate "$qmpsock")
 		read -r ok no <<<"$(discards "$l2trace" "$l2log")"
@@ -593,6 +736,8 @@ if [ -c /dev/iommu ]; then
 		echo go >&7
 	fi
 	l2_wait
+	L2_AS=() L2_QEMU=
+	umount $OWN_CACHE || fail "umount $OWN_CACHE"
 	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: mq+packed /'
 	rx=$(( $(cat "$dev/stats/rx_packets") - rx0 ))
 	tx=$(( $(cat "$dev/stats/tx_packets") - tx0 ))
@@ -614,6 +759,7 @@ if [ -c /dev/iommu ]; then
 		fail "packed=on: the last SET_FEATURES (${sent:-none}) lacks VIRTIO_F_RING_PACKED: the ring was not packed"
 	fi
 	echo 1 >"$dev/queue_pairs" 2>/dev/null || fail "queue_pairs back to 1 after QEMU quit"
+	chown "${iommu_was% *}" /dev/iommu && chmod "${iommu_was#* }" /dev/iommu
 else
 	fail "no /dev/iommu in L1 (iommufd module): iommufd=on cannot be tested"
 fi

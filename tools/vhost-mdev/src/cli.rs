@@ -22,10 +22,7 @@ use uuid::Uuid;
     after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
-    /// Root under which /sys, /proc and /dev are looked up (for tests).
-    #[arg(long, global = true, default_value = "/", hide = true)]
-    pub root: PathBuf,
-    /// Print the result as JSON (list, info, stats, create, bench): one
+    /// Print the result as JSON (list, info, stats, create, own, bench): one
     /// document on stdout; the fields are in Documentation/cli.rst.
     #[arg(short = 'j', long, global = true)]
     pub json: bool,
@@ -194,6 +191,28 @@ pub enum Cmd {
         uuid: Option<Uuid>,
         #[command(flatten)]
         config: ConfigArgs,
+        /// Give the instance's VFIO group node and cdev to this user (and
+        /// group), as `vhost-mdev own` does: a user or uid, a group or gid.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        owner: Option<String>,
+    },
+    /// Show or set who owns an instance's VFIO nodes (its group node
+    /// /dev/vfio/N and its cdev /dev/vfio/devices/vfioX): with USER, give
+    /// both to that user (mode 0600), with USER:GROUP also to that group
+    /// (0660), and record it so that the udev rule gives them again when
+    /// the nodes come back (re-creation, reboot).
+    Own {
+        /// The instance UUID (as mdevctl's -u; or the first argument).
+        #[arg(short = 'u', long = "uuid", value_name = "UUID")]
+        uuid: Option<Uuid>,
+        /// The instance UUID (unless -u gives it), then the new owner: a
+        /// user name or uid, optionally `:GROUP` (a group name or gid).
+        #[arg(value_name = "UUID USER[:GROUP]", num_args = 0..=2)]
+        args: Vec<String>,
+        /// Give the nodes back to root (root:root, 0600) and forget the
+        /// recorded owner.
+        #[arg(long)]
+        reset: bool,
     },
     /// Remove an instance (refused while a process holds it open, unless
     /// --wait or --force).
@@ -231,10 +250,13 @@ pub enum Cmd {
     /// Set the link of an instance up or down (the guest sees a config
     /// change).
     Link {
-        /// The instance UUID.
-        uuid: Uuid,
-        /// The new link state.
-        state: LinkState,
+        /// The instance UUID (as mdevctl's -u; or the first argument).
+        #[arg(short = 'u', long = "uuid", value_name = "UUID")]
+        uuid: Option<Uuid>,
+        /// The instance UUID (unless -u gives it), then the new link
+        /// state: up or down.
+        #[arg(value_name = "UUID up|down", num_args = 1..=2, required = true)]
+        args: Vec<String>,
     },
     /// Loop frames through a loopback device and check each comes back
     /// byte-identical and in order.
@@ -385,4 +407,17 @@ pub struct InstallAssets {
     /// Print the paths (relative to DIR) instead of writing the files.
     #[arg(long)]
     pub list: bool,
+}
+
+/// Not a command of the CLI either: `vhost-mdev udev-import DEVPATH`,
+/// which the udev rule (udev/70-vhost-mdev.rules) runs as
+/// `IMPORT{program}` for VFIO group nodes and vfio cdevs: it prints
+/// `VHOST_MDEV_UUID=` when the node is a vhost-mdev instance's, and the
+/// owner recorded for it (`VHOST_MDEV_OWNER_UID=`, `VHOST_MDEV_OWNER_GID=`).
+#[derive(Parser, Debug)]
+#[command(name = "vhost-mdev udev-import")]
+pub struct UdevImport {
+    /// The device's path below /sys (udev's `%p`), e.g.
+    /// /devices/virtual/vfio/7.
+    pub devpath: PathBuf,
 }

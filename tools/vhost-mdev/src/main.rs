@@ -11,6 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod cli;
+mod own;
 use cli::*;
 
 /// The man pages and completions build.rs generated (`ASSETS`).
@@ -504,6 +505,9 @@ fn remove(sysfs: &Sysfs, uuid: &Uuid, wait: bool, force: bool, timeout: u64) -> 
             r => r?,
         }
     }
+    // Gone for good: its nodes do not come back to that owner. (mdevctl
+    // stop does not get here: its definitions keep theirs.)
+    own::record(sysfs, uuid, None)?;
     println!("removed {uuid}");
     Ok(())
 }
@@ -860,8 +864,11 @@ fn create(
     type_: &str,
     uuid: Option<Uuid>,
     config: &ConfigArgs,
+    owner: Option<&str>,
     json: bool,
 ) -> Result<()> {
+    // Before anything is created: an unknown user is a usage error.
+    let owner = owner.map(own::parse_owner).transpose()?;
     let t = sysfs.find_type(parent, type_)?;
     if !t.is_vhost() {
         return Err(Error::InvalidArgument(format!(
@@ -893,6 +900,13 @@ fn create(
         }
         for (k, v) in &attrs {
             sysfs.set_attr(&inst, k, v)?;
+        }
+        if let Some(o) = &owner {
+            own::record(sysfs, &u, Some(o))?;
+            if let Err(e) = own::apply(sysfs, &inst, o) {
+                let _ = own::record(sysfs, &u, None);
+                return Err(e);
+            }
         }
         Ok(())
     })();
@@ -964,6 +978,80 @@ fn config(sysfs: &Sysfs, cmd: &ConfigCmd, json: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The instance of a command whose UUID comes first among its positional
+/// arguments unless `-u` gives it (`link`, `own`), and the other
+/// arguments, of which there may be `min..=max`; `usage` says how.
+fn uuid_first(
+    uuid: Option<Uuid>,
+    args: &[String],
+    min: usize,
+    max: usize,
+    usage: &str,
+) -> Result<(Uuid, Vec<String>)> {
+    let (u, rest) = match (uuid, args) {
+        (Some(u), rest) => (u, rest),
+        (None, [u, rest @ ..]) => (
+            Uuid::parse_str(u).map_err(|_| {
+                Error::InvalidArgument(format!("{u:?} is not an instance UUID: {usage}"))
+            })?,
+            rest,
+        ),
+        (None, []) => return Err(Error::InvalidArgument(format!("no instance: {usage}"))),
+    };
+    if rest.len() < min || rest.len() > max {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {usage}",
+            if uuid.is_some() && !args.is_empty() && Uuid::parse_str(&args[0]).is_ok() {
+                "the UUID given twice (-u and an argument)"
+            } else {
+                "wrong number of arguments"
+            }
+        )));
+    }
+    Ok((u, rest.to_vec()))
+}
+
+/// `link [UUID] up|down` (or `-u UUID up|down`): the UUID and the state.
+fn link_args(uuid: Option<Uuid>, args: &[String]) -> Result<(Uuid, LinkState)> {
+    use clap::ValueEnum;
+    let usage = "`vhost-mdev link UUID up|down` or `vhost-mdev link -u UUID up|down`";
+    let (u, rest) = uuid_first(uuid, args, 1, 1, usage)?;
+    let st = &rest[0];
+    let state = LinkState::from_str(st, false)
+        .map_err(|_| Error::InvalidArgument(format!("link state {st:?}: up or down")))?;
+    Ok((u, state))
+}
+
+/// `own [UUID] [USER[:GROUP]]` (or `-u UUID`): the UUID and the owner.
+fn own_args(uuid: Option<Uuid>, args: &[String], reset: bool) -> Result<(Uuid, Option<String>)> {
+    let usage = "`vhost-mdev own UUID [USER[:GROUP] | --reset]` (or -u UUID)";
+    let (u, rest) = uuid_first(uuid, args, 0, 1, usage)?;
+    let owner = rest.into_iter().next();
+    if reset && owner.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "--reset gives the nodes to root: no owner with it: {usage}"
+        )));
+    }
+    Ok((u, owner))
+}
+
+/// `own`: shows, sets or resets who owns an instance's VFIO nodes.
+fn own_cmd(sysfs: &Sysfs, uuid: &Uuid, owner: Option<&str>, reset: bool, json: bool) -> Result<()> {
+    let owner = owner.map(own::parse_owner).transpose()?;
+    let inst = sysfs.instance(uuid)?;
+    if reset {
+        own::apply(sysfs, &inst, &own::Owner::ROOT)?;
+        own::record(sysfs, uuid, None)?;
+    } else if let Some(o) = &owner {
+        // Checked first: the record must not name nodes that cannot be
+        // given.
+        own::nodes(sysfs, &inst)?;
+        own::record(sysfs, uuid, Some(o))?;
+        own::apply(sysfs, &inst, o)?;
+    }
+    own::show(sysfs, &inst, json)
 }
 
 fn link(sysfs: &Sysfs, uuid: &Uuid, state: LinkState) -> Result<()> {
@@ -1063,8 +1151,17 @@ fn bench(
     drv.stop()
 }
 
+/// The root under which /sys, /proc, /dev and /etc are looked up:
+/// `VHOST_MDEV_ROOT` (the host tests' fixtures), else /.
+fn sysfs() -> Sysfs {
+    match std::env::var_os("VHOST_MDEV_ROOT") {
+        Some(r) if !r.is_empty() => Sysfs::with_root(r),
+        _ => Sysfs::system(),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let sysfs = Sysfs::with_root(&cli.root);
+    let sysfs = sysfs();
     let json = cli.json;
     match cli.cmd {
         Cmd::List { what } => list(&sysfs, what, json),
@@ -1075,7 +1172,20 @@ fn run(cli: Cli) -> Result<()> {
             type_,
             uuid,
             config,
-        } => create(&sysfs, &parent, &type_, uuid, &config, json),
+            owner,
+        } => create(
+            &sysfs,
+            &parent,
+            &type_,
+            uuid,
+            &config,
+            owner.as_deref(),
+            json,
+        ),
+        Cmd::Own { uuid, args, reset } => {
+            let (u, owner) = own_args(uuid, &args, reset)?;
+            own_cmd(&sysfs, &u, owner.as_deref(), reset, json)
+        }
         Cmd::Remove {
             inst,
             wait,
@@ -1085,7 +1195,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Info { inst } => info(&sysfs, &inst.get(), json),
         Cmd::Probe(a) => probe(&sysfs, &a),
         Cmd::Config { cmd } => config(&sysfs, &cmd, json),
-        Cmd::Link { uuid, state } => link(&sysfs, &uuid, state),
+        Cmd::Link { uuid, args } => {
+            let (u, state) = link_args(uuid, &args)?;
+            link(&sysfs, &u, state)
+        }
         Cmd::Ping {
             dev,
             ring,
@@ -1126,8 +1239,8 @@ fn run(cli: Cli) -> Result<()> {
 fn hint(e: &Error) -> Option<&'static str> {
     match (e.class(), e) {
         (Class::Permission, _) => Some(
-            "run as root, or give the user the instance's VFIO nodes (see Permissions in \
-             Documentation/admin-guide.rst)",
+            "run as root, or give the user the instance's VFIO nodes: `vhost-mdev own UUID \
+             USER[:GROUP]` (\"Unprivileged VMMs\" in Documentation/admin-guide.rst)",
         ),
         (Class::Busy, Error::InUse(_)) => None,
         (Class::Busy, _) => {
@@ -1146,11 +1259,12 @@ fn hint(e: &Error) -> Option<&'static str> {
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's), --help and --version with 0.
-    let r = if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "install-assets")
-    {
+    let first = std::env::args_os().nth(1);
+    let r = if first.as_ref().is_some_and(|a| a == "install-assets") {
         install_assets(&InstallAssets::parse_from(std::env::args_os().skip(1)))
+    } else if first.as_ref().is_some_and(|a| a == "udev-import") {
+        let a = UdevImport::parse_from(std::env::args_os().skip(1));
+        own::udev_import(&sysfs(), &a.devpath)
     } else {
         run(Cli::parse())
     };
@@ -1249,6 +1363,8 @@ mod tests {
             "9000",
             "--queue-pairs",
             "4",
+            "--owner",
+            "qemu:kvm",
         ])
         .unwrap();
         match c.cmd {
@@ -1257,8 +1373,10 @@ mod tests {
                 type_,
                 uuid,
                 config,
+                owner,
             } => {
                 assert_eq!((parent.as_str(), type_.as_str()), ("mvnet", "net"));
+                assert_eq!(owner.as_deref(), Some("qemu:kvm"));
                 assert_eq!(uuid.unwrap().to_string(), u);
                 assert_eq!(
                     config.attrs(),
@@ -1300,15 +1418,63 @@ mod tests {
         );
         let c = Cli::try_parse_from(["vhost-mdev", "-j", "list"]).unwrap();
         assert!(c.json && matches!(c.cmd, Cmd::List { what: None }));
-        let c = Cli::try_parse_from(["vhost-mdev", "link", u, "down"]).unwrap();
-        assert!(matches!(
-            c.cmd,
-            Cmd::Link {
-                state: LinkState::Down,
-                ..
+        // link: the UUID positional or as -u/--uuid, as the others.
+        let link = |args: &[&str]| {
+            let mut v = vec!["vhost-mdev", "link"];
+            v.extend(args);
+            match Cli::try_parse_from(v).map(|c| c.cmd) {
+                Ok(Cmd::Link { uuid, args }) => link_args(uuid, &args).map_err(|e| e.to_string()),
+                Ok(c) => panic!("not link: {c:?}"),
+                Err(e) => Err(e.to_string()),
             }
-        ));
-        assert!(Cli::try_parse_from(["vhost-mdev", "link", u, "sideways"]).is_err());
+        };
+        let want = (Uuid::parse_str(u).unwrap(), LinkState::Down);
+        assert_eq!(link(&[u, "down"]).unwrap(), want);
+        assert_eq!(link(&["-u", u, "down"]).unwrap(), want);
+        assert_eq!(link(&["--uuid", u, "up"]).unwrap(), (want.0, LinkState::Up));
+        for bad in [
+            &[u, "sideways"][..],
+            &["-u", u, "up", "down"],
+            &["-u", u, u, "up"],
+            &["-u", u],
+            &[u],
+            &["up"],
+            &["not-a-uuid", "up"],
+        ] {
+            assert!(link(bad).is_err(), "{bad:?}");
+        }
+        // own: show, set, reset; the UUID as for link.
+        let own = |args: &[&str]| {
+            let mut v = vec!["vhost-mdev", "own"];
+            v.extend(args);
+            match Cli::try_parse_from(v).map(|c| c.cmd) {
+                Ok(Cmd::Own { uuid, args, reset }) => own_args(uuid, &args, reset)
+                    .map(|(u, o)| (u, o, reset))
+                    .map_err(|e| e.to_string()),
+                Ok(c) => panic!("not own: {c:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let id = Uuid::parse_str(u).unwrap();
+        let kvm = Some("4711:kvm".to_string());
+        assert_eq!(
+            own(&["-u", u, "4711:kvm"]).unwrap(),
+            (id, kvm.clone(), false)
+        );
+        assert_eq!(own(&[u, "4711:kvm"]).unwrap(), (id, kvm, false));
+        assert_eq!(own(&[u]).unwrap(), (id, None, false));
+        assert_eq!(own(&["--uuid", u]).unwrap(), (id, None, false));
+        assert_eq!(own(&[u, "--reset"]).unwrap(), (id, None, true));
+        for bad in [
+            &[u, "qemu", "--reset"][..],
+            &["-u", u, u, "qemu"],
+            &["-u", u, "qemu", "kvm"],
+            &[u, "qemu", "kvm"],
+            &[],
+            &["qemu"],
+        ] {
+            assert!(own(bad).is_err(), "{bad:?}");
+        }
         let c =
             Cli::try_parse_from(["vhost-mdev", "remove", u, "--force", "--timeout", "3"]).unwrap();
         assert!(matches!(
@@ -1361,6 +1527,14 @@ mod tests {
             .map(|(_, d)| String::from_utf8_lossy(d))
             .unwrap();
         assert!(bash.contains("--queue-pairs") && !bash.contains("install-assets"));
+        // Nor the test hooks.
+        for (n, d) in assets::ASSETS {
+            let d = String::from_utf8_lossy(d);
+            assert!(
+                !d.contains("--root") && !d.contains("udev-import"),
+                "{n} offers a hidden option or command"
+            );
+        }
         assert!(Cli::try_parse_from(["vhost-mdev", "install-assets", "/tmp"]).is_err());
     }
 

@@ -26,8 +26,8 @@ fn scratch(name: &str) -> PathBuf {
 
 fn run(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vhost-mdev"))
-        .arg("--root")
-        .arg(root)
+        .env("VHOST_MDEV_ROOT", root)
+        .env_remove("VHOST_MDEV_OWNERS")
         .args(args)
         .output()
         .unwrap()
@@ -280,4 +280,231 @@ fn install_assets_writes_man_pages_and_completions() {
         .join("fish/vendor_completions.d/vhost-mdev.fish")
         .is_file());
     fs::remove_dir_all(dir).unwrap();
+}
+
+/// A writable fixture with the instances' VFIO nodes (plain files, 0600)
+/// and what `udev-import` looks at: the group devices (class vfio, no
+/// parent) and the IOMMU groups' device links, the cdevs' subsystem links;
+/// group 9 holds a PCI device, not an instance.
+fn with_nodes(name: &str) -> PathBuf {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let root = scratch(name);
+    for n in [
+        "dev/vfio/7",
+        "dev/vfio/8",
+        "dev/vfio/9",
+        "dev/vfio/devices/vfio0",
+        "dev/vfio/devices/vfio1",
+    ] {
+        let p = root.join(n);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, "").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mvnet = "devices/virtual/vhost_mdev_net_sample/mvnet";
+    for (g, dev) in [
+        (7, format!("{mvnet}/{OLD}")),
+        (8, format!("{mvnet}/{NEW}")),
+        (9, "devices/pci0000:00/0000:00:01.0".into()),
+    ] {
+        let d = root.join(format!("sys/devices/virtual/vfio/{g}"));
+        fs::create_dir_all(&d).unwrap();
+        symlink("../../../../class/vfio", d.join("subsystem")).unwrap();
+        let l = root.join(format!("sys/kernel/iommu_groups/{g}/devices"));
+        fs::create_dir_all(&l).unwrap();
+        let (_, last) = dev.rsplit_once('/').unwrap();
+        symlink(format!("../../../../{dev}"), l.join(last)).unwrap();
+    }
+    for (u, c) in [(OLD, "vfio0"), (NEW, "vfio1")] {
+        fs::create_dir_all(inst_dir(&root, u).join("vfio-dev").join(c)).unwrap();
+        symlink(
+            "../../../../../../../class/vfio-dev",
+            inst_dir(&root, u)
+                .join("vfio-dev")
+                .join(c)
+                .join("subsystem"),
+        )
+        .unwrap();
+    }
+    root
+}
+
+/// uid, gid and mode of a file.
+fn owner_of(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+#[test]
+fn own_gives_exactly_the_instances_nodes_and_records_it() {
+    let root = with_nodes("own");
+    // Root can give the nodes to anyone; another user only to itself.
+    // SAFETY: getuid() and getgid() cannot fail.
+    let (me, my_group) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = if me == 0 {
+        (4711, 4712)
+    } else {
+        (me, my_group)
+    };
+    let before = |n: &str| owner_of(&root.join(n));
+    let (g7, c0) = (before("dev/vfio/7"), before("dev/vfio/devices/vfio0"));
+    let spec = format!("{uid}:{gid}");
+    let o = run(&root, &["own", NEW, &spec]);
+    assert!(o.status.success(), "{o:?}");
+    for n in ["dev/vfio/8", "dev/vfio/devices/vfio1"] {
+        assert_eq!(owner_of(&root.join(n)), (uid, gid, 0o660), "{n}");
+    }
+    // The other instance's nodes, and the PCI device's group, unchanged.
+    assert_eq!(before("dev/vfio/7"), g7);
+    assert_eq!(before("dev/vfio/devices/vfio0"), c0);
+    assert_eq!(before("dev/vfio/9").2, 0o600);
+    let rec = root.join(format!("etc/vhost-mdev/owners/{NEW}"));
+    assert_eq!(fs::read_to_string(&rec).unwrap(), format!("{spec}\n"));
+    let v = json(&root, &["own", "-u", NEW, "-j"]);
+    assert_eq!(
+        v["nodes"][0]["path"],
+        root.join("dev/vfio/8").display().to_string()
+    );
+    assert_eq!(v["nodes"][1]["uid"], uid);
+    assert_eq!(v["nodes"][1]["mode"], "0660");
+    assert_eq!(v["recorded"]["uid"], uid);
+    assert_eq!(v["recorded"]["gid"], gid);
+    let o = run(&root, &["own", OLD]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("recorded owner: none"),
+        "{o:?}"
+    );
+
+    // Errors change nothing: unknown user or group (usage, 2), no such
+    // instance (3), a non-vhost-mdev instance's nodes are not given.
+    let missing = "00000000-0000-4000-8000-000000000000";
+    for (args, want) in [
+        (vec!["own", OLD, "no-such-user-vhost-mdev"], 2),
+        (vec!["own", OLD, "root:no-such-group-vhost-mdev"], 2),
+        (vec!["own", OLD, ":0"], 2),
+        (vec!["own", OLD, "0:"], 2),
+        (vec!["own", OLD, "4294967295"], 2),
+        (vec!["own", OLD, "0", "--reset"], 2),
+        (vec!["own", missing, "0"], 3),
+    ] {
+        let o = run(&root, &args);
+        assert_eq!(code(&o), want, "{args:?}: {o:?}");
+    }
+    assert!(
+        stderr(&run(&root, &["own", OLD, "no-such-user-vhost-mdev"])).contains("getent passwd")
+    );
+    assert_eq!(before("dev/vfio/7"), g7);
+    assert!(!root.join(format!("etc/vhost-mdev/owners/{OLD}")).exists());
+
+    // What the udev rule imports: the instance and its recorded owner,
+    // for the group node and for the cdev; nothing for other devices.
+    let import = |p: &str| {
+        let o = run(&root, &["udev-import", p]);
+        assert!(o.status.success(), "{p}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let want =
+        format!("VHOST_MDEV_UUID={NEW}\nVHOST_MDEV_OWNER_UID={uid}\nVHOST_MDEV_OWNER_GID={gid}\n");
+    assert_eq!(import("/devices/virtual/vfio/8"), want);
+    assert_eq!(
+        import(&format!(
+            "/devices/virtual/vhost_mdev_net_sample/mvnet/{NEW}/vfio-dev/vfio1"
+        )),
+        want
+    );
+    assert_eq!(
+        import("/devices/virtual/vfio/7"),
+        format!("VHOST_MDEV_UUID={OLD}\n")
+    );
+    assert_eq!(import("/devices/virtual/vfio/9"), "");
+    assert_eq!(import("/devices/virtual/vfio/10"), "");
+    assert_eq!(import("/devices/virtual/mtty/mtty"), "");
+
+    // --reset: root's again, and forgotten (root only: another user
+    // cannot give a file to root).
+    if me == 0 {
+        let o = run(&root, &["own", NEW, "--reset"]);
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(before("dev/vfio/8"), (0, 0, 0o600));
+        assert_eq!(before("dev/vfio/devices/vfio1"), (0, 0, 0o600));
+        assert!(!rec.exists());
+        assert_eq!(
+            import("/devices/virtual/vfio/8"),
+            format!("VHOST_MDEV_UUID={NEW}\n")
+        );
+    }
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn create_owner_and_remove() {
+    let root = with_nodes("create-owner");
+    // SAFETY: getuid() cannot fail.
+    let me = unsafe { libc::getuid() };
+    let uid = if me == 0 { 4711 } else { me };
+    let create = root.join(format!(
+        "sys/devices/virtual/vhost_mdev_net_sample/mvnet/mdev_supported_types/{TYPE}/create"
+    ));
+    // An unknown user: usage error before anything is created.
+    let o = run(
+        &root,
+        &[
+            "create",
+            "-p",
+            "mvnet",
+            "-t",
+            TYPE,
+            "-u",
+            NEW,
+            "--owner",
+            "no-such-user-vhost-mdev",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{o:?}");
+    assert_eq!(fs::read_to_string(&create).unwrap(), "");
+    // A user alone: the nodes are its, mode 0600, group root.
+    let u = uid.to_string();
+    let o = run(
+        &root,
+        &[
+            "create", "-p", "mvnet", "-t", TYPE, "-u", NEW, "--owner", &u,
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(fs::read_to_string(&create).unwrap(), NEW);
+    assert_eq!(owner_of(&root.join("dev/vfio/8")).0, uid);
+    assert_eq!(owner_of(&root.join("dev/vfio/8")).2, 0o600);
+    assert_eq!(owner_of(&root.join("dev/vfio/devices/vfio1")).0, uid);
+    let rec = root.join(format!("etc/vhost-mdev/owners/{NEW}"));
+    assert_eq!(fs::read_to_string(&rec).unwrap(), format!("{uid}\n"));
+    // remove forgets the owner.
+    let d = inst_dir(&root, NEW);
+    fs::write(d.join("state"), "closed\n").unwrap();
+    fs::write(d.join("holder"), "\n").unwrap();
+    fs::write(d.join("remove_requested"), "0\n").unwrap();
+    let o = run(&root, &["remove", NEW]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!rec.exists());
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn link_takes_the_uuid_as_u_too() {
+    let root = scratch("link");
+    let d = inst_dir(&root, NEW);
+    for (args, want) in [
+        (vec!["link", "-u", NEW, "down"], "down"),
+        (vec!["link", "--uuid", NEW, "up"], "up"),
+        (vec!["link", NEW, "down"], "down"),
+    ] {
+        let o = run(&root, &args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        assert_eq!(fs::read_to_string(d.join("link")).unwrap(), want);
+    }
+    let o = run(&root, &["link", "-u", NEW]);
+    assert_eq!(code(&o), 2, "{o:?}");
+    let o = run(&root, &["link", "-u", NEW, NEW, "up"]);
+    assert_eq!(code(&o), 2, "{o:?}");
+    fs::remove_dir_all(root).unwrap();
 }
