@@ -39,7 +39,9 @@ pub const HDR_SIZE: usize = 16;
 /// Largest payload of a message (`VHOST_VFIO_MAX_PAYLOAD`).
 pub const MAX_PAYLOAD: usize = MSG_REGION_SIZE - HDR_SIZE;
 
-/// The VFIO offset of region `index`.
+/// The VFIO offset of region `index`: where the kernel module places it.
+/// Userspace takes the offsets from `VFIO_DEVICE_GET_REGION_INFO`, as for
+/// any VFIO device.
 pub const fn region_offset(index: u32) -> u64 {
     (index as u64) << REGION_SHIFT
 }

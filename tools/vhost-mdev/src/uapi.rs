@@ -25,7 +25,9 @@ pub const VHOST_VFIO_REGION_NOTIFY: u32 = proto_uapi::REGION_NOTIFY;
 pub const VHOST_VFIO_NUM_REGIONS: u32 = proto_uapi::NUM_REGIONS;
 /// Size of the message region.
 pub const VHOST_VFIO_MSG_REGION_SIZE: u32 = proto_uapi::MSG_REGION_SIZE as u32;
-/// Region offsets are `index << VHOST_VFIO_REGION_SHIFT`.
+/// The kernel's region offsets are `index << VHOST_VFIO_REGION_SHIFT`; this
+/// crate reads them from `VFIO_DEVICE_GET_REGION_INFO` instead
+/// ([`crate::device::Regions`]), as VFIO asks of its users.
 pub const VHOST_VFIO_REGION_SHIFT: u32 = proto_uapi::REGION_SHIFT;
 
 /// IRQ index of the virtqueue interrupts (one per queue).
@@ -44,11 +46,6 @@ pub const VHOST_VFIO_NEED_REPLY: u32 = proto_uapi::NEED_REPLY;
 pub const VHOST_VFIO_OP_HDR_SIZE: u32 = proto_uapi::HDR_SIZE as u32;
 /// Largest payload of a message.
 pub const VHOST_VFIO_MAX_PAYLOAD: u32 = proto_uapi::MAX_PAYLOAD as u32;
-
-/// The VFIO offset of region `index`.
-pub const fn region_offset(index: u32) -> u64 {
-    proto_uapi::region_offset(index)
-}
 
 // ---------------------------------------------------------------------------
 // ioctl numbers: vmm-sys-util's encoding (`ioctl_expr`, which its

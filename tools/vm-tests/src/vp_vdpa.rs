@@ -197,7 +197,7 @@ struct Doorbell(*mut u8);
 
 impl Doorbell {
     fn map(dev: &MdevDevice, q: u16) -> Result<Self, String> {
-        let off = region_offset(VHOST_VFIO_REGION_NOTIFY) + u64::from(q) * page_size();
+        let off = dev.regions().notify.offset + u64::from(q) * page_size();
         map_page(dev, off, libc::PROT_WRITE)
             .map(Doorbell)
             .map_err(|e| format!("mmap of queue {q}'s doorbell page: errno {e}"))
@@ -299,7 +299,7 @@ pub fn device(env: &Env) -> TestResult {
     for q in 0..3u16 {
         drop(Doorbell::map(&dev, q)?);
     }
-    let base = region_offset(VHOST_VFIO_REGION_NOTIFY);
+    let base = r1.offset;
     for (what, off, prot) in [
         (
             "a readable doorbell page",
