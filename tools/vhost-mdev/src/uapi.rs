@@ -77,41 +77,15 @@ pub const fn iowr(ty: u32, nr: u32, size: usize) -> u64 {
 // ---------------------------------------------------------------------------
 // <linux/vhost_types.h>
 
-/// `struct vhost_vring_state`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VhostVringState {
-    pub index: u32,
-    pub num: u32,
-}
-
-/// `struct vhost_vring_file`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VhostVringFile {
-    pub index: u32,
-    pub fd: i32,
-}
-
-/// `struct vhost_vring_addr`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VhostVringAddr {
-    pub index: u32,
-    pub flags: u32,
-    pub desc_user_addr: u64,
-    pub used_user_addr: u64,
-    pub avail_user_addr: u64,
-    pub log_guest_addr: u64,
-}
-
-/// Header of `struct vhost_memory` (the regions follow).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VhostMemory {
-    pub nregions: u32,
-    pub padding: u32,
-}
+/// `struct vhost_vring_state` (`vhost-mdev-proto`'s).
+pub use vhost_mdev_proto::uapi::VhostVringState;
+/// `struct vhost_vring_file` (`vhost-mdev-proto`'s).
+pub use vhost_mdev_proto::uapi::VhostVringFile;
+/// `struct vhost_vring_addr` (`vhost-mdev-proto`'s).
+pub use vhost_mdev_proto::uapi::VhostVringAddr;
+/// Header of `struct vhost_memory` (the regions follow;
+/// `vhost-mdev-proto`'s).
+pub use vhost_mdev_proto::uapi::VhostMemory;
 
 /// One region of a memory table (`struct vhost_memory_region`).
 pub use vhost_mdev_proto::proto::MemRegion;
@@ -120,13 +94,9 @@ pub use vhost_mdev_proto::proto::MemRegion;
 /// `max_mem_regions`).
 pub use vhost_mdev_proto::uapi::MAX_MEM_REGIONS;
 
-/// Header of `struct vhost_vdpa_config` (the data follows).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VhostVdpaConfig {
-    pub off: u32,
-    pub len: u32,
-}
+/// Header of `struct vhost_vdpa_config` (the data follows;
+/// `vhost-mdev-proto`'s).
+pub use vhost_mdev_proto::uapi::VhostVdpaConfig;
 
 /// `struct vhost_iotlb_msg`.
 #[repr(C)]
