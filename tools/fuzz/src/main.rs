@@ -381,18 +381,19 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         84..=96 => {
             let code = match rng.below(4) {
                 0 => rng.pick(&[
-                    VFIO_DEVICE_GET_INFO,
-                    VFIO_DEVICE_GET_REGION_INFO,
-                    VFIO_DEVICE_GET_IRQ_INFO,
-                    VFIO_DEVICE_SET_IRQS,
-                    VFIO_DEVICE_IOEVENTFD,
+                    VFIO_DEVICE_GET_INFO(),
+                    VFIO_DEVICE_GET_REGION_INFO(),
+                    VFIO_DEVICE_GET_IRQ_INFO(),
+                    VFIO_DEVICE_SET_IRQS(),
+                    VFIO_DEVICE_IOEVENTFD(),
                 ]),
                 1 => valid_request(rng, nvqs, features).0,
-                2 => ioc(
+                // Random vhost codes: vmm-sys-util's _IOC.
+                2 => vmm_sys_util::ioctl::ioctl_expr(
                     rng.below(4) as u32,
-                    0xaf,
+                    VHOST_VIRTIO,
                     rng.below(0x90) as u32,
-                    rng.below(64) as usize,
+                    rng.below(64) as u32,
                 ),
                 _ => rng.interesting() & 0xffff_ffff,
             };
