@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use vhost_mdev::driver::{self, NetDriver, NetDriverConfig};
+use vhost_mdev::packed::{VRING_PACKED_DESC_F_AVAIL, VRING_PACKED_DESC_F_USED};
 use vhost_mdev::sysfs::MdevType;
 use vhost_mdev::uapi::*;
 use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, Sysfs, VhostBackend};
@@ -512,17 +513,17 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
 /// wrap counter `wrap`.
 fn avail_bits(wrap: bool) -> u16 {
     if wrap {
-        1 << 7
+        VRING_PACKED_DESC_F_AVAIL
     } else {
-        1 << 15
+        VRING_PACKED_DESC_F_USED
     }
 }
 
-/// Bits of packed descriptor flags.
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
-const F_BOTH: u16 = 1 << 7 | 1 << 15;
+/// Bits of packed descriptor flags (virtio-bindings', through the library).
+const F_NEXT: u16 = vhost_mdev::virtq::VRING_DESC_F_NEXT;
+const F_WRITE: u16 = vhost_mdev::virtq::VRING_DESC_F_WRITE;
+const F_INDIRECT: u16 = vhost_mdev::virtq::VRING_DESC_F_INDIRECT;
+const F_BOTH: u16 = VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED;
 
 /// An address for a hostile descriptor: a buffer of the queue, nothing
 /// mapped, or the top of the address space.

@@ -31,11 +31,6 @@ pub const VP_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x00, 0x18, 0x01]);
 /// See [`VP_MAC`].
 pub const PEER_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x00, 0x18, 0x02]);
 
-/// `VIRTIO_NET_F_MTU`: QEMU's virtio-net-pci offers it only with `host_mtu`.
-const NET_F_MTU: u32 = 3;
-/// `VIRTIO_NET_F_MAC`.
-const NET_F_MAC: u32 = 5;
-
 /// The network interface with MAC `mac`.
 fn ifname(mac: Mac) -> Result<String, String> {
     let want = mac.to_string();
@@ -243,7 +238,11 @@ pub fn device(env: &Env) -> TestResult {
     let nvqs = dev.get_vqs_count().ctx("queue count")?;
     check!(nvqs == 3, "{nvqs} queues, expected 3 (RX, TX, control)");
     let offered = dev.get_features().ctx("features")?;
-    for bit in [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM, NET_F_MAC] {
+    for bit in [
+        VIRTIO_F_VERSION_1,
+        VIRTIO_F_ACCESS_PLATFORM,
+        VIRTIO_NET_F_MAC,
+    ] {
         check!(
             offered & (1 << bit) != 0,
             "feature {bit} not offered ({offered:#x})"
@@ -260,7 +259,7 @@ pub fn device(env: &Env) -> TestResult {
     let ack = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
     dev.set_status(0).ctx("reset")?;
     dev.set_status(ack).ctx("ACK|DRIVER")?;
-    dev.set_features((1 << VIRTIO_F_VERSION_1) | (1 << NET_F_MAC))
+    dev.set_features((1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_NET_F_MAC))
         .ctx("features without ACCESS_PLATFORM")?;
     dev.set_status(ack | VIRTIO_CONFIG_S_FEATURES_OK)
         .ctx("FEATURES_OK without ACCESS_PLATFORM")?;
@@ -276,7 +275,7 @@ pub fn device(env: &Env) -> TestResult {
     )?;
     dev.set_status(0).ctx("reset")?;
     dev.set_status(ack).ctx("ACK|DRIVER")?;
-    let f = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM) | (1 << NET_F_MAC);
+    let f = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM) | (1 << VIRTIO_NET_F_MAC);
     dev.set_features(f).ctx("features")?;
     dev.set_status(ack | VIRTIO_CONFIG_S_FEATURES_OK)
         .ctx("FEATURES_OK with ACCESS_PLATFORM")?;
@@ -335,7 +334,8 @@ pub fn device(env: &Env) -> TestResult {
 fn raw_opts() -> RawOpts {
     RawOpts {
         mem_table: true,
-        drop_features: 1 << NET_F_MTU,
+        // QEMU's virtio-net-pci offers MTU only with `host_mtu`.
+        drop_features: 1 << VIRTIO_NET_F_MTU,
         ..Default::default()
     }
 }
