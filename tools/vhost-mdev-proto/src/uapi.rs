@@ -4,8 +4,13 @@
 //! request codes of `<linux/vhost.h>` that travel on region 0.
 //!
 //! The kernel modules check these values against their bindgen output of
-//! the header at compile time; the userspace crate checks them against the
-//! header text and against `vmm-sys-util`'s ioctl encoding in its tests.
+//! the header at compile time; the userspace crate checks them, and the
+//! layouts of the argument structs, against what a C compiler reads in the
+//! headers, and against `vmm-sys-util`'s ioctl encoding, in its tests.
+//!
+//! The request codes are encoded here (`_IOC` of asm-generic) rather than
+//! with `vmm-sys-util`'s macros: this file is also compiled into the
+//! kernel modules, which have no `std`.
 
 /// The mdev type's `device_api` attribute (`VHOST_VFIO_DEVICE_API`).
 pub const DEVICE_API: &str = "vfio-vhost";

@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 //! Constants and argument layouts of the vhost-mdev uAPI.
 //!
-//! The `VHOST_VFIO_*` constants mirror `include/uapi/linux/vhost_mdev.h`
-//! (a unit test parses that header and compares every `#define`). The vhost
-//! request codes and argument structs are those of `<linux/vhost.h>` and
-//! `<linux/vhost_types.h>`; the VFIO and iommufd ioctl codes are those of
-//! `<linux/vfio.h>` and `<linux/iommufd.h>`.
+//! The `VHOST_VFIO_*` constants of `include/uapi/linux/vhost_mdev.h`, the
+//! vhost request codes of the protocol and their argument structs
+//! (`<linux/vhost.h>`, `<linux/vhost_types.h>`) come from the
+//! `vhost-mdev-proto` crate, which the kernel module compiles too. The
+//! other vhost, VFIO and iommufd ioctls (`<linux/vfio.h>`,
+//! `<linux/iommufd.h>`) are declared with `vmm-sys-util`'s `ioctl_*_nr!`
+//! macros, virtio constants come from `virtio-bindings`.
+//!
+//! `tests/c_headers.rs` compiles a C program against those headers and
+//! compares every value and layout here with what C sees; the unit tests
+//! below parse the header's `#define`s and compare the request codes with
+//! the ioctl macros'.
 
 #![allow(missing_docs)]
 
