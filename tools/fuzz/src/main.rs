@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use vhost_mdev::driver::{self, NetDriver, NetDriverConfig};
+use vhost_mdev::packed::{VRING_PACKED_DESC_F_AVAIL, VRING_PACKED_DESC_F_USED};
 use vhost_mdev::sysfs::MdevType;
 use vhost_mdev::uapi::*;
 use vhost_mdev::{DmaMapper, IommuKind, MdevDevice, Sysfs, VhostBackend};
@@ -275,7 +276,11 @@ fn mutate(rng: &mut Rng, req: &mut (u64, u32, Vec<u8>)) {
 /// rejected (an error), or `Err` for a harness failure.
 fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) -> (String, bool) {
     let page = vhost_mdev::device::page_size();
-    let r1 = region_offset(1);
+    // Offsets from region info; `beyond` is where a third region would
+    // start at the same stride: no region is there.
+    let r1 = dev.regions().notify.offset;
+    let stride = r1.abs_diff(dev.regions().msg.offset).max(1);
+    let beyond = r1.saturating_add(stride);
     match rng.below(100) {
         // A valid request over the message region, mutated or not.
         0..=34 => {
@@ -307,17 +312,7 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         }
         // Reads at random offsets and lengths.
         45..=52 => {
-            let off = rng.pick(&[
-                0,
-                0,
-                1,
-                16,
-                4096,
-                r1,
-                r1 + page,
-                region_offset(2),
-                u64::MAX >> 1,
-            ]);
+            let off = rng.pick(&[0, 0, 1, 16, 4096, r1, r1 + page, beyond, u64::MAX >> 1]);
             let len = rng.pick(&[0usize, 1, 16, 17, 24, 36, 4096, 8192]);
             let mut buf = vec![0u8; len];
             let r = dev.vfio().read_at(off, &mut buf);
@@ -329,7 +324,7 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
             let off = match rng.below(4) {
                 0 => r1 + q * page,
                 1 => r1 + q * page + rng.below(page),
-                2 => r1 + rng.interesting() % (1 << 40),
+                2 => r1 + rng.interesting() % stride,
                 _ => rng.interesting(),
             };
             let len = rng.pick(&[0usize, 1, 2, 2, 2, 4, 8]);
@@ -365,13 +360,7 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         73..=80 => {
             let q = rng.below(u64::from(nvqs) + 1);
             let any_off = rng.interesting();
-            let off = rng.pick(&[
-                r1 + q * page,
-                r1 + q * page + 2,
-                0,
-                region_offset(2),
-                any_off,
-            ]);
+            let off = rng.pick(&[r1 + q * page, r1 + q * page + 2, 0, beyond, any_off]);
             let any = rng.next() as u32;
             let flags = rng.pick(&[2u32, 2, 1, 4, 8, 0, 3, any]);
             let data = if rng.chance(70) { q } else { rng.interesting() };
@@ -384,7 +373,7 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         }
         // mmap attempts.
         81..=83 => {
-            let off = rng.pick(&[0, r1, r1 + page, region_offset(2)]);
+            let off = rng.pick(&[0, r1, r1 + page, beyond]);
             let len = rng.pick(&[page as usize, 4096, 8192, 1]);
             let r = dev.vfio().try_mmap(off, len);
             (format!("mmap({off:#x}, {len}) -> {r:?}"), r.is_err())
@@ -393,18 +382,19 @@ fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) 
         84..=96 => {
             let code = match rng.below(4) {
                 0 => rng.pick(&[
-                    VFIO_DEVICE_GET_INFO,
-                    VFIO_DEVICE_GET_REGION_INFO,
-                    VFIO_DEVICE_GET_IRQ_INFO,
-                    VFIO_DEVICE_SET_IRQS,
-                    VFIO_DEVICE_IOEVENTFD,
+                    VFIO_DEVICE_GET_INFO(),
+                    VFIO_DEVICE_GET_REGION_INFO(),
+                    VFIO_DEVICE_GET_IRQ_INFO(),
+                    VFIO_DEVICE_SET_IRQS(),
+                    VFIO_DEVICE_IOEVENTFD(),
                 ]),
                 1 => valid_request(rng, nvqs, features).0,
-                2 => ioc(
+                // Random vhost codes: vmm-sys-util's _IOC.
+                2 => vmm_sys_util::ioctl::ioctl_expr(
                     rng.below(4) as u32,
-                    0xaf,
+                    VHOST_VIRTIO,
                     rng.below(0x90) as u32,
-                    rng.below(64) as usize,
+                    rng.below(64) as u32,
                 ),
                 _ => rng.interesting() & 0xffff_ffff,
             };
@@ -523,17 +513,17 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
 /// wrap counter `wrap`.
 fn avail_bits(wrap: bool) -> u16 {
     if wrap {
-        1 << 7
+        VRING_PACKED_DESC_F_AVAIL
     } else {
-        1 << 15
+        VRING_PACKED_DESC_F_USED
     }
 }
 
-/// Bits of packed descriptor flags.
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
-const F_BOTH: u16 = 1 << 7 | 1 << 15;
+/// Bits of packed descriptor flags (virtio-bindings', through the library).
+const F_NEXT: u16 = vhost_mdev::virtq::VRING_DESC_F_NEXT;
+const F_WRITE: u16 = vhost_mdev::virtq::VRING_DESC_F_WRITE;
+const F_INDIRECT: u16 = vhost_mdev::virtq::VRING_DESC_F_INDIRECT;
+const F_BOTH: u16 = VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED;
 
 /// An address for a hostile descriptor: a buffer of the queue, nothing
 /// mapped, or the top of the address space.

@@ -4,8 +4,13 @@
 //! request codes of `<linux/vhost.h>` that travel on region 0.
 //!
 //! The kernel modules check these values against their bindgen output of
-//! the header at compile time; the userspace crate checks them against the
-//! header text and against `vmm-sys-util`'s ioctl encoding in its tests.
+//! the header at compile time; the userspace crate checks them, and the
+//! layouts of the argument structs, against what a C compiler reads in the
+//! headers, and against `vmm-sys-util`'s ioctl encoding, in its tests.
+//!
+//! The request codes are encoded here (`_IOC` of asm-generic) rather than
+//! with `vmm-sys-util`'s macros: this file is also compiled into the
+//! kernel modules, which have no `std`.
 
 /// The mdev type's `device_api` attribute (`VHOST_VFIO_DEVICE_API`).
 pub const DEVICE_API: &str = "vfio-vhost";
@@ -39,7 +44,9 @@ pub const HDR_SIZE: usize = 16;
 /// Largest payload of a message (`VHOST_VFIO_MAX_PAYLOAD`).
 pub const MAX_PAYLOAD: usize = MSG_REGION_SIZE - HDR_SIZE;
 
-/// The VFIO offset of region `index`.
+/// The VFIO offset of region `index`: where the kernel module places it.
+/// Userspace takes the offsets from `VFIO_DEVICE_GET_REGION_INFO`, as for
+/// any VFIO device.
 pub const fn region_offset(index: u32) -> u64 {
     (index as u64) << REGION_SHIFT
 }
@@ -54,6 +61,79 @@ pub const CONFIG_HDR_SIZE: usize = 8;
 pub const MEM_TABLE_HDR_SIZE: usize = 8;
 /// Size of `struct vhost_memory_region`.
 pub const MEM_REGION_SIZE: usize = 32;
+
+/// `struct vhost_vring_state`: the argument of `VHOST_SET_VRING_NUM`,
+/// `VHOST_SET_VRING_BASE`, `VHOST_GET_VRING_BASE` and
+/// `VHOST_VDPA_SET_VRING_ENABLE`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringState {
+    /// Queue index.
+    pub index: u32,
+    /// The value (size, base, enable).
+    pub num: u32,
+}
+
+/// `struct vhost_vring_file`: the argument of `VHOST_SET_VRING_KICK` and
+/// `VHOST_SET_VRING_CALL` (ioctls of vhost-vdpa; vhost-mdev takes
+/// eventfds through VFIO).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringFile {
+    /// Queue index.
+    pub index: u32,
+    /// An eventfd, or -1.
+    pub fd: i32,
+}
+
+/// `struct vhost_vring_addr`: the argument of `VHOST_SET_VRING_ADDR` and
+/// `VHOST_VFIO_SET_VRING_HVA`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVringAddr {
+    /// Queue index.
+    pub index: u32,
+    /// `VHOST_VRING_F_LOG` or 0.
+    pub flags: u32,
+    /// Descriptor table (split) or descriptor ring (packed).
+    pub desc_user_addr: u64,
+    /// Used ring (split) or device event suppression area (packed).
+    pub used_user_addr: u64,
+    /// Available ring (split) or driver event suppression area (packed).
+    pub avail_user_addr: u64,
+    /// Where the used ring is logged (dirty logging).
+    pub log_guest_addr: u64,
+}
+
+/// The header of `struct vhost_memory` (the argument of
+/// `VHOST_SET_MEM_TABLE`); `nregions` `struct vhost_memory_region`s follow.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostMemory {
+    /// Number of regions that follow.
+    pub nregions: u32,
+    /// Zero.
+    pub padding: u32,
+}
+
+/// The header of `struct vhost_vdpa_config` (the argument of
+/// `VHOST_VDPA_GET_CONFIG` and `VHOST_VDPA_SET_CONFIG`); `len` bytes of
+/// config space follow.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VhostVdpaConfig {
+    /// Offset in the config space.
+    pub off: u32,
+    /// Bytes that follow.
+    pub len: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<VhostVringState>() == VRING_STATE_SIZE);
+const _: () = assert!(core::mem::size_of::<VhostVringFile>() == 8);
+const _: () = assert!(core::mem::size_of::<VhostVringAddr>() == VRING_ADDR_SIZE);
+const _: () = assert!(core::mem::size_of::<VhostMemory>() == MEM_TABLE_HDR_SIZE);
+const _: () = assert!(core::mem::size_of::<VhostVdpaConfig>() == CONFIG_HDR_SIZE);
+
 /// Most regions a `VHOST_SET_MEM_TABLE` may carry (more: `E2BIG`). The
 /// default `max_mem_regions` of vhost (`drivers/vhost/vhost.c`), so that a
 /// VMM that fits vhost-net and vhost-vdpa fits here; such a table (2056

@@ -50,7 +50,7 @@ pub const F_BLK_SIZE: u32 = vb::VIRTIO_BLK_F_BLK_SIZE;
 pub const F_FLUSH: u32 = vb::VIRTIO_BLK_F_FLUSH;
 /// Bytes of `struct virtio_blk_config` this driver reads (up to and
 /// including `blk_size`).
-pub const CONFIG_LEN: usize = 24;
+pub const CONFIG_LEN: usize = std::mem::offset_of!(vb::virtio_blk_config, physical_block_exp);
 
 /// The device's `struct virtio_blk_config` (the fields this driver reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,6 +2,10 @@
 //! A vhost-mdev instance opened as a VFIO device: vhost requests over
 //! region 0 or as ioctls, kicks on region 1 or ioeventfds, interrupts on
 //! VFIO IRQ eventfds.
+//!
+//! Where the regions lie in the device fd is what
+//! `VFIO_DEVICE_GET_REGION_INFO` says at open ([`Regions`]), as VFIO asks of
+//! its users: nothing here assumes the layout the kernel happens to use.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,6 +21,48 @@ use crate::msg::{check_reply, encode_raw, reply_size, Reply, Request, HDR_SIZE};
 use crate::sysfs::{Instance, Sysfs};
 use crate::uapi::*;
 use crate::vfio::{DeviceInfo, DmaMapper, IommuKind, IrqInfo, RegionInfo, VfioDevice};
+
+/// The two regions of a vhost-mdev instance, as
+/// `VFIO_DEVICE_GET_REGION_INFO` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Regions {
+    /// Region 0 (`VHOST_VFIO_REGION_MSG`): the messages.
+    pub msg: RegionInfo,
+    /// Region 1 (`VHOST_VFIO_REGION_NOTIFY`): the kicks, one page per queue.
+    pub notify: RegionInfo,
+}
+
+impl Regions {
+    /// Asks the device where its regions are.
+    pub fn read(vfio: &VfioDevice) -> Result<Self> {
+        Self::new(
+            vfio.region_info(VHOST_VFIO_REGION_MSG)?,
+            vfio.region_info(VHOST_VFIO_REGION_NOTIFY)?,
+        )
+    }
+
+    /// Checks that `msg` and `notify` are the regions of a vhost-mdev
+    /// device: region 0 readable and writable and large enough for a
+    /// message header, region 1 writable.
+    pub fn new(msg: RegionInfo, notify: RegionInfo) -> Result<Self> {
+        let rw = vb::VFIO_REGION_INFO_FLAG_READ | vb::VFIO_REGION_INFO_FLAG_WRITE;
+        if msg.flags & rw != rw || msg.size < HDR_SIZE as u64 {
+            return Err(Error::Protocol(format!(
+                "region {} (flags {:#x}, {} bytes) is not a vhost-mdev message region: \
+                 is this a vfio-vhost device?",
+                msg.index, msg.flags, msg.size
+            )));
+        }
+        if notify.flags & vb::VFIO_REGION_INFO_FLAG_WRITE == 0 {
+            return Err(Error::Protocol(format!(
+                "region {} (flags {:#x}) is not a vhost-mdev notify region: \
+                 is this a vfio-vhost device?",
+                notify.index, notify.flags
+            )));
+        }
+        Ok(Regions { msg, notify })
+    }
+}
 
 /// How vhost requests reach the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +101,7 @@ pub struct MdevDevice {
     /// Serialises each region-0 write with the read of its reply.
     msg_lock: Mutex<()>,
     page_size: u64,
+    regions: Regions,
     label: String,
 }
 
@@ -80,18 +127,30 @@ impl MdevDevice {
                 None => e,
             }
         })?;
-        Ok(Self::from_vfio(vfio, format!("vhost-mdev {}", inst.uuid)))
+        Self::from_vfio(vfio, format!("vhost-mdev {}", inst.uuid))
     }
 
-    /// Wraps an already opened VFIO device.
-    pub fn from_vfio(vfio: VfioDevice, label: String) -> Self {
+    /// Wraps an already opened VFIO device; asks it where its regions are.
+    pub fn from_vfio(vfio: VfioDevice, label: String) -> Result<Self> {
+        let regions = Regions::read(&vfio)?;
+        Ok(Self::with_regions(vfio, label, regions))
+    }
+
+    fn with_regions(vfio: VfioDevice, label: String, regions: Regions) -> Self {
         MdevDevice {
             vfio,
             transport: AtomicU8::new(0),
             msg_lock: Mutex::new(()),
             page_size: page_size(),
+            regions,
             label,
         }
+    }
+
+    /// Where the regions are in the device fd (`VFIO_DEVICE_GET_REGION_INFO`
+    /// at open).
+    pub fn regions(&self) -> &Regions {
+        &self.regions
     }
 
     /// The underlying VFIO device.
@@ -145,7 +204,7 @@ impl MdevDevice {
     pub fn msg_write(&self, offset: u64, bytes: &[u8]) -> Result<usize> {
         let _g = self.lock();
         self.vfio
-            .write_at(region_offset(VHOST_VFIO_REGION_MSG) + offset, bytes)
+            .write_at(self.regions.msg.offset.wrapping_add(offset), bytes)
     }
 
     /// Reads `len` raw bytes at `offset` of region 0 (for bad-input tests).
@@ -154,7 +213,7 @@ impl MdevDevice {
         let mut buf = vec![0u8; len];
         let n = self
             .vfio
-            .read_at(region_offset(VHOST_VFIO_REGION_MSG) + offset, &mut buf)?;
+            .read_at(self.regions.msg.offset.wrapping_add(offset), &mut buf)?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -189,7 +248,7 @@ impl MdevDevice {
         reply: Option<usize>,
     ) -> Result<Vec<u8>> {
         let msg = encode_raw(request, flags, payload);
-        let off = region_offset(VHOST_VFIO_REGION_MSG);
+        let off = self.regions.msg.offset;
         let fail = |e: Error| match e.errno() {
             Some(errno) => Error::Request {
                 request: request_label(request),
@@ -229,10 +288,8 @@ impl MdevDevice {
     /// normal path).
     pub fn notify_raw(&self, offset: u64, value: &[u8]) -> Result<usize> {
         // Wrapping: bad-input tests pass offsets anywhere in the file.
-        self.vfio.write_at(
-            region_offset(VHOST_VFIO_REGION_NOTIFY).wrapping_add(offset),
-            value,
-        )
+        self.vfio
+            .write_at(self.regions.notify.offset.wrapping_add(offset), value)
     }
 
     /// The offset of queue `index` in region 1.
@@ -274,7 +331,7 @@ impl MdevDevice {
     /// Binds (or with `None` unbinds) an ioeventfd kicking queue `index`.
     pub fn set_ioeventfd(&self, index: u16, fd: Option<&EventFd>) -> Result<()> {
         self.vfio.ioeventfd_raw(
-            region_offset(VHOST_VFIO_REGION_NOTIFY) + self.notify_offset(index),
+            self.regions.notify.offset + self.notify_offset(index),
             vb::VFIO_DEVICE_IOEVENTFD_16,
             index.into(),
             fd.map_or(-1, |f| f.as_raw_fd()),
@@ -350,5 +407,100 @@ impl VhostBackend for MdevDevice {
             return Err(Error::Protocol(format!("kick wrote {n} of 2 bytes")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+
+    /// A scratch file, already unlinked.
+    fn scratch(what: &str) -> File {
+        let path = std::env::temp_dir().join(format!(
+            "vhost-mdev-regions-{}-{what}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("scratch file");
+        std::fs::remove_file(&path).expect("unlink scratch file");
+        f
+    }
+
+    fn region(index: u32, flags: u32, size: u64, offset: u64) -> RegionInfo {
+        RegionInfo {
+            index,
+            flags,
+            size,
+            offset,
+        }
+    }
+
+    const RW: u32 = vb::VFIO_REGION_INFO_FLAG_READ | vb::VFIO_REGION_INFO_FLAG_WRITE;
+
+    /// Region info that is not the kernel's layout (region 0 not at 0,
+    /// region 1 not at `1 << 40`): messages and kicks go where it says.
+    #[test]
+    fn requests_and_kicks_go_where_region_info_says() {
+        let page = page_size();
+        let (msg_off, notify_off) = (0x3000, 0x20_0000);
+        let regions = Regions::new(
+            region(0, RW, 4096, msg_off),
+            region(1, vb::VFIO_REGION_INFO_FLAG_WRITE, 2 * page, notify_off),
+        )
+        .expect("regions");
+        // A "device fd" that is a plain file: pwrite lands where it aims.
+        let fd = scratch("device");
+        let view = fd.try_clone().expect("dup");
+        let vfio = VfioDevice::from_type1_fds(scratch("container"), scratch("group"), fd, "fake");
+        let dev = MdevDevice::with_regions(vfio, "fake".into(), regions);
+        assert_eq!(dev.regions(), &regions);
+
+        dev.send(VHOST_SET_OWNER, 0, &[]).expect("SET_OWNER");
+        let msg = encode_raw(VHOST_SET_OWNER, 0, &[]);
+        let mut got = vec![0u8; msg.len()];
+        view.read_exact_at(&mut got, msg_off).expect("read back");
+        assert_eq!(got, msg, "the request at region 0's offset");
+
+        dev.notify(1).expect("kick");
+        let mut kick = [0u8; 2];
+        view.read_exact_at(&mut kick, notify_off + page)
+            .expect("read back");
+        assert_eq!(kick, 1u16.to_ne_bytes(), "the kick at region 1's offset");
+
+        dev.msg_write(8, &[0xaa]).expect("raw write");
+        let mut b = [0u8; 1];
+        view.read_exact_at(&mut b, msg_off + 8).expect("read back");
+        assert_eq!(b, [0xaa]);
+        // Nothing else was written: the file ends with the kick, and the
+        // kernel layout's offsets (0 for region 0) hold nothing.
+        let len = view.metadata().expect("stat").len();
+        assert_eq!(len, notify_off + page + 2);
+        let mut head = [0xffu8; 16];
+        view.read_exact_at(&mut head, 0).expect("read");
+        assert_eq!(head, [0u8; 16]);
+    }
+
+    #[test]
+    fn regions_that_are_not_vhost_mdev_s_are_refused() {
+        let w = vb::VFIO_REGION_INFO_FLAG_WRITE;
+        let notify = region(1, w, 4096, 1 << 20);
+        for msg in [
+            region(0, w, 4096, 0),
+            region(0, vb::VFIO_REGION_INFO_FLAG_READ, 4096, 0),
+            region(0, RW, HDR_SIZE as u64 - 1, 0),
+        ] {
+            let e = Regions::new(msg, notify).unwrap_err();
+            assert!(matches!(e, Error::Protocol(_)), "{msg:?}: {e}");
+        }
+        let e = Regions::new(region(0, RW, 4096, 0), region(1, 0, 4096, 1 << 20)).unwrap_err();
+        assert!(e.to_string().contains("notify region"), "{e}");
+        assert!(Regions::new(region(0, RW, 4096, 0), notify).is_ok());
     }
 }

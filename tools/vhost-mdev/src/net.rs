@@ -4,11 +4,13 @@
 
 use std::fmt;
 
+use virtio_bindings::virtio_net;
+
 use crate::error::{Error, Result};
 use crate::uapi::VIRTIO_NET_S_LINK_UP;
 
 /// Size of `struct virtio_net_hdr_v1` (with `num_buffers`).
-pub const NET_HDR_LEN: usize = 12;
+pub const NET_HDR_LEN: usize = std::mem::size_of::<virtio_net::virtio_net_hdr_v1>();
 /// Smallest Ethernet frame without FCS.
 pub const FRAME_MIN: usize = 60;
 /// Largest Ethernet frame without FCS at MTU 1500.
@@ -106,7 +108,7 @@ pub struct NetConfig {
 }
 
 /// Bytes of `virtio_net_config` up to and including `mtu`.
-pub const NET_CONFIG_LEN: usize = 12;
+pub const NET_CONFIG_LEN: usize = std::mem::offset_of!(virtio_net::virtio_net_config, speed);
 
 impl NetConfig {
     /// Parses a config space read from offset 0 (fields beyond `b` are 0).

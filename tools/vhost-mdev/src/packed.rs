@@ -30,39 +30,46 @@
 
 use std::sync::atomic::{fence, Ordering};
 
+use vhost_mdev_proto::packed as proto_packed;
+use virtio_bindings::virtio_ring::vring_packed_desc;
+
 use crate::error::{Error, Result};
 use crate::mem::DmaMemory;
 use crate::uapi::VhostVringAddr;
 use crate::virtq::{Seg, Used, VirtqConfig, DESC_SIZE, VRING_DESC_F_INDIRECT};
 use crate::virtq::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 
-/// `VRING_PACKED_DESC_F_AVAIL` (bit 7).
-pub const VRING_PACKED_DESC_F_AVAIL: u16 = 1 << 7;
-/// `VRING_PACKED_DESC_F_USED` (bit 15).
-pub const VRING_PACKED_DESC_F_USED: u16 = 1 << 15;
+// The packed ring's flags and event suppression values, and the encoding
+// of its vring base: `vhost-mdev-proto`'s (checked against virtio-bindings
+// there, and against the C headers in this crate's tests).
+
+/// `1 << VRING_PACKED_DESC_F_AVAIL` (bit 7).
+pub const VRING_PACKED_DESC_F_AVAIL: u16 = proto_packed::PACKED_DESC_F_AVAIL;
+/// `1 << VRING_PACKED_DESC_F_USED` (bit 15).
+pub const VRING_PACKED_DESC_F_USED: u16 = proto_packed::PACKED_DESC_F_USED;
 /// Event suppression `flags`: events enabled.
-pub const VRING_PACKED_EVENT_FLAG_ENABLE: u16 = 0;
+pub const VRING_PACKED_EVENT_FLAG_ENABLE: u16 = proto_packed::PACKED_EVENT_FLAG_ENABLE;
 /// Event suppression `flags`: events disabled.
-pub const VRING_PACKED_EVENT_FLAG_DISABLE: u16 = 1;
+pub const VRING_PACKED_EVENT_FLAG_DISABLE: u16 = proto_packed::PACKED_EVENT_FLAG_DISABLE;
 /// Event suppression `flags`: an event for the descriptor at `off_wrap`
 /// only (with `VIRTIO_RING_F_EVENT_IDX`).
-pub const VRING_PACKED_EVENT_FLAG_DESC: u16 = 2;
+pub const VRING_PACKED_EVENT_FLAG_DESC: u16 = proto_packed::PACKED_EVENT_FLAG_DESC;
 /// The wrap counter's bit in `off_wrap` and in each half of the vhost
 /// vring base.
-pub const VRING_PACKED_EVENT_F_WRAP_CTR: u16 = 15;
+pub const VRING_PACKED_EVENT_F_WRAP_CTR: u16 = proto_packed::PACKED_EVENT_F_WRAP_CTR;
 /// Largest packed ring this driver sets up (the spec allows 2^15).
-pub const MAX_PACKED_SIZE: u16 = 1 << 15;
+pub const MAX_PACKED_SIZE: u16 = proto_packed::MAX_PACKED_NUM;
 /// The vhost vring base of a fresh packed ring: both indexes 0, both wrap
 /// counters 1 (`VHOST_SET_VRING_BASE` encoding: available position in bits
 /// 0-15, used position in bits 16-31, each `idx | wrap << 15`).
-pub const PACKED_BASE_INIT: u32 = 1 << 15 | 1 << 31;
+pub const PACKED_BASE_INIT: u32 = proto_packed::PACKED_BASE_INIT;
 
-/// Offset of `len` in a packed descriptor.
-const D_LEN: usize = 8;
+/// Offset of `len` in a packed descriptor (`struct vring_packed_desc`).
+const D_LEN: usize = std::mem::offset_of!(vring_packed_desc, len);
 /// Offset of `id`.
-const D_ID: usize = 12;
+const D_ID: usize = std::mem::offset_of!(vring_packed_desc, id);
 /// Offset of `flags`.
-const D_FLAGS: usize = 14;
+const D_FLAGS: usize = std::mem::offset_of!(vring_packed_desc, flags);
 
 fn align_up(x: usize, a: usize) -> usize {
     x.div_ceil(a) * a

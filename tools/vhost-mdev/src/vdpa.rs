@@ -53,11 +53,7 @@ impl VhostVdpa {
         // SAFETY: VHOST_GET_BACKEND_FEATURES writes one u64 to the argument,
         // which outlives the call.
         let r = unsafe {
-            vmm_sys_util::ioctl::ioctl_with_mut_ref(
-                &fd,
-                VHOST_GET_BACKEND_FEATURES as _,
-                &mut avail,
-            )
+            vmm_sys_util::ioctl::ioctl_with_mut_ref(&fd, VHOST_GET_BACKEND_FEATURES(), &mut avail)
         };
         if r < 0 {
             return Err(Error::Request {
@@ -74,7 +70,7 @@ impl VhostVdpa {
         }
         ioctl_ref(
             &fd,
-            VHOST_SET_BACKEND_FEATURES,
+            VHOST_SET_BACKEND_FEATURES(),
             &backend_features,
             "VHOST_SET_BACKEND_FEATURES",
         )?;
@@ -159,14 +155,14 @@ impl VhostBackend for VhostVdpa {
             index,
             fd: fd.map_or(-1, |f| f.as_raw_fd()),
         };
-        ioctl_ref(&self.fd, VHOST_SET_VRING_CALL, &f, "VHOST_SET_VRING_CALL")
+        ioctl_ref(&self.fd, VHOST_SET_VRING_CALL(), &f, "VHOST_SET_VRING_CALL")
     }
 
     fn set_config_call(&self, fd: Option<&EventFd>) -> Result<()> {
         let f: i32 = fd.map_or(-1, |f| f.as_raw_fd());
         ioctl_ref(
             &self.fd,
-            VHOST_VDPA_SET_CONFIG_CALL,
+            VHOST_VDPA_SET_CONFIG_CALL(),
             &f,
             "VHOST_VDPA_SET_CONFIG_CALL",
         )
@@ -177,7 +173,7 @@ impl VhostBackend for VhostVdpa {
             index,
             fd: fd.map_or(-1, |f| f.as_raw_fd()),
         };
-        ioctl_ref(&self.fd, VHOST_SET_VRING_KICK, &f, "VHOST_SET_VRING_KICK")
+        ioctl_ref(&self.fd, VHOST_SET_VRING_KICK(), &f, "VHOST_SET_VRING_KICK")
     }
 
     fn notify(&self, _index: u16) -> Result<()> {

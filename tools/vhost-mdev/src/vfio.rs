@@ -186,10 +186,9 @@ impl VfioDevice {
     pub fn open_type1(container_path: &Path, group_path: &Path, name: &str) -> Result<Self> {
         let container = open_rw(container_path)?;
         // SAFETY: VFIO_GET_API_VERSION takes no argument.
-        let ver = cvt(
-            unsafe { ioctl(&container, VFIO_GET_API_VERSION as _) },
-            || "VFIO_GET_API_VERSION".into(),
-        )?;
+        let ver = cvt(unsafe { ioctl(&container, VFIO_GET_API_VERSION()) }, || {
+            "VFIO_GET_API_VERSION".into()
+        })?;
         if ver != vb::VFIO_API_VERSION as i32 {
             return Err(Error::Protocol(format!("VFIO API version {ver}")));
         }
@@ -197,7 +196,7 @@ impl VfioDevice {
         let ext = unsafe {
             ioctl_with_val(
                 &container,
-                VFIO_CHECK_EXTENSION as _,
+                VFIO_CHECK_EXTENSION(),
                 vb::VFIO_TYPE1v2_IOMMU as _,
             )
         };
@@ -211,7 +210,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_group_status the kernel fills.
         cvt(
-            unsafe { ioctl_with_mut_ref(&group, VFIO_GROUP_GET_STATUS as _, &mut status) },
+            unsafe { ioctl_with_mut_ref(&group, VFIO_GROUP_GET_STATUS(), &mut status) },
             || "VFIO_GROUP_GET_STATUS".into(),
         )?;
         if status.flags & vb::VFIO_GROUP_FLAGS_VIABLE == 0 {
@@ -223,19 +222,19 @@ impl VfioDevice {
         let cfd: RawFd = container.as_raw_fd();
         // SAFETY: the argument points to a valid fd number.
         cvt(
-            unsafe { ioctl_with_ref(&group, VFIO_GROUP_SET_CONTAINER as _, &cfd) },
+            unsafe { ioctl_with_ref(&group, VFIO_GROUP_SET_CONTAINER(), &cfd) },
             || "VFIO_GROUP_SET_CONTAINER".into(),
         )?;
         // SAFETY: VFIO_SET_IOMMU takes an integer argument.
         cvt(
-            unsafe { ioctl_with_val(&container, VFIO_SET_IOMMU as _, vb::VFIO_TYPE1v2_IOMMU as _) },
+            unsafe { ioctl_with_val(&container, VFIO_SET_IOMMU(), vb::VFIO_TYPE1v2_IOMMU as _) },
             || "VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU)".into(),
         )?;
         let cname = CString::new(name)
             .map_err(|_| Error::InvalidArgument(format!("device name {name:?}")))?;
         // SAFETY: the argument is a NUL-terminated string that outlives the call.
         let fd = cvt(
-            unsafe { ioctl_with_ptr(&group, VFIO_GROUP_GET_DEVICE_FD as _, cname.as_ptr()) },
+            unsafe { ioctl_with_ptr(&group, VFIO_GROUP_GET_DEVICE_FD(), cname.as_ptr()) },
             || format!("VFIO_GROUP_GET_DEVICE_FD({name})"),
         )?;
         // SAFETY: the kernel returned a new fd that we own.
@@ -261,7 +260,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid iommu_ioas_alloc the kernel fills.
         cvt(
-            unsafe { ioctl_with_mut_ref(&fd, IOMMU_IOAS_ALLOC as _, &mut alloc) },
+            unsafe { ioctl_with_mut_ref(&fd, IOMMU_IOAS_ALLOC(), &mut alloc) },
             || "IOMMU_IOAS_ALLOC".into(),
         )?;
         let iommufd = Iommufd {
@@ -280,7 +279,7 @@ impl VfioDevice {
         // SAFETY: the argument is a valid vfio_device_bind_iommufd of at
         // least argsz bytes.
         cvt(
-            unsafe { ioctl_with_mut_ref(&device, VFIO_DEVICE_BIND_IOMMUFD as _, &mut bind) },
+            unsafe { ioctl_with_mut_ref(&device, VFIO_DEVICE_BIND_IOMMUFD(), &mut bind) },
             || "VFIO_DEVICE_BIND_IOMMUFD".into(),
         )?;
         let mut attach = vb::vfio_device_attach_iommufd_pt {
@@ -291,7 +290,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_device_attach_iommufd_pt.
         cvt(
-            unsafe { ioctl_with_mut_ref(&device, VFIO_DEVICE_ATTACH_IOMMUFD_PT as _, &mut attach) },
+            unsafe { ioctl_with_mut_ref(&device, VFIO_DEVICE_ATTACH_IOMMUFD_PT(), &mut attach) },
             || "VFIO_DEVICE_ATTACH_IOMMUFD_PT".into(),
         )?;
         Ok(VfioDevice {
@@ -370,7 +369,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_device_info of argsz bytes.
         cvt(
-            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_INFO as _, &mut info) },
+            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_INFO(), &mut info) },
             || "VFIO_DEVICE_GET_INFO".into(),
         )?;
         Ok(DeviceInfo {
@@ -389,7 +388,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_region_info of argsz bytes.
         cvt(
-            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_REGION_INFO as _, &mut ri) },
+            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_REGION_INFO(), &mut ri) },
             || format!("VFIO_DEVICE_GET_REGION_INFO({index})"),
         )?;
         Ok(RegionInfo {
@@ -409,7 +408,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_irq_info of argsz bytes.
         cvt(
-            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_IRQ_INFO as _, &mut ii) },
+            unsafe { ioctl_with_mut_ref(&self.device, VFIO_DEVICE_GET_IRQ_INFO(), &mut ii) },
             || format!("VFIO_DEVICE_GET_IRQ_INFO({index})"),
         )?;
         Ok(IrqInfo {
@@ -422,10 +421,9 @@ impl VfioDevice {
     /// `VFIO_DEVICE_RESET`.
     pub fn reset(&self) -> Result<()> {
         // SAFETY: VFIO_DEVICE_RESET takes no argument.
-        cvt(
-            unsafe { ioctl(&self.device, VFIO_DEVICE_RESET as _) },
-            || "VFIO_DEVICE_RESET".into(),
-        )?;
+        cvt(unsafe { ioctl(&self.device, VFIO_DEVICE_RESET()) }, || {
+            "VFIO_DEVICE_RESET".into()
+        })?;
         Ok(())
     }
 
@@ -475,7 +473,7 @@ impl VfioDevice {
         // SAFETY: the argument is a vfio_irq_set followed by its data,
         // argsz bytes in all.
         cvt(
-            unsafe { ioctl_with_ptr(&self.device, VFIO_DEVICE_SET_IRQS as _, buf.as_ptr()) },
+            unsafe { ioctl_with_ptr(&self.device, VFIO_DEVICE_SET_IRQS(), buf.as_ptr()) },
             || format!("VFIO_DEVICE_SET_IRQS(index {index}, start {start}, count {count})"),
         )?;
         Ok(())
@@ -529,7 +527,7 @@ impl VfioDevice {
         };
         // SAFETY: the argument is a valid vfio_device_ioeventfd.
         cvt(
-            unsafe { ioctl_with_ref(&self.device, VFIO_DEVICE_IOEVENTFD as _, &arg) },
+            unsafe { ioctl_with_ref(&self.device, VFIO_DEVICE_IOEVENTFD(), &arg) },
             || format!("VFIO_DEVICE_IOEVENTFD(offset {offset:#x}, data {data})"),
         )?;
         Ok(())
@@ -591,7 +589,7 @@ impl DmaMapper for VfioDevice {
                 // SAFETY: the argument is a valid vfio_iommu_type1_dma_map;
                 // the caller guarantees the range stays valid.
                 cvt(
-                    unsafe { ioctl_with_ref(&t.container, VFIO_IOMMU_MAP_DMA as _, &map) },
+                    unsafe { ioctl_with_ref(&t.container, VFIO_IOMMU_MAP_DMA(), &map) },
                     || format!("VFIO_IOMMU_MAP_DMA(iova {iova:#x}, size {size:#x})"),
                 )?;
             }
@@ -610,7 +608,7 @@ impl DmaMapper for VfioDevice {
                 // SAFETY: the argument is a valid iommu_ioas_map; the caller
                 // guarantees the range stays valid.
                 cvt(
-                    unsafe { ioctl_with_ref(&i.fd, IOMMU_IOAS_MAP as _, &map) },
+                    unsafe { ioctl_with_ref(&i.fd, IOMMU_IOAS_MAP(), &map) },
                     || format!("IOMMU_IOAS_MAP(iova {iova:#x}, size {size:#x})"),
                 )?;
             }
@@ -630,9 +628,7 @@ impl DmaMapper for VfioDevice {
                 };
                 // SAFETY: the argument is a valid vfio_iommu_type1_dma_unmap.
                 cvt(
-                    unsafe {
-                        ioctl_with_mut_ref(&t.container, VFIO_IOMMU_UNMAP_DMA as _, &mut unmap)
-                    },
+                    unsafe { ioctl_with_mut_ref(&t.container, VFIO_IOMMU_UNMAP_DMA(), &mut unmap) },
                     || format!("VFIO_IOMMU_UNMAP_DMA(iova {iova:#x}, size {size:#x})"),
                 )?;
             }
@@ -645,7 +641,7 @@ impl DmaMapper for VfioDevice {
                 };
                 // SAFETY: the argument is a valid iommu_ioas_unmap.
                 cvt(
-                    unsafe { ioctl_with_mut_ref(&i.fd, IOMMU_IOAS_UNMAP as _, &mut unmap) },
+                    unsafe { ioctl_with_mut_ref(&i.fd, IOMMU_IOAS_UNMAP(), &mut unmap) },
                     || format!("IOMMU_IOAS_UNMAP(iova {iova:#x}, size {size:#x})"),
                 )?;
             }

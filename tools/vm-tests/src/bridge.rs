@@ -752,7 +752,8 @@ pub fn pa_close_with_mappings(env: &Env) -> TestResult {
     let dev = MdevDevice::from_vfio(
         VfioDevice::from_iommufd_fds(iommufd, ioas.ok_or("no IOAS")?, device, "pa"),
         "bridge PA".to_string(),
-    );
+    )
+    .ctx("region info")?;
     let mem = DmaMemory::new(256 * page_size() as usize).ctx("memory")?;
     // SAFETY: the mapping goes with the IOAS (`keep`), before `mem`.
     unsafe { mem.map(&dev, 0x1000_0000) }.ctx("map")?;

@@ -539,7 +539,7 @@ pub fn cparent_doorbell_mmap(env: &Env) -> TestResult {
         r1.flags
     );
     let page = vhost_mdev::device::page_size();
-    let base = region_offset(VHOST_VFIO_REGION_NOTIFY);
+    let base = r1.offset;
     let (w, shared) = (libc::PROT_WRITE, libc::MAP_SHARED);
     for round in 0..2u16 {
         for q in 0..2u16 {

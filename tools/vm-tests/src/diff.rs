@@ -48,14 +48,20 @@ const RING_IOVA: u64 = 0x4000_0000;
 /// Bytes of ring memory per queue.
 const RING_STRIDE: u64 = 0x4000;
 
-// vhost-vdpa requests that vhost-mdev does not carry (<linux/vhost.h>).
-const VHOST_SET_LOG_BASE: u64 = iow(VHOST_VIRTIO, 0x04, 8);
-const VHOST_VDPA_GET_IOVA_RANGE: u64 = ior(VHOST_VIRTIO, 0x78, 16);
-const VHOST_VDPA_GET_GROUP_NUM: u64 = ior(VHOST_VIRTIO, 0x81, 4);
-const VHOST_VDPA_GET_AS_NUM: u64 = ior(VHOST_VIRTIO, 0x7A, 4);
-const VHOST_VDPA_GET_VRING_SIZE: u64 = iowr(VHOST_VIRTIO, 0x82, 8);
-/// A code of the vhost ioctl space that nothing defines.
-const VHOST_UNDEFINED: u64 = iow(VHOST_VIRTIO, 0x7F, 8);
+// vhost-vdpa requests that vhost-mdev does not carry (<linux/vhost.h>;
+// `struct vhost_vdpa_iova_range` is two u64s).
+vmm_sys_util::ioctl_iow_nr!(VHOST_SET_LOG_BASE, VHOST_VIRTIO, 0x04, u64);
+vmm_sys_util::ioctl_ior_nr!(VHOST_VDPA_GET_IOVA_RANGE, VHOST_VIRTIO, 0x78, [u64; 2]);
+vmm_sys_util::ioctl_ior_nr!(VHOST_VDPA_GET_GROUP_NUM, VHOST_VIRTIO, 0x81, u32);
+vmm_sys_util::ioctl_ior_nr!(VHOST_VDPA_GET_AS_NUM, VHOST_VIRTIO, 0x7A, u32);
+vmm_sys_util::ioctl_iowr_nr!(
+    VHOST_VDPA_GET_VRING_SIZE,
+    VHOST_VIRTIO,
+    0x82,
+    VhostVringState
+);
+// A code of the vhost ioctl space that nothing defines.
+vmm_sys_util::ioctl_iow_nr!(VHOST_UNDEFINED, VHOST_VIRTIO, 0x7F, u64);
 
 /// Why vhost-vdpa and the bridge differ on a step (the rows of the table
 /// of differences in Documentation/uapi.rst).
@@ -947,7 +953,7 @@ fn owner_again(s: Side, _c: &Rings) -> Rec {
 fn vdpa_only(s: Side, c: &Rings) -> Rec {
     let mut r = Rec::default();
     reset(s, &mut r);
-    let bf = s.raw(VHOST_GET_BACKEND_FEATURES, &[], 8);
+    let bf = s.raw(VHOST_GET_BACKEND_FEATURES(), &[], 8);
     let acked = match s {
         Side::Vdpa(v) => v.backend_features(),
         Side::Mdev(_) => 0,
@@ -955,9 +961,9 @@ fn vdpa_only(s: Side, c: &Rings) -> Rec {
     r.hex("GET_BACKEND_FEATURES", bf.map(|b| le_u64(&b, 0)));
     r.ok(
         "SET_BACKEND_FEATURES(acked)",
-        s.raw(VHOST_SET_BACKEND_FEATURES, &acked.to_ne_bytes(), 0),
+        s.raw(VHOST_SET_BACKEND_FEATURES(), &acked.to_ne_bytes(), 0),
     );
-    let range = s.raw(VHOST_VDPA_GET_IOVA_RANGE, &[], 16);
+    let range = s.raw(VHOST_VDPA_GET_IOVA_RANGE(), &[], 16);
     r.push(
         "GET_IOVA_RANGE",
         match range {
@@ -967,39 +973,40 @@ fn vdpa_only(s: Side, c: &Rings) -> Rec {
     );
     r.hex(
         "GET_VRING_SIZE(0)",
-        s.raw(VHOST_VDPA_GET_VRING_SIZE, &state_bytes(0, 0), 8)
+        s.raw(VHOST_VDPA_GET_VRING_SIZE(), &state_bytes(0, 0), 8)
             .map(|b| le_u32(&b, 4)),
     );
     r.hex(
         "GET_GROUP_NUM",
-        s.raw(VHOST_VDPA_GET_GROUP_NUM, &[], 4)
+        s.raw(VHOST_VDPA_GET_GROUP_NUM(), &[], 4)
             .map(|b| le_u32(&b, 0)),
     );
     r.hex(
         "GET_AS_NUM",
-        s.raw(VHOST_VDPA_GET_AS_NUM, &[], 4).map(|b| le_u32(&b, 0)),
+        s.raw(VHOST_VDPA_GET_AS_NUM(), &[], 4)
+            .map(|b| le_u32(&b, 0)),
     );
     let unbind = state_bytes(0, u32::MAX);
     r.ok(
         "SET_VRING_CALL(0, -1)",
-        s.raw(VHOST_SET_VRING_CALL, &unbind, 0),
+        s.raw(VHOST_SET_VRING_CALL(), &unbind, 0),
     );
     r.ok(
         "SET_VRING_KICK(0, -1)",
-        s.raw(VHOST_SET_VRING_KICK, &unbind, 0),
+        s.raw(VHOST_SET_VRING_KICK(), &unbind, 0),
     );
     r.ok(
         "SET_CONFIG_CALL(-1)",
-        s.raw(VHOST_VDPA_SET_CONFIG_CALL, &(-1i32).to_ne_bytes(), 0),
+        s.raw(VHOST_VDPA_SET_CONFIG_CALL(), &(-1i32).to_ne_bytes(), 0),
     );
     r.ok(
         "SET_VRING_HVA(0) raw",
         s.raw(VHOST_VFIO_SET_VRING_HVA, &addr_bytes(&c.hva(0)), 0),
     );
-    r.ok("SET_LOG_BASE(0)", s.raw(VHOST_SET_LOG_BASE, &[0; 8], 0));
+    r.ok("SET_LOG_BASE(0)", s.raw(VHOST_SET_LOG_BASE(), &[0; 8], 0));
     r.ok(
         "undefined vhost ioctl 0x7f",
-        s.raw(VHOST_UNDEFINED, &[0; 8], 0),
+        s.raw(VHOST_UNDEFINED(), &[0; 8], 0),
     );
     state(s, &mut r);
     r

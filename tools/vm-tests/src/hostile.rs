@@ -355,7 +355,7 @@ fn ioas_alloc(ifd: &File) -> Result<u32, String> {
         out_ioas_id: 0,
     };
     // SAFETY: a valid iommu_ioas_alloc the kernel fills.
-    let r = unsafe { libc::ioctl(ifd.as_raw_fd(), IOMMU_IOAS_ALLOC as _, &mut a) };
+    let r = unsafe { libc::ioctl(ifd.as_raw_fd(), IOMMU_IOAS_ALLOC(), &mut a) };
     if r < 0 {
         return Err(format!(
             "IOMMU_IOAS_ALLOC: {}",
@@ -376,7 +376,7 @@ fn attach_pt(dev: &MdevDevice, pt_id: u32) -> Result<(), String> {
     let r = unsafe {
         libc::ioctl(
             dev.vfio().file().as_raw_fd(),
-            VFIO_DEVICE_ATTACH_IOMMUFD_PT as _,
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT(),
             &mut a,
         )
     };
@@ -399,7 +399,7 @@ fn detach_pt(dev: &MdevDevice) -> Result<(), String> {
     let r = unsafe {
         libc::ioctl(
             dev.vfio().file().as_raw_fd(),
-            VFIO_DEVICE_DETACH_IOMMUFD_PT as _,
+            VFIO_DEVICE_DETACH_IOMMUFD_PT(),
             &a,
         )
     };

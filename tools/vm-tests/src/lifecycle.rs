@@ -384,7 +384,8 @@ pub fn fds_from_opener(env: &Env, kind: IommuKind, opener_exits: bool) -> TestRe
                 vhost_mdev::VfioDevice::from_iommufd_fds(fd, ioas, device, &name)
             }
         };
-        let dev = MdevDevice::from_vfio(v, format!("vhost-mdev {name} (fds of pid {pid})"));
+        let dev = MdevDevice::from_vfio(v, format!("vhost-mdev {name} (fds of pid {pid})"))
+            .ctx("region info of the passed device")?;
         if opener_exits {
             drop(child.stdin.take());
             child.wait().ctx("wait for the opener")?;

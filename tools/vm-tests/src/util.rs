@@ -8,7 +8,17 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use vhost_mdev::sysfs::{Instance, MdevType};
+use vhost_mdev::uapi::VHOST_VFIO_REGION_SHIFT;
 use vhost_mdev::{IommuKind, MdevDevice, Sysfs, VhostBackend};
+
+/// Where region `index` lies in the device fd in the layout the uAPI
+/// header documents (`index << VHOST_VFIO_REGION_SHIFT`). Only for the
+/// tests of that layout (against region info) and of offsets in no
+/// region: the library and every other test take the offsets from
+/// `VFIO_DEVICE_GET_REGION_INFO` ([`MdevDevice::regions`]).
+pub fn layout_offset(index: u32) -> u64 {
+    u64::from(index) << VHOST_VFIO_REGION_SHIFT
+}
 
 /// The result of one test.
 pub type TestResult = Result<(), String>;

@@ -31,11 +31,6 @@ pub const VP_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x00, 0x18, 0x01]);
 /// See [`VP_MAC`].
 pub const PEER_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x00, 0x18, 0x02]);
 
-/// `VIRTIO_NET_F_MTU`: QEMU's virtio-net-pci offers it only with `host_mtu`.
-const NET_F_MTU: u32 = 3;
-/// `VIRTIO_NET_F_MAC`.
-const NET_F_MAC: u32 = 5;
-
 /// The network interface with MAC `mac`.
 fn ifname(mac: Mac) -> Result<String, String> {
     let want = mac.to_string();
@@ -197,7 +192,7 @@ struct Doorbell(*mut u8);
 
 impl Doorbell {
     fn map(dev: &MdevDevice, q: u16) -> Result<Self, String> {
-        let off = region_offset(VHOST_VFIO_REGION_NOTIFY) + u64::from(q) * page_size();
+        let off = dev.regions().notify.offset + u64::from(q) * page_size();
         map_page(dev, off, libc::PROT_WRITE)
             .map(Doorbell)
             .map_err(|e| format!("mmap of queue {q}'s doorbell page: errno {e}"))
@@ -243,7 +238,11 @@ pub fn device(env: &Env) -> TestResult {
     let nvqs = dev.get_vqs_count().ctx("queue count")?;
     check!(nvqs == 3, "{nvqs} queues, expected 3 (RX, TX, control)");
     let offered = dev.get_features().ctx("features")?;
-    for bit in [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM, NET_F_MAC] {
+    for bit in [
+        VIRTIO_F_VERSION_1,
+        VIRTIO_F_ACCESS_PLATFORM,
+        VIRTIO_NET_F_MAC,
+    ] {
         check!(
             offered & (1 << bit) != 0,
             "feature {bit} not offered ({offered:#x})"
@@ -260,7 +259,7 @@ pub fn device(env: &Env) -> TestResult {
     let ack = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
     dev.set_status(0).ctx("reset")?;
     dev.set_status(ack).ctx("ACK|DRIVER")?;
-    dev.set_features((1 << VIRTIO_F_VERSION_1) | (1 << NET_F_MAC))
+    dev.set_features((1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_NET_F_MAC))
         .ctx("features without ACCESS_PLATFORM")?;
     dev.set_status(ack | VIRTIO_CONFIG_S_FEATURES_OK)
         .ctx("FEATURES_OK without ACCESS_PLATFORM")?;
@@ -276,7 +275,7 @@ pub fn device(env: &Env) -> TestResult {
     )?;
     dev.set_status(0).ctx("reset")?;
     dev.set_status(ack).ctx("ACK|DRIVER")?;
-    let f = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM) | (1 << NET_F_MAC);
+    let f = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_F_ACCESS_PLATFORM) | (1 << VIRTIO_NET_F_MAC);
     dev.set_features(f).ctx("features")?;
     dev.set_status(ack | VIRTIO_CONFIG_S_FEATURES_OK)
         .ctx("FEATURES_OK with ACCESS_PLATFORM")?;
@@ -299,7 +298,7 @@ pub fn device(env: &Env) -> TestResult {
     for q in 0..3u16 {
         drop(Doorbell::map(&dev, q)?);
     }
-    let base = region_offset(VHOST_VFIO_REGION_NOTIFY);
+    let base = r1.offset;
     for (what, off, prot) in [
         (
             "a readable doorbell page",
@@ -335,7 +334,8 @@ pub fn device(env: &Env) -> TestResult {
 fn raw_opts() -> RawOpts {
     RawOpts {
         mem_table: true,
-        drop_features: 1 << NET_F_MTU,
+        // QEMU's virtio-net-pci offers MTU only with `host_mtu`.
+        drop_features: 1 << VIRTIO_NET_F_MTU,
         ..Default::default()
     }
 }

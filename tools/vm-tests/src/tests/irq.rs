@@ -201,8 +201,7 @@ pub(super) fn notify_bad(env: &Env) -> TestResult {
     }
     let mut b = [0u8; 2];
     expect_fail(
-        dev.vfio()
-            .read_at(region_offset(VHOST_VFIO_REGION_NOTIFY), &mut b),
+        dev.vfio().read_at(dev.regions().notify.offset, &mut b),
         "read of the notify region",
     )?;
     // A good kick of a queue that is not started is accepted.
@@ -216,14 +215,14 @@ pub(super) fn ioeventfd_bad(env: &Env) -> TestResult {
     let nvqs = dev.get_vqs_count().ctx("GET_VQS_COUNT")?;
     let e = eventfd()?;
     let fd = e.as_raw_fd();
-    let n1 = region_offset(VHOST_VFIO_REGION_NOTIFY);
+    let n1 = dev.regions().notify.offset;
     let p = page_size();
     let v = dev.vfio();
     let w16 = vb::VFIO_DEVICE_IOEVENTFD_16;
     let null = File::open("/dev/null").ctx("open /dev/null")?;
     let cases: Vec<(u64, u32, u64, i32, &str)> = vec![
         (0, w16, 0, fd, "in region 0"),
-        (region_offset(2), w16, 0, fd, "in region 2"),
+        (layout_offset(2), w16, 0, fd, "in region 2"),
         (n1, vb::VFIO_DEVICE_IOEVENTFD_32, 0, fd, "of size 4"),
         (n1, vb::VFIO_DEVICE_IOEVENTFD_8, 0, fd, "of size 1"),
         (n1, vb::VFIO_DEVICE_IOEVENTFD_64, 0, fd, "of size 8"),
@@ -279,10 +278,7 @@ pub(super) fn mmap_refused(env: &Env) -> TestResult {
         "region 1 claims mmap without a doorbell page"
     );
     bad_input_any(&dev, "mmap of region 1", || {
-        dev.vfio().try_mmap(
-            region_offset(VHOST_VFIO_REGION_NOTIFY),
-            page_size() as usize,
-        )
+        dev.vfio().try_mmap(r1.offset, page_size() as usize)
     })?;
     Ok(())
 }

@@ -3,6 +3,12 @@
 
 use super::*;
 
+// Codes of the vhost ioctl space that no request has: an unused nr, and
+// two known nrs with a 4-byte size.
+vmm_sys_util::ioctl_iow_nr!(VHOST_UNKNOWN_5F, VHOST_VIRTIO, 0x5f, u64);
+vmm_sys_util::ioctl_iow_nr!(VHOST_SET_FEATURES_4, VHOST_VIRTIO, 0x00, u32);
+vmm_sys_util::ioctl_iow_nr!(VHOST_SET_VRING_NUM_4, VHOST_VIRTIO, 0x10, u32);
+
 fn msg_errno(dev: &MdevDevice, bytes: &[u8], errno: i32, what: &str) -> TestResult {
     bad_input(dev, what, errno, || dev.msg_write(0, bytes))
 }
@@ -152,7 +158,7 @@ pub(super) fn bad_requests(env: &Env, t: Transport) -> TestResult {
 
     if t == Transport::Ioctl {
         bad_input(&dev, "unknown ioctl", ENOTTY, || {
-            dev.send(vhost_mdev::uapi::iow(VHOST_VIRTIO, 0x5f, 8), 0, &[0; 8])
+            dev.send(VHOST_UNKNOWN_5F(), 0, &[0; 8])
         })?;
         // The dispatcher matches full codes: a known nr with another size
         // is another (unknown) ioctl.
@@ -160,13 +166,13 @@ pub(super) fn bad_requests(env: &Env, t: Transport) -> TestResult {
             &dev,
             "SET_FEATURES ioctl with a 4-byte size",
             ENOTTY,
-            || dev.send(vhost_mdev::uapi::iow(VHOST_VIRTIO, 0x00, 4), 0, &[0; 4]),
+            || dev.send(VHOST_SET_FEATURES_4(), 0, &[0; 4]),
         )?;
         bad_input(
             &dev,
             "SET_VRING_NUM ioctl with a 4-byte size",
             ENOTTY,
-            || dev.send(vhost_mdev::uapi::iow(VHOST_VIRTIO, 0x10, 4), 0, &[0; 4]),
+            || dev.send(VHOST_SET_VRING_NUM_4(), 0, &[0; 4]),
         )?;
     } else {
         bad_input(&dev, "unknown request code", ENOTTY, || {
@@ -178,10 +184,10 @@ pub(super) fn bad_requests(env: &Env, t: Transport) -> TestResult {
     }
     // vhost requests outside the message table are unknown on both.
     bad_input(&dev, "VHOST_SET_VRING_KICK", ENOTTY, || {
-        dev.send(VHOST_SET_VRING_KICK, 0, &[0; 8])
+        dev.send(VHOST_SET_VRING_KICK(), 0, &[0; 8])
     })?;
     bad_input(&dev, "VHOST_SET_BACKEND_FEATURES", ENOTTY, || {
-        dev.send(VHOST_SET_BACKEND_FEATURES, 0, &[0; 8])
+        dev.send(VHOST_SET_BACKEND_FEATURES(), 0, &[0; 8])
     })?;
     // SUSPEND and RESUME before DRIVER_OK succeed and change nothing, as
     // on vhost_vdpa.
