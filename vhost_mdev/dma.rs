@@ -10,8 +10,9 @@
 //! `pin_cache_bytes` of pinned pages, direct-mapped by IOVA page number
 //! (see "Size and accounting" below), so that the data path
 //! translates an IOVA page once and then copies with `memcpy()` through
-//! the kernel mapping of the page instead of calling `vfio_dma_rw()` (a
-//! lookup of the IOVA and a user copy) for every access.
+//! the page's address in the kernel's direct map (taken when it is pinned,
+//! kept in the slot with the pin and dropped with it) instead of calling
+//! `vfio_dma_rw()` (a lookup of the IOVA and a user copy) for every access.
 //!
 //! With a type1 container the cache stays off: holding pins there is not
 //! possible (see `Documentation/parent-drivers.rst`), and every access goes
@@ -46,7 +47,7 @@
 //! drop to zero, and a pin that finds `gen` changed is undone instead of
 //! cached. So when `dma_unmap` returns, no page of the range is pinned.
 
-use crate::vfio::{self, Dma, PinnedPage};
+use crate::vfio::{Dma, PinnedPage};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
@@ -83,7 +84,8 @@ const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 struct Slot {
     /// IOVA page number, or `None` for a free slot.
     pfn: Option<u64>,
-    /// The pinned page of `pfn` (`Some` when `pfn` is).
+    /// The pinned page of `pfn` and its kernel address (`Some` when `pfn`
+    /// is); goes with the pin.
     page: Option<PinnedPage>,
     /// Whether the page was pinned for writing.
     write: bool,
@@ -361,9 +363,13 @@ impl PinCache {
             let Some(pages) = all_some(&pages) else {
                 continue;
             };
-            // SAFETY: the pages are pinned while they are in the table, and
-            // the table stays locked until the mappings are undone.
-            return Some(unsafe { vfio::with_mapped(pages, f) });
+            // The pages are pinned while they are in the table, and the
+            // table stays locked (no `dma_unmap` can unpin them) until `f`
+            // returns: their direct-map addresses stay valid for the call.
+            // Nothing keeps an address past it.
+            let r = f(pages.map(|p| p.addr()));
+            drop(t);
+            return Some(r);
         }
         None
     }
