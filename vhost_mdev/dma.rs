@@ -38,19 +38,21 @@
 //!
 //! # Locking
 //!
-//! `PinCache::table` is taken by the data path for each page it touches
-//! (held across the `memcpy()`, so that `dma_unmap` cannot unpin a page
-//! under a copy) and by `dma_unmap`, which unpins under it. It is never held
+//! `PinCache::table` (a mutex whose lock and unlock are inline, as the
+//! data path takes it for every access) is taken by the data path for each
+//! page it touches (held across the `memcpy()`, so that `dma_unmap` cannot
+//! unpin a page under a copy) and by `dma_unmap`, which unpins under it. It is never held
 //! across `vfio_pin_pages()`: iommufd calls `dma_unmap` while a pin may be
 //! waiting for its `ioas_lock`. A pin in flight is counted in
 //! `Table::busy`; `dma_unmap` bumps `Table::gen` and waits for `busy` to
 //! drop to zero, and a pin that finds `gen` changed is undone instead of
 //! cached. So when `dma_unmap` returns, no page of the range is pinned.
 
+use crate::mutex_inline::{new_inline_mutex, InlineMutex};
 use crate::vfio::{Dma, PinnedPage};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
-use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
+use kernel::sync::{new_condvar, CondVar};
 
 mod access;
 
@@ -134,7 +136,7 @@ pub(crate) struct PinCache {
     /// pay for the mutex.
     on: AtomicBool,
     #[pin]
-    table: Mutex<Table>,
+    table: InlineMutex<Table>,
     /// Signalled when `Table::busy` drops to zero.
     #[pin]
     idle: CondVar,
@@ -171,7 +173,7 @@ impl PinCache {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             on: AtomicBool::new(false),
-            table <- new_mutex!(Table {
+            table <- new_inline_mutex!(Table {
                 dev: None,
                 slots: KVVec::new(),
                 gen: 0,
