@@ -98,14 +98,13 @@ bool vhost_mdev_helper_current_is_kthread(void)
 	return current->flags & PF_KTHREAD;
 }
 
-void *vhost_mdev_helper_kmap_local_page(struct page *page)
+/*
+ * The address of @page in the kernel's direct map, or NULL for a highmem
+ * page (which has none unless mapped with kmap).
+ */
+void *vhost_mdev_helper_page_address_lowmem(struct page *page)
 {
-	return kmap_local_page(page);
-}
-
-void vhost_mdev_helper_kunmap_local(const void *addr)
-{
-	kunmap_local(addr);
+	return PageHighMem(page) ? NULL : page_address(page);
 }
 
 u64 vhost_mdev_helper_page_to_phys(struct page *page)

@@ -19,7 +19,7 @@
 //! `vfio_dma_rw()` and pinned pages.
 
 use crate::bindings;
-use crate::errno::{EBUSY, EINVAL};
+use crate::errno::{eopnotsupp, EBUSY, EINVAL};
 use crate::mdev;
 use core::marker::PhantomData;
 use core::mem::{align_of, offset_of, size_of, MaybeUninit};
@@ -665,14 +665,28 @@ unsafe impl Sync for Dma {}
 ///
 /// # Invariants
 ///
-/// The page was pinned by [`Dma::pin_page`]. A copy is only a name of the
-/// page: whoever holds the pin says, to [`with_mapped`], that it is still
-/// held.
+/// The page was pinned by [`Dma::pin_page`], and `addr` is its address in
+/// the kernel's direct map (a lowmem page: mapped for as long as it is
+/// allocated, which a pin guarantees). A copy is only a name of the page:
+/// whoever holds the pin says, to [`PinnedPage::addr`]'s callers, that it
+/// is still held.
 #[derive(Clone, Copy)]
-pub struct PinnedPage(NonNull<bindings::page>);
+pub struct PinnedPage {
+    addr: NonNull<u8>,
+}
 
-// SAFETY: a pinned page may be mapped and unpinned on any thread.
+// SAFETY: a pinned page may be accessed and unpinned on any thread.
 unsafe impl Send for PinnedPage {}
+
+impl PinnedPage {
+    /// The kernel address of the whole page: valid for reads and writes of
+    /// `PAGE_SIZE` bytes for as long as the pin is held (the caller of any
+    /// access through it must make sure it is).
+    #[inline]
+    pub fn addr(&self) -> *mut u8 {
+        self.addr.as_ptr()
+    }
+}
 
 impl Dma {
     /// Copies between `buf` and guest memory at `iova` (`vfio_dma_rw()`).
@@ -709,9 +723,23 @@ impl Dma {
         if r < 0 {
             return Err(Error::from_errno(r));
         }
-        match NonNull::new(page) {
-            Some(p) if r == 1 => Ok(PinnedPage(p)),
-            _ => Err(EINVAL),
+        let page = match NonNull::new(page) {
+            Some(p) if r == 1 => p,
+            _ => return Err(EINVAL),
+        };
+        // SAFETY: `page` is pinned (just above), so it stays allocated.
+        let addr = unsafe { bindings::vhost_mdev_helper_page_address_lowmem(page.as_ptr()) };
+        match NonNull::new(addr.cast::<u8>()) {
+            // INVARIANT: pinned above; `addr` is its direct-map address.
+            Some(addr) => Ok(PinnedPage { addr }),
+            None => {
+                // A highmem page (32-bit kernels only): not kept, so that
+                // callers never need a temporary mapping.
+                // SAFETY: the pin of `iova` taken just above on the open
+                // device.
+                unsafe { self.unpin_page(iova) };
+                Err(eopnotsupp())
+            }
         }
     }
 
@@ -725,30 +753,6 @@ impl Dma {
         // SAFETY: the caller guarantees an open device and the pin.
         unsafe { bindings::vfio_unpin_pages(self.vdev.as_ptr(), iova, 1) };
     }
-}
-
-/// Calls `f` with the kernel addresses of `pages` (local mappings, undone
-/// in reverse order when `f` returns).
-///
-/// # Safety
-///
-/// `pages` must stay pinned until this returns.
-#[inline]
-pub unsafe fn with_mapped<R, const N: usize>(
-    pages: [PinnedPage; N],
-    f: impl FnOnce([*mut u8; N]) -> R,
-) -> R {
-    let mut addrs = [ptr::null_mut(); N];
-    for (a, p) in addrs.iter_mut().zip(&pages) {
-        // SAFETY: `p` is pinned until we return (the caller guarantees).
-        *a = unsafe { bindings::vhost_mdev_helper_kmap_local_page(p.0.as_ptr()) }.cast::<u8>();
-    }
-    let r = f(addrs);
-    for &a in addrs.iter().rev() {
-        // SAFETY: mapped above, unmapped in reverse order.
-        unsafe { bindings::vhost_mdev_helper_kunmap_local(a.cast()) };
-    }
-    r
 }
 
 /// What a bound [`Virqfd`] calls when its eventfd is signalled.

@@ -10,8 +10,9 @@
 //! `pin_cache_bytes` of pinned pages, direct-mapped by IOVA page number
 //! (see "Size and accounting" below), so that the data path
 //! translates an IOVA page once and then copies with `memcpy()` through
-//! the kernel mapping of the page instead of calling `vfio_dma_rw()` (a
-//! lookup of the IOVA and a user copy) for every access.
+//! the page's address in the kernel's direct map (taken when it is pinned,
+//! kept in the slot with the pin and dropped with it) instead of calling
+//! `vfio_dma_rw()` (a lookup of the IOVA and a user copy) for every access.
 //!
 //! With a type1 container the cache stays off: holding pins there is not
 //! possible (see `Documentation/parent-drivers.rst`), and every access goes
@@ -37,19 +38,21 @@
 //!
 //! # Locking
 //!
-//! `PinCache::table` is taken by the data path for each page it touches
-//! (held across the `memcpy()`, so that `dma_unmap` cannot unpin a page
-//! under a copy) and by `dma_unmap`, which unpins under it. It is never held
+//! `PinCache::table` (a mutex whose lock and unlock are inline, as the
+//! data path takes it for every access) is taken by the data path for each
+//! page it touches (held across the `memcpy()`, so that `dma_unmap` cannot
+//! unpin a page under a copy) and by `dma_unmap`, which unpins under it. It is never held
 //! across `vfio_pin_pages()`: iommufd calls `dma_unmap` while a pin may be
 //! waiting for its `ioas_lock`. A pin in flight is counted in
 //! `Table::busy`; `dma_unmap` bumps `Table::gen` and waits for `busy` to
 //! drop to zero, and a pin that finds `gen` changed is undone instead of
 //! cached. So when `dma_unmap` returns, no page of the range is pinned.
 
-use crate::vfio::{self, Dma, PinnedPage};
+use crate::mutex_inline::{new_inline_mutex, InlineMutex};
+use crate::vfio::{Dma, PinnedPage};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::prelude::*;
-use kernel::sync::{new_condvar, new_mutex, CondVar, Mutex};
+use kernel::sync::{new_condvar, CondVar};
 
 mod access;
 
@@ -83,7 +86,8 @@ const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 struct Slot {
     /// IOVA page number, or `None` for a free slot.
     pfn: Option<u64>,
-    /// The pinned page of `pfn` (`Some` when `pfn` is).
+    /// The pinned page of `pfn` and its kernel address (`Some` when `pfn`
+    /// is); goes with the pin.
     page: Option<PinnedPage>,
     /// Whether the page was pinned for writing.
     write: bool,
@@ -132,7 +136,7 @@ pub(crate) struct PinCache {
     /// pay for the mutex.
     on: AtomicBool,
     #[pin]
-    table: Mutex<Table>,
+    table: InlineMutex<Table>,
     /// Signalled when `Table::busy` drops to zero.
     #[pin]
     idle: CondVar,
@@ -169,7 +173,7 @@ impl PinCache {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             on: AtomicBool::new(false),
-            table <- new_mutex!(Table {
+            table <- new_inline_mutex!(Table {
                 dev: None,
                 slots: KVVec::new(),
                 gen: 0,
@@ -361,9 +365,13 @@ impl PinCache {
             let Some(pages) = all_some(&pages) else {
                 continue;
             };
-            // SAFETY: the pages are pinned while they are in the table, and
-            // the table stays locked until the mappings are undone.
-            return Some(unsafe { vfio::with_mapped(pages, f) });
+            // The pages are pinned while they are in the table, and the
+            // table stays locked (no `dma_unmap` can unpin them) until `f`
+            // returns: their direct-map addresses stay valid for the call.
+            // Nothing keeps an address past it.
+            let r = f(pages.map(|p| p.addr()));
+            drop(t);
+            return Some(r);
         }
         None
     }

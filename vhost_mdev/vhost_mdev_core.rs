@@ -75,6 +75,8 @@ mod live;
 pub mod mdev;
 #[path = "../rust/mm.rs"]
 pub mod mm;
+#[path = "../rust/mutex_inline.rs"]
+pub mod mutex_inline;
 mod parent;
 // Shared with the host-side tests and tools, which use all of it.
 #[allow(dead_code)]

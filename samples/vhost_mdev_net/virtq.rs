@@ -628,7 +628,8 @@ impl<R: Ring> Pair<'_, R> {
         }
         // num_buffers, in the header (little-endian, bytes 10-11).
         let num_buffers = (n as u16).to_le_bytes();
-        buf[10..12].copy_from_slice(&num_buffers);
+        buf[10] = num_buffers[0];
+        buf[11] = num_buffers[1];
         let mut off = 0usize;
         let mut at = 0usize;
         let mut direct = ntx.is_some();

@@ -6,6 +6,45 @@
 use super::{Access, PinCache, PAGE_SHIFT, PAGE_SIZE};
 use core::ptr;
 
+/// Copies `n` bytes from `src` to `dst`: inline moves for 4 to 32 bytes (a
+/// descriptor, a header, a used element), `memcpy()` otherwise.
+///
+/// Within the inline sizes, all loads come before the stores, which may
+/// overlap one another (a byte in both halves is stored twice, with the
+/// same value), as `memcpy()` itself does for such sizes.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `n` bytes, and
+/// the two ranges must not overlap.
+#[inline(always)]
+unsafe fn copy(src: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: every access below is within `src[..n]` or `dst[..n]` (the
+    // caller guarantees both) and unaligned-tolerant.
+    unsafe {
+        macro_rules! pair {
+            ($t:ty) => {{
+                const W: usize = core::mem::size_of::<$t>();
+                let a = ptr::read_unaligned(src.cast::<$t>());
+                let b = ptr::read_unaligned(src.add(n - W).cast::<$t>());
+                ptr::write_unaligned(dst.cast::<$t>(), a);
+                ptr::write_unaligned(dst.add(n - W).cast::<$t>(), b);
+            }};
+        }
+        match n {
+            4..=7 => pair!(u32),
+            8..=16 => pair!(u64),
+            17..=32 => {
+                let a = ptr::read_unaligned(src.cast::<[u64; 2]>());
+                let b = ptr::read_unaligned(src.add(n - 16).cast::<[u64; 2]>());
+                ptr::write_unaligned(dst.cast::<[u64; 2]>(), a);
+                ptr::write_unaligned(dst.add(n - 16).cast::<[u64; 2]>(), b);
+            }
+            _ => ptr::copy_nonoverlapping(src, dst, n),
+        }
+    }
+}
+
 impl PinCache {
     /// Copies between `buf` and guest memory at `iova` through the cache.
     /// Returns false when the cache cannot serve it (nothing or part was
@@ -68,9 +107,9 @@ impl PinCache {
                 unsafe {
                     let b = buf.add(done);
                     if write {
-                        ptr::copy_nonoverlapping(b, page.add(off), n);
+                        copy(b, page.add(off), n);
                     } else {
-                        ptr::copy_nonoverlapping(page.add(off), b, n);
+                        copy(page.add(off), b, n);
                     }
                 }
             });
@@ -113,7 +152,7 @@ impl PinCache {
                     // SAFETY: valid for `n` bytes (above), not overlapping.
                     // `memcpy()`, not `memmove()`: the latter is `rep movsb`
                     // on ERMS CPUs, the former a move loop without FSRM.
-                    unsafe { ptr::copy_nonoverlapping(from, to, n) };
+                    unsafe { copy(from, to, n) };
                 } else {
                     // SAFETY: valid for `n` bytes (above). The driver made
                     // its TX and RX buffers overlap: `memmove()` is defined

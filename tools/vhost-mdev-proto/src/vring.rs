@@ -494,15 +494,16 @@ impl SplitQueue {
             let idx = self.batch.used_start.wrapping_add(k as u16);
             let to_end = usize::from(self.num.wrapping_sub(idx & self.num.wrapping_sub(1)));
             let run = (n - k).min(to_end.max(1));
-            let mut raw = [0u8; 8 * BATCH];
-            for (j, e) in raw.chunks_exact_mut(8).take(run).enumerate() {
+            // Each element built as one little-endian u64 (`id`, then
+            // `len`): no out-of-line `copy_from_slice()` per field.
+            let mut raw = [[0u8; 8]; BATCH];
+            for (j, e) in raw.iter_mut().take(run).enumerate() {
                 let (head, len) = self.batch.used[k + j];
-                e[..4].copy_from_slice(&u32::from(head).to_le_bytes());
-                e[4..].copy_from_slice(&len.to_le_bytes());
+                *e = (u64::from(head) | (u64::from(len) << 32)).to_le_bytes();
             }
             mem.write(
                 self.used.wrapping_add(4 + 8 * self.wrap(idx)),
-                &raw[..8 * run],
+                &raw.as_flattened()[..8 * run],
             )?;
             k += run;
         }
