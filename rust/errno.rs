@@ -21,6 +21,18 @@ macro_rules! declare_err {
     };
 }
 
+/// `kernel::error::to_result()` with the test inline: a data-path access
+/// (a ring index, a DMA upcall) pays no call out of the module when it
+/// succeeds. `r` is 0 or a negative errno.
+#[inline(always)]
+pub fn errno_result(r: i32) -> Result<(), Error> {
+    if r < 0 {
+        Err(Error::from_errno(r))
+    } else {
+        Ok(())
+    }
+}
+
 declare_err!(enodata, ENODATA, "No data available.");
 declare_err!(
     eopnotsupp,

@@ -7,7 +7,7 @@
 //! [`include/linux/uaccess.h`](srctree/include/linux/uaccess.h).
 
 use crate::bindings;
-use crate::errno::EFAULT;
+use crate::errno::{errno_result, EFAULT};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
@@ -227,15 +227,4 @@ pub fn get_user_u16(uaddr: u64) -> Result<u16> {
 pub fn put_user_u16(uaddr: u64, v: u16) -> Result {
     // SAFETY: `put_user()` checks the user address and faults safely.
     errno_result(unsafe { bindings::vhost_mdev_helper_put_user_u16(v, uaddr) })
-}
-
-/// `kernel::error::to_result()` with the test inline: a ring index access
-/// pays no call out of the module when it succeeds.
-#[inline(always)]
-fn errno_result(r: i32) -> Result {
-    if r < 0 {
-        Err(Error::from_errno(r))
-    } else {
-        Ok(())
-    }
 }

@@ -766,14 +766,3 @@ impl<P: Parent + 'static> sysfs::Owner for P {
         Some(unsafe { dev::<P>(p) })
     }
 }
-
-/// `kernel::error::to_result()` with the test inline: the data path's
-/// accesses pay no call out of the module when they succeed.
-#[inline(always)]
-fn errno_result(r: i32) -> Result {
-    if r < 0 {
-        Err(Error::from_errno(r))
-    } else {
-        Ok(())
-    }
-}
