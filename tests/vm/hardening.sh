@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Hardening (issues 8 and 14) on the debug kernel: the ring-index stress,
 # the in-guest fuzzer, races on one open device, remove and rmmod while a
-# process holds a device, and the lifecycle stress. STRESS_FRAMES, FUZZ_OPS,
+# process holds a device, the lifecycle stress and fault injection
+# (faults.sh). STRESS_FRAMES, FUZZ_OPS,
 # FUZZ_SEED, FUZZ_RING_ROUNDS, RACE_SECONDS and STRESS_CYCLES size the run.
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 load_kernel_modules || { echo "FAIL: hardening: kernel modules"; exit 1; }
@@ -57,3 +58,4 @@ t "rmmod vhost_mdev_net while a device is open with traffic: completes once the 
 	timeout 90 rmmod vhost_mdev_net
 wait; cat /tmp/hold.out
 t "vhost_mdev unloads" rmmod vhost_mdev
+bash "$TOP/tests/vm/faults.sh"
