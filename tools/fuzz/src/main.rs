@@ -875,9 +875,11 @@ fn fuzz_guided_one(
     let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
     let res = guided::Target::open(&sysfs, &uuid, kind).map(|t| {
         camp.absorb(&cov.own);
-        camp.run(kind, &t, Some(cov), o)
+        let r = camp.run(kind, &t, Some(cov), o);
+        cov.own.reset();
+        drop(t);
+        r
     });
-    cov.own.reset();
     let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
     camp.absorb(&cov.own);
     let r = match res? {
