@@ -51,12 +51,23 @@ echo "INFO: fuzz: the fuzzer and its coverage figures took $(( $(date +%s) - t0 
 run vhost-mdev-fuzz rings --rounds "${FUZZ_RING_ROUNDS:-25}" ${FUZZ_SEED:+--seed $FUZZ_SEED}
 run vhost-mdev-fuzz races --seconds "$race"
 
+# Waits (up to 60 s) until the holder has the device open with traffic
+# (its INFO line; a fixed sleep lost the race on a loaded machine).
+wait_held() {
+	local i
+	for i in $(seq 300); do
+		grep -q '^INFO: hold: ' /tmp/hold.out 2>/dev/null && return 0
+		sleep 0.2
+	done
+}
+
 # Removal while a process holds the device: the request IRQ fires, the
 # holder closes, the removal completes (within the timeout).
 for how in "" --iommufd; do
 	u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+	rm -f /tmp/hold.out
 	run vhost-mdev-fuzz hold "$u" $how --timeout 60 >/tmp/hold.out &
-	sleep 2
+	wait_held
 	t "remove while open with traffic ${how:-(type1)}: completes once the holder closes" \
 		timeout 90 sh -c "echo 1 >/sys/bus/mdev/devices/$u/remove"
 	wait; cat /tmp/hold.out
@@ -75,8 +86,9 @@ t "no instance left behind" sh -c "! ls /sys/bus/mdev/devices/ | grep -q ."
 
 # Unloading the parent while a process holds one of its devices.
 u=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE")
+rm -f /tmp/hold.out
 run vhost-mdev-fuzz hold "$u" --timeout 60 >/tmp/hold.out &
-sleep 2
+wait_held
 t "rmmod vhost_mdev_net while a device is open with traffic: completes once the holder closes" \
 	timeout 90 rmmod vhost_mdev_net
 wait; cat /tmp/hold.out
