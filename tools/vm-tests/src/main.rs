@@ -16,6 +16,7 @@ mod blk;
 mod bridge;
 mod cparent;
 mod diff;
+mod dirty;
 mod hostile;
 mod lifecycle;
 mod mq;
