@@ -19,6 +19,7 @@ mod diff;
 mod dirty;
 mod hostile;
 mod lifecycle;
+mod migrate;
 mod mq;
 mod raw;
 mod sample;

@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, diff, dirty, lifecycle, sample, vp_vdpa};
+use crate::{blk, bridge, cparent, diff, dirty, lifecycle, migrate, sample, vp_vdpa};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -374,6 +374,16 @@ pub const TESTS: &[Test] = &[
         IommuKind::Type1
     )),
     t!("dirty_log_iommufd", true, |e| dirty::dirty_log(
+        e,
+        IommuKind::Iommufd
+    )),
+    // ... and the device state: SUSPEND mid-traffic, a second instance
+    // from the bases.
+    t!("migrate_state_type1", true, |e| migrate::device_state(
+        e,
+        IommuKind::Type1
+    )),
+    t!("migrate_state_iommufd", true, |e| migrate::device_state(
         e,
         IommuKind::Iommufd
     )),
