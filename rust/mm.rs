@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Address spaces: references on a `struct mm_struct`, entering one from a
-//! kernel thread, and single 2-byte user accesses.
+//! kernel thread, single 2-byte user accesses, and user pages pinned
+//! long-term.
 //!
 //! C headers: [`include/linux/sched/mm.h`](srctree/include/linux/sched/mm.h),
-//! [`include/linux/uaccess.h`](srctree/include/linux/uaccess.h).
+//! [`include/linux/uaccess.h`](srctree/include/linux/uaccess.h),
+//! [`include/linux/mm.h`](srctree/include/linux/mm.h).
 
 use crate::bindings;
-use crate::errno::{errno_result, EFAULT};
+use crate::errno::{errno_result, EFAULT, EINVAL, ENOMEM};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
@@ -227,4 +229,151 @@ pub fn get_user_u16(uaddr: u64) -> Result<u16> {
 pub fn put_user_u16(uaddr: u64, v: u16) -> Result {
     // SAFETY: `put_user()` checks the user address and faults safely.
     errno_result(unsafe { bindings::vhost_mdev_helper_put_user_u16(v, uaddr) })
+}
+
+/// Pages of the current process's memory pinned for writing, long-term
+/// (`pin_user_pages_fast()` with `FOLL_WRITE | FOLL_LONGTERM`), and charged
+/// to its address space's `locked_vm` (`account_locked_vm()`: refused
+/// above `RLIMIT_MEMLOCK` without `CAP_IPC_LOCK`) until they are dropped.
+/// The kernel writes to them through the direct map ([`Self::or_u64`]);
+/// they are unpinned dirty.
+///
+/// # Invariants
+///
+/// `pages[..pinned]` are pinned (one pin each, taken here) and
+/// `addrs[..pinned]` their direct-map addresses; `charged` pages are
+/// charged to `mm` (`Some` when `charged > 0`).
+pub struct PinnedUserPages {
+    pages: KVVec<*mut bindings::page>,
+    addrs: KVVec<*mut u8>,
+    pinned: usize,
+    charged: usize,
+    mm: Option<MmGrab>,
+}
+
+// SAFETY: the pins and the charge may be given back from any thread, and
+// the pages are written only with atomic operations.
+unsafe impl Send for PinnedUserPages {}
+// SAFETY: as above: `&PinnedUserPages` only ORs into the pages atomically.
+unsafe impl Sync for PinnedUserPages {}
+
+impl PinnedUserPages {
+    /// No pages.
+    pub const fn empty() -> Self {
+        Self {
+            pages: KVVec::new(),
+            addrs: KVVec::new(),
+            pinned: 0,
+            charged: 0,
+            mm: None,
+        }
+    }
+
+    /// Pins the `n` pages from the page-aligned user address `start` of
+    /// the current process for writing. Fails with `EFAULT` (an address
+    /// not mapped, or mapped read-only), `ENOMEM` (above
+    /// `RLIMIT_MEMLOCK`, or no memory), `EINVAL` (`start` not aligned) or
+    /// `pin_user_pages_fast()`'s error; nothing stays pinned or charged
+    /// then. Process context.
+    pub fn pin_current(start: u64, n: usize) -> Result<Self> {
+        let mut this = Self::empty();
+        if n == 0 {
+            return Ok(this);
+        }
+        if start % bindings::PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        let mm = MmGrab::current().ok_or(EFAULT)?;
+        this.pages = KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+        this.addrs = KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+        // SAFETY: `mm` is the current task's live address space (we hold a
+        // reference), in process context.
+        errno_result(unsafe { bindings::account_locked_vm(mm.as_raw(), n as _, true) })?;
+        // INVARIANT: `n` pages charged to `mm`, given back on drop.
+        this.charged = n;
+        this.mm = Some(mm);
+        let flags = bindings::FOLL_WRITE | bindings::FOLL_LONGTERM;
+        while this.pinned < n {
+            let at = start + (this.pinned as u64) * bindings::PAGE_SIZE as u64;
+            let want = (n - this.pinned).min(i32::MAX as usize) as i32;
+            // SAFETY: `pages[pinned..]` has room for `want` entries; the
+            // call checks the user range of the current address space.
+            let r = unsafe {
+                bindings::pin_user_pages_fast(
+                    at as _,
+                    want,
+                    flags,
+                    this.pages.as_mut_ptr().add(this.pinned),
+                )
+            };
+            if r <= 0 {
+                // Drop unpins what was pinned and gives the charge back.
+                return Err(if r < 0 { Error::from_errno(r) } else { EFAULT });
+            }
+            // INVARIANT: `r` more pages pinned (at most `want`).
+            this.pinned += r as usize;
+        }
+        for (a, p) in this.addrs.iter_mut().zip(this.pages.iter()) {
+            // SAFETY: a page pinned above.
+            *a = unsafe { bindings::vhost_mdev_helper_page_address_lowmem(*p) }.cast();
+            if a.is_null() {
+                // A high-memory page (32-bit only) has no permanent address.
+                return Err(ENOMEM);
+            }
+        }
+        Ok(this)
+    }
+
+    /// Number of pages.
+    pub fn len(&self) -> usize {
+        self.pinned
+    }
+
+    /// Whether there are no pages.
+    pub fn is_empty(&self) -> bool {
+        self.pinned == 0
+    }
+
+    /// ORs `mask` into the `u64` at byte `off` (8-byte aligned, within the
+    /// page) of page `page`, atomically (another thread may clear bits
+    /// meanwhile); does nothing out of range. Any context.
+    #[inline]
+    pub fn or_u64(&self, page: usize, off: usize, mask: u64) {
+        let Some(&base) = self.addrs.get(page) else {
+            return;
+        };
+        if off % 8 != 0 || off + 8 > bindings::PAGE_SIZE || base.is_null() {
+            return;
+        }
+        // The process may access the same memory only atomically or racily
+        // by its own choice; an atomic OR is what vhost does (`set_bit()`).
+        // SAFETY: `base` maps a page pinned while `self` lives (type
+        // invariant); `off` is an aligned `u64` inside it.
+        let w = unsafe { core::sync::atomic::AtomicU64::from_ptr(base.add(off).cast()) };
+        w.fetch_or(mask.to_le(), core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for PinnedUserPages {
+    fn drop(&mut self) {
+        if self.pinned > 0 {
+            // SAFETY: `pages[..pinned]` hold one pin each (type invariant),
+            // given back once, marked dirty: the kernel wrote to them.
+            unsafe {
+                bindings::unpin_user_pages_dirty_lock(
+                    self.pages.as_mut_ptr(),
+                    self.pinned as _,
+                    true,
+                )
+            };
+        }
+        if let Some(mm) = &self.mm {
+            if self.charged > 0 {
+                // SAFETY: `mm` has our reference; the charge taken in
+                // `pin_current`. `account_locked_vm()` takes the mmap lock,
+                // which needs process context (the callers drop these there).
+                unsafe { bindings::account_locked_vm(mm.as_raw(), self.charged as _, false) };
+            }
+        }
+    }
 }

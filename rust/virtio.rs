@@ -32,6 +32,14 @@ pub const VIRTIO_ID_BLOCK: u32 = bindings::VIRTIO_ID_BLOCK;
 
 // Transport and ring features (masks).
 
+/// vhost's `VHOST_F_LOG_ALL` (`<linux/vhost_types.h>`), not a virtio
+/// feature: offered by a parent whose every write to guest memory goes
+/// through the core's DMA upcalls or is reported with
+/// `vhost_mdev_log_write()`, so that the core can keep the VMM's dirty log
+/// for a live migration (see `Documentation/parent-drivers.rst`). The core
+/// owns the bit: the parent's `set_driver_features` never sees it.
+pub const VHOST_F_LOG_ALL: u64 = bit(bindings::VHOST_F_LOG_ALL);
+
 /// Virtio 1.x (no legacy interface).
 pub const VIRTIO_F_VERSION_1: u64 = bit(bindings::VIRTIO_F_VERSION_1);
 /// The device reaches memory through an IOMMU (IOVAs, not guest physical

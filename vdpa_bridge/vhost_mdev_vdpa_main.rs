@@ -65,6 +65,7 @@ use mm::MmGrab;
 use pa::{Chunk, Run};
 use vdpa::status::{DRIVER_OK, FEATURES_OK};
 use vhost_mdev::{DeviceHandle, MemRegion, ParentOn, Registration, TypeInfo};
+use virtio::VHOST_F_LOG_ALL;
 use virtio::VIRTIO_F_RING_PACKED;
 
 module! {
@@ -322,7 +323,11 @@ impl vhost_mdev::Device for VdpaDev {
     }
 
     fn device_features(&self) -> u64 {
-        self.vdpa.device_features()
+        // Never `VHOST_F_LOG_ALL` (a vDPA device has no such bit anyway):
+        // the vDPA device writes guest memory itself (`vdpa_sim` through
+        // vringh, hardware by DMA), unseen by the core, so the core cannot
+        // keep a dirty log for it and QEMU must keep its migration blocker.
+        self.vdpa.device_features() & !VHOST_F_LOG_ALL
     }
 
     fn set_driver_features(&self, features: u64) -> Result {

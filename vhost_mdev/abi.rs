@@ -9,7 +9,7 @@ use crate::bindings;
 use crate::driver;
 use crate::errno::{eopnotsupp, E2BIG, EFAULT, EINVAL, ENOMEM, ESRCH};
 use crate::fault_inject::{self, Point};
-use crate::instance::{Instance, Vdev};
+use crate::instance::{Instance, InstanceState, Vdev};
 use crate::lifecycle;
 use crate::mdev;
 use crate::proto;
@@ -155,6 +155,31 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
     }
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { Instance::from_handle(vdev) };
+    // SAFETY: the caller guarantees all of `dma_rw`'s conditions.
+    let r = unsafe { dma_rw(this, vdev, iova, buf, len, write) };
+    // Logged after the write (whatever its result: part of it may have
+    // been done), so that a VMM that clears the bit and then reads the
+    // page sees the new data or the bit again.
+    if write && this.log.on() {
+        this.log.write(iova, len as u64);
+    }
+    r
+}
+
+/// The access of [`vhost_mdev_dma_rw`], without the dirty log.
+///
+/// # Safety
+///
+/// As for `vhost_mdev_dma_rw()`; `this` is the state of `vdev`.
+#[inline(always)]
+unsafe fn dma_rw(
+    this: &InstanceState,
+    vdev: *mut bindings::vhost_mdev_device,
+    iova: u64,
+    buf: *mut c_void,
+    len: usize,
+    write: bool,
+) -> i32 {
     // SAFETY: the caller guarantees `buf` for `len` bytes.
     if unsafe { this.pins.rw(iova, buf.cast(), len, write) } {
         return 0;
@@ -201,7 +226,12 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_copy(
 ) -> i32 {
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { Instance::from_handle(vdev) };
-    if this.pins.copy(dst, src, len) {
+    let ok = this.pins.copy(dst, src, len);
+    // The destination, done or partly done (see `vhost_mdev_dma_rw`).
+    if this.log.on() {
+        this.log.write(dst, len as u64);
+    }
+    if ok {
         0
     } else {
         eopnotsupp().to_errno()
@@ -354,19 +384,24 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_unpin(
     unsafe { bindings::vfio_unpin_pages(vdev.cast(), iova, npages) }
 }
 
-/// `vhost_mdev_log_write()`: marks guest memory dirty in the vhost dirty
-/// log. The core takes no log yet (`VHOST_SET_LOG_BASE` comes with live
-/// migration), so there is nothing to mark.
+/// `vhost_mdev_log_write()`: marks `[iova, iova + len)` dirty in the vhost
+/// dirty log while the driver logs (`VHOST_F_LOG_ALL` and a log given);
+/// does nothing otherwise.
 ///
 /// # Safety
 ///
-/// `vdev` must be a live instance handle.
+/// `vdev` must be a live instance handle. Any context.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn vhost_mdev_log_write(
-    _vdev: *mut bindings::vhost_mdev_device,
-    _iova: u64,
-    _len: u64,
+    vdev: *mut bindings::vhost_mdev_device,
+    iova: u64,
+    len: u64,
 ) {
+    // SAFETY: the caller guarantees the handle is live.
+    let this = unsafe { Instance::from_handle(vdev) };
+    if this.log.on() {
+        this.log.write(iova, len);
+    }
 }
 
 /// `vhost_mdev_opener_mm()`: the opener's address space, with an

@@ -12,6 +12,7 @@
 
 use crate::backend::ParentBackend;
 use crate::bindings;
+use crate::dirty::DirtyLog;
 use crate::dma::PinCache;
 use crate::irq::{Irqs, Kick};
 use crate::live;
@@ -62,6 +63,9 @@ pub(crate) struct InstanceState {
     /// [`crate::rings`]).
     #[pin]
     pub(crate) rings: RingMap,
+    /// The vhost dirty log (see [`crate::dirty`]).
+    #[pin]
+    pub(crate) log: DirtyLog,
     /// Who holds the device and whether a removal waits: the core's
     /// sysfs attributes (`status.rs`).
     pub(crate) status: Status,

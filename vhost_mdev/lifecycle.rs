@@ -7,6 +7,7 @@
 //! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
 
 use crate::bindings;
+use crate::dirty::DirtyLog;
 use crate::dma::PinCache;
 use crate::errno::EINVAL;
 use crate::instance::{Instance, InstanceState, Vdev};
@@ -44,6 +45,7 @@ pub(crate) fn create(parent: &Parent, mdev: &mdev::Device, type_index: u32) -> R
         mm: AtomicPtr::new(ptr::null_mut()),
         pins <- PinCache::new(),
         rings <- RingMap::new(),
+        log <- DirtyLog::new(),
         status: Status::new(),
         // VFIO drops the state when the last reference goes, however
         // late: module exit waits for it.
@@ -195,6 +197,7 @@ pub(crate) fn open(dev: &Vdev) -> Result {
         let n = nvqs as usize;
         ch.open(n)?;
         this.rings.open(n)?;
+        this.log.open(n)?;
         this.irqs.open(n)?;
         Ok(nvqs)
     });
@@ -230,11 +233,12 @@ pub(crate) fn close(dev: &Vdev) {
     // 3. Stop the device: the parent cancels and waits for its worker and
     // drops its translations; no DMA is in flight when it returns. This
     // also clears the staged reply (the status was cleared by the reset).
-    ch.reset(&mut this.backend());
+    ch.reset(&mut this.backend(), &this.log);
     // ... and the core's own translations: unpin every cached page, and
-    // forget the rings' user addresses.
+    // forget the rings' user addresses and the dirty log.
     this.pins.close();
     this.rings.clear();
+    this.log.close();
     // 4. Release the IRQ eventfds.
     this.irqs.detach_all();
     // The worker is quiet: nothing uses the opener's mm any more.

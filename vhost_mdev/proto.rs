@@ -19,6 +19,9 @@ pub mod uapi;
 mod model;
 pub use model::*;
 
+#[path = "../tools/vhost-mdev-proto/src/log.rs"]
+pub mod log;
+
 // The header of a message and the region and IRQ layout.
 const _: () = assert!(uapi::HDR_SIZE == b::VHOST_VFIO_OP_HDR_SIZE as usize);
 const _: () = assert!(uapi::HDR_SIZE == size_of::<b::vhost_vfio_op>());
@@ -55,6 +58,9 @@ const _: () = assert!(status::FAILED as u32 == b::VIRTIO_CONFIG_S_FAILED);
 const _: () = assert!(uapi::VIRTIO_F_VERSION_1_BIT == b::VIRTIO_F_VERSION_1);
 const _: () = assert!(uapi::VIRTIO_F_ACCESS_PLATFORM_BIT == b::VIRTIO_F_ACCESS_PLATFORM);
 const _: () = assert!(uapi::VIRTIO_F_RING_PACKED_BIT == b::VIRTIO_F_RING_PACKED);
+// Dirty logging (`<linux/vhost_types.h>`).
+const _: () = assert!(uapi::VHOST_F_LOG_ALL_BIT == b::VHOST_F_LOG_ALL);
+const _: () = assert!(uapi::VHOST_VRING_F_LOG == 1 << b::VHOST_VRING_F_LOG);
 
 // The request codes, which bindgen sees through `VHOST_MDEV_CONST_*`
 // constants (Kbuild strips the prefix).
@@ -62,6 +68,7 @@ const _: () = assert!(req::GET_FEATURES == b::VHOST_GET_FEATURES);
 const _: () = assert!(req::SET_FEATURES == b::VHOST_SET_FEATURES);
 const _: () = assert!(req::SET_OWNER == b::VHOST_SET_OWNER);
 const _: () = assert!(req::SET_MEM_TABLE == b::VHOST_SET_MEM_TABLE);
+const _: () = assert!(req::SET_LOG_BASE == b::VHOST_SET_LOG_BASE);
 const _: () = assert!(req::SET_VRING_NUM == b::VHOST_SET_VRING_NUM);
 const _: () = assert!(req::SET_VRING_ADDR == b::VHOST_SET_VRING_ADDR);
 const _: () = assert!(req::SET_VRING_BASE == b::VHOST_SET_VRING_BASE);

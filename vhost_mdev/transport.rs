@@ -8,6 +8,7 @@
 //! mapped onto the parent's device ops ([`ParentBackend`]).
 
 use crate::backend::ParentBackend;
+use crate::dirty::{self, DirtyLog};
 use crate::errno::{enodata, E2BIG, EINVAL, ENOTTY};
 use crate::proto::{self, Model, Reply, VqConfig};
 use crate::rings::RingMap;
@@ -69,6 +70,11 @@ pub(crate) struct Channel {
     /// The message being written, copied from userspace (`MSG_REGION_SIZE`
     /// bytes).
     msg: KVec<u8>,
+    /// The dirty log's user address (`VHOST_SET_LOG_BASE`), 0 for none.
+    log_base: u64,
+    /// The highest IOVA of the last memory table (the log covers up to
+    /// it), `None` for none or an empty one.
+    table_last: Option<u64>,
 }
 
 impl Channel {
@@ -79,6 +85,8 @@ impl Channel {
             reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
             ioctl_reply: KVec::from_elem(0u8, proto::MAX_PAYLOAD, GFP_KERNEL)?,
             msg: KVec::from_elem(0u8, proto::MSG_REGION_SIZE, GFP_KERNEL)?,
+            log_base: 0,
+            table_last: None,
         })
     }
 
@@ -87,6 +95,8 @@ impl Channel {
     /// model is reset (the last close reset the device).
     pub(crate) fn open(&mut self, nvqs: usize) -> Result {
         self.model.vqs = Vqs(KVec::from_elem(VqConfig::EMPTY, nvqs, GFP_KERNEL)?);
+        self.log_base = 0;
+        self.table_last = None;
         Ok(())
     }
 
@@ -95,11 +105,13 @@ impl Channel {
         self.staged = None;
     }
 
-    /// Resets the device (the parent's worker is quiet on return) and drops
-    /// an unread reply.
-    pub(crate) fn reset(&mut self, ops: &mut ParentBackend<'_>) {
+    /// Resets the device (the parent's worker is quiet on return), drops
+    /// an unread reply and the dirty log.
+    pub(crate) fn reset(&mut self, ops: &mut ParentBackend<'_>, log: &DirtyLog) {
         self.discard_reply();
         self.model.reset(ops);
+        self.log_base = 0;
+        log.clear();
     }
 
     /// Runs one decoded request; returns the reply length (in `reply` for
@@ -107,6 +119,7 @@ impl Channel {
     fn dispatch(
         &mut self,
         rings: &RingMap,
+        log: &DirtyLog,
         ops: &mut ParentBackend<'_>,
         request: u64,
         payload_len: usize,
@@ -129,19 +142,51 @@ impl Channel {
         if hva {
             rings.check_sender()?;
         }
+        // A new memory table while a log is given: the log is pinned
+        // again for the table's size first (QEMU resizes its log before it
+        // sends a larger table); a refusal changes nothing.
+        let table_log = match req {
+            proto::Request::SetMemTable(t) if self.log_base != 0 => {
+                Some(log.stage(self.log_base, dirty::table_last(&t))?)
+            }
+            _ => None,
+        };
         let mut reply = Reply::new(&mut reply_buf[..]);
         model.handle(ops, &req, &mut reply).map_err(err)?;
         let len = reply.len();
         if hva {
             rings.adopt_sender();
         }
+        match req {
+            proto::Request::SetLogBase(base) => {
+                // The model checked it; the log is pinned now, and a
+                // refusal changes nothing.
+                log.check_owner()?;
+                let staged = match base {
+                    0 => None,
+                    b => Some(log.stage(b, self.table_last)?),
+                };
+                log.install(staged);
+                self.log_base = base;
+            }
+            proto::Request::SetMemTable(t) => {
+                self.table_last = dirty::table_last(&t);
+                if table_log.is_some() {
+                    log.install(table_log);
+                }
+            }
+            _ => {}
+        }
         if req == proto::Request::SetStatus(0) {
-            // A reset discards an unread reply, on either transport, and
-            // the rings (the worker is quiet).
+            // A reset discards an unread reply, on either transport, the
+            // rings and the dirty log (the worker is quiet).
             self.staged = None;
+            self.log_base = 0;
             rings.clear();
+            log.clear();
         } else if !req.has_reply() {
             rings.update(&self.model);
+            log.update(&self.model, self.log_base != 0);
         }
         Ok(len)
     }
@@ -151,6 +196,7 @@ impl Channel {
 pub(crate) fn msg_write(
     channel: &Mutex<Channel>,
     rings: &RingMap,
+    log: &DirtyLog,
     ops: &mut ParentBackend<'_>,
     mut buf: UserSliceReader,
 ) -> Result<usize> {
@@ -166,6 +212,7 @@ pub(crate) fn msg_write(
     let need_reply = hdr.flags & proto::NEED_REPLY != 0;
     let len = ch.dispatch(
         rings,
+        log,
         ops,
         hdr.request,
         hdr.size as usize,
@@ -222,6 +269,7 @@ pub(crate) fn notify_index(mut buf: UserSliceReader, off: u64, nvqs: u32) -> Res
 pub(crate) fn vhost_ioctl(
     channel: &Mutex<Channel>,
     rings: &RingMap,
+    log: &DirtyLog,
     ops: &mut ParentBackend<'_>,
     cmd: u32,
     arg: usize,
@@ -256,7 +304,7 @@ pub(crate) fn vhost_ioctl(
         reader.read_slice(&mut ch.msg[start..start + rlen])?;
         len += rlen;
     }
-    let rlen = ch.dispatch(rings, ops, u64::from(cmd), len, Via::Ioctl)?;
+    let rlen = ch.dispatch(rings, log, ops, u64::from(cmd), len, Via::Ioctl)?;
     if rlen > 0 {
         UserSlice::new(arg, rlen)
             .writer()

@@ -51,9 +51,13 @@ impl vfio::Driver for VhostVfio {
     fn write(dev: &Vdev, buf: UserSliceReader, pos: u64) -> Result<usize> {
         let this = dev.data();
         match pos >> REGION_SHIFT {
-            REGION_MSG if pos == 0 => {
-                transport::msg_write(&this.channel, &this.rings, &mut this.backend(), buf)
-            }
+            REGION_MSG if pos == 0 => transport::msg_write(
+                &this.channel,
+                &this.rings,
+                &this.log,
+                &mut this.backend(),
+                buf,
+            ),
             REGION_NOTIFY => {
                 transport::notify_index(buf, region_offset(pos), this.nvqs()).map(|idx| {
                     this.kick(idx);
@@ -80,7 +84,7 @@ impl vfio::Driver for VhostVfio {
             vfio::VFIO_DEVICE_SET_IRQS => this.irqs.set_irqs(arg, this.nvqs()),
             vfio::VFIO_DEVICE_RESET => {
                 let mut ch = this.channel.lock();
-                ch.reset(&mut this.backend());
+                ch.reset(&mut this.backend(), &this.log);
                 this.rings.clear();
                 Ok(0)
             }
@@ -90,7 +94,14 @@ impl vfio::Driver for VhostVfio {
                 // `close`, which unbinds every ioeventfd.
                 unsafe { this.irqs.ioeventfd(arg, this.nvqs(), this) }
             }
-            _ => transport::vhost_ioctl(&this.channel, &this.rings, &mut this.backend(), cmd, arg),
+            _ => transport::vhost_ioctl(
+                &this.channel,
+                &this.rings,
+                &this.log,
+                &mut this.backend(),
+                cmd,
+                arg,
+            ),
         }
     }
 

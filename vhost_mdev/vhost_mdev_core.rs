@@ -63,6 +63,7 @@ mod backend;
 pub mod bindings;
 #[path = "../rust/delay.rs"]
 pub mod delay;
+mod dirty;
 mod dma;
 mod driver;
 #[path = "../rust/errno.rs"]

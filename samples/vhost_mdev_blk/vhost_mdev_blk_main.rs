@@ -40,7 +40,10 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_BLK_F_SEG_MAX
     | VIRTIO_BLK_F_BLK_SIZE
-    | VIRTIO_BLK_F_FLUSH;
+    | VIRTIO_BLK_F_FLUSH
+    // Every write to guest memory goes through the datapath's `Memory`,
+    // which the core logs: live migration.
+    | VHOST_F_LOG_ALL;
 const QUEUE_MAX: u16 = 256;
 /// Sectors of a new disk (1 MiB).
 const CAPACITY_DEFAULT: u64 = 2048;

@@ -52,7 +52,10 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_NET_F_MRG_RXBUF
-    | VIRTIO_F_RING_PACKED;
+    | VIRTIO_F_RING_PACKED
+    // Every write to guest memory goes through the datapath's `Memory`,
+    // which the core logs: live migration.
+    | VHOST_F_LOG_ALL;
 const _: () = assert!(virtq::NET_HDR_LEN == VIRTIO_NET_HDR_V1_LEN);
 /// `struct virtio_net_config` up to and including `mtu`.
 const CONFIG_SIZE: u32 = 12;

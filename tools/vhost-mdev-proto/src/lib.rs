@@ -10,6 +10,7 @@
 //!   parent;
 //! - [`vring`]: the device side of a split virtqueue, over a guest-memory
 //!   accessor trait;
+//! - [`log`]: the arithmetic of the vhost dirty log (`VHOST_SET_LOG_BASE`);
 //! - [`packed`]: the device side of a packed virtqueue (virtio 1.1), over
 //!   the same trait;
 //! - [`ring`]: one interface over both, so that a device serves either
@@ -23,6 +24,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod log;
 pub mod packed;
 pub mod proto;
 pub mod ring;

@@ -41,8 +41,9 @@ use errno::*;
 
 pub use super::uapi::{
     req, status, CONFIG_HDR_SIZE, HDR_SIZE, MAX_MEM_REGIONS, MAX_PAYLOAD, MEM_REGION_SIZE,
-    MEM_TABLE_HDR_SIZE, MSG_REGION_SIZE, NEED_REPLY, VIRTIO_F_ACCESS_PLATFORM,
-    VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE, VRING_STATE_SIZE,
+    MEM_TABLE_HDR_SIZE, MSG_REGION_SIZE, NEED_REPLY, VHOST_F_LOG_ALL, VHOST_VRING_F_LOG,
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, VRING_ADDR_SIZE,
+    VRING_STATE_SIZE,
 };
 
 /// Most virtqueues a parent may have: QEMU's `VIRTIO_QUEUE_MAX` (1024),
@@ -117,7 +118,8 @@ pub fn parse_message(buf: &[u8]) -> Result<(Header, &[u8]), Errno> {
 pub struct VringAddr {
     /// Queue index.
     pub index: u32,
-    /// Flags (logging is not supported: must be 0).
+    /// 0, or `VHOST_VRING_F_LOG` on a device that offers
+    /// `VHOST_F_LOG_ALL` (log the used ring's writes at `log`).
     pub flags: u32,
     /// Descriptor table.
     pub desc: u64,
@@ -125,7 +127,8 @@ pub struct VringAddr {
     pub used: u64,
     /// Available ring (driver area).
     pub avail: u64,
-    /// Log address (ignored).
+    /// Where the used ring is logged with `VHOST_VRING_F_LOG`
+    /// (`log_guest_addr`: an IOVA, i.e. a guest-physical address).
     pub log: u64,
 }
 
@@ -290,6 +293,10 @@ pub enum Request<'a> {
     /// `guest_phys_addr` read as an IOVA. A decoded table passed
     /// [`MemTable::check`].
     SetMemTable(MemTable<'a>),
+    /// `VHOST_SET_LOG_BASE`: the user address of the dirty log in the
+    /// sender's address space, 0 for none. The model checks it (a device
+    /// that offers `VHOST_F_LOG_ALL`, 8-byte aligned); the core pins it.
+    SetLogBase(u64),
     /// `VHOST_VDPA_GET_DEVICE_ID`
     GetDeviceId,
     /// `VHOST_VDPA_GET_STATUS`
@@ -378,6 +385,7 @@ impl Request<'_> {
             Request::SetFeatures(_) => req::SET_FEATURES,
             Request::SetOwner => req::SET_OWNER,
             Request::SetMemTable(_) => req::SET_MEM_TABLE,
+            Request::SetLogBase(_) => req::SET_LOG_BASE,
             Request::GetDeviceId => req::GET_DEVICE_ID,
             Request::GetStatus => req::GET_STATUS,
             Request::SetStatus(_) => req::SET_STATUS,
@@ -439,7 +447,9 @@ impl Request<'_> {
             out[4..8].copy_from_slice(&num.to_ne_bytes());
         };
         match *self {
-            Request::SetFeatures(f) => out.copy_from_slice(&f.to_ne_bytes()),
+            Request::SetFeatures(f) | Request::SetLogBase(f) => {
+                out.copy_from_slice(&f.to_ne_bytes())
+            }
             Request::SetStatus(s) => out[0] = s,
             Request::GetConfig { off, len } => state(out, off, len),
             Request::SetConfig { off, data } => {
@@ -544,7 +554,7 @@ pub fn fixed_payload_size(code: u32) -> Option<usize> {
         req::GET_FEATURES | req::SET_OWNER | req::GET_DEVICE_ID | req::GET_STATUS => 0,
         req::GET_CONFIG_SIZE | req::GET_VRING_NUM | req::GET_VQS_COUNT => 0,
         req::SUSPEND | req::RESUME => 0,
-        req::SET_FEATURES => 8,
+        req::SET_FEATURES | req::SET_LOG_BASE => 8,
         req::SET_STATUS => 1,
         req::SET_VRING_NUM | req::SET_VRING_BASE | req::GET_VRING_BASE => VRING_STATE_SIZE,
         req::SET_VRING_ENABLE => VRING_STATE_SIZE,
@@ -588,6 +598,7 @@ pub fn decode(request: u64, payload: &[u8]) -> Result<Request<'_>, Errno> {
             match code {
                 req::GET_FEATURES => Request::GetFeatures,
                 req::SET_FEATURES => Request::SetFeatures(rd_u64(p, 0)),
+                req::SET_LOG_BASE => Request::SetLogBase(rd_u64(p, 0)),
                 req::SET_OWNER => Request::SetOwner,
                 req::GET_DEVICE_ID => Request::GetDeviceId,
                 req::GET_STATUS => Request::GetStatus,
@@ -771,11 +782,8 @@ impl VqConfig {
             return None;
         }
         let n = u64::from(self.num);
-        let (driver, device) = if packed {
-            (4, 4)
-        } else {
-            (6 + 2 * n, 6 + 8 * n)
-        };
+        let driver = if packed { 4 } else { 6 + 2 * n };
+        let device = device_area_len(self.num, packed);
         Some([
             (self.addr.desc, self.hva.desc, 16 * n),
             (self.addr.avail, self.hva.avail, driver),
@@ -789,8 +797,8 @@ impl VqConfig {
     /// indexes the ring in both halves; a split base is any 16-bit index.
     fn runnable(&self, packed: bool) -> bool {
         self.configured()
-            && check_ring_layout(&self.addr, packed).is_ok()
-            && check_ring_layout(&self.hva, packed).is_ok()
+            && check_ring_layout(&self.addr, packed, VHOST_VRING_F_LOG).is_ok()
+            && check_ring_layout(&self.hva, packed, 0).is_ok()
             && if packed {
                 packed_base_fits(self.base, self.num)
             } else {
@@ -810,14 +818,35 @@ fn packed_base_fits(base: u32, num: u32) -> bool {
 /// Checks a ring layout: for split rings (virtio 1.x, 2.7) descriptor
 /// table aligned to 16, driver area to 2, device area to 4; for packed
 /// rings (2.8.10) the descriptor ring to 16 and both event suppression
-/// structures to 4. Logging is not supported (flags must be 0; the log
-/// address is ignored).
-fn check_ring_layout(a: &VringAddr, packed: bool) -> Result<(), Errno> {
+/// structures to 4. `flags` may have only the bits of `allowed` (0, or
+/// `VHOST_VRING_F_LOG` for the ring addresses of a device that offers
+/// `VHOST_F_LOG_ALL`); a used ring logged at `log` must not run past the
+/// end of the address space.
+fn check_ring_layout(a: &VringAddr, packed: bool, allowed: u32) -> Result<(), Errno> {
     let driver_align = if packed { 3 } else { 1 };
-    if a.flags != 0 || a.desc & 15 != 0 || a.avail & driver_align != 0 || a.used & 3 != 0 {
+    if a.flags & !allowed != 0 || a.desc & 15 != 0 || a.avail & driver_align != 0 || a.used & 3 != 0
+    {
+        return Err(EINVAL);
+    }
+    if a.flags & VHOST_VRING_F_LOG != 0 && a.log.checked_add(USED_LOG_MAX).is_none() {
         return Err(EINVAL);
     }
     Ok(())
+}
+
+/// The largest device area a queue has (a split used ring of 2^15
+/// entries): a used ring logged at `log` ends before `log + USED_LOG_MAX`.
+const USED_LOG_MAX: u64 = 6 + 8 * (1 << 15);
+
+/// Bytes of the device area of a ring of `num` entries (split: the used
+/// ring with `avail_event`; packed: the device event suppression
+/// structure): what `VHOST_VRING_F_LOG` logs at `log_guest_addr`.
+pub fn device_area_len(num: u32, packed: bool) -> u64 {
+    if packed {
+        4
+    } else {
+        6 + 8 * u64::from(num)
+    }
 }
 
 /// The virtio device model of one instance: status, features and queues.
@@ -951,7 +980,12 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
         match *request {
             Request::GetFeatures => reply.put(&dev.device_features().to_ne_bytes()),
             Request::SetFeatures(f) => {
-                if self.status & status::FEATURES_OK != 0 {
+                // After FEATURES_OK only `VHOST_F_LOG_ALL` may change (the
+                // VMM turns dirty logging on and off, while the device runs
+                // too): the core's, never the parent's.
+                let log_toggle = f ^ self.features == VHOST_F_LOG_ALL
+                    && dev.device_features() & VHOST_F_LOG_ALL != 0;
+                if self.status & status::FEATURES_OK != 0 && !log_toggle {
                     return Err(EBUSY);
                 }
                 if f & !dev.device_features() != 0 {
@@ -961,6 +995,19 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
                 Ok(())
             }
             Request::SetOwner => Ok(()),
+            // In any status; the core pins the log (or, for 0, drops it)
+            // once the model accepted it. A device that cannot log (its
+            // writes do not all go through the core) does not know the
+            // request, as on vhost-vdpa.
+            Request::SetLogBase(base) => {
+                if dev.device_features() & VHOST_F_LOG_ALL == 0 {
+                    return Err(ENOTTY);
+                }
+                if base % 8 != 0 {
+                    return Err(EINVAL);
+                }
+                Ok(())
+            }
             // In any status: a VMM sends a new table whenever its memory
             // map changes, the device running or not. The model keeps no
             // copy; it checks the table again (a request need not come
@@ -1035,10 +1082,22 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
             }
             Request::SetVringAddr(a) => {
                 let idx = self.vq_index(dev, a.index)?;
+                let can_log = dev.device_features() & VHOST_F_LOG_ALL != 0;
+                let allowed = if can_log { VHOST_VRING_F_LOG } else { 0 };
+                check_ring_layout(&a, self.packed(), allowed)?;
                 if self.running() {
-                    return Err(EINVAL);
+                    // Only the logging of the used ring may change while
+                    // the device runs (the VMM turns it on and off for a
+                    // migration): the rings stay where they are.
+                    let vq = self.vq(idx);
+                    let same =
+                        |b: &VringAddr| (b.desc, b.avail, b.used) == (a.desc, a.avail, a.used);
+                    if !can_log || !vq.addr_set || !same(&vq.addr) {
+                        return Err(EINVAL);
+                    }
+                    vq.addr = a;
+                    return Ok(());
                 }
-                check_ring_layout(&a, self.packed())?;
                 dev.set_vq_address(idx, a.desc, a.avail, a.used);
                 let vq = self.vq(idx);
                 vq.addr = a;
@@ -1052,7 +1111,7 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
                 }
                 // The same layout in the VMM's address space: the core reads
                 // and writes the ring indexes there as single accesses.
-                check_ring_layout(&a, self.packed())?;
+                check_ring_layout(&a, self.packed(), 0)?;
                 let vq = self.vq(idx);
                 vq.hva = a;
                 vq.hva_set = true;
@@ -1148,7 +1207,9 @@ impl<V: AsRef<[VqConfig]> + AsMut<[VqConfig]>> Model<V> {
             let need = VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM;
             // A FEATURES_OK the device cannot accept leaves the bit clear
             // (virtio 1.x, 3.1.1): the driver reads the status back.
-            if self.features & need != need || !dev.set_driver_features(self.features) {
+            // `VHOST_F_LOG_ALL` is the core's: the parent never sees it.
+            let device_features = self.features & !VHOST_F_LOG_ALL;
+            if self.features & need != need || !dev.set_driver_features(device_features) {
                 accepted &= !FEATURES_OK;
                 if added & DRIVER_OK != 0 {
                     return Err(EINVAL);

@@ -167,6 +167,9 @@ pub mod req {
     /// `VHOST_SET_MEM_TABLE`: the size encoded is that of `struct
     /// vhost_memory` without its regions.
     pub const SET_MEM_TABLE: u32 = ioc(IOC_WRITE, 0x03, MEM_TABLE_HDR_SIZE);
+    /// `VHOST_SET_LOG_BASE`: a `u64`, the user address of the dirty log
+    /// in the sender's address space (0: no log).
+    pub const SET_LOG_BASE: u32 = ioc(IOC_WRITE, 0x04, 8);
     /// `VHOST_SET_VRING_NUM`
     pub const SET_VRING_NUM: u32 = ioc(IOC_WRITE, 0x10, VRING_STATE_SIZE);
     /// `VHOST_SET_VRING_ADDR`
@@ -202,11 +205,12 @@ pub mod req {
     pub const RESUME: u32 = ioc(IOC_NONE, 0x7e, 0);
 
     /// Every request code of the message table, with its C name.
-    pub const ALL: [(u32, &str); 20] = [
+    pub const ALL: [(u32, &str); 21] = [
         (GET_FEATURES, "VHOST_GET_FEATURES"),
         (SET_FEATURES, "VHOST_SET_FEATURES"),
         (SET_OWNER, "VHOST_SET_OWNER"),
         (SET_MEM_TABLE, "VHOST_SET_MEM_TABLE"),
+        (SET_LOG_BASE, "VHOST_SET_LOG_BASE"),
         (SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
         (SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
         (SET_VRING_HVA, "VHOST_VFIO_SET_VRING_HVA"),
@@ -241,6 +245,19 @@ pub mod status {
     /// FAILED
     pub const FAILED: u8 = 0x80;
 }
+
+/// Bit number of `VHOST_F_LOG_ALL` (`<linux/vhost.h>`): the driver logs
+/// every write of the device into the dirty log of `VHOST_SET_LOG_BASE`.
+/// Not a virtio feature: the core owns it, parents never see it set.
+pub const VHOST_F_LOG_ALL_BIT: u32 = 26;
+/// `VHOST_F_LOG_ALL` as a feature mask.
+pub const VHOST_F_LOG_ALL: u64 = 1 << VHOST_F_LOG_ALL_BIT;
+/// `struct vhost_vring_addr.flags`: log the used ring's writes at
+/// `log_guest_addr` (`1 << VHOST_VRING_F_LOG`; the bit number is 0).
+pub const VHOST_VRING_F_LOG: u32 = 1 << 0;
+/// Bytes of guest memory one bit of the dirty log stands for
+/// (`VHOST_PAGE_SIZE`), whatever the host's page size.
+pub const LOG_PAGE_SIZE: u64 = 0x1000;
 
 /// Bit number of `VIRTIO_F_VERSION_1`.
 pub const VIRTIO_F_VERSION_1_BIT: u32 = 32;

@@ -585,7 +585,7 @@ struct Owned {
 impl Owned {
     fn request(&self) -> Request<'_> {
         let (a, b) = (self.a, self.b);
-        match self.kind % 19 {
+        match self.kind % 20 {
             0 => Request::GetFeatures,
             1 => Request::SetFeatures(self.wide),
             2 => Request::SetOwner,
@@ -607,6 +607,7 @@ impl Owned {
             15 => Request::GetVringBase { index: a },
             16 => Request::SetVringEnable { index: a, num: b },
             17 => Request::Suspend,
+            18 => Request::SetLogBase(self.wide),
             _ => Request::Resume,
         }
     }
@@ -869,4 +870,167 @@ fn vq_index_bounded_by_storage() {
     );
     assert_eq!(r, Err(ENOBUFS));
     assert_eq!(d.nums, [0, 0]);
+}
+
+const LOG_ALL: u64 = proto::VHOST_F_LOG_ALL;
+
+/// A running fake that offers `VHOST_F_LOG_ALL`.
+fn running_logger() -> (M, Fake) {
+    let (mut m, mut d) = (model(), fake());
+    d.features = NET_FEATURES | LOG_ALL;
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    run(&mut m, &mut d, Request::SetVringNum { index: 0, num: 256 }).unwrap();
+    let a = addr(0x1000, 0x2000, 0x3000);
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    let h = addr(0x7f00_0000_1000, 0x7f00_0000_2000, 0x7f00_0000_3000);
+    run(&mut m, &mut d, Request::SetVringHva(h)).unwrap();
+    run(&mut m, &mut d, Request::SetVringEnable { index: 0, num: 1 }).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(15)).unwrap();
+    (m, d)
+}
+
+#[test]
+fn log_all_toggles_while_running() {
+    let (mut m, mut d) = running_logger();
+    // The parent never sees LOG_ALL.
+    assert_eq!(d.driver_features, Some(NET_FEATURES));
+    let before = d.clone();
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES | LOG_ALL)).unwrap();
+    assert_eq!(m.features, NET_FEATURES | LOG_ALL);
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES)).unwrap();
+    assert_eq!(m.features, NET_FEATURES);
+    // Suspended too.
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES | LOG_ALL)).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    // The device was not touched: no reset, no new features, still started.
+    assert_eq!(d.resets, before.resets);
+    assert_eq!(d.driver_features, Some(NET_FEATURES));
+    assert!(d.started);
+    // Any other change after FEATURES_OK is still EBUSY, identical
+    // features too, and a toggle with another bit.
+    let f = m.features;
+    for bad in [
+        f,
+        f ^ (1 << 5),
+        f ^ LOG_ALL ^ (1 << 5),
+        f ^ proto::VIRTIO_F_VERSION_1,
+    ] {
+        assert_eq!(run(&mut m, &mut d, Request::SetFeatures(bad)), Err(EBUSY));
+        assert_eq!(m.features, f);
+    }
+}
+
+#[test]
+fn log_all_needs_the_device() {
+    // A device that does not offer it (the vDPA bridge): refused before
+    // FEATURES_OK (EINVAL) and after (EBUSY), and SET_LOG_BASE is unknown.
+    let (mut m, mut d) = running();
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES | LOG_ALL)),
+        Err(EBUSY)
+    );
+    let (mut m2, mut d2) = (model(), fake());
+    assert_eq!(
+        run(
+            &mut m2,
+            &mut d2,
+            Request::SetFeatures(NET_FEATURES | LOG_ALL)
+        ),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        run(&mut m, &mut d, Request::SetLogBase(0x1000)),
+        Err(ENOTTY)
+    );
+    assert_eq!(run(&mut m, &mut d, Request::SetLogBase(0)), Err(ENOTTY));
+    let mut a = addr(0x1000, 0x2000, 0x3000);
+    a.flags = proto::VHOST_VRING_F_LOG;
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::SetVringAddr(a)), Err(EINVAL));
+}
+
+#[test]
+fn log_base_is_checked() {
+    let (mut m, mut d) = running_logger();
+    run(&mut m, &mut d, Request::SetLogBase(0)).unwrap();
+    run(&mut m, &mut d, Request::SetLogBase(0x7f00_0000_0008)).unwrap();
+    for bad in [1, 4, 0x7f00_0000_0004, u64::MAX] {
+        assert_eq!(run(&mut m, &mut d, Request::SetLogBase(bad)), Err(EINVAL));
+    }
+    // Before anything else too.
+    let (mut m, mut d) = (model(), fake());
+    d.features = NET_FEATURES | LOG_ALL;
+    run(&mut m, &mut d, Request::SetLogBase(0x1000)).unwrap();
+}
+
+#[test]
+fn vring_log_flag_while_running() {
+    let (mut m, mut d) = running_logger();
+    let mut a = addr(0x1000, 0x2000, 0x3000);
+    a.flags = proto::VHOST_VRING_F_LOG;
+    a.log = 0x3000;
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    assert_eq!(m.vqs[0].addr, a);
+    a.log = 0x9000;
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    a.flags = 0;
+    run(&mut m, &mut d, Request::SetVringAddr(a)).unwrap();
+    assert_eq!(m.vqs[0].addr.flags, 0);
+    // Moving a ring while running is still EINVAL, with or without the
+    // flag; so are other flags, a log that wraps, and a queue without
+    // addresses.
+    for (desc, avail, used, flags, log) in [
+        (0x11000, 0x2000, 0x3000, 1, 0),
+        (0x1000, 0x2002, 0x3000, 0, 0),
+        (0x1000, 0x2000, 0x3004, 1, 0),
+        (0x1000, 0x2000, 0x3000, 2, 0),
+        (0x1000, 0x2000, 0x3000, 3, 0),
+        (0x1000, 0x2000, 0x3000, 1, u64::MAX - 100),
+    ] {
+        let b = VringAddr {
+            index: 0,
+            flags,
+            desc,
+            avail,
+            used,
+            log,
+        };
+        assert_eq!(
+            run(&mut m, &mut d, Request::SetVringAddr(b)),
+            Err(EINVAL),
+            "{b:?}"
+        );
+        assert_eq!(m.vqs[0].addr.flags, 0);
+    }
+    let mut b = addr(0x1000, 0x2000, 0x3000);
+    b.index = 1;
+    b.flags = 1;
+    assert_eq!(run(&mut m, &mut d, Request::SetVringAddr(b)), Err(EINVAL));
+    // The flag is not for SET_VRING_HVA.
+    run(&mut m, &mut d, Request::Suspend).unwrap();
+    let mut h = addr(0x7f00_0000_1000, 0x7f00_0000_2000, 0x7f00_0000_3000);
+    h.flags = 1;
+    assert_eq!(run(&mut m, &mut d, Request::SetVringHva(h)), Err(EINVAL));
+    // Suspended: any address change, with the flag.
+    let mut c = addr(0x11000, 0x12000, 0x13000);
+    c.flags = 1;
+    run(&mut m, &mut d, Request::SetVringAddr(c)).unwrap();
+    run(&mut m, &mut d, Request::Resume).unwrap();
+    assert!(d.started);
+}
+
+#[test]
+fn log_all_before_features_ok_is_the_core_s() {
+    let (mut m, mut d) = (model(), fake());
+    d.features = NET_FEATURES | LOG_ALL;
+    run(&mut m, &mut d, Request::SetFeatures(NET_FEATURES | LOG_ALL)).unwrap();
+    run(&mut m, &mut d, Request::SetStatus(1 | 2 | 8)).unwrap();
+    assert_eq!(run(&mut m, &mut d, Request::GetStatus).unwrap(), vec![11]);
+    assert_eq!(d.driver_features, Some(NET_FEATURES));
+    assert_eq!(m.features, NET_FEATURES | LOG_ALL);
+    // A reset forgets it.
+    run(&mut m, &mut d, Request::SetStatus(0)).unwrap();
+    assert_eq!(m.features, 0);
 }

@@ -81,6 +81,14 @@ pub trait VhostBackend: DmaMapper {
             .map(drop)
     }
 
+    /// `VHOST_SET_LOG_BASE`: the dirty log (one bit per 4 KiB of IOVA, 64
+    /// pages per little-endian `u64`) at user address `base` of this
+    /// process, 0 for none; only a device that offers `VHOST_F_LOG_ALL`
+    /// takes it. It covers the IOVAs of the last memory table.
+    fn set_log_base(&self, base: u64) -> Result<()> {
+        self.request(&Request::SetLogBase(base)).map(drop)
+    }
+
     /// `VHOST_VDPA_GET_DEVICE_ID`.
     fn get_device_id(&self) -> Result<u32> {
         let req = Request::GetDeviceId;

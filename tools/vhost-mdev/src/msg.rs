@@ -109,6 +109,9 @@ pub enum Request {
     /// `VHOST_SET_MEM_TABLE`: the regions the driver's DMA may reach
     /// (`guest_phys_addr` is the IOVA). Encoded as it is, valid or not.
     SetMemTable(Vec<MemRegion>),
+    /// `VHOST_SET_LOG_BASE`: the user address of the dirty log in the
+    /// sender's address space (0: none).
+    SetLogBase(u64),
     /// `VHOST_VDPA_GET_DEVICE_ID`.
     GetDeviceId,
     /// `VHOST_VDPA_GET_STATUS`.
@@ -163,6 +166,7 @@ impl Request {
             Request::SetFeatures(f) => P::SetFeatures(*f),
             Request::SetOwner => P::SetOwner,
             Request::SetMemTable(r) => P::SetMemTable(MemTable::Regions(r)),
+            Request::SetLogBase(b) => P::SetLogBase(*b),
             Request::GetDeviceId => P::GetDeviceId,
             Request::GetStatus => P::GetStatus,
             Request::SetStatus(s) => P::SetStatus(*s),
@@ -203,6 +207,7 @@ impl Request {
             P::SetFeatures(f) => Request::SetFeatures(f),
             P::SetOwner => Request::SetOwner,
             P::SetMemTable(t) => Request::SetMemTable(t.regions().collect()),
+            P::SetLogBase(b) => Request::SetLogBase(b),
             P::GetDeviceId => Request::GetDeviceId,
             P::GetStatus => Request::GetStatus,
             P::SetStatus(s) => Request::SetStatus(s),

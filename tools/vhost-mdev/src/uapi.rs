@@ -100,6 +100,11 @@ pub struct VhostMsgV2 {
     pub padding: [u8; 64 - size_of::<VhostIotlbMsg>()],
 }
 
+/// Bit number of `VHOST_F_LOG_ALL` (a feature bit of `VHOST_GET_FEATURES`:
+/// the device logs its writes into the log of `VHOST_SET_LOG_BASE`).
+pub const VHOST_F_LOG_ALL: u64 = proto_uapi::VHOST_F_LOG_ALL_BIT as u64;
+/// Bit number of `VHOST_VRING_F_LOG` in `struct vhost_vring_addr.flags`.
+pub const VHOST_VRING_F_LOG: u32 = proto_uapi::VHOST_VRING_F_LOG.trailing_zeros();
 pub const VHOST_ACCESS_RO: u8 = 0x1;
 pub const VHOST_ACCESS_WO: u8 = 0x2;
 pub const VHOST_ACCESS_RW: u8 = 0x3;
@@ -133,6 +138,7 @@ pub const VHOST_GET_FEATURES: u64 = req::GET_FEATURES as u64;
 pub const VHOST_SET_FEATURES: u64 = req::SET_FEATURES as u64;
 pub const VHOST_SET_OWNER: u64 = req::SET_OWNER as u64;
 pub const VHOST_SET_MEM_TABLE: u64 = req::SET_MEM_TABLE as u64;
+pub const VHOST_SET_LOG_BASE: u64 = req::SET_LOG_BASE as u64;
 pub const VHOST_SET_VRING_NUM: u64 = req::SET_VRING_NUM as u64;
 pub const VHOST_SET_VRING_ADDR: u64 = req::SET_VRING_ADDR as u64;
 pub const VHOST_SET_VRING_BASE: u64 = req::SET_VRING_BASE as u64;
@@ -158,6 +164,7 @@ pub const VHOST_REQUESTS: &[(u64, &str)] = &[
     (VHOST_SET_FEATURES, "VHOST_SET_FEATURES"),
     (VHOST_SET_OWNER, "VHOST_SET_OWNER"),
     (VHOST_SET_MEM_TABLE, "VHOST_SET_MEM_TABLE"),
+    (VHOST_SET_LOG_BASE, "VHOST_SET_LOG_BASE"),
     (VHOST_SET_VRING_NUM, "VHOST_SET_VRING_NUM"),
     (VHOST_SET_VRING_ADDR, "VHOST_SET_VRING_ADDR"),
     (VHOST_VFIO_SET_VRING_HVA, "VHOST_VFIO_SET_VRING_HVA"),
@@ -465,6 +472,7 @@ mod tests {
         ioctl_iow_nr!(VHOST_SET_FEATURES, VHOST_VIRTIO, 0x00, u64);
         ioctl_io_nr!(VHOST_SET_OWNER, VHOST_VIRTIO, 0x01);
         ioctl_iow_nr!(VHOST_SET_MEM_TABLE, VHOST_VIRTIO, 0x03, VhostMemory);
+        ioctl_iow_nr!(VHOST_SET_LOG_BASE, VHOST_VIRTIO, 0x04, u64);
         ioctl_iow_nr!(VHOST_SET_VRING_NUM, VHOST_VIRTIO, 0x10, VhostVringState);
         ioctl_iow_nr!(VHOST_SET_VRING_ADDR, VHOST_VIRTIO, 0x11, VhostVringAddr);
         ioctl_iow_nr!(VHOST_SET_VRING_BASE, VHOST_VIRTIO, 0x12, VhostVringState);
@@ -491,11 +499,12 @@ mod tests {
     #[test]
     fn codes_are_what_the_ioctl_macros_declare() {
         use by_macro as m;
-        let pairs: [(u64, u64); 20] = [
+        let pairs: [(u64, u64); 21] = [
             (VHOST_GET_FEATURES, m::VHOST_GET_FEATURES()),
             (VHOST_SET_FEATURES, m::VHOST_SET_FEATURES()),
             (VHOST_SET_OWNER, m::VHOST_SET_OWNER()),
             (VHOST_SET_MEM_TABLE, m::VHOST_SET_MEM_TABLE()),
+            (VHOST_SET_LOG_BASE, m::VHOST_SET_LOG_BASE()),
             (VHOST_SET_VRING_NUM, m::VHOST_SET_VRING_NUM()),
             (VHOST_SET_VRING_ADDR, m::VHOST_SET_VRING_ADDR()),
             (VHOST_SET_VRING_BASE, m::VHOST_SET_VRING_BASE()),
@@ -584,6 +593,7 @@ mod tests {
         assert_eq!(VHOST_GET_FEATURES, 0x8008_af00);
         assert_eq!(VHOST_SET_FEATURES, 0x4008_af00);
         assert_eq!(VHOST_SET_OWNER, 0xaf01);
+        assert_eq!(VHOST_SET_LOG_BASE, 0x4008_af04);
         assert_eq!(VHOST_SET_VRING_NUM, 0x4008_af10);
         assert_eq!(VHOST_SET_VRING_ADDR, 0x4028_af11);
         assert_eq!(VHOST_VFIO_SET_VRING_HVA, 0x4028_afe0);

@@ -69,6 +69,7 @@ fn table() -> Vec<(Item, u64)> {
         VHOST_SET_FEATURES,
         VHOST_SET_OWNER,
         VHOST_SET_MEM_TABLE,
+        VHOST_SET_LOG_BASE,
         VHOST_SET_VRING_NUM,
         VHOST_SET_VRING_ADDR,
         VHOST_SET_VRING_BASE,
@@ -95,6 +96,8 @@ fn table() -> Vec<(Item, u64)> {
     ]);
     // <linux/vhost_types.h>
     t.extend(m![
+        VHOST_F_LOG_ALL,
+        VHOST_VRING_F_LOG,
         VHOST_ACCESS_RO,
         VHOST_ACCESS_WO,
         VHOST_ACCESS_RW,

@@ -237,7 +237,7 @@ pub(super) fn bad_requests(env: &Env, t: Transport) -> TestResult {
             },
             "used ring not 4-byte aligned",
         ),
-        (VhostVringAddr { flags: 1, ..good }, "logging flag"),
+        (VhostVringAddr { flags: 2, ..good }, "unknown flag"),
     ] {
         bad_input(&dev, &format!("SET_VRING_ADDR {why}"), EINVAL, || {
             dev.set_vring_addr(&a)

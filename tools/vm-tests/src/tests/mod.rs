@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, diff, faults, lifecycle, sample, vp_vdpa};
+use crate::{blk, bridge, cparent, diff, dirty, faults, lifecycle, migrate, sample, vp_vdpa};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -118,7 +118,10 @@ pub const FAULTS: &[Test] = &[
 ];
 
 /// The tests of the vDPA bridge (`--bridge`).
-pub const BRIDGE: &[Test] = &[t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma)];
+pub const BRIDGE: &[Test] = &[
+    t!("bridge_no_table_no_dma", true, bridge::no_table_no_dma),
+    t!("bridge_no_log_all", true, dirty::bridge_no_log_all),
+];
 
 /// `vp_vdpa` on a virtio-net-pci NIC behind the VM's intel-iommu, bound
 /// to the bridge (`--vp-vdpa`, tests/vm/vp-vdpa.sh on `scripts/vm
@@ -386,6 +389,25 @@ pub const TESTS: &[Test] = &[
     ),
     t!("reset_renegotiate", true, reset_renegotiate),
     t!("suspend_resume", false, suspend_resume),
+    // Live migration: the dirty log on both back ends.
+    t!("dirty_log_type1", true, |e| dirty::dirty_log(
+        e,
+        IommuKind::Type1
+    )),
+    t!("dirty_log_iommufd", true, |e| dirty::dirty_log(
+        e,
+        IommuKind::Iommufd
+    )),
+    // ... and the device state: SUSPEND mid-traffic, a second instance
+    // from the bases.
+    t!("migrate_state_type1", true, |e| migrate::device_state(
+        e,
+        IommuKind::Type1
+    )),
+    t!("migrate_state_iommufd", true, |e| migrate::device_state(
+        e,
+        IommuKind::Iommufd
+    )),
     t!(
         "suspend_relocate_rx_ring_resume",
         true,
