@@ -106,6 +106,48 @@ for c in sys.argv[4:]:
 PY
 }
 
+# vfio_query SOCKET: x-query-vhost-vfio's reply and HMP's info network,
+# one line each ("QUERY <json>", "HMP <lines joined by |>").
+vfio_query() {
+	qmp "$1" '{"execute": "x-query-vhost-vfio"}' \
+		'{"execute": "human-monitor-command", "arguments": {"command-line": "info network"}}' |
+		python3 -c '
+import json, sys
+q = json.loads(sys.stdin.readline())
+h = json.loads(sys.stdin.readline())
+print("QUERY " + json.dumps(q.get("return", q)))
+# the netdev of a NIC is printed under it, after a backslash
+print("HMP " + "|".join(l.strip().lstrip("\\").strip() for l in h.get("return", "").splitlines() if l.strip()))'
+}
+# check_query WHAT SOCKET NETDEV BACKEND STATE PAIRS: the QMP query lists
+# NETDEV on this instance ($uuid, $dev, its group) with BACKEND, STATE and
+# PAIRS queue pairs, and info network shows each pair's line with them.
+check_query() {
+	local what=$1 sock=$2 nd=$3 be=$4 st=$5 np=$6 out q h grp bad
+	grp=$(basename "$(readlink "$dev/iommu_group")")
+	out=$(vfio_query "$sock" 2>&1)
+	q=$(echo "$out" | sed -n 's/^QUERY //p') h=$(echo "$out" | sed -n 's/^HMP //p')
+	bad=$(echo "$q" | python3 -c '
+import json, sys
+want = dict(zip(("netdev-id", "instance", "sysfsdev", "group", "backend", "state", "queue-pairs"), sys.argv[1:]))
+try:
+    l = json.loads(sys.stdin.read())
+    r = [x for x in l if x["netdev-id"] == want["netdev-id"]][0]
+    print(" ".join(f"{k}={r[k]} (want {v})" for k, v in want.items() if str(r[k]) != v))
+except Exception as e:
+    print(f"no entry: {e!r}")' "$nd" "$uuid" "$dev" "$grp" "$be" "$st" "$np")
+	local i hb=
+	for i in $(seq 0 $((np - 1))); do
+		echo "$h" | tr '|' '\n' | grep -q "^$nd: index=$i,type=vhost-vfio,instance=$uuid,sysfsdev=$dev,group=$grp,backend=$be,queue-pair=$i/$np,state=$st\$" ||
+			hb+=" (no line for queue pair $i)"
+	done
+	if [ -z "$bad" ] && [ -z "$hb" ]; then
+		pass "$what: x-query-vhost-vfio: $nd on $uuid (group $grp), backend $be, state $st, $np pair(s); info network: $(echo "$h" | tr '|' '\n' | grep -m1 "^$nd:" | cut -c1-200)"
+	else
+		fail "$what: x-query-vhost-vfio: ${bad:-ok}; info network:${hb:- ok}: $(echo "$q $h" | cut -c1-400)"
+	fi
+}
+
 # wait_sock SOCKET PID: until QEMU's QMP socket exists (0) or QEMU is gone.
 wait_sock() {
 	local _
@@ -168,7 +210,9 @@ L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range
 	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable
 	-trace vhost_vfio_set_mem_table -trace vhost_vfio_notify_region
-	-trace 'vhost_vfio_host_notifier*')
+	-trace 'vhost_vfio_host_notifier*'
+	-trace vhost_vfio_open -trace vhost_vfio_state -trace vhost_vfio_config_irq
+	-trace vhost_vfio_set_irq -trace vhost_vfio_set_status -trace vhost_vfio_net_state)
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -231,6 +275,15 @@ expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
 expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/class/net/lo
+# Naming: the project is vhost-mdev, the netdev vhost-vfio, the device_api
+# vfio-vhost; the two other spellings as a netdev name the right one.
+for nd in vhost-mdev vfio-vhost; do
+	expect_qemu_error "-netdev $nd refused, naming vhost-vfio" \
+		"no netdev type '$nd'.*'vhost-vfio'" -netdev "$nd,id=n0,sysfsdev=$dev"
+done
+expect_qemu_error "-netdev '{\"type\": \"vhost-mdev\", ...}' (JSON) refused, naming vhost-vfio" \
+	"no netdev type 'vhost-mdev'.*'vhost-vfio'" \
+	-netdev "{\"type\": \"vhost-mdev\", \"id\": \"n0\", \"sysfsdev\": \"$dev\"}"
 if modprobe -d "$MODROOT" mtty 2>/dev/null; then
 	mt=5e1f0000-0000-4000-8000-00000000a77e
 	mtype=$(ls /sys/class/mdev_bus/mtty/mdev_supported_types | head -n1)
@@ -435,6 +488,7 @@ l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
 # set_features and set_vring_addr again, as migration would): the device
 # must keep running (L2 exchanges frames after it).
 if l2_step dirty-logging; then
+	check_query "type1, running" "$qmpsock" n0 type1 running 1
 	out=$(qmp "$qmpsock" '{"execute": "calc-dirty-rate", "arguments": {"calc-time": 1, "mode": "dirty-bitmap"}}' 2>&1)
 	measured=0
 	for _ in $(seq 1 30); do
@@ -466,6 +520,7 @@ fi
 # must see it after cont. Then up again, while running.
 if l2_step link-down-paused; then
 	qmp "$qmpsock" '{"execute": "stop"}' >/dev/null
+	check_query "type1, VM paused" "$qmpsock" n0 type1 stopped 1
 	echo 0 >"$dev/link"
 	sleep 1
 	qmp "$qmpsock" '{"execute": "cont"}' >/dev/null
@@ -491,6 +546,25 @@ l2_reports "L2 guest"
 check_features "L2" "$l2log" "$l2trace"
 check_mem_tables "L2" "the core accepted each (the sample has no use for it)"
 check_no_notifier "L2"
+# The trace events of requests, interrupts and state changes: the open
+# (group, backend), each start and stop (DRIVER_OK, SUSPEND), the queue
+# interrupts' eventfds, and the config interrupt of the link change made
+# while the VM was paused.
+check_state_traces() {  # WHAT BACKEND
+	local o r s c i n
+	o=$(grep -c "^vhost_vfio_open .*: group [0-9]*, backend $2, " "$l2trace")
+	r=$(grep -c '^vhost_vfio_state .*: running (DRIVER_OK)$' "$l2trace")
+	s=$(grep -c '^vhost_vfio_state .*: stopped (suspended)$' "$l2trace")
+	i=$(grep -c '^vhost_vfio_set_irq .*: IRQ index 0 vector [0-9]*: eventfd [0-9]*, result 0$' "$l2trace")
+	n=$(grep -c '^vhost_vfio_net_state netdev n0: .*: running$' "$l2trace")
+	c=$(grep -c '^vhost_vfio_config_irq .*device running 0$' "$l2trace")
+	if [ "$o" = 1 ] && [ "$r" -ge 2 ] && [ "$s" -ge 1 ] && [ "$i" -ge 2 ] && [ "$n" = "$r" ] && [ "$c" -ge "$3" ]; then
+		pass "$1: trace events: open ($2), $r starts and $s stops (SUSPEND) of the device, $i queue interrupts attached, $c config interrupt(s) while stopped"
+	else
+		fail "$1: trace events: $o opens with backend $2 (want 1), $r starts (want >= 2), $s stops (want >= 1), $i queue IRQs attached (want >= 2), $n net state changes (want $r), $c config IRQs while stopped (want >= $3)"
+	fi
+}
+check_state_traces "L2" type1 1
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
 fi
@@ -678,6 +752,7 @@ if [ -c /dev/iommu ]; then
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on,queues=2" \
 		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon,mq-one,mq-two,mq-end"
 	if l2_step balloon; then
+		check_query "iommufd=on, queues=2" "$qmpsock" n0 iommufd running 2
 		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
 		qp=$(pgrep -P $qpid -f qemu-system | head -n1)
 		quid=$(awk '/^Uid:/ { print $2 " " $3 " " $4 " " $5 }' "/proc/$qp/status" 2>/dev/null)
@@ -749,6 +824,7 @@ if [ -c /dev/iommu ]; then
 		excerpt "$l2log" 30
 	fi
 	l2_reports "iommufd=on, queues=2, packed=on"
+	check_state_traces "iommufd=on, queues=2" iommufd 0
 	# MQ, the control queue and the packed ring negotiated by the guest,
 	# only the packed ring of them sent to the device.
 	check_features "queues=2, packed=on" "$l2log" "$l2trace" 17 22 34
@@ -848,8 +924,8 @@ qlog=/tmp/qemu-held.log
 hsock=/tmp/qemu-held.sock
 wlog=/tmp/qemu-held.qmp
 rm -f "$hsock"
-"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S \
-	-qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
+"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S -trace vhost_vfio_req_irq \
+	-trace vhost_vfio_net_request -qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
 qpid=$!
 held=0
 for _ in $(seq 1 120); do
@@ -862,7 +938,8 @@ if [ $held = 1 ]; then
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev"
 	# After the release: a QMP event, and set_link up refused.
 	qmp_watch "$hsock" VHOST_VFIO_RELEASED 60 \
-		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' >"$wlog" 2>&1 &
+		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' \
+		'{"execute": "x-query-vhost-vfio"}' >"$wlog" 2>&1 &
 	wpid=$!
 	for _ in $(seq 1 60); do grep -q READY "$wlog" && break; sleep 0.5; done
 	t0=$(date +%s)
@@ -887,7 +964,15 @@ if [ $held = 1 ]; then
 	else
 		fail "no VHOST_VFIO_RELEASED event after the release: $(head -c 300 "$wlog" | tr '\n' ' ')"
 	fi
-	rep=$(sed -n 's/^REPLY //p' "$wlog")
+	rep=$(sed -n 's/^REPLY //p' "$wlog" | head -n1)
+	q=$(sed -n 's/^REPLY //p' "$wlog" | sed -n 2p)
+	if echo "$q" | grep -q '"state": "released"' && echo "$q" | grep -q "\"instance\": \"$uuid\"" &&
+		grep -aq "^vhost_vfio_req_irq .*$uuid: request interrupt" "$qlog" &&
+		grep -aq "^vhost_vfio_net_request netdev n0: instance $uuid is being removed" "$qlog"; then
+		pass "after the release: x-query-vhost-vfio says state released; the request interrupt traced (vhost_vfio_req_irq, vhost_vfio_net_request)"
+	else
+		fail "after the release: x-query-vhost-vfio: $(echo "$q" | cut -c1-300); traces: $(grep -a '^vhost_vfio_' "$qlog" | head -n2 | tr '\n' ' ')"
+	fi
 	if echo "$rep" | grep -q '"error"' && echo "$rep" | grep -q "cannot come up"; then
 		pass "set_link n0 up after the release refused: $(echo "$rep" | cut -c1-200)"
 	else
