@@ -910,6 +910,96 @@ bridge_phase() {
 		fail "vDPA bridge: the bridge refused a memory table: $(dmesg | grep -m1 "$BNAME: memory table refused")"
 	fi
 }
+# --- 4d. libvirt: the recipe of Documentation/qemu.rst (in the background) ---
+# libvirt's session daemon (QEMU driver only: the test kernel has no
+# inotify, which its node-device driver needs), run as an instance's
+# owner with a memlock limit, as an operator would run libvirt's QEMU:
+# virsh domxml-to-native shows the recipe's <qemu:commandline> arguments
+# reach QEMU unchanged; virsh define and start --paused start QEMU as the
+# owner with the instance open through iommufd; virsh
+# qemu-monitor-command sees the netdev in x-query-vhost-vfio and info
+# network. The owner is nobody (libvirt needs a user record; the test
+# VM's /etc/passwd is the host's). It runs beside the bridge phase's L2
+# guest (its own instance; the daemon's start and QEMU's capability probe
+# take most of a minute under TCG).
+libvirt_job() {
+	local lv=/tmp/lv luuid ldev lmac q out p as t0 lcache=/run/lv-cache fds lim q1 q2
+	t0=$(date +%s)
+	if ! command -v virsh >/dev/null || ! command -v libvirtd >/dev/null; then
+		fail "libvirt: no virsh or libvirtd (scripts/setup installs libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)"
+		return
+	fi
+	luuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE" --owner 65534:65534) ||
+		{ fail "libvirt: create an instance for nobody"; return; }
+	ldev=/sys/bus/mdev/devices/$luuid
+	lmac=$(vhost-mdev probe "$luuid" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
+	# the daemon runs as nobody, who cannot enter root's cache
+	mkdir -p $lcache && mount --bind "$CACHE" $lcache
+	q=${QEMU/#"$CACHE"/$lcache}
+	rm -rf $lv; mkdir -p $lv/run $lv/drivers
+	ln -s /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so $lv/drivers/
+	chmod 700 $lv/run; chown -R 65534:65534 $lv
+	cat >$lv/dom.xml <<EOF
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>vhost-vfio-recipe</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>$q</emulator>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-netdev'/>
+    <qemu:arg value='vhost-vfio,id=vhv0,sysfsdev=$ldev,iommufd=on'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='virtio-net-pci,netdev=vhv0,id=vhvnic0,mac=$lmac,bus=pci.0,addr=0x10,romfile='/>
+  </qemu:commandline>
+</domain>
+EOF
+	as=(env LIBVIRT_DRIVER_DIR=$lv/drivers HOME=$lv XDG_RUNTIME_DIR=$lv/run
+		XDG_CONFIG_HOME=$lv/config XDG_CACHE_HOME=$lv/cache
+		prlimit --memlock=$((128 << 20)) setpriv --reuid=65534 --regid=65534 --clear-groups)
+	vsh() { "${as[@]}" virsh -q -c qemu:///session "$@" 2>&1; }
+	"${as[@]}" libvirtd --timeout=600 >$lv/libvirtd.log 2>&1 &
+	for _ in $(seq 1 120); do [ -S $lv/run/libvirt/libvirt-sock ] && break; sleep 0.5; done
+	out=$(vsh domxml-to-native qemu-argv $lv/dom.xml)
+	if echo "$out" | grep -qF -- "-netdev vhost-vfio,id=vhv0,sysfsdev=$ldev,iommufd=on -device virtio-net-pci,netdev=vhv0,id=vhvnic0,mac=$lmac,bus=pci.0,addr=0x10,romfile=" &&
+		echo "$out" | grep -qF " $q -name guest=vhost-vfio-recipe"; then
+		pass "libvirt: virsh domxml-to-native: the recipe's <qemu:commandline> reaches the patched QEMU's arguments unchanged"
+	else
+		fail "libvirt: virsh domxml-to-native: $(echo "$out" | tail -n2 | cut -c1-300)"
+	fi
+	out="$(vsh define $lv/dom.xml) $(vsh start --paused vhost-vfio-recipe)"
+	p=$(pgrep -u 65534 -f "qemu-system.*vhost-vfio-recipe" | head -n1)
+	if [ -n "$p" ]; then
+		fds="$(ls -l /proc/$p/fd | grep -cE -- '-> /dev/iommu$') $(ls -l /proc/$p/fd | grep -cE -- "-> /dev/vfio/$(basename "$(readlink $ldev/iommu_group)")\$")"
+		lim=$(awk '/^Max locked memory/ { print $4 }' /proc/$p/limits)
+		q1=$(vsh qemu-monitor-command vhost-vfio-recipe '{"execute": "x-query-vhost-vfio"}')
+		q2=$(vsh qemu-monitor-command --hmp vhost-vfio-recipe 'info network')
+		if [ "$fds" = "1 1" ] && [ "$lim" = $((128 << 20)) ] &&
+			echo "$q1" | grep -q "\"instance\": *\"$luuid\".*\"backend\": *\"iommufd\".*\"state\": *\"open\"" &&
+			echo "$q2" | grep -q "vhv0: index=0,type=vhost-vfio,instance=$luuid,.*backend=iommufd"; then
+			pass "libvirt: virsh define and start --paused: QEMU (pid $p, uid $(awk '/^Uid:/ { print $2 }' /proc/$p/status)) holds /dev/iommu and the instance's group, memlock $lim; qemu-monitor-command: $(echo "$q1" | cut -c1-160)"
+		else
+			fail "libvirt: QEMU started, but /dev/iommu and group fds: $fds (want 1 1), memlock '$lim'; query: $(echo "$q1 $q2" | tr '\n' ' ' | cut -c1-300)"
+		fi
+	else
+		fail "libvirt: virsh start did not start QEMU: $(echo "$out" | tr '\n' ' ' | cut -c1-200); $(tail -n3 $lv/cache/libvirt/qemu/log/vhost-vfio-recipe.log 2>/dev/null | tr '\n' ' ' | cut -c1-300)"
+	fi
+	vsh destroy vhost-vfio-recipe >/dev/null; vsh undefine vhost-vfio-recipe >/dev/null
+	p=$(pgrep -u 65534 -x libvirtd)
+	[ -n "$p" ] && kill $p
+	for _ in $(seq 1 20); do [ -n "$p" ] && kill -0 $p 2>/dev/null || break; sleep 0.5; done
+	umount $lcache || fail "libvirt: umount $lcache"
+	vhost-mdev remove "$luuid" >/dev/null || fail "libvirt: remove $luuid"
+	info "libvirt: $(( $(date +%s) - t0 )) s (beside the bridge phase)"
+}
+lv_iommu_was=$(stat -c '%u:%g %a' /dev/iommu)
+chgrp 65534 /dev/iommu && chmod 0660 /dev/iommu
+libvirt_job >/tmp/libvirt-job.out 2>&1 &
+lvpid=$!
+
 tb=$(date +%s)
 vdpa_loaded=$(lsmod | grep -c '^vdpa ')
 bridge_phase
@@ -918,6 +1008,11 @@ if [ -e "$BPARENT" ] || lsmod | grep -qE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_si
 	fail "vDPA bridge: clean-up left $(ls -d "$BPARENT" 2>/dev/null) $(lsmod | grep -oE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_sim) ' | tr '\n' ' ')"
 fi
 info "vDPA bridge phase: $(( $(date +%s) - tb )) s"
+wait $lvpid
+cat /tmp/libvirt-job.out
+# (the job's FAIL lines were counted in its subshell only)
+fails=$((fails + $(grep -c '^FAIL: ' /tmp/libvirt-job.out)))
+chown "${lv_iommu_was% *}" /dev/iommu && chmod "${lv_iommu_was#* }" /dev/iommu
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
