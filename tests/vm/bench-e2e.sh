@@ -47,6 +47,7 @@ e2e() {
 	rc=$?
 	n=0
 	while read -r rep json; do
+		[ -n "$json" ] || continue
 		python3 -c '
 import json, sys
 label, rep, cs, j = sys.argv[1:]
@@ -68,6 +69,8 @@ e2e vhost-vfio-type1 "$mac" "vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/$UU
 e2e vhost-vfio-iommufd "$mac" "vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/$UUID,iommufd=on"
 e2e vdpa_sim_net "$VDPA_MAC" "vhost-vdpa,id=n0,vhostdev=/dev/vhost-vdpa-0"
 e2e vhost-vfio-bridge "$BRIDGE_MAC" "vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/$BUUID"
+# The dgram netdev binds 127.0.0.1: the test VM's loopback is down.
+ip link set lo up
 port=$((20000 + RANDOM % 20000))
 e2e userspace-dgram 52:54:00:12:34:56 \
 	"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=$port,remote.type=inet,remote.host=127.0.0.1,remote.port=$port"
