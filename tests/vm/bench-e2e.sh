@@ -24,7 +24,8 @@
 #
 # Environment (from bench.sh): UUID (the sample's instance), BUUID (the
 # bridged vdpa_sim_net's), VDPA_MAC and BRIDGE_MAC (the two simulators'
-# MACs), CS (the clocksource); BENCH_REPS, BENCH_E2E_SECONDS.
+# MACs), CS (the clocksource); BENCH_REPS, BENCH_E2E_SECONDS, and
+# BENCH_E2E_ONLY (labels of the back ends to run; default all).
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 . "$VHOST_MDEV_TOP/tests/vm/nested-lib.sh"
 SECS=${BENCH_E2E_SECONDS:-3} REPS=${BENCH_REPS:-3}
@@ -37,6 +38,7 @@ mac=$(vhost-mdev probe "$UUID" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
 # e2e LABEL MAC NETDEV: boots L2 on NETDEV, prints its runs as BENCH lines.
 e2e() {
 	local label=$1 nmac=$2 netdev=$3 log=/tmp/e2e-console.log t0 rc n
+	case " ${BENCH_E2E_ONLY:-$label} " in *" $label "*) ;; *) return ;; esac
 	t0=$(date +%s)
 	timeout -k 5 "$L2_TIMEOUT" "$QEMU" -accel tcg -m 512M -smp 1 -nographic -no-reboot \
 		-nodefaults -serial stdio -kernel "$L2_KERNEL" -initrd "$L2_INITRD" \
