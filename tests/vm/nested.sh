@@ -978,7 +978,9 @@ EOF
 		q1=$(vsh qemu-monitor-command vhost-vfio-recipe '{"execute": "x-query-vhost-vfio"}')
 		q2=$(vsh qemu-monitor-command --hmp vhost-vfio-recipe 'info network')
 		if [ "$fds" = "1 1" ] && [ "$lim" = $((128 << 20)) ] &&
-			echo "$q1" | grep -q "\"instance\": *\"$luuid\".*\"backend\": *\"iommufd\".*\"state\": *\"open\"" &&
+			echo "$q1" | grep -q "\"instance\": *\"$luuid\"" &&
+			echo "$q1" | grep -q "\"backend\": *\"iommufd\"" &&
+			echo "$q1" | grep -q "\"state\": *\"open\"" &&
 			echo "$q2" | grep -q "vhv0: index=0,type=vhost-vfio,instance=$luuid,.*backend=iommufd"; then
 			pass "libvirt: virsh define and start --paused: QEMU (pid $p, uid $(awk '/^Uid:/ { print $2 }' /proc/$p/status)) holds /dev/iommu and the instance's group, memlock $lim; qemu-monitor-command: $(echo "$q1" | cut -c1-160)"
 		else
