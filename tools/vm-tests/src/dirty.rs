@@ -162,33 +162,11 @@ fn expect_log(log: &Log, want: &BTreeSet<u64>, what: &str) -> TestResult {
 
 /// SET_LOG_BASE from a child process (another address space): its errno.
 fn log_base_from_child(dev: &MdevDevice, base: u64) -> Result<i32, String> {
-    let fd = dev.vfio().file().as_raw_fd();
-    // SAFETY: the child only makes an ioctl on an inherited fd with a
-    // value on its stack and exits, without touching the parent's locks or
-    // allocator.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // SAFETY: as above.
-        let r = unsafe { libc::ioctl(fd, VHOST_SET_LOG_BASE as _, &base) };
-        let e = if r == 0 {
-            0
-        } else {
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(255)
-        };
-        // SAFETY: ends the child without running the parent's exit code.
-        unsafe { libc::_exit(e) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child forked above.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
-        return Err(format!("child: status {status:#x}"));
-    }
-    Ok(libc::WEXITSTATUS(status))
+    ioctl_errno_in_child(
+        dev.vfio().file().as_raw_fd(),
+        VHOST_SET_LOG_BASE as _,
+        &base,
+    )
 }
 
 /// A mapping of `len` bytes with protection `prot`, unmapped on drop.

@@ -733,34 +733,12 @@ pub fn ring_hva_other_process(env: &Env) -> TestResult {
     };
     // Sends the request from a child process (another address space) and
     // returns the errno it got (0 on success).
-    let from_child = || -> Result<i32, String> {
-        let fd = dev.vfio().file().as_raw_fd();
-        // SAFETY: the child only makes an ioctl on an inherited fd with a
-        // struct on its stack and exits, without touching the parent's
-        // locks or allocator.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            // SAFETY: as above; `a` is a plain struct of the request's layout.
-            let r = unsafe { libc::ioctl(fd, VHOST_VFIO_SET_VRING_HVA as _, &a) };
-            let e = if r == 0 {
-                0
-            } else {
-                std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(255)
-            };
-            // SAFETY: ends the child without running the parent's exit code.
-            unsafe { libc::_exit(e) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
-            return Err(format!("child: status {status:#x}"));
-        }
-        Ok(libc::WEXITSTATUS(status))
+    let from_child = || {
+        ioctl_errno_in_child(
+            dev.vfio().file().as_raw_fd(),
+            VHOST_VFIO_SET_VRING_HVA as _,
+            &a,
+        )
     };
     dev.set_vring_hva(&a)
         .ctx("SET_VRING_HVA from this process")?;

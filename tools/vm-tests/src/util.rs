@@ -338,3 +338,36 @@ pub fn scale<T>(quick: T, full: T) -> T {
         full
     }
 }
+
+/// Makes ioctl `req` with `arg` on `fd` from a forked child (another
+/// process, another address space, the same open file) and returns the
+/// errno the child got (0 on success): how a request from a process that
+/// is not the opener is tested.
+pub fn ioctl_errno_in_child<T>(fd: i32, req: libc::c_ulong, arg: &T) -> Result<i32, String> {
+    // SAFETY: the child only makes an ioctl on an inherited fd with a value
+    // already in memory and exits, without touching the parent's locks or
+    // allocator.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: as above; `arg` is a plain value of the request's layout.
+        let r = unsafe { libc::ioctl(fd, req, arg as *const T) };
+        let e = if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(255)
+        };
+        // SAFETY: ends the child without running the parent's exit code.
+        unsafe { libc::_exit(e) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
+        return Err(format!("child: status {status:#x}"));
+    }
+    Ok(libc::WEXITSTATUS(status))
+}
