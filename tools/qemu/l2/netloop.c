@@ -19,6 +19,26 @@
  * channels (virtio_net sends the multiqueue command on its control queue),
  * then ETHTOOL_GCHANNELS; prints "netloop: channels: max combined M,
  * combined C" and exits 0 when C is N (or, without N, at once).
+ *
+ *   netloop IFNAME --stream
+ *
+ * The live migration test's traffic: sends frames without end (at most
+ * WINDOW in flight), each with a sequence number, its length and an
+ * FNV-1a checksum of its payload, and checks each frame that comes back:
+ * intact, corrupt (length, checksum or payload wrong, or a sequence number
+ * never sent), duplicated (a sequence number seen before) or missing
+ * (not back within LOST_MS while the window waits; one that comes later
+ * counts as late, not missing). Prints "netloop: stream ..." every 5 s
+ * and on command. Commands, one per line on stdin (the console):
+ *   report       print the counters now
+ *   hold N SECS  send N frames, then spin SECS seconds as SCHED_FIFO
+ *                without receiving: with threaded NAPI and no RT
+ *                throttling (set by /init) the guest's receive side
+ *                stops, so what the device writes lands in guest memory
+ *                unread; then prints "netloop: hold N: intact I bad B"
+ *                (B: not back intact within 5 s)
+ *   quit         stop sending, collect for 2 s, print the counters and
+ *                exit (0 when nothing was corrupt or duplicated)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,6 +50,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,18 +123,260 @@ static int channels(const char *ifn, const char *arg)
 	return 0;
 }
 
+/* --stream: frames with a payload checksum (FNV-1a over bytes 26..len). */
+#define SHDR 26
+#define SMAXSEQ (1u << 24)
+#define LOST_MS 400
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+	while (n--)
+		h = (h ^ *p++) * 16777619u;
+	return h;
+}
+
+static void sfill(uint8_t *f, size_t len, const uint8_t *mac, uint32_t seq)
+{
+	uint32_t l = len, c;
+	memcpy(f, mac, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = ETHTYPE >> 8;
+	f[13] = ETHTYPE & 0xff;
+	memcpy(f + 14, &seq, 4);
+	memcpy(f + 18, &l, 4);
+	for (size_t k = SHDR; k < len; k++)
+		f[k] = (uint8_t)(seq * 31 + k * 7 + 0x5a);
+	c = fnv1a(f + SHDR, len - SHDR);
+	memcpy(f + 22, &c, 4);
+}
+
+struct sstate {
+	int s;
+	uint8_t mac[6];
+	uint8_t *seen;		/* 0 never, 1 back, 2 given up (missing) */
+	uint32_t sent, intact, corrupt, dup, missing, late, lo;
+	uint32_t hold0, holdn;	/* the last hold's frames */
+	double t0;
+};
+
+static void sreport(struct sstate *st, const char *why)
+{
+	printf("netloop: stream %s: t %.1f s sent %u intact %u corrupt %u dup %u missing %u late %u\n",
+	       why, now() - st->t0, st->sent, st->intact, st->corrupt, st->dup, st->missing, st->late);
+	fflush(stdout);
+}
+
+static int ssend(struct sstate *st)
+{
+	uint8_t tx[MAXF];
+	size_t len = frame_len(st->sent);
+	sfill(tx, len, st->mac, st->sent);
+	if (send(st->s, tx, len, 0) != (ssize_t)len) {
+		if (errno == ENOBUFS || errno == EAGAIN)
+			return 0;
+		perror("netloop: send");
+		return -1;
+	}
+	st->sent++;
+	return 1;
+}
+
+static void srecv_one(struct sstate *st, const uint8_t *rx, ssize_t got)
+{
+	uint32_t seq, l, c;
+	if (got < SHDR) {
+		st->corrupt++;
+		return;
+	}
+	memcpy(&seq, rx + 14, 4);
+	memcpy(&l, rx + 18, 4);
+	memcpy(&c, rx + 22, 4);
+	if (seq >= st->sent || seq >= SMAXSEQ) {
+		if (st->corrupt < 5)
+			fprintf(stderr, "netloop: frame with sequence %u never sent (sent %u)\n", seq, st->sent);
+		st->corrupt++;
+		return;
+	}
+	if (st->seen[seq] == 1) {
+		if (st->dup < 5)
+			fprintf(stderr, "netloop: frame %u twice\n", seq);
+		st->dup++;
+		return;
+	}
+	uint8_t want[MAXF];
+	size_t len = frame_len(seq);
+	sfill(want, len, st->mac, seq);
+	if ((size_t)got != len || l != len || c != fnv1a(rx + SHDR, got - SHDR) ||
+	    memcmp(rx, want, len)) {
+		if (st->corrupt < 5)
+			fprintf(stderr, "netloop: frame %u corrupt (got %zd bytes, want %zu)\n", seq, got, len);
+		st->corrupt++;
+		return;
+	}
+	if (st->seen[seq] == 2) {
+		st->missing--;
+		st->late++;
+	}
+	st->seen[seq] = 1;
+	st->intact++;
+}
+
+/* Receives what is there within ms milliseconds; returns frames received. */
+static int srecv(struct sstate *st, int ms)
+{
+	uint8_t rx[2048];
+	struct pollfd p = { .fd = st->s, .events = POLLIN };
+	int n = 0;
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	for (;;) {
+		ssize_t got = recv(st->s, rx, sizeof(rx), MSG_DONTWAIT);
+		if (got < 0)
+			break;
+		srecv_one(st, rx, got);
+		n++;
+	}
+	return n;
+}
+
+/* Frames not back are given up: missing (late if they come after all). */
+static void sgive_up(struct sstate *st)
+{
+	for (; st->lo < st->sent; st->lo++) {
+		if (!st->seen[st->lo]) {
+			st->seen[st->lo] = 2;
+			st->missing++;
+		}
+	}
+}
+
+static void shold(struct sstate *st, unsigned n, double secs)
+{
+	struct sched_param sp = { .sched_priority = 50 }, sp0 = { 0 };
+	st->hold0 = st->sent;
+	while (st->sent - st->hold0 < n && st->sent < SMAXSEQ) {
+		int r = ssend(st);
+		if (r < 0)
+			return;
+		if (r == 0)
+			usleep(1000);
+	}
+	st->holdn = st->sent - st->hold0;
+	printf("netloop: hold: %u frames sent, spinning %.0f s\n", st->holdn, secs);
+	fflush(stdout);
+	if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
+		perror("netloop: SCHED_FIFO");
+	double t = now();
+	while (now() - t < secs)
+		;
+	sched_setscheduler(0, SCHED_OTHER, &sp0);
+	t = now();
+	unsigned ok = 0;
+	while (now() - t < 5.0) {
+		srecv(st, 100);
+		ok = 0;
+		for (uint32_t q = st->hold0; q < st->hold0 + st->holdn; q++)
+			ok += st->seen[q] == 1;
+		if (ok == st->holdn)
+			break;
+	}
+	printf("netloop: hold %u: intact %u bad %u\n", st->holdn, ok, st->holdn - ok);
+	fflush(stdout);
+	sgive_up(st);
+}
+
+static int stream(int s, const uint8_t *mac)
+{
+	struct sstate st = { .s = s };
+	char line[128];
+	size_t ll = 0;
+	double last_rx, last_report;
+	memcpy(st.mac, mac, 6);
+	st.seen = mmap(NULL, SMAXSEQ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st.seen == MAP_FAILED) {
+		perror("netloop: mmap");
+		return 1;
+	}
+	st.t0 = last_rx = last_report = now();
+	sreport(&st, "start");
+	for (;;) {
+		while (st.sent - st.lo < WINDOW && st.sent < SMAXSEQ) {
+			int r = ssend(&st);
+			if (r < 0)
+				return 1;
+			if (r == 0)
+				break;
+		}
+		struct pollfd p[2] = { { .fd = s, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
+		int r = poll(p, 2, 50);
+		if (r < 0 && errno != EINTR) {
+			perror("netloop: poll");
+			return 1;
+		}
+		if (r > 0 && (p[0].revents & POLLIN) && srecv(&st, 0) > 0)
+			last_rx = now();
+		/* the window's base: the oldest frame not back yet */
+		while (st.lo < st.sent && st.seen[st.lo])
+			st.lo++;
+		if (st.lo < st.sent && now() - last_rx > LOST_MS / 1000.0) {
+			sgive_up(&st);
+			last_rx = now();
+		}
+		if (now() - last_report >= 5.0) {
+			sreport(&st, "running");
+			last_report = now();
+		}
+		if (r > 0 && (p[1].revents & (POLLIN | POLLHUP))) {
+			ssize_t got = read(0, line + ll, sizeof(line) - 1 - ll);
+			if (got <= 0) {
+				p[1].fd = -1;
+				continue;
+			}
+			ll += got;
+			line[ll] = 0;
+			char *nl;
+			while ((nl = strchr(line, '\n'))) {
+				unsigned n;
+				double secs;
+				*nl = 0;
+				if (!strncmp(line, "report", 6)) {
+					sreport(&st, "report");
+				} else if (sscanf(line, "hold %u %lf", &n, &secs) == 2) {
+					shold(&st, n, secs);
+					last_rx = now();
+				} else if (!strncmp(line, "quit", 4)) {
+					double t = now();
+					while (now() - t < 2.0)
+						srecv(&st, 100);
+					while (st.lo < st.sent && st.seen[st.lo])
+						st.lo++;
+					sgive_up(&st);
+					sreport(&st, "end");
+					return st.corrupt || st.dup;
+				}
+				ll -= nl + 1 - line;
+				memmove(line, nl + 1, ll + 1);
+			}
+			if (ll >= sizeof(line) - 1)
+				ll = 0;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 || argc == 4) {
 		if (!strcmp(argv[2], "--channels"))
 			return channels(argv[1], argc == 4 ? argv[3] : NULL);
 	}
+	int streaming = argc == 3 && !strcmp(argv[2], "--stream");
 	if (argc != 3 && argc != 4) {
 		fprintf(stderr, "usage: netloop IFNAME COUNT [CPU] | netloop IFNAME --channels [N]\n");
 		return 2;
 	}
 	const char *ifn = argv[1];
-	unsigned n = strtoul(argv[2], NULL, 0);
+	unsigned n = streaming ? 0 : strtoul(argv[2], NULL, 0);
 	int cpu = -1;
 	if (argc == 4) {
 		cpu_set_t set;
@@ -139,6 +402,8 @@ int main(int argc, char **argv)
 	if (bind(s, (struct sockaddr *)&sll, sizeof(sll)) < 0) { perror("netloop: bind"); return 1; }
 	int rcvbuf = 1 << 20;
 	setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (streaming)
+		return stream(s, mac);
 
 	uint8_t *seen = calloc(n, 1);
 	uint8_t tx[MAXF], rx[2048], want[MAXF];
