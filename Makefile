@@ -16,8 +16,10 @@
 #   make check-quick     the quick VM suite, for a developer after an edit
 #   make bench           benchmark against vdpa_sim_net on the release kernel
 #   make stress          the ring-index stress, 10^6 frames per configuration
-#   make fuzz            the hardening suite (fuzzer, races, lifecycle) at
-#                        8 to 40 times its CI size, outside CI
+#   make fuzz            the coverage-guided fuzzer for FUZZ_SECONDS (half
+#                        per IOMMU back end), then the hardening suite (races,
+#                        lifecycle) at 8 to 40 times its CI size, outside
+#                        CI (FUZZ_ONLY=1: the fuzzer alone)
 #   make clean           remove build products (modules_clean: the
 #                        modules' only, as DKMS does)
 

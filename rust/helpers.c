@@ -6,6 +6,7 @@
 #include <linux/device.h>
 #include <linux/err.h>
 #include <linux/highmem.h>
+#include <linux/kcov.h>
 #include <linux/ktime.h>
 #include <linux/eventfd.h>
 #include <linux/mdev.h>
@@ -241,3 +242,25 @@ bool vhost_mdev_helper_in_hardirq(void)
 {
 	return in_hardirq();
 }
+
+#ifdef CONFIG_KCOV
+/*
+ * Remote KCOV coverage of a device's worker (rust/kcov.rs): the common
+ * handle of the current task (0 outside a task or without a collector),
+ * and a section whose coverage goes to the collector with that handle.
+ */
+u64 vhost_mdev_helper_kcov_common_handle(void)
+{
+	return kcov_common_handle();
+}
+
+void vhost_mdev_helper_kcov_remote_start_common(u64 id)
+{
+	kcov_remote_start_common(id);
+}
+
+void vhost_mdev_helper_kcov_remote_stop(void)
+{
+	kcov_remote_stop();
+}
+#endif

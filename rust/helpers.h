@@ -54,5 +54,18 @@ unsigned long vhost_mdev_helper_vma_pgoff(const struct vm_area_struct *vma);
 unsigned long vhost_mdev_helper_vma_len(const struct vm_area_struct *vma);
 int vhost_mdev_helper_mmap_doorbell(struct vm_area_struct *vma, phys_addr_t addr);
 bool vhost_mdev_helper_in_hardirq(void);
+#ifdef CONFIG_KCOV
+u64 vhost_mdev_helper_kcov_common_handle(void);
+void vhost_mdev_helper_kcov_remote_start_common(u64 id);
+void vhost_mdev_helper_kcov_remote_stop(void);
+#endif
+
+struct fault_attr;
+/*
+ * The fault attribute of the core's fault point @point (0 DMA, 1 pin,
+ * 2 copy), or NULL: defined by vhost_mdev/shim.c with CONFIG_FAULT_INJECTION
+ * only (rust/fault_inject.rs).
+ */
+struct fault_attr *vhost_mdev_fault_attr(unsigned int point);
 
 #endif

@@ -16,6 +16,8 @@ pub mod bindings;
 pub mod datapath;
 #[path = "errno.rs"]
 pub mod errno;
+#[path = "kcov.rs"]
+pub mod kcov;
 #[path = "mm.rs"]
 pub mod mm;
 /// The packed-ring walker of the `vhost-mdev-proto` crate.

@@ -390,8 +390,25 @@ impl<T: Driver> Ref<T> {
         if self.registered.swap(true, Ordering::AcqRel) {
             return Err(EBUSY);
         }
-        // SAFETY: the device is initialised and not registered.
-        let r = to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(self.as_raw()) });
+        // A device set of its own, assigned here and not by VFIO: 6.12's
+        // `__vfio_register_dev()` ignores the error of the allocation it
+        // makes for it and registers a device without one, which the
+        // first open dereferences (`dev_set->lock`: a NULL pointer).
+        // SAFETY: the device is initialised and not registered; only
+        // `register` assigns its set, once (VFIO drops it with the device).
+        let r = if unsafe { (*self.as_raw()).dev_set }.is_null() {
+            // SAFETY: as above; the device's own address is its set's id,
+            // unique while the device lives.
+            to_result(unsafe {
+                bindings::vfio_assign_device_set(self.as_raw(), self.as_raw().cast())
+            })
+        } else {
+            Ok(())
+        };
+        // SAFETY: the device is initialised, not registered and has a set.
+        let r = r.and_then(|()| {
+            to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(self.as_raw()) })
+        });
         if r.is_err() {
             self.registered.store(false, Ordering::Release);
         }

@@ -220,8 +220,9 @@ impl DeviceHandle {
 
     /// Marks `[iova, iova + len)` dirty in the vhost dirty log while the
     /// driver logs, for memory the device wrote by other means than the
-    /// DMA methods of this handle (which log by themselves). Not from hard
-    /// IRQ handlers.
+    /// DMA methods of this handle (which log by themselves); call it after
+    /// the write. Any context. A parent that offers
+    /// [`crate::virtio::VHOST_F_LOG_ALL`] must log every write so.
     pub fn log_write(&self, iova: u64, len: u64) {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::vhost_mdev_log_write(self.ptr.as_ptr(), iova, len) };

@@ -20,6 +20,7 @@
 //! returns that more work is left, yielding the CPU in between.
 
 use crate::bindings;
+use crate::kcov;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use kernel::ffi::c_void;
@@ -58,6 +59,10 @@ pub struct TaskSlot {
     poll_ns: AtomicU64,
     /// When the worker's last run ended (`ktime_get_ns()`).
     ran_at: AtomicU64,
+    /// The KCOV common handle of the task that started the worker: each
+    /// run's coverage goes to its collector (the fuzzer's; see
+    /// [`crate::kcov`]).
+    kcov: AtomicU64,
 }
 
 // SAFETY: the slot is used through atomics, RCU and the `vhost_task`
@@ -80,6 +85,7 @@ impl TaskSlot {
             pending: AtomicBool::new(false),
             poll_ns: AtomicU64::new(0),
             ran_at: AtomicU64::new(0),
+            kcov: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +142,8 @@ impl TaskSlot {
             let e = unsafe { bindings::vhost_mdev_helper_ptr_err(t.cast()) };
             return Err(Error::from_errno(e as i32));
         }
+        self.kcov
+            .store(kcov::Handle::current().to_raw(), Ordering::Relaxed);
         self.pending.store(true, Ordering::Release);
         self.task.store(t, Ordering::Release);
         // SAFETY: `t` was just created and is started once.
@@ -223,7 +231,12 @@ unsafe extern "C" fn task_fn<T: TaskHandler>(data: *mut c_void) -> bool {
     }
     // SAFETY: the current task is this worker; it may sleep from now on.
     unsafe { bindings::vhost_mdev_helper_set_current_running() };
-    if h.run() {
+    // The run's coverage goes to the starter's KCOV collector, if any (the
+    // worker never collects coverage of its own, and runs are not nested).
+    let cov = kcov::Section::start(kcov::Handle::from_raw(slot.kcov.load(Ordering::Relaxed)));
+    let more = h.run();
+    drop(cov);
+    if more {
         slot.pending.store(true, Ordering::Release);
     }
     if slot.poll_ns.load(Ordering::Relaxed) != 0 {

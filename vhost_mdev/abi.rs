@@ -7,7 +7,8 @@
 
 use crate::bindings;
 use crate::driver;
-use crate::errno::{eopnotsupp, E2BIG, EINVAL, ESRCH};
+use crate::errno::{eopnotsupp, E2BIG, EFAULT, EINVAL, ENOMEM, ESRCH};
+use crate::fault_inject::{self, Point};
 use crate::instance::{Instance, InstanceState, Vdev};
 use crate::lifecycle;
 use crate::mdev;
@@ -147,6 +148,10 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_rw(
 ) -> i32 {
     if len == 0 {
         return 0;
+    }
+    if fault_inject::should_fail(Point::Dma) {
+        // As for an IOVA that is not mapped.
+        return EFAULT.to_errno();
     }
     // SAFETY: the caller guarantees the handle is live.
     let this = unsafe { Instance::from_handle(vdev) };
@@ -347,6 +352,10 @@ pub(crate) unsafe extern "C" fn vhost_mdev_dma_pin(
     // `Instance::from_handle`), live (the caller guarantees).
     if !unsafe { Vdev::from_raw(vdev.cast()) }.iommufd_bound() {
         return eopnotsupp().to_errno();
+    }
+    if fault_inject::should_fail(Point::Pin) {
+        // As at the opener's `RLIMIT_MEMLOCK`.
+        return ENOMEM.to_errno();
     }
     let prot = bindings::IOMMU_READ | if write { bindings::IOMMU_WRITE } else { 0 };
     // SAFETY: the handle is the instance, whose first field is the

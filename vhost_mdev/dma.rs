@@ -19,6 +19,9 @@
 //! through `vfio_dma_rw()`. Any access the cache cannot serve (pinning
 //! failed, an unmap raced with it, two pages of one copy in the same slot)
 //! falls back to `vfio_dma_rw()`, which also reports the real error.
+//! The fault points `fail_pin` (a pin refused) and `fail_copy` (a page the
+//! cache does not serve, after part of the access was done) send accesses
+//! down those paths on the debug kernel (`crate::fault_inject`).
 //!
 //! # Size and accounting
 //!
@@ -48,6 +51,7 @@
 //! drop to zero, and a pin that finds `gen` changed is undone instead of
 //! cached. So when `dma_unmap` returns, no page of the range is pinned.
 
+use crate::fault_inject::{self, Point};
 use crate::mutex_inline::{new_inline_mutex, InlineMutex};
 use crate::vfio::{Dma, PinnedPage};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -282,6 +286,10 @@ impl PinCache {
         }
         // Enabled: `open` set the device.
         let Some(dev) = t.dev else { return false };
+        if fault_inject::should_fail(Point::Pin) {
+            // As a pin refused at the limit: the access goes elsewhere.
+            return false;
+        }
         t.busy += 1;
         let gen = t.gen;
         // Evict first, so that a user at its `RLIMIT_MEMLOCK` can still pin

@@ -5,6 +5,7 @@
  * EXPORT_SYMBOL needs the C preprocessor.
  */
 #include <linux/export.h>
+#include <linux/fault-inject.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/vhost_mdev.h>
@@ -41,3 +42,25 @@ MODULE_PARM_DESC(pin_cache_bytes,
 
 /* Instances are normally used through a type1 container. */
 MODULE_SOFTDEP("pre: vfio_iommu_type1");
+
+/*
+ * The core's own fault points (rust/fault_inject.rs): DMA, pin and copy
+ * failures of the data path, which runs in a parent's worker, a task that
+ * a test's /proc/thread-self/fail-nth never reaches. Configured under
+ * /sys/kernel/debug/vhost_mdev/ (Documentation/testing.rst). Defined in C:
+ * DECLARE_FAULT_ATTR's initializer is a C macro.
+ */
+#ifdef CONFIG_FAULT_INJECTION
+static DECLARE_FAULT_ATTR(vhost_mdev_fail_dma);
+static DECLARE_FAULT_ATTR(vhost_mdev_fail_pin);
+static DECLARE_FAULT_ATTR(vhost_mdev_fail_copy);
+
+struct fault_attr *vhost_mdev_fault_attr(unsigned int point)
+{
+	static struct fault_attr *const attrs[] = {
+		&vhost_mdev_fail_dma, &vhost_mdev_fail_pin, &vhost_mdev_fail_copy,
+	};
+
+	return point < ARRAY_SIZE(attrs) ? attrs[point] : NULL;
+}
+#endif

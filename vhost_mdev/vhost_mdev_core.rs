@@ -27,7 +27,9 @@
 //!   `holder`, `backend`, `remove_requested`);
 //! - [`backend`]: the parent's device ops as the model's backend;
 //! - [`abi`]: the exported C ABI for parent drivers;
-//! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses.
+//! - [`dma`]: the pinned-page cache; [`rings`]: the rings' user addresses;
+//!   [`fault_inject`]: the fault points of the DMA layer (`fail_dma`,
+//!   `fail_pin`, `fail_copy` under `/sys/kernel/debug/vhost_mdev/`).
 //!
 //! # Locking
 //!
@@ -68,6 +70,8 @@ mod driver;
 pub mod errno;
 #[path = "../rust/eventfd.rs"]
 pub mod eventfd;
+#[path = "../rust/fault_inject.rs"]
+pub mod fault_inject;
 mod instance;
 mod irq;
 mod lifecycle;
@@ -112,7 +116,11 @@ extern "C" {
     static vhost_mdev_pin_cache_bytes: kernel::ffi::c_ulong;
 }
 
-struct VhostMdev;
+struct VhostMdev {
+    /// `/sys/kernel/debug/vhost_mdev/`: the fault points of the DMA layer
+    /// (dropped after `drop` unregistered the driver).
+    _faults: fault_inject::Registration,
+}
 
 impl kernel::Module for VhostMdev {
     fn init(module: &'static ThisModule) -> Result<Self> {
@@ -127,9 +135,10 @@ impl kernel::Module for VhostMdev {
             );
             return Err(errno::EINVAL);
         }
+        let faults = fault_inject::Registration::new(kernel::c_str!("vhost_mdev"));
         driver::register(module)?;
         pr_info!("mdev driver registered (device_api vfio-vhost)\n");
-        Ok(VhostMdev)
+        Ok(VhostMdev { _faults: faults })
     }
 }
 

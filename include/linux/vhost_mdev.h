@@ -290,12 +290,16 @@ int vhost_mdev_dma_pin(struct vhost_mdev_device *vdev, u64 iova, int npages,
 		       bool write, struct page **pages);
 void vhost_mdev_dma_unpin(struct vhost_mdev_device *vdev, u64 iova, int npages);
 /*
- * ABI 2. Any context but hard IRQ. Marks [iova, iova + len) dirty in the
- * vhost dirty log while the driver has logging on (VHOST_F_LOG_ALL), for a
- * parent whose device writes guest memory by other means than
- * vhost_mdev_dma_rw() and vhost_mdev_dma_copy() (which log by themselves).
- * Without a log (the core does not take VHOST_SET_LOG_BASE yet: the live
- * migration work), it does nothing.
+ * ABI 2. Any context. Marks [iova, iova + len) dirty in the vhost dirty log
+ * (VHOST_SET_LOG_BASE) while the driver has logging on (VHOST_F_LOG_ALL),
+ * for a parent whose device writes guest memory by other means than
+ * vhost_mdev_dma_rw() and vhost_mdev_dma_copy() (which log by themselves);
+ * call it after the write is done. Does nothing while the driver does not
+ * log. A parent offers VHOST_F_LOG_ALL (bit 26) in get_device_features()
+ * only when every write of its device is logged so: the core then keeps
+ * the log for it, owns the bit (set_driver_features() never sees it) and
+ * lets the VMM toggle it while the device runs. See parent-drivers.rst,
+ * "Live migration".
  */
 void vhost_mdev_log_write(struct vhost_mdev_device *vdev, u64 iova, u64 len);
 /*

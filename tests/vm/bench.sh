@@ -42,17 +42,24 @@
 # closed) driven on every pair (vhost-mdev bench --pairs N: one driver
 # thread, round-robin over the pairs, 64 frames in flight on each), and
 # the driver ceiling with as many pairs; pinned like the batch rows.
+#
+# The "e2e" part (tests/vm/bench-e2e.sh), last, nothing pinned: an L2
+# guest on the patched QEMU (tools/qemu/) streams and ping-pongs raw
+# frames through its own virtio_net driver over -netdev vhost-vfio (the
+# sample, type1 and iommufd; vdpa_sim_net behind the bridge), -netdev
+# vhost-vdpa on vdpa_sim_net, and QEMU's userspace virtio-net (modes
+# e2e-stream and e2e-pingpong).
 . "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 set -e
 REPS=${BENCH_REPS:-3} SECS=${BENCH_SECONDS:-3} PLACEMENT=${BENCH_PLACEMENT:-same}
 # BENCH_ONLY: the parts to run, any of batch, pingpong, pp-noyield, copy,
-# packed and pairs (default: all of them; packed runs the modes of batch
-# and pingpong that are wanted, both when neither is).
-ONLY=" ${BENCH_ONLY:-batch pingpong pp-noyield copy packed pairs} "
+# packed, pairs and e2e (default: all of them; packed runs the modes of
+# batch and pingpong that are wanted, both when neither is).
+ONLY=" ${BENCH_ONLY:-batch pingpong pp-noyield copy packed pairs e2e} "
 wanted() { case $ONLY in *" $1 "*) return 0 ;; esac; return 1; }
 for part in $ONLY; do
-	case $part in batch|pingpong|pp-noyield|copy|packed|pairs) ;; *)
-		echo "FAIL: BENCH_ONLY: unknown part '$part' (batch, pingpong, pp-noyield, copy, packed, pairs)"; exit 1 ;;
+	case $part in batch|pingpong|pp-noyield|copy|packed|pairs|e2e) ;; *)
+		echo "FAIL: BENCH_ONLY: unknown part '$part' (batch, pingpong, pp-noyield, copy, packed, pairs, e2e)"; exit 1 ;;
 	esac
 done
 load_kernel_modules
@@ -234,6 +241,11 @@ print(json.dumps({"pps": r["frames_per_s"], "gbps": r["gbps"], "p50_us": 0, "p99
 		done
 	done
 done
+# The end-to-end part: an L2 guest through QEMU (its own BENCH lines).
+if wanted e2e; then
+	UUID=$uuid BUUID=$buuid VDPA_MAC=02:00:00:00:00:01 BRIDGE_MAC=02:00:00:00:00:02 CS=$cs \
+		bash "$VHOST_MDEV_TOP/tests/vm/bench-e2e.sh" || true
+fi
 echo "PASS: benchmark: $n runs"
 vhost-mdev stats "$uuid" | sed 's/^/INFO: stats: /'
 vhost-mdev remove "$uuid"

@@ -39,8 +39,8 @@ load_ours() {
 }
 
 unload_ours() {
-	rmmod vhost_mdev_blk 2>/dev/null
-	rmmod vhost_mdev_net 2>/dev/null
+	rmmod vhost_mdev_blk 2>/dev/null || true
+	rmmod vhost_mdev_net 2>/dev/null || true
 	rmmod vhost_mdev
 }
 

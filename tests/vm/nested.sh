@@ -82,6 +82,58 @@ for c in sys.argv[4:]:
 PY
 }
 
+# vfio_query SOCKET: x-query-vhost-vfio's reply and HMP's info network,
+# one line each ("QUERY <json>", "HMP <lines joined by |>").
+vfio_query() {
+	qmp "$1" '{"execute": "x-query-vhost-vfio"}' \
+		'{"execute": "human-monitor-command", "arguments": {"command-line": "info network"}}' |
+		python3 -c '
+import json, sys
+q = json.loads(sys.stdin.readline())
+h = json.loads(sys.stdin.readline())
+print("QUERY " + json.dumps(q.get("return", q)))
+# the netdev of a NIC is printed under it, after a backslash
+print("HMP " + "|".join(l.strip().lstrip("\\").strip() for l in h.get("return", "").splitlines() if l.strip()))'
+}
+# check_query WHAT SOCKET NETDEV BACKEND STATE PAIRS: the QMP query lists
+# NETDEV on this instance ($uuid, $dev, its group) with BACKEND, STATE and
+# PAIRS queue pairs, and info network shows each pair's line with them.
+check_query() {
+	local what=$1 sock=$2 nd=$3 be=$4 st=$5 np=$6 out q h grp bad
+	grp=$(basename "$(readlink "$dev/iommu_group")")
+	out=$(vfio_query "$sock" 2>&1)
+	q=$(echo "$out" | sed -n 's/^QUERY //p') h=$(echo "$out" | sed -n 's/^HMP //p')
+	bad=$(echo "$q" | python3 -c '
+import json, sys
+want = dict(zip(("netdev-id", "instance", "sysfsdev", "group", "backend", "state", "queue-pairs"), sys.argv[1:]))
+try:
+    l = json.loads(sys.stdin.read())
+    r = [x for x in l if x["netdev-id"] == want["netdev-id"]][0]
+    print(" ".join(f"{k}={r[k]} (want {v})" for k, v in want.items() if str(r[k]) != v))
+except Exception as e:
+    print(f"no entry: {e!r}")' "$nd" "$uuid" "$dev" "$grp" "$be" "$st" "$np")
+	local i hb=
+	for i in $(seq 0 $((np - 1))); do
+		echo "$h" | tr '|' '\n' | grep -q "^$nd: index=$i,type=vhost-vfio,instance=$uuid,sysfsdev=$dev,group=$grp,backend=$be,queue-pair=$i/$np,state=$st\$" ||
+			hb+=" (no line for queue pair $i)"
+	done
+	if [ -z "$bad" ] && [ -z "$hb" ]; then
+		pass "$what: x-query-vhost-vfio: $nd on $uuid (group $grp), backend $be, state $st, $np pair(s); info network: $(echo "$h" | tr '|' '\n' | grep -m1 "^$nd:" | cut -c1-200)"
+	else
+		fail "$what: x-query-vhost-vfio: ${bad:-ok}; info network:${hb:- ok}: $(echo "$q $h" | cut -c1-400)"
+	fi
+}
+
+# wait_sock SOCKET PID: until QEMU's QMP socket exists (0) or QEMU is gone.
+wait_sock() {
+	local _
+	for _ in $(seq 1 120); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
 # holds PID WHAT: how many of PID's fds are WHAT ("group": /dev/vfio/N,
 # "vfio": /dev/vfio/vfio, "iommu": /dev/iommu); PID may be that of the
 # timeout(1) that runs QEMU.
@@ -134,7 +186,9 @@ L2ARGS=("${L2BASE[@]}" -netdev "vhost-vfio,id=n0,sysfsdev=$dev")
 BALLOON=(-device virtio-balloon-pci -trace ram_block_discard_range
 	-trace vhost_vfio_set_features -trace vhost_vfio_set_vring_enable
 	-trace vhost_vfio_set_mem_table -trace vhost_vfio_notify_region
-	-trace 'vhost_vfio_host_notifier*')
+	-trace 'vhost_vfio_host_notifier*'
+	-trace vhost_vfio_open -trace vhost_vfio_state -trace vhost_vfio_config_irq
+	-trace vhost_vfio_set_irq -trace vhost_vfio_set_status -trace vhost_vfio_net_state)
 
 # --- 1. Errors QEMU must report clearly (quick: no guest runs) ---
 expect_qemu_error() {  # NAME PATTERN QEMU-ARGS...
@@ -197,6 +251,15 @@ expect_qemu_error "wrong sysfsdev path" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/bus/mdev/devices/00000000-0000-0000-0000-00000000dead
 expect_qemu_error "sysfsdev that is not an mdev" "not an mdev instance" \
 	-netdev vhost-vfio,id=n0,sysfsdev=/sys/class/net/lo
+# Naming: the project is vhost-mdev, the netdev vhost-vfio, the device_api
+# vfio-vhost; the two other spellings as a netdev name the right one.
+for nd in vhost-mdev vfio-vhost; do
+	expect_qemu_error "-netdev $nd refused, naming vhost-vfio" \
+		"no netdev type '$nd'.*'vhost-vfio'" -netdev "$nd,id=n0,sysfsdev=$dev"
+done
+expect_qemu_error "-netdev '{\"type\": \"vhost-mdev\", ...}' (JSON) refused, naming vhost-vfio" \
+	"no netdev type 'vhost-mdev'.*'vhost-vfio'" \
+	-netdev "{\"type\": \"vhost-mdev\", \"id\": \"n0\", \"sysfsdev\": \"$dev\"}"
 if modprobe -d "$MODROOT" mtty 2>/dev/null; then
 	mt=5e1f0000-0000-4000-8000-00000000a77e
 	mtype=$(ls /sys/class/mdev_bus/mtty/mdev_supported_types | head -n1)
@@ -401,6 +464,7 @@ l2_step() {  # STEP: wait until L2 is at STEP (0) or QEMU is gone (1)
 # set_features and set_vring_addr again, as migration would): the device
 # must keep running (L2 exchanges frames after it).
 if l2_step dirty-logging; then
+	check_query "type1, running" "$qmpsock" n0 type1 running 1
 	out=$(qmp "$qmpsock" '{"execute": "calc-dirty-rate", "arguments": {"calc-time": 1, "mode": "dirty-bitmap"}}' 2>&1)
 	measured=0
 	for _ in $(seq 1 30); do
@@ -432,6 +496,7 @@ fi
 # must see it after cont. Then up again, while running.
 if l2_step link-down-paused; then
 	qmp "$qmpsock" '{"execute": "stop"}' >/dev/null
+	check_query "type1, VM paused" "$qmpsock" n0 type1 stopped 1
 	echo 0 >"$dev/link"
 	sleep 1
 	qmp "$qmpsock" '{"execute": "cont"}' >/dev/null
@@ -457,6 +522,25 @@ l2_reports "L2 guest"
 check_features "L2" "$l2log" "$l2trace"
 check_mem_tables "L2" "the core accepted each (the sample has no use for it)"
 check_no_notifier "L2"
+# The trace events of requests, interrupts and state changes: the open
+# (group, backend), each start and stop (DRIVER_OK, SUSPEND), the queue
+# interrupts' eventfds, and the config interrupt of the link change made
+# while the VM was paused.
+check_state_traces() {  # WHAT BACKEND
+	local o r s c i n
+	o=$(grep -c "^vhost_vfio_open .*: group [0-9]*, backend $2, " "$l2trace")
+	r=$(grep -c '^vhost_vfio_state .*: running (DRIVER_OK)$' "$l2trace")
+	s=$(grep -c '^vhost_vfio_state .*: stopped (suspended)$' "$l2trace")
+	i=$(grep -c '^vhost_vfio_set_irq .*: IRQ index 0 vector [0-9]*: eventfd [0-9]*, result 0$' "$l2trace")
+	n=$(grep -c '^vhost_vfio_net_state netdev n0: .*: running$' "$l2trace")
+	c=$(grep -c '^vhost_vfio_config_irq .*device running 0$' "$l2trace")
+	if [ "$o" = 1 ] && [ "$r" -ge 2 ] && [ "$s" -ge 1 ] && [ "$i" -ge 2 ] && [ "$n" = "$r" ] && [ "$c" -ge "$3" ]; then
+		pass "$1: trace events: open ($2), $r starts and $s stops (SUSPEND) of the device, $i queue interrupts attached, $c config interrupt(s) while stopped"
+	else
+		fail "$1: trace events: $o opens with backend $2 (want 1), $r starts (want >= 2), $s stops (want >= 1), $i queue IRQs attached (want >= 2), $n net state changes (want $r), $c config IRQs while stopped (want >= $3)"
+	fi
+}
+check_state_traces "L2" type1 1
 if grep -aq 'vhost-vfio:' "$l2log"; then
 	info "QEMU said:"; grep -a 'vhost-vfio:' "$l2log" | head -n5 | sed 's/^/INFO:   | /'
 fi
@@ -644,6 +728,7 @@ if [ -c /dev/iommu ]; then
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev,iommufd=on,queues=2" \
 		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$mac l2.frames=200 l2.wait=balloon,mq-one,mq-two,mq-end"
 	if l2_step balloon; then
+		check_query "iommufd=on, queues=2" "$qmpsock" n0 iommufd running 2
 		fds="$(holds $qpid iommu) $(holds $qpid vfio) $(holds $qpid group)"
 		qp=$(pgrep -P $qpid -f qemu-system | head -n1)
 		quid=$(awk '/^Uid:/ { print $2 " " $3 " " $4 " " $5 }' "/proc/$qp/status" 2>/dev/null)
@@ -715,6 +800,7 @@ if [ -c /dev/iommu ]; then
 		excerpt "$l2log" 30
 	fi
 	l2_reports "iommufd=on, queues=2, packed=on"
+	check_state_traces "iommufd=on, queues=2" iommufd 0
 	# MQ, the control queue and the packed ring negotiated by the guest,
 	# only the packed ring of them sent to the device.
 	check_features "queues=2, packed=on" "$l2log" "$l2trace" 17 22 34
@@ -813,6 +899,98 @@ bridge_phase() {
 		fail "vDPA bridge: the bridge refused a memory table: $(dmesg | grep -m1 "$BNAME: memory table refused")"
 	fi
 }
+# --- 4d. libvirt: the recipe of Documentation/qemu.rst (in the background) ---
+# libvirt's session daemon (QEMU driver only: the test kernel has no
+# inotify, which its node-device driver needs), run as an instance's
+# owner with a memlock limit, as an operator would run libvirt's QEMU:
+# virsh domxml-to-native shows the recipe's <qemu:commandline> arguments
+# reach QEMU unchanged; virsh define and start --paused start QEMU as the
+# owner with the instance open through iommufd; virsh
+# qemu-monitor-command sees the netdev in x-query-vhost-vfio and info
+# network. The owner is nobody (libvirt needs a user record; the test
+# VM's /etc/passwd is the host's). It runs beside the bridge phase's L2
+# guest (its own instance; the daemon's start and QEMU's capability probe
+# take most of a minute under TCG).
+libvirt_job() {
+	local lv=/tmp/lv luuid ldev lmac q out p as t0 lcache=/run/lv-cache fds lim q1 q2
+	t0=$(date +%s)
+	if ! command -v virsh >/dev/null || ! command -v libvirtd >/dev/null; then
+		fail "libvirt: no virsh or libvirtd (scripts/setup installs libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)"
+		return
+	fi
+	luuid=$(vhost-mdev create --parent vhost_mdev_net --type "$TYPE" --owner 65534:65534) ||
+		{ fail "libvirt: create an instance for nobody"; return; }
+	ldev=/sys/bus/mdev/devices/$luuid
+	lmac=$(vhost-mdev probe "$luuid" | sed -n 's/^mac: *//p' | tr 'A-F' 'a-f')
+	# the daemon runs as nobody, who cannot enter root's cache
+	mkdir -p $lcache && mount --bind "$CACHE" $lcache
+	q=${QEMU/#"$CACHE"/$lcache}
+	rm -rf $lv; mkdir -p $lv/run $lv/drivers
+	ln -s /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so $lv/drivers/
+	chmod 700 $lv/run; chown -R 65534:65534 $lv
+	cat >$lv/dom.xml <<EOF
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>vhost-vfio-recipe</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>$q</emulator>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-netdev'/>
+    <qemu:arg value='vhost-vfio,id=vhv0,sysfsdev=$ldev,iommufd=on'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='virtio-net-pci,netdev=vhv0,id=vhvnic0,mac=$lmac,bus=pci.0,addr=0x10,romfile='/>
+  </qemu:commandline>
+</domain>
+EOF
+	as=(env LIBVIRT_DRIVER_DIR=$lv/drivers HOME=$lv XDG_RUNTIME_DIR=$lv/run
+		XDG_CONFIG_HOME=$lv/config XDG_CACHE_HOME=$lv/cache
+		prlimit --memlock=$((128 << 20)) setpriv --reuid=65534 --regid=65534 --clear-groups)
+	vsh() { "${as[@]}" virsh -q -c qemu:///session "$@" 2>&1; }
+	"${as[@]}" libvirtd --timeout=600 >$lv/libvirtd.log 2>&1 &
+	for _ in $(seq 1 120); do [ -S $lv/run/libvirt/libvirt-sock ] && break; sleep 0.5; done
+	out=$(vsh domxml-to-native qemu-argv $lv/dom.xml)
+	if echo "$out" | grep -qF -- "-netdev vhost-vfio,id=vhv0,sysfsdev=$ldev,iommufd=on -device virtio-net-pci,netdev=vhv0,id=vhvnic0,mac=$lmac,bus=pci.0,addr=0x10,romfile=" &&
+		echo "$out" | grep -qF " $q -name guest=vhost-vfio-recipe"; then
+		pass "libvirt: virsh domxml-to-native: the recipe's <qemu:commandline> reaches the patched QEMU's arguments unchanged"
+	else
+		fail "libvirt: virsh domxml-to-native: $(echo "$out" | tail -n2 | cut -c1-300)"
+	fi
+	out="$(vsh define $lv/dom.xml) $(vsh start --paused vhost-vfio-recipe)"
+	p=$(pgrep -u 65534 -f "qemu-system.*vhost-vfio-recipe" | head -n1)
+	if [ -n "$p" ]; then
+		fds="$(ls -l /proc/$p/fd | grep -cE -- '-> /dev/iommu$') $(ls -l /proc/$p/fd | grep -cE -- "-> /dev/vfio/$(basename "$(readlink $ldev/iommu_group)")\$")"
+		lim=$(awk '/^Max locked memory/ { print $4 }' /proc/$p/limits)
+		q1=$(vsh qemu-monitor-command vhost-vfio-recipe '{"execute": "x-query-vhost-vfio"}')
+		q2=$(vsh qemu-monitor-command --hmp vhost-vfio-recipe 'info network')
+		if [ "$fds" = "1 1" ] && [ "$lim" = $((128 << 20)) ] &&
+			echo "$q1" | grep -q "\"instance\": *\"$luuid\"" &&
+			echo "$q1" | grep -q "\"backend\": *\"iommufd\"" &&
+			echo "$q1" | grep -q "\"state\": *\"open\"" &&
+			echo "$q2" | grep -q "vhv0: index=0,type=vhost-vfio,instance=$luuid,.*backend=iommufd"; then
+			pass "libvirt: virsh define and start --paused: QEMU (pid $p, uid $(awk '/^Uid:/ { print $2 }' /proc/$p/status)) holds /dev/iommu and the instance's group, memlock $lim; qemu-monitor-command: $(echo "$q1" | cut -c1-160)"
+		else
+			fail "libvirt: QEMU started, but /dev/iommu and group fds: $fds (want 1 1), memlock '$lim'; query: $(echo "$q1 $q2" | tr '\n' ' ' | cut -c1-300)"
+		fi
+	else
+		fail "libvirt: virsh start did not start QEMU: $(echo "$out" | tr '\n' ' ' | cut -c1-200); $(tail -n3 $lv/cache/libvirt/qemu/log/vhost-vfio-recipe.log 2>/dev/null | tr '\n' ' ' | cut -c1-300)"
+	fi
+	vsh destroy vhost-vfio-recipe >/dev/null; vsh undefine vhost-vfio-recipe >/dev/null
+	p=$(pgrep -u 65534 -x libvirtd)
+	[ -n "$p" ] && kill $p
+	for _ in $(seq 1 20); do [ -n "$p" ] && kill -0 $p 2>/dev/null || break; sleep 0.5; done
+	umount $lcache || fail "libvirt: umount $lcache"
+	vhost-mdev remove "$luuid" >/dev/null || fail "libvirt: remove $luuid"
+	info "libvirt: $(( $(date +%s) - t0 )) s (beside the bridge phase)"
+}
+lv_iommu_was=$(stat -c '%u:%g %a' /dev/iommu)
+chgrp 65534 /dev/iommu && chmod 0660 /dev/iommu
+libvirt_job >/tmp/libvirt-job.out 2>&1 &
+lvpid=$!
+
 tb=$(date +%s)
 vdpa_loaded=$(lsmod | grep -c '^vdpa ')
 bridge_phase
@@ -821,6 +999,11 @@ if [ -e "$BPARENT" ] || lsmod | grep -qE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_si
 	fail "vDPA bridge: clean-up left $(ls -d "$BPARENT" 2>/dev/null) $(lsmod | grep -oE '^(vhost_mdev_vdpa|vdpa_sim_net|vdpa_sim) ' | tr '\n' ' ')"
 fi
 info "vDPA bridge phase: $(( $(date +%s) - tb )) s"
+wait $lvpid
+cat /tmp/libvirt-job.out
+# (the job's FAIL lines were counted in its subshell only)
+fails=$((fails + $(grep -c '^FAIL: ' /tmp/libvirt-job.out)))
+chown "${lv_iommu_was% *}" /dev/iommu && chmod "${lv_iommu_was#* }" /dev/iommu
 
 # --- 4d. Live migration between two QEMUs (tests/vm/nested-mig.sh) ---
 # Opt-in (VM_MIGRATION=1) until it has passed a whole run: its last run,
@@ -834,8 +1017,8 @@ qlog=/tmp/qemu-held.log
 hsock=/tmp/qemu-held.sock
 wlog=/tmp/qemu-held.qmp
 rm -f "$hsock"
-"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S \
-	-qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
+"$QEMU" "${L2ARGS[@]}" -append "$L2APPEND" -S -trace vhost_vfio_req_irq \
+	-trace vhost_vfio_net_request -qmp "unix:$hsock,server=on,wait=off" </dev/null >"$qlog" 2>&1 &
 qpid=$!
 held=0
 for _ in $(seq 1 120); do
@@ -848,7 +1031,8 @@ if [ $held = 1 ]; then
 		-netdev "vhost-vfio,id=n0,sysfsdev=$dev"
 	# After the release: a QMP event, and set_link up refused.
 	qmp_watch "$hsock" VHOST_VFIO_RELEASED 60 \
-		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' >"$wlog" 2>&1 &
+		'{"execute": "set_link", "arguments": {"name": "n0", "up": true}}' \
+		'{"execute": "x-query-vhost-vfio"}' >"$wlog" 2>&1 &
 	wpid=$!
 	for _ in $(seq 1 60); do grep -q READY "$wlog" && break; sleep 0.5; done
 	t0=$(date +%s)
@@ -873,7 +1057,15 @@ if [ $held = 1 ]; then
 	else
 		fail "no VHOST_VFIO_RELEASED event after the release: $(head -c 300 "$wlog" | tr '\n' ' ')"
 	fi
-	rep=$(sed -n 's/^REPLY //p' "$wlog")
+	rep=$(sed -n 's/^REPLY //p' "$wlog" | head -n1)
+	q=$(sed -n 's/^REPLY //p' "$wlog" | sed -n 2p)
+	if echo "$q" | grep -q '"state": "released"' && echo "$q" | grep -q "\"instance\": \"$uuid\"" &&
+		grep -aq "^vhost_vfio_req_irq .*$uuid: request interrupt" "$qlog" &&
+		grep -aq "^vhost_vfio_net_request netdev n0: instance $uuid is being removed" "$qlog"; then
+		pass "after the release: x-query-vhost-vfio says state released; the request interrupt traced (vhost_vfio_req_irq, vhost_vfio_net_request)"
+	else
+		fail "after the release: x-query-vhost-vfio: $(echo "$q" | cut -c1-300); traces: $(grep -a '^vhost_vfio_' "$qlog" | head -n2 | tr '\n' ' ')"
+	fi
 	if echo "$rep" | grep -q '"error"' && echo "$rep" | grep -q "cannot come up"; then
 		pass "set_link n0 up after the release refused: $(echo "$rep" | cut -c1-200)"
 	else

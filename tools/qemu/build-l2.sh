@@ -8,15 +8,16 @@ usage() {
 	cat <<'EOT'
 Build the L2 guest of the nested test: a small gcc-built kernel
 (tinyconfig + kvm_guest.config + l2/l2.config; no Rust, no modules) from
-the project's Linux source, and a busybox initramfs with l2/init and the
-static l2/netloop.c.
+the project's Linux source, and a busybox initramfs with l2/init, the
+static l2/netloop.c and, for make bench's end-to-end part, l2/netbench.c
+and l2/bench.sh.
 
   tools/qemu/build-l2.sh [--print]   prints "KERNEL INITRD" as its last line
 
 --print only prints the paths of an already built pair (fails otherwise).
 
 Cached under $CACHE/kbuild/l2-<hash> (hash of the fragment and KRECIPE);
-the initramfs is rebuilt when init or netloop.c change.
+the initramfs is rebuilt when init, netloop.c, netbench.c or bench.sh change.
 EOT
 }
 case ${1:-} in -h|--help) usage; exit 0 ;; esac
@@ -33,7 +34,8 @@ KRECIPE=1
 khash=$( (cat "$here/l2/l2.config"; echo "recipe $KRECIPE") | sha256sum | cut -c1-12)
 kout=$CACHE/kbuild/l2-$khash
 kimg=$kout/arch/x86/boot/bzImage
-ihash=$(cat "$here/l2/init" "$here/l2/netloop.c" | sha256sum | cut -c1-12)
+ihash=$(cat "$here/l2/init" "$here/l2/netloop.c" "$here/l2/netbench.c" "$here/l2/bench.sh" |
+	sha256sum | cut -c1-12)
 initrd=$CACHE/l2-initrd-$ihash.cpio.gz
 if [ "$mode" = --print ]; then
 	[ -f "$kout/.built" ] && [ -f "$initrd" ] || die "the L2 guest is not built: run tools/qemu/build-l2.sh"
@@ -69,6 +71,9 @@ if [ ! -f "$initrd" ]; then
 	cp "$(command -v busybox)" "$root/bin/busybox"
 	gcc -static -O2 -Wall -o "$root/bin/netloop" "$here/l2/netloop.c"
 	strip "$root/bin/netloop"
+	gcc -static -O2 -Wall -o "$root/bin/netbench" "$here/l2/netbench.c"
+	strip "$root/bin/netbench"
+	cp "$here/l2/bench.sh" "$root/bench.sh"
 	cp "$here/l2/init" "$root/init"
 	chmod 755 "$root/init"
 	(cd "$root" && find . | cpio -o -H newc --quiet -R 0:0 | gzip -9) >"$initrd.tmp"

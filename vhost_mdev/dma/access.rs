@@ -4,6 +4,7 @@
 //! kernel buffer and guest memory, and from guest memory to guest memory.
 
 use super::{Access, PinCache, PAGE_SHIFT, PAGE_SIZE};
+use crate::fault_inject::{self, Point};
 use core::ptr;
 
 /// Copies `n` bytes from `src` to `dst`: inline moves for 4 to 32 bytes (a
@@ -66,6 +67,9 @@ impl PinCache {
         }
         let access = if write { Access::Write } else { Access::Read };
         if matches!(len, 2 | 4 | 8) && iova % len as u64 == 0 {
+            if fault_inject::should_fail(Point::Copy) {
+                return false;
+            }
             let off = (iova & (PAGE_SIZE - 1)) as usize;
             let ok = self.with_pages([(iova >> PAGE_SHIFT, access)], |[page]| {
                 // SAFETY: `page + off` is aligned for `len` (the IOVA is, and
@@ -98,6 +102,9 @@ impl PinCache {
             let Some(at) = iova.checked_add(done as u64) else {
                 return false;
             };
+            if fault_inject::should_fail(Point::Copy) {
+                return false;
+            }
             let off = (at & (PAGE_SIZE - 1)) as usize;
             let n = (len - done).min(PAGE_SIZE as usize - off);
             let ok = self.with_pages([(at >> PAGE_SHIFT, access)], |[page]| {
@@ -134,6 +141,9 @@ impl PinCache {
             else {
                 return false;
             };
+            if fault_inject::should_fail(Point::Copy) {
+                return false;
+            }
             let doff = (d & (PAGE_SIZE - 1)) as usize;
             let soff = (s & (PAGE_SIZE - 1)) as usize;
             let n = (len - done)

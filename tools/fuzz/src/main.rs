@@ -3,13 +3,25 @@
 //! `vhost-mdev-fuzz`: a structure-aware fuzzer and a lifecycle stress for
 //! vhost-mdev instances, run as root inside the test VM.
 //!
-//! `fuzz` throws seeded, reproducible operations at an open instance:
-//! valid requests mutated field by field, random request codes and sizes,
-//! ioctls with random argsz/flags/indexes, notify writes at random offsets,
-//! random `SET_IRQS`/`IOEVENTFD` arguments, mmap attempts, reads at random
-//! offsets and lengths, interleaved with valid bring-ups that move traffic.
-//! After every rejected operation the device's status and vring state must
-//! be what they were. A failure prints the seed and the last operations.
+//! `fuzz` throws operations at an open instance ([`prog`]): valid
+//! requests mutated field by field, random request codes and sizes, ioctls
+//! with random argsz/flags/indexes, notify writes at random offsets, random
+//! `SET_IRQS`/`IOEVENTFD` arguments, mmap attempts, reads at random offsets
+//! and lengths, interleaved with valid bring-ups that move traffic. After
+//! every rejected operation the device's status and vring state must be
+//! what they were. On a kernel with KCOV it is coverage-guided
+//! ([`guided`]): operations come in programs, generated or mutated from a
+//! corpus (a seed corpus in `tools/fuzz/corpus` first), and a program that
+//! reaches PCs of the modules that none before reached (its own, and the
+//! device worker's through remote KCOV: [`kcov`]) joins the corpus. A
+//! failure is written as a program, shrunk to a reproducer, and printed
+//! with the command that replays it (`replay`, `minimize`). `--plain`
+//! (and a kernel without KCOV) runs the seeded stream of operations
+//! instead; a failure prints the seed and the last operations.
+//!
+//! `kcov-check` shows that the modules' Rust code is instrumented: the
+//! KCOV count moves when a request runs (in Rust functions of the core)
+//! and when the sample's worker moves frames (remote coverage).
 //!
 //! Valid bring-ups alternate split and packed rings when the device offers
 //! `VIRTIO_F_RING_PACKED`, and the mutated `SET_VRING_BASE` values include
@@ -27,13 +39,19 @@
 //! and reports the leak figures (locked memory, instance counts, module
 //! reference counts, slab totals).
 
+mod guided;
+mod kcov;
+mod prog;
+
 use std::collections::VecDeque;
 use std::fs;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use prog::{gen_op, Ctx, Rng};
 use vhost_mdev::driver::{self, NetDriver, NetDriverConfig};
 use vhost_mdev::packed::{VRING_PACKED_DESC_F_AVAIL, VRING_PACKED_DESC_F_USED};
 use vhost_mdev::sysfs::MdevType;
@@ -53,9 +71,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Structure-aware fuzzing of one instance, on both IOMMU back ends.
+    /// Structure-aware fuzzing of one instance, on both IOMMU back ends:
+    /// coverage-guided when the kernel has KCOV (programs of operations,
+    /// a corpus of those that reached new code), else (or with --plain)
+    /// a seeded stream of operations.
     Fuzz {
-        /// Operations per IOMMU back end.
+        /// Operations per IOMMU back end (0: no limit).
         #[arg(long, default_value_t = 50_000)]
         ops: u64,
         /// Seed, decimal or 0x-hex (default: from the clock; printed
@@ -65,7 +86,48 @@ enum Cmd {
         /// Stop after this many seconds per back end, whatever the count.
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// The seeded stream of operations, without coverage.
+        #[arg(long)]
+        plain: bool,
+        /// Seed corpus: a directory of programs (*.txt), run first.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Where to write the programs that reached new code (corpus/),
+        /// failures (crashes/) and the PCs reached (cover.txt).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 30)]
+        progress: u64,
+        /// Time to shrink a failing program before reporting it.
+        #[arg(long, default_value_t = 120)]
+        minimize_seconds: u64,
     },
+    /// Runs a program (a corpus entry or a reproducer) on a fresh
+    /// instance, then checks that the device carries traffic.
+    Replay {
+        file: PathBuf,
+        /// Open through iommufd instead of a type1 container.
+        #[arg(long)]
+        iommufd: bool,
+    },
+    /// Shrinks a failing program to a reproducer that fails the same way,
+    /// and prints the command that replays it.
+    Minimize {
+        file: PathBuf,
+        /// Open through iommufd instead of a type1 container.
+        #[arg(long)]
+        iommufd: bool,
+        /// The reproducer (default: FILE.min).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Give up shrinking after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
+    },
+    /// Shows that the modules' Rust code is instrumented: KCOV PCs of
+    /// requests and of the worker's runs, mapped to the modules' functions.
+    KcovCheck,
     /// Hostile packed rings on a running device, on both IOMMU back ends.
     Rings {
         /// Rounds (one bring-up and one hostile ring write each) per IOMMU
@@ -117,43 +179,6 @@ fn parse_seed(s: &str) -> Result<u64, String> {
     .map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// xorshift64*: small, fast and reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// "Interesting" integers: boundaries more often than uniform ones.
-    fn interesting(&mut self) -> u64 {
-        match self.below(10) {
-            0 => 0,
-            1 => 1,
-            2 => u64::MAX,
-            3 => u32::MAX as u64,
-            4 => self.pick(&[2, 3, 255, 256, 1023, 1024, 1025, 4096, 32768, 65535, 65536]),
-            5 => 1 << self.below(64),
-            6 => (1 << self.below(64)) - 1,
-            _ => self.next(),
-        }
-    }
-}
-
 /// What must not change when an operation is rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct State {
@@ -182,246 +207,6 @@ fn snapshot(dev: &MdevDevice, nvqs: u32) -> Result<State, String> {
         status: st.first().copied().unwrap_or(0) & !0x40,
         bases,
     })
-}
-
-/// Valid requests with their payloads, to be mutated.
-fn valid_request(rng: &mut Rng, nvqs: u32, features: u64) -> (u64, u32, Vec<u8>) {
-    let q = rng.below(u64::from(nvqs)) as u32;
-    let state = |idx: u32, num: u32| {
-        let mut p = idx.to_ne_bytes().to_vec();
-        p.extend_from_slice(&num.to_ne_bytes());
-        p
-    };
-    match rng.below(15) {
-        0 => (VHOST_GET_FEATURES, 1, vec![]),
-        1 => (VHOST_SET_FEATURES, 0, features.to_ne_bytes().to_vec()),
-        2 => (VHOST_VDPA_GET_STATUS, 1, vec![]),
-        3 => (
-            VHOST_VDPA_SET_STATUS,
-            0,
-            vec![rng.pick(&[0u8, 1, 3, 11, 15, 0x80])],
-        ),
-        4 => (VHOST_VDPA_GET_CONFIG, 1, state(0, 12)),
-        5 => (VHOST_VDPA_SET_CONFIG, 0, {
-            let mut p = state(0, 6);
-            p.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
-            p
-        }),
-        6 => (VHOST_SET_VRING_NUM, 0, state(q, 256)),
-        7 => (VHOST_SET_VRING_BASE, 0, state(q, packed_base(rng))),
-        8 => (VHOST_GET_VRING_BASE, 1, state(q, 0)),
-        9 => (VHOST_VDPA_SET_VRING_ENABLE, 0, state(q, 1)),
-        10 => (VHOST_SET_VRING_ADDR, 0, {
-            let mut p = q.to_ne_bytes().to_vec();
-            p.extend_from_slice(&0u32.to_ne_bytes());
-            for a in [0x1000_0000u64, 0x1000_2000, 0x1000_1000, 0] {
-                p.extend_from_slice(&a.to_ne_bytes());
-            }
-            p
-        }),
-        11 => (VHOST_VDPA_SUSPEND, 0, vec![]),
-        12 => (VHOST_VDPA_RESUME, 0, vec![]),
-        // Ring user addresses: usually nowhere mapped in this process, and
-        // kernel addresses too; the device must fault cleanly on them.
-        13 => (VHOST_VFIO_SET_VRING_HVA, 0, {
-            let mut p = q.to_ne_bytes().to_vec();
-            p.extend_from_slice(&0u32.to_ne_bytes());
-            let base = rng.pick(&[0x3000_0000_0000u64, 0xffff_8880_0000_0000, 0x1000, 0]);
-            for a in [base, base + 0x2000, base + 0x1000, 0] {
-                p.extend_from_slice(&a.to_ne_bytes());
-            }
-            p
-        }),
-        _ => (VHOST_VDPA_GET_VQS_COUNT, 1, vec![]),
-    }
-}
-
-/// A vring base: 0 (split), the packed initial one, or a packed encoding
-/// of random indexes and wrap counters (in range for 256 entries or not).
-fn packed_base(rng: &mut Rng) -> u32 {
-    let half = |rng: &mut Rng| -> u32 {
-        let idx = rng.pick(&[0u32, 1, 255, 256, 0x7fff]) & 0x7fff;
-        idx | (rng.below(2) as u32) << 15
-    };
-    match rng.below(4) {
-        0 => 0,
-        1 => 1 << 15 | 1 << 31,
-        _ => half(rng) | half(rng) << 16,
-    }
-}
-
-/// Mutates one field of a request.
-fn mutate(rng: &mut Rng, req: &mut (u64, u32, Vec<u8>)) {
-    let (code, flags, payload) = req;
-    match rng.below(6) {
-        0 => *flags = rng.below(4) as u32,
-        1 if !payload.is_empty() => {
-            // One 32- or 64-bit field (or a byte) replaced.
-            let at = rng.below(payload.len() as u64) as usize;
-            let v = rng.interesting().to_ne_bytes();
-            let w = rng.pick(&[1usize, 4, 8]).min(payload.len() - at);
-            payload[at..at + w].copy_from_slice(&v[..w]);
-        }
-        2 => payload.truncate(rng.below(payload.len() as u64 + 1) as usize),
-        3 => {
-            let extra = rng.below(16) as usize;
-            payload.extend(rng.bytes(extra));
-        }
-        4 => *code ^= 1 << rng.below(32),
-        _ => *code = rng.interesting(),
-    }
-}
-
-/// One fuzzing operation; returns its description and whether it was
-/// rejected (an error), or `Err` for a harness failure.
-fn op(rng: &mut Rng, dev: &MdevDevice, nvqs: u32, features: u64, efd: &EventFd) -> (String, bool) {
-    let page = vhost_mdev::device::page_size();
-    // Offsets from region info; `beyond` is where a third region would
-    // start at the same stride: no region is there.
-    let r1 = dev.regions().notify.offset;
-    let stride = r1.abs_diff(dev.regions().msg.offset).max(1);
-    let beyond = r1.saturating_add(stride);
-    match rng.below(100) {
-        // A valid request over the message region, mutated or not.
-        0..=34 => {
-            let mut req = valid_request(rng, nvqs, features);
-            if rng.chance(70) {
-                mutate(rng, &mut req);
-            }
-            let (code, flags, payload) = req;
-            let r = dev.send(code, flags, &payload);
-            (
-                format!("send({code:#x}, {flags}, {payload:02x?}) -> {r:?}"),
-                r.is_err(),
-            )
-        }
-        // A raw message: header size disagreeing with the write, oversize.
-        35..=44 => {
-            let size = rng.pick(&[0u32, 1, 7, 8, 9, 40, 4080, 4081, u32::MAX]);
-            let len = rng.pick(&[0usize, 15, 16, 17, 24, 56, 4096, 4097]);
-            let mut m = vec![0u8; len.max(16)];
-            m[..8].copy_from_slice(&rng.interesting().to_ne_bytes());
-            m[8..12].copy_from_slice(&(rng.below(4) as u32).to_ne_bytes());
-            m[12..16].copy_from_slice(&size.to_ne_bytes());
-            m.truncate(len);
-            let r = dev.msg_write(rng.pick(&[0, 0, 0, 1, 8, 4096, u64::MAX >> 24]), &m);
-            (
-                format!("msg_write(len {len}, size {size}) -> {r:?}"),
-                r.is_err(),
-            )
-        }
-        // Reads at random offsets and lengths.
-        45..=52 => {
-            let off = rng.pick(&[0, 0, 1, 16, 4096, r1, r1 + page, beyond, u64::MAX >> 1]);
-            let len = rng.pick(&[0usize, 1, 16, 17, 24, 36, 4096, 8192]);
-            let mut buf = vec![0u8; len];
-            let r = dev.vfio().read_at(off, &mut buf);
-            (format!("read_at({off:#x}, {len}) -> {r:?}"), r.is_err())
-        }
-        // Notify writes at random offsets with random values.
-        53..=62 => {
-            let q = rng.below(u64::from(nvqs) + 2);
-            let off = match rng.below(4) {
-                0 => r1 + q * page,
-                1 => r1 + q * page + rng.below(page),
-                2 => r1 + rng.interesting() % stride,
-                _ => rng.interesting(),
-            };
-            let len = rng.pick(&[0usize, 1, 2, 2, 2, 4, 8]);
-            let mut v = rng.bytes(len);
-            if len == 2 && rng.chance(50) {
-                v.copy_from_slice(&(q as u16).to_ne_bytes());
-            }
-            let r = dev.notify_raw(off.wrapping_sub(r1), &v);
-            (format!("notify(+{off:#x}, {v:02x?}) -> {r:?}"), r.is_err())
-        }
-        // SET_IRQS with random arguments.
-        63..=72 => {
-            let index = rng.pick(&[0u32, 0, 1, 2, 3, 9, u32::MAX]);
-            let any = rng.next() as u32;
-            let flags = rng.pick(&[
-                0x24u32, 0x21, 0x22, 0x04, 0x01, 0x02, 0x08, 0x10, 0x20, 0x44, any,
-            ]);
-            let start = rng.pick(&[0u32, 0, 1, nvqs, u32::MAX]);
-            let count = rng.pick(&[0u32, 1, 2, nvqs, nvqs + 1, u32::MAX]);
-            let fds: Vec<u8> = (0..count.min(8))
-                .flat_map(|_| {
-                    let fd = rng.pick(&[efd.as_raw_fd(), -1, -2, 0, 1, 9999]);
-                    fd.to_ne_bytes()
-                })
-                .collect();
-            let r = dev.vfio().set_irqs_raw(index, flags, start, count, &fds);
-            (
-                format!("set_irqs({index}, {flags:#x}, {start}, {count}) -> {r:?}"),
-                r.is_err(),
-            )
-        }
-        // IOEVENTFD with random arguments.
-        73..=80 => {
-            let q = rng.below(u64::from(nvqs) + 1);
-            let any_off = rng.interesting();
-            let off = rng.pick(&[r1 + q * page, r1 + q * page + 2, 0, beyond, any_off]);
-            let any = rng.next() as u32;
-            let flags = rng.pick(&[2u32, 2, 1, 4, 8, 0, 3, any]);
-            let data = if rng.chance(70) { q } else { rng.interesting() };
-            let fd = rng.pick(&[efd.as_raw_fd(), -1, 0, 9999]);
-            let r = dev.vfio().ioeventfd_raw(off, flags, data, fd);
-            (
-                format!("ioeventfd({off:#x}, {flags:#x}, {data}, {fd}) -> {r:?}"),
-                r.is_err(),
-            )
-        }
-        // mmap attempts.
-        81..=83 => {
-            let off = rng.pick(&[0, r1, r1 + page, beyond]);
-            let len = rng.pick(&[page as usize, 4096, 8192, 1]);
-            let r = dev.vfio().try_mmap(off, len);
-            (format!("mmap({off:#x}, {len}) -> {r:?}"), r.is_err())
-        }
-        // Ioctls with random argsz/flags/indexes, VFIO's and vhost's.
-        84..=96 => {
-            let code = match rng.below(4) {
-                0 => rng.pick(&[
-                    VFIO_DEVICE_GET_INFO(),
-                    VFIO_DEVICE_GET_REGION_INFO(),
-                    VFIO_DEVICE_GET_IRQ_INFO(),
-                    VFIO_DEVICE_SET_IRQS(),
-                    VFIO_DEVICE_IOEVENTFD(),
-                ]),
-                1 => valid_request(rng, nvqs, features).0,
-                // Random vhost codes: vmm-sys-util's _IOC.
-                2 => vmm_sys_util::ioctl::ioctl_expr(
-                    rng.below(4) as u32,
-                    VHOST_VIRTIO,
-                    rng.below(0x90) as u32,
-                    rng.below(64) as u32,
-                ),
-                _ => rng.interesting() & 0xffff_ffff,
-            };
-            // A large buffer, so that no argsz makes the kernel read or
-            // write outside it: argsz is capped by what VFIO accepts.
-            let mut buf = rng.bytes(65536);
-            let argsz = rng.pick(&[0u32, 4, 8, 15, 16, 20, 24, 32, 36, 4096, u32::MAX]);
-            buf[..4].copy_from_slice(&argsz.to_ne_bytes());
-            if rng.chance(50) {
-                // Plausible flags/index fields.
-                buf[4..8].copy_from_slice(&(rng.below(8) as u32).to_ne_bytes());
-                buf[8..12].copy_from_slice(&(rng.below(4) as u32).to_ne_bytes());
-            }
-            // SAFETY: `buf` is 64 KiB, more than any request here reads or
-            // writes for these argsz values, and outlives the call.
-            let r = unsafe { dev.vfio().ioctl_ptr(code, buf.as_mut_ptr()) };
-            (
-                format!("ioctl({code:#x}, argsz {argsz}) -> {r:?}"),
-                r.is_err(),
-            )
-        }
-        // VFIO_DEVICE_RESET now and then.
-        _ => {
-            let r = dev.vfio_reset();
-            (format!("VFIO_DEVICE_RESET -> {r:?}"), r.is_err())
-        }
-    }
 }
 
 fn first_type(sysfs: &Sysfs) -> Result<MdevType, String> {
@@ -455,20 +240,21 @@ fn traffic(dev: &MdevDevice, frames: u64) -> Result<(), String> {
     drv.stop().map_err(|e| format!("stop: {e}"))
 }
 
+/// The plain stream fuzzer: seeded operations one after the other on one
+/// instance, traffic every 5000.
 fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64, u64), String> {
     let sysfs = Sysfs::system();
     let ty = first_type(&sysfs)?;
     let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
     let res = (|| {
         let dev = MdevDevice::open(&sysfs, &uuid, kind).map_err(|e| format!("open: {e}"))?;
-        let nvqs = dev.get_vqs_count().map_err(|e| e.to_string())?;
-        let features = dev.get_features().map_err(|e| e.to_string())?;
+        let ctx = Ctx::of(&dev)?;
         let efd = EventFd::new(0).map_err(|e| e.to_string())?;
         let mut rng = Rng(seed | 1);
         let mut last: VecDeque<String> = VecDeque::new();
         let (mut rejected, mut n) = (0u64, 0u64);
         let t0 = Instant::now();
-        let mut before = snapshot(&dev, nvqs)?;
+        let mut before = snapshot(&dev, ctx.nvqs)?;
         while n < ops && t0.elapsed() < max {
             if n % 5000 == 4999 {
                 // Back to a known state, then traffic while running.
@@ -478,18 +264,19 @@ fn fuzz_one(kind: IommuKind, seed: u64, ops: u64, max: Duration) -> Result<(u64,
                         "valid traffic after {n} ops (seed {seed:#x}) failed: {e}\nlast: {last:#?}"
                     )
                 })?;
-                before = snapshot(&dev, nvqs)?;
+                before = snapshot(&dev, ctx.nvqs)?;
             }
-            let (what, was_rejected) = op(&mut rng, &dev, nvqs, features, &efd);
+            let o = gen_op(&mut rng, &ctx, false);
+            let done = prog::exec(&o, &dev, &ctx, &efd)?;
             n += 1;
             if last.len() == 8 {
                 last.pop_front();
             }
-            last.push_back(what);
-            let after = snapshot(&dev, nvqs)?;
-            if was_rejected {
+            last.push_back(done.what);
+            let after = snapshot(&dev, ctx.nvqs)?;
+            if done.rejected {
                 rejected += 1;
-                if after != before {
+                if after != before && !done.compound {
                     return Err(format!(
                         "{kind}: a rejected operation changed the device (seed {seed:#x}, op {n}):\n  before {before:?}\n  after  {after:?}\nlast operations:\n  {}",
                         last.iter().cloned().collect::<Vec<_>>().join("\n  ")
@@ -966,6 +753,315 @@ fn stress(cycles: u64, frames: u64) -> Result<String, String> {
     Ok(report)
 }
 
+/// A named result: a PASS or FAIL line.
+type Named = (String, Result<String, String>);
+
+/// Words of each KCOV buffer (2 MiB): a program's PCs fit.
+const KCOV_WORDS: usize = 1 << 18;
+
+fn read_prog(path: &std::path::Path) -> Result<prog::Prog, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    prog::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Replays `p` to learn how it fails, shrinks it, and writes the
+/// reproducer to `output`; returns what to print.
+fn shrink(
+    kind: IommuKind,
+    p: &[prog::Op],
+    output: &std::path::Path,
+    max: Duration,
+) -> Result<String, String> {
+    let f = match guided::replay(kind, p)? {
+        Ok(()) => {
+            return Err(format!(
+                "the program does not fail on a fresh instance ({kind})"
+            ))
+        }
+        Err(f) => f,
+    };
+    let t0 = Instant::now();
+    let (min, trials) = guided::minimize(kind, p, &f.sig, max)?;
+    let cmd = guided::write_repro(output, &min, kind, &f)?;
+    Ok(format!(
+        "fails with \"{}\"; {} operations shrunk to {} in {trials} replays ({:.1} s); replay: {cmd}\n{}",
+        f.sig,
+        p.len(),
+        min.len(),
+        t0.elapsed().as_secs_f64(),
+        prog::to_text(&min).trim_end()
+    ))
+}
+
+/// The coverage-guided campaign on both back ends: the calling thread
+/// collects the remote coverage (device workers), a thread of its own
+/// runs the programs with its coverage on.
+fn fuzz_guided(o: &guided::Opts) -> Vec<Named> {
+    let setup = || -> Result<kcov::Kcov, String> {
+        let remote = kcov::Kcov::open(KCOV_WORDS).map_err(|e| format!("kcov: {e}"))?;
+        // A common handle per process: the instance id is the pid.
+        remote
+            .remote_enable(u64::from(std::process::id()))
+            .map_err(|e| format!("KCOV_REMOTE_ENABLE: {e}"))?;
+        Ok(remote)
+    };
+    let remote = match setup() {
+        Ok(r) => r,
+        Err(e) => return vec![("fuzz (coverage-guided)".into(), Err(e))],
+    };
+    let mut results = Vec::new();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut results = Vec::new();
+            let own = match kcov::Kcov::open(KCOV_WORDS).and_then(|k| k.enable().map(|()| k)) {
+                Ok(k) => k,
+                Err(e) => {
+                    return vec![("fuzz (coverage-guided)".into(), Err(format!("kcov: {e}")))]
+                }
+            };
+            let cov = guided::Cov {
+                own,
+                remote: &remote,
+            };
+            let mut camp = match guided::Campaign::new(o) {
+                Ok(c) => c,
+                Err(e) => return vec![("fuzz (coverage-guided)".into(), Err(e))],
+            };
+            for kind in [IommuKind::Type1, IommuKind::Iommufd] {
+                let name = format!("fuzz {kind} (coverage-guided)");
+                let r = fuzz_guided_one(&mut camp, kind, &cov, o);
+                let failed = r.is_err();
+                results.push((name, r));
+                if failed {
+                    break;
+                }
+            }
+            let _ = cov.own.disable();
+            if let Some(out) = &o.out {
+                if let Err(e) = camp.write_cover(&out.join("cover.txt")) {
+                    results.push(("fuzz: cover.txt".into(), Err(e)));
+                }
+            }
+            println!(
+                "INFO: fuzz: {} operations in {} programs; cover {}; corpus {}",
+                camp.ops,
+                camp.execs,
+                camp.per_module(),
+                camp.corpus_len()
+            );
+            results
+        });
+        results = h.join().unwrap_or_else(|_| {
+            vec![(
+                "fuzz (coverage-guided)".into(),
+                Err("the fuzzing thread panicked".into()),
+            )]
+        });
+    });
+    results
+}
+
+fn fuzz_guided_one(
+    camp: &mut guided::Campaign,
+    kind: IommuKind,
+    cov: &guided::Cov<'_>,
+    o: &guided::Opts,
+) -> Result<String, String> {
+    let sysfs = Sysfs::system();
+    let ty = first_type(&sysfs)?;
+    // The instance's lifecycle is covered too: create and open here, close
+    // and remove below.
+    cov.own.reset();
+    let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
+    let res = guided::Target::open(&sysfs, &uuid, kind).map(|t| {
+        camp.absorb(&cov.own);
+        let r = camp.run(kind, &t, Some(cov), o);
+        cov.own.reset();
+        drop(t);
+        r
+    });
+    let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
+    camp.absorb(&cov.own);
+    let r = match res? {
+        Ok(r) => Ok(format!(": {r}")),
+        Err((f, p)) => {
+            let dir = o
+                .out
+                .as_ref()
+                .map(|d| d.join("crashes"))
+                .unwrap_or_else(std::env::temp_dir);
+            let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+            let file = dir.join(format!("crash-{kind}-{n}.txt"));
+            let cmd = guided::write_repro(&file, &p, kind, &f)?;
+            let min = if o.minimize_seconds > 0 {
+                let out = file.with_extension("min.txt");
+                match shrink(kind, &p, &out, Duration::from_secs(o.minimize_seconds)) {
+                    Ok(s) => format!("\nminimized: {s}"),
+                    Err(e) => format!("\nnot minimized: {e}"),
+                }
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "{}: {}\nthe program ({} operations): {cmd}{min}",
+                f.sig,
+                f.detail,
+                p.len()
+            ))
+        }
+    };
+    removed?;
+    r
+}
+
+/// Kernel symbols of the project's modules, by address.
+fn module_symbols() -> Vec<(u64, String, String)> {
+    let mut v: Vec<(u64, String, String)> = fs::read_to_string("/proc/kallsyms")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let a = u64::from_str_radix(w.next()?, 16).ok()?;
+            let _ty = w.next()?;
+            let name = w.next()?.to_string();
+            let m = w.next()?.trim_matches(|c| c == '[' || c == ']').to_string();
+            kcov::MODULES.contains(&m.as_str()).then_some((a, name, m))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The function (and module) a PC is in.
+fn symbol_of(syms: &[(u64, String, String)], pc: u64) -> Option<(&str, &str)> {
+    let i = syms.partition_point(|(a, _, _)| *a <= pc);
+    i.checked_sub(1)
+        .map(|i| (syms[i].1.as_str(), syms[i].2.as_str()))
+}
+
+/// Rust symbols, v0 (`_R`) or legacy (`_ZN`) mangling.
+fn is_rust(sym: &str) -> bool {
+    sym.starts_with("_R") || sym.starts_with("_ZN")
+}
+
+/// PCs of one KCOV buffer: how many, how many distinct, in which module,
+/// how many in Rust functions, and a few of those functions.
+fn describe(
+    k: &kcov::Kcov,
+    syms: &[(u64, String, String)],
+    module: &str,
+) -> (usize, std::collections::BTreeSet<u64>, usize, Vec<String>) {
+    let mut all = Vec::new();
+    k.for_each(|pc| all.push(pc));
+    let mut distinct = std::collections::BTreeSet::new();
+    let (mut rust, mut names) = (0, std::collections::BTreeSet::new());
+    for pc in &all {
+        if let Some((f, m)) = symbol_of(syms, *pc) {
+            if m == module {
+                distinct.insert(*pc);
+                if is_rust(f) {
+                    rust += 1;
+                    names.insert(f.to_string());
+                }
+            }
+        }
+    }
+    (
+        all.len(),
+        distinct,
+        rust,
+        names.into_iter().take(3).collect(),
+    )
+}
+
+/// `kcov-check`: the coverage count moves when Rust paths run, in the
+/// fuzzer's thread (requests) and in the device's worker (remote).
+fn kcov_check() -> Vec<Named> {
+    if !kcov::Kcov::available() {
+        return vec![(
+            "kcov-check".into(),
+            Err("no /sys/kernel/debug/kcov (a kernel without KCOV?)".into()),
+        )];
+    }
+    let remote = match kcov::Kcov::open(KCOV_WORDS)
+        .and_then(|r| r.remote_enable(u64::from(std::process::id())).map(|()| r))
+    {
+        Ok(r) => r,
+        Err(e) => return vec![("kcov-check".into(), Err(format!("KCOV_REMOTE_ENABLE: {e}")))],
+    };
+    let mut out = Vec::new();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| -> Result<Vec<Named>, String> {
+            let own = kcov::Kcov::open(KCOV_WORDS).map_err(|e| format!("kcov: {e}"))?;
+            let syms = module_symbols();
+            if syms.is_empty() {
+                return Err("no symbols of vhost_mdev or vhost_mdev_net in /proc/kallsyms".into());
+            }
+            let sysfs = Sysfs::system();
+            let ty = first_type(&sysfs)?;
+            let uuid = sysfs.create(&ty, None).map_err(|e| e.to_string())?;
+            let r = (|| -> Result<Vec<Named>, String> {
+                let dev = MdevDevice::open(&sysfs, &uuid, IommuKind::Type1).map_err(|e| format!("open: {e}"))?;
+                let mut res = Vec::new();
+                own.enable().map_err(|e| format!("KCOV_ENABLE: {e}"))?;
+                // Nothing runs: nothing counted.
+                own.reset();
+                let idle = own.len();
+                // A request only Rust code handles (the core's message
+                // region and request dispatch).
+                own.reset();
+                let _ = dev.send(VHOST_VDPA_GET_VQS_COUNT, 1, &[]);
+                let (n1, d1, r1, f1) = describe(&own, &syms, "vhost_mdev");
+                own.reset();
+                let _ = dev.send(VHOST_GET_VRING_BASE, 1, &[0; 8]);
+                let (n2, d2, r2, _) = describe(&own, &syms, "vhost_mdev");
+                // Not KCOV_DISABLE: it would also drop the thread's common
+                // handle, which the worker started below must inherit.
+                own.reset();
+                let new2 = d2.difference(&d1).count();
+                let line = format!(
+                    ": KCOV count {idle} with nothing run; GET_VQS_COUNT {n1} PCs ({} distinct in vhost_mdev, {r1} in Rust functions such as {}); \
+                     GET_VRING_BASE {n2} PCs ({r2} in Rust functions, {new2} not reached by GET_VQS_COUNT)",
+                    d1.len(),
+                    f1.first().map(String::as_str).unwrap_or("-"),
+                );
+                res.push((
+                    "kcov-check: the core's Rust request path is instrumented".to_string(),
+                    if idle == 0 && r1 > 0 && r2 > 0 && new2 > 0 { Ok(line) } else { Err(line) },
+                ));
+                // The worker: remote coverage of its runs.
+                remote.reset();
+                let before = remote.len();
+                traffic(&dev, 8)?;
+                std::thread::sleep(Duration::from_millis(100));
+                let (n3, d3, r3, f3) = describe(&remote, &syms, "vhost_mdev_net");
+                let (_, d4, r4, _) = describe(&remote, &syms, "vhost_mdev");
+                let line = format!(
+                    ": remote KCOV count {before} before traffic; after 8 frames {n3} PCs from the worker: {} distinct in vhost_mdev_net ({r3} in Rust functions such as {}), {} in vhost_mdev ({r4} in Rust: DMA upcalls)",
+                    d3.len(),
+                    f3.first().map(String::as_str).unwrap_or("-"),
+                    d4.len()
+                );
+                res.push((
+                    "kcov-check: the sample's worker has remote coverage".to_string(),
+                    if before == 0 && r3 > 0 { Ok(line) } else { Err(line) },
+                ));
+                Ok(res)
+            })();
+            let removed = sysfs.remove(&uuid).map_err(|e| format!("remove: {e}"));
+            let r = r?;
+            removed?;
+            Ok(r)
+        });
+        out = match h.join() {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => vec![("kcov-check".into(), Err(e))],
+            Err(_) => vec![("kcov-check".into(), Err("the thread panicked".into()))],
+        };
+    });
+    out
+}
+
 /// Prints a PASS or FAIL line for one result; counts it.
 fn report(name: &str, r: Result<String, String>, passed: &mut u32, failed: &mut u32) {
     match r {
@@ -988,6 +1084,11 @@ fn main() -> ExitCode {
             ops,
             seed,
             max_seconds,
+            plain,
+            corpus,
+            out,
+            progress,
+            minimize_seconds,
         } => {
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -995,16 +1096,88 @@ fn main() -> ExitCode {
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(1)
             });
-            println!("INFO: fuzz seed {seed:#x} (rerun: vhost-mdev-fuzz fuzz --seed {seed:#x} --ops {ops})");
-            for kind in [IommuKind::Type1, IommuKind::Iommufd] {
-                let t0 = Instant::now();
-                let r = fuzz_one(kind, seed, ops, Duration::from_secs(max_seconds)).map(|(n, rejected)| {
-                    format!(
-                        ": {n} operations ({rejected} rejected, state unchanged after each), then traffic ({:.1} s)",
-                        t0.elapsed().as_secs_f64()
-                    )
-                });
-                report(&format!("fuzz {kind}"), r, &mut passed, &mut failed);
+            let guided = !plain && kcov::Kcov::available();
+            if !plain && !guided {
+                println!("INFO: fuzz: no KCOV (/sys/kernel/debug/kcov): the plain seeded stream");
+            }
+            if guided {
+                println!(
+                    "INFO: fuzz seed {seed:#x}, coverage-guided (rerun: vhost-mdev-fuzz fuzz --seed {seed:#x} --ops {ops}{}; \
+                     coverage makes a rerun differ from the first run)",
+                    corpus.as_ref().map(|c| format!(" --corpus {}", c.display())).unwrap_or_default()
+                );
+                let o = guided::Opts {
+                    seed,
+                    ops,
+                    seconds: max_seconds,
+                    corpus,
+                    out,
+                    progress,
+                    minimize_seconds,
+                };
+                for (name, r) in fuzz_guided(&o) {
+                    report(&name, r, &mut passed, &mut failed);
+                }
+            } else {
+                println!("INFO: fuzz seed {seed:#x} (rerun: vhost-mdev-fuzz fuzz --plain --seed {seed:#x} --ops {ops})");
+                for kind in [IommuKind::Type1, IommuKind::Iommufd] {
+                    let t0 = Instant::now();
+                    let r = fuzz_one(kind, seed, ops, Duration::from_secs(max_seconds)).map(|(n, rejected)| {
+                        format!(
+                            ": {n} operations ({rejected} rejected, state unchanged after each), then traffic ({:.1} s)",
+                            t0.elapsed().as_secs_f64()
+                        )
+                    });
+                    report(&format!("fuzz {kind}"), r, &mut passed, &mut failed);
+                }
+            }
+        }
+        Cmd::Replay { file, iommufd } => {
+            let kind = if iommufd {
+                IommuKind::Iommufd
+            } else {
+                IommuKind::Type1
+            };
+            let r = read_prog(&file).and_then(|p| {
+                let n = p.len();
+                match guided::replay(kind, &p)? {
+                    Ok(()) => Ok(format!(": {n} operations, then traffic")),
+                    Err(f) => Err(format!("{}\n{}", f.sig, f.detail)),
+                }
+            });
+            report(
+                &format!("replay {} ({kind})", file.display()),
+                r,
+                &mut passed,
+                &mut failed,
+            );
+        }
+        Cmd::Minimize {
+            file,
+            iommufd,
+            output,
+            max_seconds,
+        } => {
+            let kind = if iommufd {
+                IommuKind::Iommufd
+            } else {
+                IommuKind::Type1
+            };
+            let output = output.unwrap_or_else(|| file.with_extension("min"));
+            let r = read_prog(&file).and_then(|p| {
+                shrink(kind, &p, &output, Duration::from_secs(max_seconds))
+                    .map(|s| format!(": {s}"))
+            });
+            report(
+                &format!("minimize {}", file.display()),
+                r,
+                &mut passed,
+                &mut failed,
+            );
+        }
+        Cmd::KcovCheck => {
+            for (name, r) in kcov_check() {
+                report(&name, r, &mut passed, &mut failed);
             }
         }
         Cmd::Rings { rounds, seed } => {

@@ -17,6 +17,7 @@ mod bridge;
 mod cparent;
 mod diff;
 mod dirty;
+mod faults;
 mod hostile;
 mod lifecycle;
 mod migrate;
@@ -32,7 +33,9 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tests::{Test, BRIDGE, BRIDGE_BLK, BRIDGE_PA, C_PARENT, DIFFERENTIAL, STRESS, TESTS, VP_VDPA};
+use tests::{
+    Test, BRIDGE, BRIDGE_BLK, BRIDGE_PA, C_PARENT, DIFFERENTIAL, FAULTS, STRESS, TESTS, VP_VDPA,
+};
 use util::Env;
 
 /// Longest a single test may run before the suite gives up on it.
@@ -40,7 +43,8 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 const USAGE: &str =
     "usage: vhost-mdev-tests [--list] [--quick | --stress | --c-parent | --bridge | --bridge-blk
-                         | --bridge-pa | --differential | --vp-vdpa | --hub-check]
+                         | --bridge-pa | --differential | --vp-vdpa | --faults
+                         | --hub-check]
                         [FILTER...]
 
 Runs the vhost-mdev end-to-end tests (as root, with vhost_mdev and a
@@ -57,7 +61,9 @@ with one bound to vhost_vdpa, request by request (tests/vm/bridge.sh
 sets both up); --vp-vdpa runs those of a vp_vdpa device bound to it
 (tests/vm/vp-vdpa.sh, on scripts/vm --machine q35-iommu), and
 --hub-check, alone, checks that the two NICs of that machine reach each
-other; --list prints the selection.";
+other; --faults runs the fault-injection suite (tests/vm/faults.sh: a debug
+kernel with CONFIG_FAULT_INJECTION; MODDIR says where the .ko files are,
+for the module loads); --list prints the selection.";
 
 fn main() -> ExitCode {
     // Helper mode of the fd-passing tests (lifecycle::fds_from_opener).
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
     let mut bridge_pa = false;
     let mut vp = false;
     let mut differential = false;
+    let mut faults = false;
     let mut filters = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
             "--bridge-pa" => bridge_pa = true,
             "--vp-vdpa" => vp = true,
             "--differential" => differential = true,
+            "--faults" => faults = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -124,6 +132,8 @@ fn main() -> ExitCode {
         VP_VDPA
     } else if differential {
         DIFFERENTIAL
+    } else if faults {
+        FAULTS
     } else {
         TESTS
     };
@@ -177,6 +187,7 @@ fn main() -> ExitCode {
     let env: &'static Env = Box::leak(Box::new(env));
 
     let (mut passed, mut failed) = (0usize, 0usize);
+    let suite_start = Instant::now();
     for t in selected {
         let start = Instant::now();
         let (tx, rx) = mpsc::channel();
@@ -215,6 +226,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if faults {
+        faults::summary(suite_start.elapsed().as_secs_f64());
     }
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

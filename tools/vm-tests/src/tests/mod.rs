@@ -27,7 +27,7 @@ use crate::hostile::{self, Hostile, Unmap};
 use crate::mq::{self, HostilePacked};
 use crate::stress;
 use crate::util::*;
-use crate::{blk, bridge, cparent, diff, dirty, lifecycle, migrate, sample, vp_vdpa};
+use crate::{blk, bridge, cparent, diff, dirty, faults, lifecycle, migrate, sample, vp_vdpa};
 use irq::{ioeventfd_bad, mmap_refused, notify_bad, set_irqs_bad, set_irqs_loopback};
 use messages::{bad_messages, bad_requests, reply_slot};
 use opener::second_opener;
@@ -94,6 +94,27 @@ pub const C_PARENT: &[Test] = &[
         true,
         cparent::cparent_doorbell_mmap
     ),
+];
+
+/// Fault injection (`--faults`, tests/vm/faults.sh): every operation with
+/// each of its fallible calls failed in turn, and the data path under
+/// failed DMA, pins and copies. `faults_module_load` unloads and reloads
+/// the modules.
+pub const FAULTS: &[Test] = &[
+    t!("faults_requests_region", true, |e| faults::requests(
+        e,
+        Transport::Region
+    )),
+    t!("faults_requests_ioctl", true, |e| faults::requests(
+        e,
+        Transport::Ioctl
+    )),
+    t!("faults_vfio_ioctls", true, faults::vfio_ioctls),
+    t!("faults_open_close", true, faults::open_close),
+    t!("faults_sysfs", true, faults::sysfs),
+    t!("faults_datapath_dma", true, faults::datapath_dma),
+    t!("faults_datapath_pin_copy", true, faults::datapath_pin_copy),
+    t!("faults_module_load", true, faults::module_load),
 ];
 
 /// The tests of the vDPA bridge (`--bridge`).

@@ -124,9 +124,32 @@ pub(super) fn bad_vring_while_running(env: &Env, t: Transport) -> TestResult {
     bad_input(&dev, "SET_VRING_NUM while DRIVER_OK", EINVAL, || {
         dev.set_vring_num(0, 64)
     })?;
-    bad_input(&dev, "SET_VRING_ADDR while DRIVER_OK", EINVAL, || {
-        dev.set_vring_addr(&addr)
-    })?;
+    // A ring moved: refused. The same addresses (only the log flag and
+    // address may change while running, on a device that offers
+    // VHOST_F_LOG_ALL, as the sample does): accepted.
+    let moved = VhostVringAddr {
+        desc_user_addr: addr.desc_user_addr + 0x1000,
+        ..addr
+    };
+    bad_input(
+        &dev,
+        "SET_VRING_ADDR (ring moved) while DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_addr(&moved),
+    )?;
+    let moved = VhostVringAddr {
+        used_user_addr: addr.used_user_addr + 0x1000,
+        flags: 1 << VHOST_VRING_F_LOG,
+        ..addr
+    };
+    bad_input(
+        &dev,
+        "SET_VRING_ADDR (used ring moved, log flag) while DRIVER_OK",
+        EINVAL,
+        || dev.set_vring_addr(&moved),
+    )?;
+    dev.set_vring_addr(&addr)
+        .ctx("SET_VRING_ADDR (unchanged) while DRIVER_OK")?;
     bad_input(&dev, "SET_VRING_BASE while DRIVER_OK", EINVAL, || {
         dev.set_vring_base(0, 0)
     })?;
