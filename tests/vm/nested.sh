@@ -1006,11 +1006,7 @@ fails=$((fails + $(grep -c '^FAIL: ' /tmp/libvirt-job.out)))
 chown "${lv_iommu_was% *}" /dev/iommu && chmod "${lv_iommu_was#* }" /dev/iommu
 
 # --- 4d. Live migration between two QEMUs (tests/vm/nested-mig.sh) ---
-# Opt-in (VM_MIGRATION=1) until it has passed a whole run: its last run,
-# under a load of 17 on 2 cores, timed out in its first migration.
-if [ "${VM_MIGRATION:-0}" = 1 ]; then
-	NESTED_MIG_SOURCED=1 . "$VHOST_MDEV_TOP/tests/vm/nested-mig.sh"
-fi
+NESTED_MIG_SOURCED=1 . "$VHOST_MDEV_TOP/tests/vm/nested-mig.sh"
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
