@@ -26,3 +26,38 @@ fi
 l2=$("$TOP/tools/qemu/build-l2.sh" --print 2>&1) ||
 	{ echo "FAIL: no L2 guest: $l2 (build it on the host: tools/qemu/build-l2.sh)"; exit 1; }
 read -r L2_KERNEL L2_INITRD <<<"$l2"
+
+# QMP: qmp SOCKET COMMAND-JSON... prints each reply (and events) as JSON.
+qmp() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+reply()
+def cmd(c):
+    f.write(c + "\n")
+    f.flush()
+    return reply()
+cmd('{"execute": "qmp_capabilities"}')
+for c in sys.argv[2:]:
+    print(json.dumps(cmd(c)))
+PY
+}
+
+# wait_sock SOCKET PID: until QEMU's QMP socket exists (0) or QEMU is gone.
+wait_sock() {
+	local _
+	for _ in $(seq 1 120); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}

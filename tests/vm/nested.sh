@@ -40,30 +40,6 @@ CLIENT_FEATURE_BITS="0 1 3 5 7 8 9 10 11 12 13 14 15 16 28 29 32 33 34 63"
 # CTRL_MAC_ADDR): the guest may negotiate them, the device never sees them.
 QEMU_FEATURE_BITS="17 18 19 20 21 22 23"
 
-# QMP: qmp SOCKET COMMAND-JSON... prints each reply (and events) as JSON.
-qmp() {
-	python3 - "$@" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(30)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-reply()
-def cmd(c):
-    f.write(c + "\n")
-    f.flush()
-    return reply()
-cmd('{"execute": "qmp_capabilities"}')
-for c in sys.argv[2:]:
-    print(json.dumps(cmd(c)))
-PY
-}
-
 # qmp_watch SOCKET EVENT TIMEOUT COMMAND-JSON...: prints READY once
 # connected, then "EVENT <json>" (or "EVENT none" after TIMEOUT seconds),
 # then "REPLY <json>" for each command, run after the event.
@@ -888,6 +864,19 @@ bridge_phase() {
 		-device "virtio-net-pci,netdev=n0,romfile=,mac=$BMAC" \
 		-netdev "vhost-vfio,id=n0,sysfsdev=$bdev" \
 		-append "console=ttyS0 panic=-1 tsc=reliable quiet l2.mac=$BMAC l2.frames=200"
+	# No live migration: the device writes guest memory through its own
+	# DMA, which neither VFIO nor the core logs (it offers no
+	# VHOST_F_LOG_ALL): QEMU keeps its blocker and says why.
+	if wait_sock "$qmpsock" $qpid; then
+		out=$(qmp "$qmpsock" '{"execute": "migrate", "arguments": {"uri": "exec:cat >/dev/null"}}' 2>&1)
+		if echo "$out" | grep -q '"error"' && echo "$out" | grep -q "vhost-vfio: instance $BUUID: migration disabled: the device does not log"; then
+			pass "vDPA bridge: migration refused by vhost-vfio's blocker: $(echo "$out" | sed 's/.*"desc": "//' | cut -c1-200)"
+		else
+			fail "vDPA bridge: migrate was not refused with vhost-vfio's blocker: $(echo "$out" | cut -c1-200)"
+		fi
+	else
+		fail "vDPA bridge: no QMP socket"
+	fi
 	l2_wait
 	tr -d '\r' <"$l2log" | grep -a '^L2: ' | sed 's/^/INFO: vdpa /'
 	if [ $qrc = 124 ] || [ $qrc = 137 ]; then
@@ -1015,6 +1004,9 @@ cat /tmp/libvirt-job.out
 # (the job's FAIL lines were counted in its subshell only)
 fails=$((fails + $(grep -c '^FAIL: ' /tmp/libvirt-job.out)))
 chown "${lv_iommu_was% *}" /dev/iommu && chmod "${lv_iommu_was#* }" /dev/iommu
+
+# --- 4d. Live migration between two QEMUs (tests/vm/nested-mig.sh) ---
+NESTED_MIG_SOURCED=1 . "$VHOST_MDEV_TOP/tests/vm/nested-mig.sh"
 
 # --- 5. A second opener is refused; removal releases QEMU (request IRQ) ---
 qlog=/tmp/qemu-held.log
