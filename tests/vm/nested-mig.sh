@@ -52,14 +52,8 @@ tmig=$(date +%s)
 
 # mqmp SOCK COMMAND-JSON...: each reply on a line (JSON).
 mqmp() { qmp "$@" 2>&1; }
-# mig_info SOCK: "STATUS TOTAL-MS DOWNTIME-MS SYNCS" of query-migrate.
-mig_info() {
-	qmp "$1" '{"execute": "query-migrate"}' 2>/dev/null | python3 -c '
-import json, sys
-r = json.loads(sys.stdin.readline()).get("return", {})
-print(r.get("status", "none"), r.get("total-time", "-"), r.get("downtime", "-"),
-      r.get("ram", {}).get("dirty-sync-count", 0))' 2>/dev/null || echo "none - - 0"
-}
+# mig_info SOCK: "STATUS TOTAL-MS DOWNTIME-MS SYNCS" of query-migrate now.
+mig_info() { python3 "$MIGCTL" wait "$1" '.*' 0; }
 # mig_wait SOCK STATUS-RE SECONDS: until query-migrate's status matches
 # (one QMP connection, polled every 100 ms); prints mig_info's line.
 mig_wait() { python3 "$MIGCTL" wait "$@"; }

@@ -124,16 +124,6 @@ except Exception as e:
 	fi
 }
 
-# wait_sock SOCKET PID: until QEMU's QMP socket exists (0) or QEMU is gone.
-wait_sock() {
-	local _
-	for _ in $(seq 1 120); do
-		[ -S "$1" ] && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.5
-	done
-	return 1
-}
 # holds PID WHAT: how many of PID's fds are WHAT ("group": /dev/vfio/N,
 # "vfio": /dev/vfio/vfio, "iommu": /dev/iommu); PID may be that of the
 # timeout(1) that runs QEMU.
