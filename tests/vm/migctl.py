@@ -85,6 +85,13 @@ def wait(q, want, secs):
     i = q.info()
     while True:
         if re.fullmatch(want, i[0]):
+            # QEMU sets "completed" before it computes the totals
+            # (migration_completion(), then migration_calculate_complete()
+            # under the BQL): a poll in between reads 0 ms for both.
+            settle = time.time() + 2
+            while i[0] == "completed" and i[1] == 0 and time.time() < settle:
+                time.sleep(0.05)
+                i = q.info()
             return True, i
         if i[0] in ("failed", "cancelled") or time.time() > end:
             return False, i
