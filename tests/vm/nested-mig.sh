@@ -4,8 +4,10 @@
 # sends checked traffic (netloop --stream: sequence numbers and a payload
 # checksum; the checker counts corrupt, duplicated and missing frames).
 #
-# Per back end, one L2 (256 MiB) moves back and forth between instances A
-# and B:
+# One L2 (256 MiB) moves back and forth between instances A and B, first
+# on type1, then on iommufd (one L2 boot for both):
+#   type1 (after a hold without migration, which proves that the hold
+#   stops the guest's receive side):
 #   1. A -> B over a unix socket, QEMU's defaults: the figures (total time
 #      and downtime from query-migrate);
 #   2. B -> A with a "hold" (tests/vm/migctl.py, netloop's hold): the
@@ -20,13 +22,17 @@
 #   5. the negative control: B -> A with the hold, from a QEMU whose dirty
 #      tracking of the device's writes is off (its test-only environment
 #      knob, QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG): the checker MUST see the
-#      held frames stale (missing, corrupt or duplicated).
-# After each step: no frame corrupt or duplicated (but in 5), at most
-# WINDOW (16, netloop's in-flight depth) missing, and traffic goes on on
-# the destination; the instance left behind is the next step's.
+#      held frames stale (missing, corrupt or duplicated);
+#   then A (type1) -> B (iommufd), and on iommufd: 1. B -> A (the
+#   figures), 2. A -> B with the hold, 5. B -> A, the negative control.
+# After each step (but the negative controls): no frame corrupt or
+# duplicated, at most WINDOW (16, netloop's in-flight depth) missing, and
+# traffic goes on on the destination; the instance left behind is the
+# next step's.
 #
 # Sourced by tests/vm/nested.sh (modules loaded, QEMU and L2 known), or run
-# alone: scripts/vm --timeout 900 tests/vm/nested-mig.sh
+# alone: scripts/vm --timeout 1500 tests/vm/nested-mig.sh (8 to 10 minutes on
+# an idle host)
 if [ -z "${NESTED_MIG_SOURCED:-}" ]; then
 	. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 	L2_TIMEOUT=${L2_TIMEOUT:-480}
@@ -40,14 +46,6 @@ MIG_HOLD=32             # frames of a hold
 MIG_SECS=20             # seconds the guest's receive side stays stopped
 MIG_STATE=/tmp/mig-l2.state
 MIGCTL=$VHOST_MDEV_TOP/tests/vm/migctl.py
-# VM_MIG_HOLDS=1: steps 2 and 5 with the hold (the negative control). Off by
-# default, not working yet: on type1 a guest that writes memory fast
-# during the migration (the hold's 4 MiB) was reset on the destination
-# (QEMU exited with status 0, nothing on the console) in 2 runs of 2, and
-# ran on with QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG=1 on the source (1 of 1):
-# reading the container's dirty bitmap is involved; being investigated.
-# Without it steps 2 and 5 are plain migrations (5: skipped).
-MIG_HOLDS=${VM_MIG_HOLDS:-0}
 tmig=$(date +%s)
 
 # mqmp SOCK COMMAND-JSON...: each reply on a line (JSON).
@@ -83,7 +81,7 @@ mq_quit() {
 	local _
 	# VM_OUT: each QEMU's console and messages come back to the host.
 	if [ -n "${VM_OUT:-}" ] && mkdir -p /run/job/out; then
-		cp "/tmp/mig-$1.log" "/run/job/out/mig-${mig_be:-x}-$1.log" 2>/dev/null
+		cp "/tmp/mig-$1.log" "/run/job/out/mig-${beof[$1]:-x}-$1.log" 2>/dev/null
 	fi
 	if kill -0 "${mpid[$1]}" 2>/dev/null; then
 		qmp "/tmp/mig-$1.sock" '{"execute": "quit"}' >/dev/null 2>&1
@@ -142,15 +140,18 @@ check_step() {
 # query-migrate at the end), hold_ok (for hold: the hold ended on the
 # destination, not on the source).
 migrate() {
-	local from=$1 to=$2 hold=${3:-} st r
+	local from=$1 to=$2 hold=${3:-} st r off
 	hold_ok=0
 	if [ -n "$hold" ]; then
+		# Only what the source's console says from now on counts (it may
+		# have been the destination of an earlier hold).
+		off=$(stat -c %s "/tmp/mig-$from.log")
 		minfo=$(python3 "$MIGCTL" hold "/tmp/mig-$from.sock" "unix:/tmp/mig-$to.mig" \
 			"/tmp/mig-$from.in" "/tmp/mig-$from.log" "${mdevof[$from]}/stats/rx_packets" \
 			$MIG_HOLD $MIG_SECS 2>/tmp/mig-hold.err)
 		r=$?
 		info "$mig_be: hold: $(tr '\n' ' ' </tmp/mig-hold.err)"
-		if [ $r = 0 ] && ! tr -d '\r' <"/tmp/mig-$from.log" | grep -aq 'netloop: hold [0-9]*:'; then
+		if [ $r = 0 ] && ! tail -c +$((off + 1)) "/tmp/mig-$from.log" | tr -d '\r' | grep -aq 'netloop: hold [0-9]*:'; then
 			hold_ok=1
 		fi
 		return $r
@@ -174,16 +175,78 @@ hold_result() {
 	echo "$l" | sed -n 's/.*hold \([0-9]*\): intact [0-9]* bad \([0-9]*\) after \([0-9.]*\) s.*/\1 \2 \3/p'
 }
 
-# mig_backend NAME NETDEV-OPTS: the steps above on one back end.
-mig_backend() {
-	local be=$1 c0 c1 r t1 n bad
-	mig_be=$be MIG_NETOPTS=$2
-	local tb
+# The netdev options of a back end.
+netopts() { [ "$1" = iommufd ] && echo ",iommufd=on" || echo ""; }
+# qstart TAG DEV BACKEND [ENV=VAL...] -- [QEMU-ARGS...]: mq_start on that
+# back end; remembers the tag's instance (mdevof) and back end (beof).
+declare -A mdevof beof
+qstart() {
+	local tag=$1 d=$2 be=$3
+	shift 3
+	mdevof[$tag]=$d beof[$tag]=$be
+	MIG_NETOPTS=$(netopts "$be") mq_start "$tag" "$d" "$@"
+}
+# step FROM TO WHAT: a plain migration FROM -> TO (TO started with
+# -incoming unix:/tmp/mig-TO.mig), then check_step on the destination.
+step() {
+	local from=$1 to=$2 what=$3 c0 c1
+	mig_be=${beof[$to]}
+	c0=$(fresh "$from" 10)
+	if migrate "$from" "$to"; then
+		c1=$(fresh "$to" 30)
+		check_step "$what" "$c0" "$c1" "$to"
+	else
+		fail "$mig_be: $what: $minfo"
+		excerpt "/tmp/mig-$from.log" 10; excerpt "/tmp/mig-$to.log" 10
+	fi
+}
+# hold_step FROM TO WHAT [negative]: a migration with the hold (see the top);
+# positive: the held frames arrive intact, traffic goes on; negative (a
+# source with tracking off): some held frames must arrive stale.
+hold_step() {
+	local from=$1 to=$2 what=$3 neg=${4:-} c0 c1 n bad secs
+	mig_be=${beof[$to]}
+	c0=$(fresh "$from" 10)
+	if ! migrate "$from" "$to" hold; then
+		fail "$mig_be: $what: $minfo"
+		excerpt "/tmp/mig-$from.log" 10; excerpt "/tmp/mig-$to.log" 10
+		return
+	fi
+	read -r n bad secs <<<"$(hold_result "$to")"
+	if [ "$hold_ok" != 1 ]; then
+		fail "$mig_be: $what: the hold ended before the switchover (the test's timing)"
+	elif [ -n "$neg" ]; then
+		if [ -n "$bad" ] && [ "$bad" -gt 0 ]; then
+			pass "$mig_be: NEGATIVE CONTROL ($what): with the dirty tracking of the device's writes off, $bad of the $n frames the device wrote into already copied guest memory did not arrive intact (stale guest memory on the destination): the positive runs prove the tracking"
+		else
+			fail "$mig_be: NEGATIVE CONTROL did not fail ($what): with tracking off, ${bad:-?} of ${n:-?} held frames were bad (want > 0)"
+			excerpt "/tmp/mig-$to.log" 15
+		fi
+		info "$mig_be: negative control, the checker on the destination: $(counters "$to")"
+	elif [ -n "$n" ] && [ "$n" = $MIG_HOLD ] && [ "$bad" = 0 ]; then
+		pass "$mig_be: $what while the guest's receive side held: the $n frames the device wrote into already copied guest memory arrived intact on the destination after $secs s (the device's writes were tracked)"
+		c1=$(fresh "$to" 30)
+		check_step "$what, after the hold" "$c0" "$c1" "$to"
+	else
+		fail "$mig_be: $what with a hold: '${n:-?}' held frames, '${bad:-?}' not intact: the device's writes were not all carried"
+		excerpt "/tmp/mig-$to.log" 15
+	fi
+}
+# knob_taken TAG: that QEMU runs with the test knob (its TEST ONLY warning).
+knob_taken() {
+	grep -aq 'TEST ONLY' "/tmp/mig-$1.log" && return 0
+	fail "${beof[$1]}: the knob QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG was not taken (no TEST ONLY warning)"
+	return 1
+}
+
+# mig_run: the steps above, one L2 guest for both back ends.
+mig_run() {
+	local c0 c1 r st st2 run n bad secs tb total down _
+	local knob=QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG=1
 	tb=$(date +%s)
-	declare -gA mdevof
-	mdevof=([a1]=$mdA [b2]=$mdB [a3]=$mdA [b4]=$mdB [b5]=$mdB [a6]=$mdA)
 	rm -f /tmp/mig-*.mig "$MIG_STATE"
-	mq_start a1 "$mdA" -- || { fail "$be: QEMU (source) did not start"; excerpt /tmp/mig-a1.log 10; return; }
+	mig_be=type1
+	qstart a1 "$mdA" type1 -- || { fail "type1: QEMU (source) did not start"; excerpt /tmp/mig-a1.log 10; return; }
 	# Until the stream runs (the L2 boot).
 	for _ in $(seq 1 "$L2_TIMEOUT"); do
 		tr -d '\r' <"/tmp/mig-a1.log" | grep -aq 'netloop: stream running' && break
@@ -191,98 +254,51 @@ mig_backend() {
 		sleep 1
 	done
 	if ! c0=$(fresh a1 20); then
-		fail "$be: the L2 guest's stream did not start ($(( $(date +%s) - tb )) s)"
+		fail "the L2 guest's stream did not start ($(( $(date +%s) - tb )) s)"
 		excerpt /tmp/mig-a1.log 20
 		mq_quit a1
 		return
 	fi
-	info "$be: L2 up, stream running after $(( $(date +%s) - tb )) s: $c0"
+	info "L2 up on type1, stream running after $(( $(date +%s) - tb )) s: $c0"
 	# The hold alone (no migration, 5 s): the frames come back intact, and
 	# only when the hold's timer fires (the receive side really stopped).
-	if [ "$be" = type1 ]; then
-		say a1 "hold $MIG_HOLD 5"
-		say a1 go
-		read -r n bad secs <<<"$(hold_result a1)"
-		if [ "${n:-}" = $MIG_HOLD ] && [ "$bad" = 0 ] && [ "${secs%.*}" -ge 3 ]; then
-			pass "$be: a hold without migration: the guest's receive side stopped, the $n frames came back intact after $secs s (the 5 s timer)"
-		else
-			fail "$be: a hold without migration: '${n:-?}' frames, '${bad:-?}' not intact, back after '${secs:-?}' s (want $MIG_HOLD, 0, 3 to 5)"
-			excerpt /tmp/mig-a1.log 20
-		fi
+	say a1 "hold $MIG_HOLD 5"
+	say a1 go
+	read -r n bad secs <<<"$(hold_result a1)"
+	if [ "${n:-}" = $MIG_HOLD ] && [ "$bad" = 0 ] && [ "${secs%.*}" -ge 3 ]; then
+		pass "type1: a hold without migration: the guest's receive side stopped, the $n frames came back intact after $secs s (the 5 s timer)"
+	else
+		fail "type1: a hold without migration: '${n:-?}' frames, '${bad:-?}' not intact, back after '${secs:-?}' s (want $MIG_HOLD, 0, 3 to 5)"
+		excerpt /tmp/mig-a1.log 20
 	fi
 
-	# 1. A -> B, QEMU's defaults: the figures.
-	mq_start b2 "$mdB" -- -incoming unix:/tmp/mig-b2.mig ||
-		{ fail "$be: destination QEMU did not start"; excerpt /tmp/mig-b2.log 10; mq_quit a1; return; }
-	c0=$(fresh a1 10)
-	t1=$(date +%s)
-	if migrate a1 b2; then
-		read -r _ total down _ <<<"$minfo"
-		info "$be: migration A -> B: total-time $total ms, downtime $down ms (query-migrate; $(( $(date +%s) - t1 )) s wall)"
-		echo "MIGFIG: $be total-time $total ms downtime $down ms"
-		c1=$(fresh b2 30)
-		check_step "migration A -> B (unix socket)" "$c0" "$c1" b2
-		# QEMU asks the guest to announce itself after the switchover
-		# (VIRTIO_NET_S_ANNOUNCE); the guest acknowledges on the control
-		# queue, QEMU's: the bit must reach the guest through a config
-		# that otherwise comes from the device.
-		n=$(grep -ac '^virtio_net_handle_announce' /tmp/mig-b2.log)
-		if [ "$n" -gt 0 ]; then
-			pass "$be: the guest announced itself on the destination ($n announcements acknowledged on the control queue)"
-		else
-			fail "$be: the guest did not acknowledge QEMU's announcement on the destination (no virtio_net_handle_announce trace)"
-		fi
+	# type1 1. A -> B, QEMU's defaults: the figures.
+	qstart b2 "$mdB" type1 -- -incoming unix:/tmp/mig-b2.mig ||
+		{ fail "type1: destination QEMU did not start"; excerpt /tmp/mig-b2.log 10; mq_quit a1; return; }
+	step a1 b2 "migration A -> B (unix socket)"
+	read -r _ total down _ <<<"$minfo"
+	info "type1: migration A -> B: total-time $total ms, downtime $down ms (query-migrate)"
+	echo "MIGFIG: type1 total-time $total ms downtime $down ms"
+	# QEMU asks the guest to announce itself after the switchover
+	# (VIRTIO_NET_S_ANNOUNCE); the guest acknowledges on the control
+	# queue, QEMU's: the bit must reach the guest through a config that
+	# otherwise comes from the device.
+	n=$(grep -ac '^virtio_net_handle_announce' /tmp/mig-b2.log)
+	if [ "$n" -gt 0 ]; then
+		pass "type1: the guest announced itself on the destination ($n announcements acknowledged on the control queue)"
 	else
-		fail "$be: migration A -> B: $minfo"
-		excerpt /tmp/mig-a1.log 10; excerpt /tmp/mig-b2.log 10
+		fail "type1: the guest did not acknowledge QEMU's announcement on the destination (no virtio_net_handle_announce trace)"
 	fi
 	mq_quit a1
-	# 2. B -> A with the hold: the tracked device writes.
-	mq_start a3 "$mdA" -- -incoming unix:/tmp/mig-a3.mig ||
-		{ fail "$be: QEMU on A again (the source instance reused) did not start"; excerpt /tmp/mig-a3.log 10; mq_quit b2; return; }
-	c0=$(fresh b2 10)
-	if [ "$MIG_HOLDS" != 1 ]; then
-		if migrate b2 a3; then
-			c1=$(fresh a3 30)
-			check_step "migration B -> A (instance A reused)" "$c0" "$c1" a3
-		else
-			fail "$be: migration B -> A: $minfo"
-			excerpt /tmp/mig-b2.log 10; excerpt /tmp/mig-a3.log 10
-		fi
-	elif migrate b2 a3 hold; then
-		read -r n bad secs <<<"$(hold_result a3)"
-		if [ "$hold_ok" != 1 ]; then
-			fail "$be: migration B -> A with a hold: the hold ended before the switchover (the test's timing)"
-		elif [ -n "$n" ] && [ "$n" = $MIG_HOLD ] && [ "$bad" = 0 ]; then
-			pass "$be: migration B -> A (instance A reused) while the guest's receive side held: the $n frames the device wrote into already copied guest memory arrived intact on the destination after $secs s (the device's writes were tracked)"
-		else
-			fail "$be: migration B -> A with a hold: '${n:-?}' held frames, '${bad:-?}' not intact: the device's writes were not all carried"
-			excerpt /tmp/mig-a3.log 15
-		fi
-		c1=$(fresh a3 30)
-		check_step "migration B -> A with a hold" "$c0" "$c1" a3
-	else
-		fail "$be: migration B -> A: $minfo"
-		excerpt /tmp/mig-b2.log 10; excerpt /tmp/mig-a3.log 10
-	fi
+	# type1 2. B -> A with the hold: the tracked device writes.
+	qstart a3 "$mdA" type1 -- -incoming unix:/tmp/mig-a3.mig ||
+		{ fail "type1: QEMU on A again (the source instance reused) did not start"; excerpt /tmp/mig-a3.log 10; mq_quit b2; return; }
+	hold_step b2 a3 "migration B -> A (instance A reused)"
 	mq_quit b2
-	# 3. and 4. on type1 only (the CI budget): they test QEMU's
-	# migration paths, not the back end's.
-	if [ "$be" != type1 ]; then
-		mq_start b5 "$mdB" QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG=1 -- -incoming unix:/tmp/mig-b5.mig ||
-			{ fail "$be: destination QEMU did not start"; mq_quit a3; return; }
-		c0=$(fresh a3 10)
-		if migrate a3 b5; then
-			c1=$(fresh b5 30)
-			check_step "migration A -> B (to a QEMU with tracking off, for the negative control)" "$c0" "$c1" b5
-		else
-			fail "$be: migration A -> B: $minfo"
-		fi
-		mq_quit a3
-	else
-	# 3. A -> B cancelled: the source goes on.
-	mq_start b4 "$mdB" -- -incoming unix:/tmp/mig-b4.mig ||
-		{ fail "$be: destination QEMU did not start"; mq_quit a3; return; }
+	# type1 3. A -> B cancelled: the source goes on.
+	qstart b4 "$mdB" type1 -- -incoming unix:/tmp/mig-b4.mig ||
+		{ fail "type1: destination QEMU did not start"; mq_quit a3; return; }
+	mig_be=type1
 	c0=$(fresh a3 10)
 	mqmp /tmp/mig-a3.sock '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 4194304}}' >/dev/null
 	r=$(mqmp /tmp/mig-a3.sock '{"execute": "migrate", "arguments": {"uri": "unix:/tmp/mig-b4.mig"}}')
@@ -296,64 +312,79 @@ mig_backend() {
 	c1=$(fresh a3 30)
 	if echo "$st" | grep -q '^active' && echo "$st2" | grep -q '^cancelled' &&
 		echo "$run" | grep -q '"status": "running"' && ! kill -0 "${mpid[b4]}" 2>/dev/null; then
-		pass "$be: migrate_cancel while active: the source runs on, the destination QEMU quit"
+		pass "type1: migrate_cancel while active: the source runs on, the destination QEMU quit"
 		check_step "after the cancelled migration (on the source)" "$c0" "$c1" a3
 	else
-		fail "$be: cancelled migration: status '$st' then '$st2', source $(echo "$run" | cut -c1-100), destination $(kill -0 "${mpid[b4]}" 2>/dev/null && echo running || echo gone)"
+		fail "type1: cancelled migration: status '$st' then '$st2', source $(echo "$run" | cut -c1-100), destination $(kill -0 "${mpid[b4]}" 2>/dev/null && echo running || echo gone) ($r)"
 	fi
 	mq_quit b4
-	# 4. A -> a file, then B from it (with the knob, for step 5).
+	# type1 4. A -> a file, then B from it, with the test knob (the
+	# source of the negative control).
 	c0=$(fresh a3 10)
 	r=$(mqmp /tmp/mig-a3.sock "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"exec:cat >$MIG_STATE\"}}")
 	minfo=$(mig_wait /tmp/mig-a3.sock completed 120)
 	mq_quit a3
 	if [ ! -s "$MIG_STATE" ] || ! echo "$minfo" | grep -q '^completed'; then
-		fail "$be: migration to a file: $minfo $(echo "$r" | cut -c1-100)"
+		fail "type1: migration to a file: $minfo $(echo "$r" | cut -c1-100)"
 	fi
-	mq_start b5 "$mdB" QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG=1 -- -incoming "exec:cat $MIG_STATE" ||
-		{ fail "$be: QEMU -incoming from the file did not start"; excerpt /tmp/mig-b5.log 10; return; }
+	qstart b5 "$mdB" type1 "$knob" -- -incoming "exec:cat $MIG_STATE" ||
+		{ fail "type1: QEMU -incoming from the file did not start"; excerpt /tmp/mig-b5.log 10; return; }
 	mig_wait /tmp/mig-b5.sock completed 120 >/dev/null
 	c1=$(fresh b5 40)
 	if [ -n "$c1" ]; then
 		check_step "migration to a file ($(stat -c %s "$MIG_STATE") bytes) and -incoming from it" "$c0" "$c1" b5
 	else
-		fail "$be: -incoming from the file: no traffic"
+		fail "type1: -incoming from the file: no traffic"
 		excerpt /tmp/mig-b5.log 10
 	fi
 	rm -f "$MIG_STATE"
-	fi
-	# 5. The negative control: B (tracking off) -> A with the hold.
-	if [ "$MIG_HOLDS" != 1 ]; then
-		info "$be: negative control not run (VM_MIG_HOLDS=1 runs it; see the top of nested-mig.sh)"
-	elif grep -aq 'TEST ONLY' /tmp/mig-b5.log; then
-		mq_start a6 "$mdA" -- -incoming unix:/tmp/mig-a6.mig ||
-			{ fail "$be: destination QEMU did not start"; mq_quit b5; return; }
-		if migrate b5 a6 hold; then
-			read -r n bad secs <<<"$(hold_result a6)"
-			if [ "$hold_ok" != 1 ]; then
-				fail "$be: negative control: the hold ended before the switchover (the test's timing)"
-			elif [ -n "$bad" ] && [ "$bad" -gt 0 ]; then
-				pass "$be: NEGATIVE CONTROL: with the dirty tracking of the device's writes off, $bad of the $n frames the device wrote into already copied guest memory did not arrive intact (stale guest memory on the destination): the positive runs prove the tracking"
-			else
-				fail "$be: NEGATIVE CONTROL did not fail: with tracking off, ${bad:-?} of ${n:-?} held frames were bad (want > 0)"
-			fi
-			info "$be: negative control, the checker on the destination: $(counters a6)"
-		else
-			fail "$be: negative control migration: $minfo"
-		fi
-		say a6 quit
-		sleep 3
-		mq_quit a6
-	else
-		fail "$be: the knob QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG was not taken (no TEST ONLY warning)"
-	fi
+	# type1 5. The negative control: B (tracking off) -> A with the hold.
+	qstart a6 "$mdA" type1 -- -incoming unix:/tmp/mig-a6.mig ||
+		{ fail "type1: destination QEMU did not start"; mq_quit b5; return; }
+	knob_taken b5 && hold_step b5 a6 "migration B -> A" negative
 	mq_quit b5
+	info "type1: migration steps: $(( $(date +%s) - tb )) s"
+
+	# To iommufd: the same guest moves on (a type1 QEMU to an iommufd
+	# one: the back end is the host's business, not the guest's).
+	tb=$(date +%s)
+	if [ ! -c /dev/iommu ]; then
+		fail "migration: no /dev/iommu: the iommufd back end cannot be tested"
+		mq_quit a6
+		return
+	fi
+	qstart b7 "$mdB" iommufd -- -incoming unix:/tmp/mig-b7.mig ||
+		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-b7.log 10; mq_quit a6; return; }
+	step a6 b7 "migration A (type1) -> B (iommufd)"
+	mq_quit a6
+	# iommufd 1. B -> A: the figures.
+	qstart a8 "$mdA" iommufd -- -incoming unix:/tmp/mig-a8.mig ||
+		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-a8.log 10; mq_quit b7; return; }
+	step b7 a8 "migration B -> A (unix socket)"
+	read -r _ total down _ <<<"$minfo"
+	info "iommufd: migration B -> A: total-time $total ms, downtime $down ms (query-migrate)"
+	echo "MIGFIG: iommufd total-time $total ms downtime $down ms"
+	mq_quit b7
+	# iommufd 2. A -> B with the hold, to a QEMU with the test knob (the
+	# knob acts only on a source: the next step's).
+	qstart b9 "$mdB" iommufd "$knob" -- -incoming unix:/tmp/mig-b9.mig ||
+		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-b9.log 10; mq_quit a8; return; }
+	hold_step a8 b9 "migration A -> B"
+	mq_quit a8
+	# iommufd 5. The negative control: B (tracking off) -> A with the hold.
+	qstart a10 "$mdA" iommufd -- -incoming unix:/tmp/mig-a10.mig ||
+		{ fail "iommufd: destination QEMU did not start"; mq_quit b9; return; }
+	knob_taken b9 && hold_step b9 a10 "migration B -> A" negative
+	mq_quit b9
+	say a10 quit
+	sleep 3
+	mq_quit a10
 	for d in "$mdA" "$mdB"; do
 		if ! vhost-mdev ping "${d##*/}" -n 20 >/dev/null 2>&1; then
-			fail "$be: instance ${d##*/} not reusable after the migrations"
+			fail "instance ${d##*/} not reusable after the migrations"
 		fi
 	done
-	info "$be: migration steps: $(( $(date +%s) - tb )) s"
+	info "iommufd: migration steps: $(( $(date +%s) - tb )) s"
 }
 
 # Instances A and B; B gets A's MAC (set while closed) for the guest.
@@ -369,18 +400,7 @@ MIGL2=(-accel tcg -m 256M -smp 1 -nographic -no-reboot -nodefaults -serial stdio
 	-device "virtio-net-pci,netdev=n0,romfile=,mac=$macA"
 	-append "console=ttyS0 panic=-1 tsc=reliable loglevel=4 l2.mac=$macA l2.frames=100 l2.stream=1")
 if [ -n "${DEVHACK_ASSUME_LOG:-}" ] || { [ -n "$ffA" ] && (( (ffA >> 26) & 1 )); }; then
-	# MIG_BACKENDS: fewer back ends, while working on one.
-	for be in ${MIG_BACKENDS:-type1 iommufd}; do
-		case $be in
-		type1) mig_backend type1 "" ;;
-		iommufd)
-			if [ -c /dev/iommu ]; then
-				mig_backend iommufd ",iommufd=on"
-			else
-				fail "migration: no /dev/iommu: the iommufd back end cannot be tested"
-			fi ;;
-		esac
-	done
+	mig_run
 else
 	# The kernel's device does not say that it logs its writes: QEMU
 	# keeps the blocker and says why.
