@@ -31,8 +31,8 @@
 # next step's.
 #
 # Sourced by tests/vm/nested.sh (modules loaded, QEMU and L2 known), or run
-# alone: scripts/vm --timeout 1500 tests/vm/nested-mig.sh (8 to 10 minutes on
-# an idle host)
+# alone: scripts/vm --timeout 1500 tests/vm/nested-mig.sh (about 7 minutes
+# on an idle host)
 if [ -z "${NESTED_MIG_SOURCED:-}" ]; then
 	. "$VHOST_MDEV_TOP/tests/vm/lib.sh"
 	L2_TIMEOUT=${L2_TIMEOUT:-480}
@@ -184,10 +184,24 @@ qstart() {
 	local tag=$1 d=$2 be=$3
 	shift 3
 	mdevof[$tag]=$d beof[$tag]=$be
-	MIG_NETOPTS=$(netopts "$be") mq_start "$tag" "$d" "$@"
+	MIG_NETOPTS=$(netopts "$be") mq_start "$tag" "$d" "$@" && return 0
+	fail "$be: QEMU $tag on instance ${d##*/} did not start"
+	excerpt "/tmp/mig-$tag.log" 10
+	mq_quit "$tag"
+	return 1
+}
+# mig_abort: quits every QEMU still running (the guest is lost or its
+# whereabouts unknown: later steps would only fail for that).
+mig_abort() {
+	local t
+	for t in "${!mpid[@]}"; do
+		[ -n "${mfd[$t]:-}" ] && mq_quit "$t"
+	done
+	return 0
 }
 # step FROM TO WHAT: a plain migration FROM -> TO (TO started with
 # -incoming unix:/tmp/mig-TO.mig), then check_step on the destination.
+# Fails when the migration did not complete.
 step() {
 	local from=$1 to=$2 what=$3 c0 c1
 	mig_be=${beof[$to]}
@@ -195,14 +209,17 @@ step() {
 	if migrate "$from" "$to"; then
 		c1=$(fresh "$to" 30)
 		check_step "$what" "$c0" "$c1" "$to"
+		return 0
 	else
 		fail "$mig_be: $what: $minfo"
 		excerpt "/tmp/mig-$from.log" 10; excerpt "/tmp/mig-$to.log" 10
+		return 1
 	fi
 }
 # hold_step FROM TO WHAT [negative]: a migration with the hold (see the top);
 # positive: the held frames arrive intact, traffic goes on; negative (a
-# source with tracking off): some held frames must arrive stale.
+# source with tracking off): some held frames must arrive stale. Fails
+# when the migration did not complete.
 hold_step() {
 	local from=$1 to=$2 what=$3 neg=${4:-} c0 c1 n bad secs
 	mig_be=${beof[$to]}
@@ -210,7 +227,7 @@ hold_step() {
 	if ! migrate "$from" "$to" hold; then
 		fail "$mig_be: $what: $minfo"
 		excerpt "/tmp/mig-$from.log" 10; excerpt "/tmp/mig-$to.log" 10
-		return
+		return 1
 	fi
 	read -r n bad secs <<<"$(hold_result "$to")"
 	if [ "$hold_ok" != 1 ]; then
@@ -231,6 +248,7 @@ hold_step() {
 		fail "$mig_be: $what with a hold: '${n:-?}' held frames, '${bad:-?}' not intact: the device's writes were not all carried"
 		excerpt "/tmp/mig-$to.log" 15
 	fi
+	return 0
 }
 # knob_taken TAG: that QEMU runs with the test knob (its TEST ONLY warning).
 knob_taken() {
@@ -241,12 +259,12 @@ knob_taken() {
 
 # mig_run: the steps above, one L2 guest for both back ends.
 mig_run() {
-	local c0 c1 r st st2 run n bad secs tb total down _
+	local c0 c1 r st st2 run n bad secs tb total down d _
 	local knob=QEMU_VHOST_VFIO_TEST_NO_DIRTY_LOG=1
 	tb=$(date +%s)
 	rm -f /tmp/mig-*.mig "$MIG_STATE"
 	mig_be=type1
-	qstart a1 "$mdA" type1 -- || { fail "type1: QEMU (source) did not start"; excerpt /tmp/mig-a1.log 10; return; }
+	qstart a1 "$mdA" type1 -- || return
 	# Until the stream runs (the L2 boot).
 	for _ in $(seq 1 "$L2_TIMEOUT"); do
 		tr -d '\r' <"/tmp/mig-a1.log" | grep -aq 'netloop: stream running' && break
@@ -273,9 +291,8 @@ mig_run() {
 	fi
 
 	# type1 1. A -> B, QEMU's defaults: the figures.
-	qstart b2 "$mdB" type1 -- -incoming unix:/tmp/mig-b2.mig ||
-		{ fail "type1: destination QEMU did not start"; excerpt /tmp/mig-b2.log 10; mq_quit a1; return; }
-	step a1 b2 "migration A -> B (unix socket)"
+	qstart b2 "$mdB" type1 -- -incoming unix:/tmp/mig-b2.mig || { mig_abort; return; }
+	step a1 b2 "migration A -> B (unix socket)" || { mig_abort; return; }
 	read -r _ total down _ <<<"$minfo"
 	info "type1: migration A -> B: total-time $total ms, downtime $down ms (query-migrate)"
 	echo "MIGFIG: type1 total-time $total ms downtime $down ms"
@@ -291,13 +308,11 @@ mig_run() {
 	fi
 	mq_quit a1
 	# type1 2. B -> A with the hold: the tracked device writes.
-	qstart a3 "$mdA" type1 -- -incoming unix:/tmp/mig-a3.mig ||
-		{ fail "type1: QEMU on A again (the source instance reused) did not start"; excerpt /tmp/mig-a3.log 10; mq_quit b2; return; }
-	hold_step b2 a3 "migration B -> A (instance A reused)"
+	qstart a3 "$mdA" type1 -- -incoming unix:/tmp/mig-a3.mig || { mig_abort; return; }
+	hold_step b2 a3 "migration B -> A (instance A reused)" || { mig_abort; return; }
 	mq_quit b2
 	# type1 3. A -> B cancelled: the source goes on.
-	qstart b4 "$mdB" type1 -- -incoming unix:/tmp/mig-b4.mig ||
-		{ fail "type1: destination QEMU did not start"; mq_quit a3; return; }
+	qstart b4 "$mdB" type1 -- -incoming unix:/tmp/mig-b4.mig || { mig_abort; return; }
 	mig_be=type1
 	c0=$(fresh a3 10)
 	mqmp /tmp/mig-a3.sock '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 4194304}}' >/dev/null
@@ -327,8 +342,7 @@ mig_run() {
 	if [ ! -s "$MIG_STATE" ] || ! echo "$minfo" | grep -q '^completed'; then
 		fail "type1: migration to a file: $minfo $(echo "$r" | cut -c1-100)"
 	fi
-	qstart b5 "$mdB" type1 "$knob" -- -incoming "exec:cat $MIG_STATE" ||
-		{ fail "type1: QEMU -incoming from the file did not start"; excerpt /tmp/mig-b5.log 10; return; }
+	qstart b5 "$mdB" type1 "$knob" -- -incoming "exec:cat $MIG_STATE" || { mig_abort; return; }
 	mig_wait /tmp/mig-b5.sock completed 120 >/dev/null
 	c1=$(fresh b5 40)
 	if [ -n "$c1" ]; then
@@ -339,9 +353,12 @@ mig_run() {
 	fi
 	rm -f "$MIG_STATE"
 	# type1 5. The negative control: B (tracking off) -> A with the hold.
-	qstart a6 "$mdA" type1 -- -incoming unix:/tmp/mig-a6.mig ||
-		{ fail "type1: destination QEMU did not start"; mq_quit b5; return; }
-	knob_taken b5 && hold_step b5 a6 "migration B -> A" negative
+	qstart a6 "$mdA" type1 -- -incoming unix:/tmp/mig-a6.mig || { mig_abort; return; }
+	if knob_taken b5; then
+		hold_step b5 a6 "migration B -> A" negative
+	else
+		step b5 a6 "migration B -> A"
+	fi || { mig_abort; return; }
 	mq_quit b5
 	info "type1: migration steps: $(( $(date +%s) - tb )) s"
 
@@ -353,28 +370,28 @@ mig_run() {
 		mq_quit a6
 		return
 	fi
-	qstart b7 "$mdB" iommufd -- -incoming unix:/tmp/mig-b7.mig ||
-		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-b7.log 10; mq_quit a6; return; }
-	step a6 b7 "migration A (type1) -> B (iommufd)"
+	qstart b7 "$mdB" iommufd -- -incoming unix:/tmp/mig-b7.mig || { mig_abort; return; }
+	step a6 b7 "migration A (type1) -> B (iommufd)" || { mig_abort; return; }
 	mq_quit a6
 	# iommufd 1. B -> A: the figures.
-	qstart a8 "$mdA" iommufd -- -incoming unix:/tmp/mig-a8.mig ||
-		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-a8.log 10; mq_quit b7; return; }
-	step b7 a8 "migration B -> A (unix socket)"
+	qstart a8 "$mdA" iommufd -- -incoming unix:/tmp/mig-a8.mig || { mig_abort; return; }
+	step b7 a8 "migration B -> A (unix socket)" || { mig_abort; return; }
 	read -r _ total down _ <<<"$minfo"
 	info "iommufd: migration B -> A: total-time $total ms, downtime $down ms (query-migrate)"
 	echo "MIGFIG: iommufd total-time $total ms downtime $down ms"
 	mq_quit b7
 	# iommufd 2. A -> B with the hold, to a QEMU with the test knob (the
 	# knob acts only on a source: the next step's).
-	qstart b9 "$mdB" iommufd "$knob" -- -incoming unix:/tmp/mig-b9.mig ||
-		{ fail "iommufd: destination QEMU did not start"; excerpt /tmp/mig-b9.log 10; mq_quit a8; return; }
-	hold_step a8 b9 "migration A -> B"
+	qstart b9 "$mdB" iommufd "$knob" -- -incoming unix:/tmp/mig-b9.mig || { mig_abort; return; }
+	hold_step a8 b9 "migration A -> B" || { mig_abort; return; }
 	mq_quit a8
 	# iommufd 5. The negative control: B (tracking off) -> A with the hold.
-	qstart a10 "$mdA" iommufd -- -incoming unix:/tmp/mig-a10.mig ||
-		{ fail "iommufd: destination QEMU did not start"; mq_quit b9; return; }
-	knob_taken b9 && hold_step b9 a10 "migration B -> A" negative
+	qstart a10 "$mdA" iommufd -- -incoming unix:/tmp/mig-a10.mig || { mig_abort; return; }
+	if knob_taken b9; then
+		hold_step b9 a10 "migration B -> A" negative
+	else
+		step b9 a10 "migration B -> A"
+	fi || { mig_abort; return; }
 	mq_quit b9
 	say a10 quit
 	sleep 3
